@@ -1,0 +1,77 @@
+"""The exceptions synthflow raises.
+
+    SynthflowError
+     ├── PipelineValidationError   the DAG can't run as built (raised before anything runs)
+     ├── RuntimeParameterError     run(parameters=...) names or values that don't fit
+     ├── StepError                 a step failed on a row or batch; carries .step and .row_id
+     ├── BudgetExceeded            the run's cost or token budget was reached
+     └── LLMError                  an LLM call failed for good (after retries)
+          ├── LLMStatusError       the endpoint answered with an HTTP error status
+          ├── LLMTimeoutError      the request timed out
+          ├── LLMConnectionError   the connection failed or was reset
+          └── LLMResponseError     the endpoint answered 2xx with a body we can't read
+
+Messages are one line and say how to fix the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SynthflowError(Exception):
+    """Base class of every error synthflow raises on purpose."""
+
+
+class PipelineValidationError(SynthflowError):
+    """The pipeline can't run as built. Raised before any step runs."""
+
+
+class RuntimeParameterError(SynthflowError):
+    """A runtime parameter name or value doesn't fit the step it is given to."""
+
+
+class StepError(SynthflowError):
+    """A step raised while processing rows. The original exception is the ``__cause__``."""
+
+    def __init__(self, message: str, *, step: str, row_id: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.row_id = row_id
+
+
+class BudgetExceeded(SynthflowError):
+    """The run reached its cost or token budget; no new LLM calls are issued."""
+
+
+class LLMError(SynthflowError):
+    """An LLM call failed for good (retries, if any, are exhausted)."""
+
+
+class LLMStatusError(LLMError):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers or {}
+
+
+class LLMTimeoutError(LLMError):
+    """The request timed out."""
+
+
+class LLMConnectionError(LLMError):
+    """The connection could not be made, or was reset."""
+
+
+class LLMResponseError(LLMError):
+    """The endpoint answered with a success status but a body that can't be read."""

@@ -1,0 +1,82 @@
+"""The LLM interface that tasks call.
+
+An LLM is a pydantic model (so it serializes with its task) with one abstract coroutine,
+``agenerate``: chat messages in, ``num_generations`` completions out, with token usage. Rate
+limiting, retries, caching and accounting are not flags on this class; they wrap the call
+(see ``synthflow.llms.calls``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthflow.runtime_parameters import RuntimeParameter
+
+ChatMessage = dict[str, Any]
+"""One chat message: ``{"role": "user", "content": "..."}``; content may be a list of parts."""
+ChatType = list[ChatMessage]
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+
+@dataclass(slots=True)
+class GenerateOutput:
+    """What one call returns: one entry per generation (``None`` where the model gave nothing)."""
+
+    generations: list[str | None]
+    usage: Usage = field(default_factory=Usage)
+    logprobs: list[Any] | None = None
+    raw: Any = None
+
+
+class LLM(BaseModel, ABC):
+    """Base class of every LLM client.
+
+    Subclasses implement ``model_name`` and ``agenerate``. ``load()`` runs once before the first
+    call (in the worker process, for local models) and ``unload()`` once after the last.
+    """
+
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True, validate_assignment=True, extra="forbid"
+    )
+
+    generation_kwargs: RuntimeParameter[dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Keyword arguments for generation: temperature, max_new_tokens, top_p, "
+        "stop, seed, ...",
+    )
+
+    def load(self) -> None:
+        """Acquire resources (clients, weights). Called once before the first ``agenerate``."""
+
+    def unload(self) -> None:
+        """Release what ``load`` acquired."""
+
+    async def aclose(self) -> None:
+        """Close async resources (HTTP clients). Called by the engine after the run."""
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str:
+        """The model's name, as recorded in the ``model_name`` output column."""
+
+    @abstractmethod
+    async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        """Generate ``num_generations`` completions for one conversation.
+
+        Reads ``self.generation_kwargs``. Raises an exception (ideally ``LLMError``) on failure;
+        the calling task applies its error policy.
+        """

@@ -1,0 +1,114 @@
+"""Runtime parameters: step and LLM fields that ``pipeline.run(parameters=...)`` may set.
+
+A field is a runtime parameter when its annotation is ``RuntimeParameter[T]``::
+
+    class MyStep(Step):
+        temperature: RuntimeParameter[float] = 0.7
+
+Parameters nest: a field holding an LLM exposes the LLM's runtime parameters under its name, so
+``{"gen": {"llm": {"generation_kwargs": {"temperature": 0.7}}}}`` reaches ``gen.llm.generation_kwargs``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from synthflow.errors import RuntimeParameterError
+
+_T = TypeVar("_T")
+
+
+class _RuntimeMarker:
+    def __repr__(self) -> str:
+        return "RuntimeParameter"
+
+
+RUNTIME = _RuntimeMarker()
+RuntimeParameter = Annotated[_T, RUNTIME]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeParameterInfo:
+    path: str
+    description: str | None
+    optional: bool
+    value: Any
+
+
+def is_runtime_field(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields[name]
+    return any(meta is RUNTIME for meta in field.metadata)
+
+
+def _nested_models(model: BaseModel) -> dict[str, BaseModel]:
+    """Fields holding pydantic models that themselves have runtime parameters (e.g. ``llm``)."""
+    nested = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name, None)
+        if isinstance(value, BaseModel) and runtime_parameters_info(value):
+            nested[name] = value
+    return nested
+
+
+def runtime_parameters_info(model: BaseModel, prefix: str = "") -> list[RuntimeParameterInfo]:
+    """Every runtime parameter of ``model`` (recursively), with its dotted path."""
+    infos: list[RuntimeParameterInfo] = []
+    cls = type(model)
+    for name, field in cls.model_fields.items():
+        if is_runtime_field(cls, name):
+            infos.append(
+                RuntimeParameterInfo(
+                    path=f"{prefix}{name}",
+                    description=field.description,
+                    optional=not field.is_required(),
+                    value=getattr(model, name, None),
+                )
+            )
+    for name, value in _nested_models(model).items():
+        infos.extend(runtime_parameters_info(value, prefix=f"{prefix}{name}."))
+    return infos
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"valid names: {', '.join(sorted(choices)) or '(none)'}"
+
+
+def set_runtime_parameters(model: BaseModel, values: dict[str, Any], path: str) -> None:
+    """Validate and assign ``values`` onto ``model``'s runtime parameters, recursing into LLMs.
+
+    Raises RuntimeParameterError naming the full dotted path, with a near-match suggestion for
+    unknown names and the expected type for bad values.
+    """
+    if not isinstance(values, dict):
+        raise RuntimeParameterError(
+            f"runtime parameters for {path!r} must be a mapping of name to value, "
+            f"got {type(values).__name__}"
+        )
+    cls = type(model)
+    nested = _nested_models(model)
+    settable = [n for n in cls.model_fields if is_runtime_field(cls, n)]
+    for name, value in values.items():
+        where = f"{path}.{name}"
+        if name in nested and isinstance(value, dict):
+            set_runtime_parameters(nested[name], value, where)
+        elif name in settable:
+            try:
+                setattr(model, name, value)
+            except ValidationError as exc:
+                expected = cls.model_fields[name].annotation
+                shown = getattr(expected, "__name__", None) or repr(expected)
+                reason = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+                raise RuntimeParameterError(
+                    f"runtime parameter {where!r} expects {shown}, got {value!r}: {reason}"
+                ) from None
+        else:
+            raise RuntimeParameterError(
+                f"unknown runtime parameter {where!r}: {_suggest(name, settable + list(nested))}"
+            )
