@@ -1,0 +1,30 @@
+"""Steps: ``from synthflow.steps import Step, GeneratorStep, GlobalStep, StepInput, step``."""
+
+from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.steps.base import (
+    ROW_ID,
+    GeneratorStep,
+    GlobalStep,
+    Step,
+    StepInput,
+    StepOutput,
+)
+from synthflow.steps.columns import CombineColumns, KeepColumns
+from synthflow.steps.decorator import step
+from synthflow.steps.generators import LoadDataFromDicts
+from synthflow.steps.globals import DropDuplicates
+
+__all__ = [
+    "ROW_ID",
+    "CombineColumns",
+    "DropDuplicates",
+    "GeneratorStep",
+    "GlobalStep",
+    "KeepColumns",
+    "LoadDataFromDicts",
+    "RuntimeParameter",
+    "Step",
+    "StepInput",
+    "StepOutput",
+    "step",
+]

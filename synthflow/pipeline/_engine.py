@@ -1,0 +1,163 @@
+"""The engine: runs a validated plan in one event loop.
+
+Every step runs as one task in a single task group. Edges are bounded memory streams of
+chunks, so a slow step fills its input queue and its producers wait: memory stays bounded by the
+queue sizes, whatever the dataset's size. Each leaf feeds a writer that puts its rows on disk.
+
+The first error cancels the task group; the error that caused it is re-raised on its own (not
+wrapped in an ExceptionGroup), named after its step. Cancellation (Ctrl+C, a cancelled
+``arun``) takes the same path, and the ``finally`` blocks shut process pools down hard, so no
+worker outlives the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from synthflow.errors import StepError
+from synthflow.pipeline._execution import StepProcessPool
+from synthflow.pipeline._progress import Progress
+from synthflow.pipeline._runners import StepContext, runner_for
+from synthflow.pipeline._sink import LeafWriter
+from synthflow.pipeline._streams import Chunk, Inlet, Outlet
+from synthflow.pipeline._validate import Plan
+from synthflow.pipeline.stats import StepStats
+from synthflow.steps.base import Step, _Step
+from synthflow.steps.tasks.base import Task
+
+QUEUE_CHUNKS = 8
+"""Chunks an edge holds before its producer waits (a chunk is at most a batch of rows)."""
+
+
+@dataclass
+class RunOutput:
+    leaf_files: dict[str, Path]
+    stats: dict[str, StepStats]
+
+
+def _separate_inputs(step: _Step) -> bool:
+    if not isinstance(step, Step) or isinstance(step, Task):
+        return False
+    if step.separate_inputs is not None:
+        return step.separate_inputs
+    import inspect
+
+    params = list(inspect.signature(step.process).parameters.values())
+    return any(p.kind is p.VAR_POSITIONAL for p in params) or len(params) > 1
+
+
+async def execute(plan: Plan, run_dir: Path, progress: Progress) -> RunOutput:
+    stats = {name: StepStats(name) for name in plan.steps}
+    inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
+    outputs: dict[str, list[MemoryObjectSendStream[Chunk]]] = {n: [] for n in plan.steps}
+    for name in plan.steps:
+        for succ in plan.successors[name]:
+            send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
+            outputs[name].append(send)
+            inputs[succ].append(receive)
+
+    writers: dict[str, LeafWriter] = {}
+    sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
+    for leaf in plan.leaves:
+        send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
+        outputs[leaf].append(send)
+        writers[leaf] = LeafWriter(run_dir / "data" / leaf)
+        sinks.append((writers[leaf], receive))
+
+    contexts: list[StepContext] = []
+    for name, step in plan.steps.items():
+        contexts.append(
+            StepContext(
+                step=step,
+                outlet=Outlet(outputs[name]),
+                stats=stats[name],
+                inlet=Inlet(inputs[name]) if inputs[name] else None,
+                separate_inputs=_separate_inputs(step),
+                spill_dir=run_dir / "spill" / name,
+                thread_limiter=(
+                    anyio.CapacityLimiter(step.workers) if step.executor == "thread" else None
+                ),
+            )
+        )
+
+    loaded: list[_Step] = []
+    completed = False
+    try:
+        for ctx in contexts:
+            if ctx.step.executor == "process":
+                ctx.pool = StepProcessPool(ctx.step, ctx.step.workers)
+            else:
+                await anyio.to_thread.run_sync(ctx.step.load)
+                loaded.append(ctx.step)
+        progress.start(stats, {ctx.step.name: inputs[ctx.step.name] for ctx in contexts})
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(progress.run)  # runs until cancelled
+                async with anyio.create_task_group() as tg:
+                    for ctx in contexts:
+                        tg.start_soon(_run_step, ctx, name=f"step:{ctx.step.name}")
+                    for writer, receive in sinks:
+                        tg.start_soon(_run_sink, writer, receive)
+                outer.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        completed = True
+        progress.finish()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _shutdown(contexts, loaded, kill=not completed)
+
+    files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
+    return RunOutput(files, stats)
+
+
+async def _run_step(ctx: StepContext) -> None:
+    name = ctx.step.name
+    try:
+        await runner_for(ctx.step)(ctx)
+    except StepError:
+        raise
+    except Exception as exc:
+        raise StepError(
+            f"step {name!r} failed: {type(exc).__name__}: {exc}", step=name
+        ) from exc
+    finally:
+        ctx.stats.rows_out = ctx.outlet.rows_out
+        with anyio.CancelScope(shield=True):
+            await ctx.outlet.aclose()
+
+
+async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk]) -> None:
+    async with receive:
+        async for chunk in receive:
+            if chunk.rows:
+                writer.write(chunk.rows)
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The error that started the cancellation; cancellations caused by it are dropped."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return group.exceptions[0]
+
+
+async def _shutdown(contexts: list[StepContext], loaded: list[_Step], *, kill: bool) -> None:
+    for ctx in contexts:
+        if ctx.pool is not None:
+            ctx.pool.shutdown(kill=kill)
+    for step in loaded:
+        try:
+            step.unload()
+        finally:
+            llm = getattr(step, "llm", None)
+            if llm is not None:
+                await llm.aclose()

@@ -1,0 +1,139 @@
+"""Running one call of a step's ``process``: on the loop, in a thread, or in a process pool.
+
+``process`` may be a plain or an async generator of batches. Whatever the executor, one call
+becomes one flat list of rows, so the runners never care where it ran.
+
+The process pool is one ``ProcessPoolExecutor`` per step, started with the ``spawn`` method (a
+``fork`` of a process running an event loop and threads is unsafe). Each worker unpickles the
+step and runs ``load()`` once, in its initializer; workers ignore SIGINT so that Ctrl+C reaches
+only the parent, which then shuts them down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import multiprocessing
+import pickle
+import signal
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from synthflow.steps.base import Row, _Step
+
+
+def _as_rows(batch: Any) -> list[Row]:
+    # distilabel's generators yield (batch, is_last) tuples; accept both shapes.
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[1], bool):
+        batch = batch[0]
+    return list(batch)
+
+
+async def _drain_async(gen: AsyncIterator[Any]) -> list[Row]:
+    rows: list[Row] = []
+    async for batch in gen:
+        rows.extend(_as_rows(batch))
+    return rows
+
+
+def _drain_sync(result: Any) -> list[Row]:
+    if inspect.isasyncgen(result):
+        return asyncio.run(_drain_async(result))
+    if inspect.iscoroutine(result):  # a coroutine returning a batch (or batches)
+        return _drain_sync(asyncio.run(result))
+    if result is None:
+        return []
+    if isinstance(result, list):
+        return result
+    rows: list[Row] = []
+    for batch in result:
+        rows.extend(_as_rows(batch))
+    return rows
+
+
+def call_sync(fn: Callable[..., Any], args: tuple[Any, ...]) -> list[Row]:
+    """Call ``fn(*args)`` and drain what it returns, in the calling thread."""
+    return _drain_sync(fn(*args))
+
+
+async def call_on_loop(fn: Callable[..., Any], args: tuple[Any, ...]) -> list[Row]:
+    result = fn(*args)
+    if inspect.isasyncgen(result):
+        return await _drain_async(result)
+    if inspect.iscoroutine(result):
+        result = await result
+    return _drain_sync(result)
+
+
+async def call_in_thread(
+    fn: Callable[..., Any], args: tuple[Any, ...], limiter: anyio.CapacityLimiter
+) -> list[Row]:
+    return await anyio.to_thread.run_sync(call_sync, fn, args, limiter=limiter)
+
+
+# -- process pool ---------------------------------------------------------------------------
+
+_worker_step: _Step | None = None
+
+
+def _init_worker(payload: bytes) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _worker_step
+    _worker_step = pickle.loads(payload)
+    _worker_step.load()
+
+
+def _run_in_worker(method: str, args: tuple[Any, ...]) -> list[Row]:
+    assert _worker_step is not None, "worker was not initialised"
+    return call_sync(getattr(_worker_step, method), args)
+
+
+class StepProcessPool:
+    """The worker processes of one step, each holding a loaded copy of it."""
+
+    def __init__(self, step: _Step, workers: int) -> None:
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(pickle.dumps(step),),
+        )
+
+    async def call(self, method: str, args: tuple[Any, ...]) -> list[Row]:
+        future = self._pool.submit(_run_in_worker, method, args)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    def shutdown(self, *, kill: bool) -> None:
+        if kill:
+            # No graceful path exists for a worker stuck in user code; terminate it so that
+            # Ctrl+C or a failed run leaves no orphan processes behind.
+            processes = list(getattr(self._pool, "_processes", {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.join(timeout=5)
+        else:
+            self._pool.shutdown(wait=True)
+
+
+def check_picklable(steps: Iterable[_Step]) -> list[str]:
+    """Return an error line for each step that can't be sent to a process pool."""
+    problems = []
+    for step in steps:
+        try:
+            pickle.loads(pickle.dumps(step))
+        except Exception as exc:
+            problems.append(
+                f"step {step.name!r} uses executor='process' but can't be pickled ({exc}); "
+                "define its class (and anything it holds) at module level"
+            )
+    return problems

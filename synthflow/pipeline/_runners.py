@@ -1,0 +1,398 @@
+"""One runner per step kind: the coroutine that drives a step between its input and output.
+
+- generators: number the rows they yield (that number is the row's lineage id) and send them;
+- steps: cut the input into ``input_batch_size`` batches and call ``process`` on each;
+- tasks: start one LLM call per row, up to ``concurrency`` at once, across batches;
+- global steps: buffer every input row (spilling to disk), then call ``process`` once.
+
+Work that may run concurrently (rows of a task, batches on threads or processes) goes through
+``ordered_map``, which keeps up to ``limit`` items in flight and releases results in input order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import anyio
+
+from synthflow.errors import StepError
+from synthflow.pipeline._execution import (
+    StepProcessPool,
+    _as_rows,
+    call_in_thread,
+    call_on_loop,
+)
+from synthflow.pipeline._spill import RowBuffer
+from synthflow.pipeline._streams import END, Inlet, Joined, Outlet
+from synthflow.pipeline.stats import StepStats
+from synthflow.steps.base import ROW_ID, GeneratorStep, GlobalStep, Row, Step, _Step
+from synthflow.steps.tasks.base import ERROR_COLUMN, Task
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class StepContext:
+    """What a runner needs besides the step: where rows come from and go, and its counters."""
+
+    step: _Step
+    outlet: Outlet
+    stats: StepStats
+    inlet: Inlet | None = None
+    separate_inputs: bool = False
+    pool: StepProcessPool | None = None
+    spill_dir: Any = None
+    thread_limiter: anyio.CapacityLimiter | None = None
+
+
+# -- column mappings and error policy ---------------------------------------------------------
+
+
+def _rename(rows: Sequence[Row], mapping: dict[str, str]) -> None:
+    for row in rows:
+        for old, new in mapping.items():
+            if old in row:
+                row[new] = row.pop(old)
+
+
+def _before(step: _Step, rows: Sequence[Row]) -> None:
+    if step.input_mappings:  # row column -> the name the step reads
+        _rename(rows, {col: name for name, col in step.input_mappings.items()})
+
+
+def _after(step: _Step, rows: Sequence[Row]) -> None:
+    if step.input_mappings:
+        _rename(rows, step.input_mappings)
+    if step.output_mappings:
+        _rename(rows, step.output_mappings)
+
+
+def _failed_rows(step: _Step, rows: list[Row], exc: BaseException) -> list[Row]:
+    """Apply the step's error policy to rows whose processing raised ``exc``."""
+    first = rows[0].get(ROW_ID) if rows else None
+    if step.on_error == "fail":
+        where = f"row {first}" if len(rows) == 1 else f"a batch of {len(rows)} rows from {first}"
+        raise StepError(
+            f"step {step.name!r} failed on {where}: {type(exc).__name__}: {exc}",
+            step=step.name,
+            row_id=first,
+        ) from exc
+    if step.on_error == "drop":
+        return []
+    message = f"{type(exc).__name__}: {exc}"
+    for row in rows:
+        for col in step.outputs:
+            row.setdefault(col, None)
+        row[ERROR_COLUMN] = message
+    return rows
+
+
+def _merge_joined(rows: list[Joined]) -> list[Row]:
+    merged = []
+    for parts in rows:
+        row = dict(parts[0])
+        for part in parts[1:]:
+            row.update(part)
+        merged.append(row)
+    return merged
+
+
+def _fix_lineage(rows: list[Row], fallback: int) -> list[Row]:
+    """Give new rows an id and restore id order, which a step may have shuffled."""
+    for row in rows:
+        if ROW_ID not in row:
+            row[ROW_ID] = fallback
+    rows.sort(key=_row_id)  # linear when already sorted, as it nearly always is
+    return rows
+
+
+def _row_id(row: Row) -> int:
+    rid: int = row[ROW_ID]
+    return rid
+
+
+# -- ordered concurrency ----------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Slot(Generic[_T]):
+    item: _T
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: list[Row] = field(default_factory=list)
+
+
+async def ordered_map(
+    source: AsyncIterator[tuple[list[_T], int]],
+    work: Callable[[_T], Awaitable[list[Row]]],
+    outlet: Outlet,
+    stats: StepStats,
+    *,
+    limit: int,
+    window: int,
+) -> None:
+    """Run ``work`` on each item with at most ``limit`` in flight; emit results in order.
+
+    Results wait in a reorder window of ``window`` items: a slow item holds back the emission
+    (not the work) of the items after it until the window fills. Watermarks travel through the
+    same queue as the slots, as plain ints, so each is released right after its chunk's rows.
+    """
+    send, receive = anyio.create_memory_object_stream[_Slot[_T] | int](window)
+    in_flight = anyio.Semaphore(limit)
+    busy_since = 0.0
+
+    async def run(slot: _Slot[_T]) -> None:
+        nonlocal busy_since
+        try:
+            slot.result = await work(slot.item)
+        finally:
+            in_flight.release()
+            if in_flight.value == limit:  # the last one out: the step goes idle
+                stats.busy_seconds += time.perf_counter() - busy_since
+            slot.done.set()
+
+    async def feed(tg: anyio.abc.TaskGroup) -> None:
+        nonlocal busy_since
+        async with send:
+            async for items, upto in source:
+                for item in items:
+                    await in_flight.acquire()
+                    if in_flight.value == limit - 1:  # the first one in: the step goes busy
+                        busy_since = time.perf_counter()
+                    slot = _Slot(item)
+                    await send.send(slot)
+                    tg.start_soon(run, slot)
+                await send.send(upto)
+
+    async def emit() -> None:
+        rows: list[Row] = []
+        upto = -1
+        async with receive:
+            async for entry in receive:
+                if isinstance(entry, int):
+                    upto = entry
+                else:
+                    if not entry.done.is_set():
+                        await outlet.send(rows, upto)
+                        rows = []
+                        await entry.done.wait()
+                    rows.extend(entry.result)
+                if len(rows) >= 1024 or receive.statistics().current_buffer_used == 0:
+                    await outlet.send(rows, upto)
+                    rows = []
+            await outlet.send(rows, upto)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(feed, tg)
+        tg.start_soon(emit)
+
+
+# -- runners ----------------------------------------------------------------------------------
+
+
+async def run_generator(ctx: StepContext) -> None:
+    step = ctx.step
+    assert isinstance(step, GeneratorStep)
+    next_id = 0
+    result: Any = step.process(0)
+    batches: AsyncIterator[Any] = (
+        result if hasattr(result, "__anext__") else _iterate_sync(result, ctx)
+    )
+    async for batch in batches:
+        start = time.perf_counter()
+        rows = _as_rows(batch)
+        for row in rows:
+            row[ROW_ID] = next_id
+            next_id += 1
+        _after(step, rows)
+        ctx.stats.busy_seconds += time.perf_counter() - start
+        ctx.stats.batches += 1
+        await ctx.outlet.send(rows, next_id - 1)
+
+
+async def _iterate_sync(iterator: Any, ctx: StepContext) -> AsyncIterator[Any]:
+    sentinel = object()
+    it = iter(iterator)
+    while True:
+        if ctx.step.executor == "thread":
+            batch = await anyio.to_thread.run_sync(next, it, sentinel)
+        else:
+            batch = next(it, sentinel)
+        if batch is sentinel:
+            return
+        yield batch
+
+
+async def _batches(ctx: StepContext, size: int) -> AsyncIterator[tuple[list[Any], int]]:
+    """Re-cut the input into batches of ``size``; each comes with the watermark after it."""
+    assert ctx.inlet is not None
+    pending: list[Any] = []
+    async for rows, upto in ctx.inlet:
+        ctx.stats.rows_in += len(rows)
+        pending.extend(rows)
+        # Flush a partial batch rather than wait for more input: holding rows back while idle
+        # would stall a downstream join (and delay the rows for no gain).
+        while len(pending) >= size or (pending and ctx.inlet.idle()):
+            batch, pending = pending[:size], pending[size:]
+            yield batch, (_lead_id(pending[0]) - 1) if pending else upto
+        if not rows:
+            yield [], upto  # carry the watermark past rows filtered upstream
+    if pending:
+        yield pending, _lead_id(pending[-1])
+
+
+def _lead_id(item: Row | Joined) -> int:
+    row = item[0] if isinstance(item, tuple) else item
+    return _row_id(row)
+
+
+async def _call_process(ctx: StepContext, method: str, args: tuple[Any, ...]) -> list[Row]:
+    step = ctx.step
+    if ctx.pool is not None:
+        return await ctx.pool.call(method, args)
+    fn = getattr(step, method)
+    if ctx.thread_limiter is not None:
+        return await call_in_thread(fn, args, ctx.thread_limiter)
+    return await call_on_loop(fn, args)
+
+
+async def _process_batch(ctx: StepContext, batch: list[Any]) -> list[Row]:
+    step = ctx.step
+    if ctx.separate_inputs and batch and isinstance(batch[0], tuple):
+        inputs = [list(parts) for parts in zip(*batch, strict=True)]
+        flat = [row for part in inputs for row in part]
+    else:
+        inputs = [_merge_joined(batch) if batch and isinstance(batch[0], tuple) else batch]
+        flat = inputs[0]
+    if not flat:
+        return []
+    fallback = _lead_id(batch[-1])
+    for part in inputs:
+        _before(step, part)
+    start = time.perf_counter()
+    try:
+        method = "process_rows" if isinstance(step, Task) else "process"
+        args: tuple[Any, ...] = (inputs[0],) if isinstance(step, Task) else tuple(inputs)
+        rows = await _call_process(ctx, method, args)
+    except Exception as exc:
+        _after(step, inputs[0])
+        rows = _failed_rows(step, inputs[0], exc)
+        ctx.stats.errors += 1
+    else:
+        _after(step, rows)
+    finally:
+        ctx.stats.busy_seconds += time.perf_counter() - start
+        ctx.stats.batches += 1
+    return _fix_lineage(rows, fallback)
+
+
+async def run_step(ctx: StepContext) -> None:
+    step = ctx.step
+    assert isinstance(step, Step)
+    batches = _batches(ctx, step.input_batch_size)
+    if ctx.pool is None and ctx.thread_limiter is None:
+        # On the loop one batch runs at a time: call it inline, no slots or tasks needed.
+        async for batch, upto in batches:
+            await ctx.outlet.send(await _process_batch(ctx, batch), upto)
+        return
+
+    async def one_batch(batch: list[Any]) -> list[Row]:
+        return await _process_batch(ctx, batch)
+
+    async def as_items() -> AsyncIterator[tuple[list[list[Any]], int]]:
+        async for batch, upto in batches:
+            yield ([batch] if batch else []), upto
+
+    await ordered_map(
+        as_items(), one_batch, ctx.outlet, ctx.stats, limit=step.workers, window=2 * step.workers
+    )
+
+
+async def run_task(ctx: StepContext) -> None:
+    task = ctx.step
+    assert isinstance(task, Task) and ctx.inlet is not None
+    if ctx.pool is not None or ctx.thread_limiter is not None:
+        await run_step(ctx)  # local models: whole batches go to the workers
+        return
+
+    async def rows_in() -> AsyncIterator[tuple[list[Row], int]]:
+        assert ctx.inlet is not None
+        async for items, upto in ctx.inlet:
+            ctx.stats.rows_in += len(items)
+            rows = [
+                _merge_joined([item])[0] if isinstance(item, tuple) else item for item in items
+            ]
+            yield rows, upto
+
+    async def one_row(row: Row) -> list[Row]:
+        _before(task, [row])
+        try:
+            rows = await task.process_row(row)
+        except Exception as exc:
+            _after(task, [row])
+            ctx.stats.errors += 1
+            return _failed_rows(task, [row], exc)
+        _after(task, rows)
+        return rows
+
+    limit = task.concurrency
+    await ordered_map(rows_in(), one_row, ctx.outlet, ctx.stats, limit=limit, window=8 * limit)
+
+
+async def run_global_step(ctx: StepContext) -> None:
+    step = ctx.step
+    assert isinstance(step, GlobalStep) and ctx.inlet is not None
+    buffer = RowBuffer(step.spill_threshold, ctx.spill_dir)
+    try:
+        async for items, _upto in ctx.inlet:
+            ctx.stats.rows_in += len(items)
+            if items and isinstance(items[0], tuple):
+                items = _merge_joined(items)  # type: ignore[arg-type]
+            buffer.extend(items)  # type: ignore[arg-type]
+        ctx.stats.spilled = buffer.spilled
+        rows = await _process_global(ctx, buffer)
+    finally:
+        buffer.close()
+    # A global step may reorder rows (a sort, say). If it did, its output starts a new lineage.
+    ids = [row.get(ROW_ID, -1) for row in rows]
+    if any(a > b or b < 0 for a, b in zip([0, *ids], ids, strict=False)):
+        for i, row in enumerate(rows):
+            row[ROW_ID] = i
+    chunk = 1024
+    for start in range(0, len(rows), chunk):
+        part, rest = rows[start : start + chunk], rows[start + chunk : start + chunk + 1]
+        await ctx.outlet.send(part, _row_id(rest[0]) - 1 if rest else END)
+
+
+async def _process_global(ctx: StepContext, buffer: RowBuffer) -> list[Row]:
+    step = ctx.step
+    inputs = buffer.contents()
+    if isinstance(inputs, list):
+        _before(step, inputs)
+    start = time.perf_counter()
+    try:
+        rows = await _call_process(ctx, "process", (inputs,))
+    except Exception as exc:
+        ctx.stats.errors += 1
+        if step.on_error == "fail" or not isinstance(inputs, list):
+            raise StepError(
+                f"step {step.name!r} failed: {type(exc).__name__}: {exc}", step=step.name
+            ) from exc
+        rows = _failed_rows(step, inputs, exc)
+    finally:
+        ctx.stats.busy_seconds += time.perf_counter() - start
+        ctx.stats.batches += 1
+    _after(step, rows)
+    return rows
+
+
+def runner_for(step: _Step) -> Callable[[StepContext], Awaitable[None]]:
+    if isinstance(step, GeneratorStep):
+        return run_generator
+    if isinstance(step, GlobalStep):
+        return run_global_step
+    if isinstance(step, Task):
+        return run_task
+    return run_step

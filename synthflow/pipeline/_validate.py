@@ -1,0 +1,135 @@
+"""Build-time checks: everything that can be known wrong before a single row moves.
+
+``plan()`` returns the DAG in topological order, or raises ``PipelineValidationError`` (or
+``RuntimeParameterError``) with a one-line message that says how to fix the problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from synthflow.errors import PipelineValidationError, RuntimeParameterError
+from synthflow.pipeline._execution import check_picklable
+from synthflow.runtime_parameters import set_runtime_parameters
+from synthflow.steps.base import GeneratorStep, _Step
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: dict[str, _Step]  # in topological order
+    predecessors: dict[str, list[str]]
+    successors: dict[str, list[str]]
+
+    @property
+    def leaves(self) -> list[str]:
+        return [name for name in self.steps if not self.successors[name]]
+
+
+def plan(
+    steps: Mapping[str, _Step],
+    edges: list[tuple[str, str]],
+    parameters: Mapping[str, Any] | None = None,
+) -> Plan:
+    if not steps:
+        raise PipelineValidationError(
+            "the pipeline has no steps; create steps inside 'with Pipeline() as p:'"
+        )
+    predecessors: dict[str, list[str]] = {name: [] for name in steps}
+    successors: dict[str, list[str]] = {name: [] for name in steps}
+    for a, b in edges:
+        predecessors[b].append(a)
+        successors[a].append(b)
+
+    order = _topological_order(predecessors, successors)
+    for name in order:
+        step = steps[name]
+        if isinstance(step, GeneratorStep):
+            if predecessors[name]:
+                raise PipelineValidationError(
+                    f"generator step {name!r} has inputs from {predecessors[name]}; a generator "
+                    "is a source: connect it only to the steps that follow it"
+                )
+            if step.executor == "process":
+                raise PipelineValidationError(
+                    f"generator step {name!r} can't use executor='process'; use 'thread'"
+                )
+        elif not predecessors[name]:
+            raise PipelineValidationError(
+                f"step {name!r} has no input; connect a generator step (e.g. LoadDataFromDicts) "
+                f"to it: load >> {name}"
+            )
+
+    if parameters:
+        _apply_parameters(steps, parameters)
+    _check_columns(steps, order, predecessors)
+    problems = check_picklable(s for s in steps.values() if s.executor == "process")
+    if problems:
+        raise PipelineValidationError(problems[0])
+    return Plan({name: steps[name] for name in order}, predecessors, successors)
+
+
+def _topological_order(
+    predecessors: dict[str, list[str]], successors: dict[str, list[str]]
+) -> list[str]:
+    remaining = {name: len(preds) for name, preds in predecessors.items()}
+    ready = [name for name, count in remaining.items() if count == 0]
+    order: list[str] = []
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        for succ in successors[name]:
+            remaining[succ] -= 1
+            if remaining[succ] == 0:
+                ready.append(succ)
+    if len(order) < len(predecessors):
+        cycle = _find_cycle({n for n in predecessors if n not in order}, successors)
+        raise PipelineValidationError(
+            f"the pipeline has a cycle: {' >> '.join(cycle)}; remove one of these connections"
+        )
+    return order
+
+
+def _find_cycle(nodes: set[str], successors: dict[str, list[str]]) -> list[str]:
+    start = min(nodes)
+    path = [start]
+    seen = {start}
+    current = start
+    while True:
+        current = next(s for s in successors[current] if s in nodes)
+        if current in seen:
+            return [*path[path.index(current) :], current]
+        path.append(current)
+        seen.add(current)
+
+
+def _apply_parameters(steps: Mapping[str, _Step], parameters: Mapping[str, Any]) -> None:
+    for name, values in parameters.items():
+        if name not in steps:
+            close = difflib.get_close_matches(name, list(steps), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"steps: {', '.join(steps)}"
+            raise RuntimeParameterError(f"parameters name unknown step {name!r}: {hint}")
+        set_runtime_parameters(steps[name], values, name)
+
+
+def _check_columns(
+    steps: Mapping[str, _Step], order: list[str], predecessors: dict[str, list[str]]
+) -> None:
+    available: dict[str, set[str]] = {}
+    for name in order:
+        step = steps[name]
+        upstream: set[str] = set()
+        for pred in predecessors[name]:
+            upstream |= available[pred]
+        missing = [c for c in step.mapped_inputs() if c not in upstream]
+        if missing and predecessors[name]:
+            shown = ", ".join(sorted(upstream)) or "none"
+            raise PipelineValidationError(
+                f"step {name!r} needs column {missing[0]!r}, which no step before it produces "
+                f"(available: {shown}); produce it upstream or map it with "
+                f"input_mappings={{{step.inputs[step.mapped_inputs().index(missing[0])]!r}: "
+                "'<column>'}"
+            )
+        available[name] = upstream | set(step.mapped_outputs())

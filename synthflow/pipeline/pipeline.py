@@ -1,0 +1,234 @@
+"""Pipeline: the DAG builder, and the entry points that run it.
+
+``with Pipeline() as p:`` is a scoped convenience: steps created inside the block call
+``p.add_step(self)``. Everything it does is also available explicitly (``add_step``, ``connect``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+
+from synthflow.errors import PipelineValidationError
+from synthflow.pipeline._progress import Progress, ProgressMode
+from synthflow.runtime_parameters import is_runtime_field
+from synthflow.steps.base import GeneratorStep, _Step
+
+if TYPE_CHECKING:
+    from synthflow.distiset import Distiset
+
+_current: ContextVar[Pipeline | None] = ContextVar("synthflow_current_pipeline", default=None)
+
+
+def current_pipeline() -> Pipeline | None:
+    """The pipeline of the enclosing ``with Pipeline():`` block, if any."""
+    return _current.get()
+
+
+def default_cache_root() -> Path:
+    root = os.environ.get("SYNTHFLOW_CACHE_DIR")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "synthflow"
+
+
+class Pipeline:
+    """A DAG of steps.
+
+    Args:
+        name: names the pipeline and its cache directory.
+        description: free text, kept when the pipeline is saved.
+        cache_dir: where runs keep their data and caches; defaults to
+            ``$SYNTHFLOW_CACHE_DIR`` or ``~/.cache/synthflow``.
+    """
+
+    def __init__(
+        self,
+        name: str = "pipeline",
+        description: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_root()
+        self._steps: dict[str, _Step] = {}
+        self._edges: list[tuple[str, str]] = []
+        self._tokens: list[contextvars.Token[Pipeline | None]] = []
+
+    # -- building --------------------------------------------------------------------------
+
+    def __enter__(self) -> Pipeline:
+        self._tokens.append(_current.set(self))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _current.reset(self._tokens.pop())
+
+    @property
+    def steps(self) -> dict[str, _Step]:
+        return dict(self._steps)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return list(self._edges)
+
+    def add_step(self, step: _Step) -> None:
+        if step.pipeline is self:
+            return
+        if step.pipeline is not None:
+            raise PipelineValidationError(
+                f"step {step.name!r} already belongs to pipeline {step.pipeline.name!r}"
+            )
+        if not step.name:
+            base = step.default_name()
+            n = 0
+            while f"{base}_{n}" in self._steps:
+                n += 1
+            step.name = f"{base}_{n}"
+        if step.name in self._steps:
+            raise PipelineValidationError(
+                f"duplicate step name {step.name!r}: give each step a unique name= "
+                f"(e.g. name='{step.name}_2')"
+            )
+        self._steps[step.name] = step
+        step._pipeline = self
+
+    def connect(self, source: _Step, target: _Step) -> None:
+        for step in (source, target):
+            if self._steps.get(step.name) is not step:
+                self.add_step(step)
+        if source is target:
+            raise PipelineValidationError(f"step {source.name!r} can't be connected to itself")
+        if isinstance(target, GeneratorStep):
+            raise PipelineValidationError(
+                f"can't connect {source.name!r} to generator step {target.name!r}: a generator "
+                "is a source and takes no inputs; connect it only to the steps that follow it"
+            )
+        edge = (source.name, target.name)
+        if edge not in self._edges:
+            self._edges.append(edge)
+
+    def validate(self, parameters: Mapping[str, Any] | None = None) -> None:
+        """Run every build-time check; raise on the first problem. ``run`` calls it too."""
+        from synthflow.pipeline._validate import plan
+
+        plan(self._steps, self._edges, parameters)
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def signature(self) -> str:
+        """A stable hash of the DAG and every step's configuration, runtime parameters left out
+        (they change how a run behaves, not what the pipeline is). It names the cache dir."""
+        steps = []
+        for name, step in sorted(self._steps.items()):
+            steps.append([name, _class_path(step), _definition(step)])
+        payload = orjson.dumps(
+            {"steps": steps, "edges": sorted(self._edges)},
+            option=orjson.OPT_SORT_KEYS,
+            default=str,
+        )
+        return hashlib.blake2b(payload, digest_size=10).hexdigest()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cache_dir / "pipelines" / self.name / self.signature
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        progress: ProgressMode | bool = "auto",
+    ) -> Distiset:
+        """Run the pipeline to completion and return its Distiset.
+
+        Works from plain scripts and from code where an event loop is already running (Jupyter):
+        there, the run gets its own loop in a worker thread, and this call blocks until it ends.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return anyio.run(self._arun_kw, parameters, progress)
+        return _run_in_thread(self, parameters, progress)
+
+    async def arun(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        progress: ProgressMode | bool = "auto",
+    ) -> Distiset:
+        """Run the pipeline in the current event loop (for async apps)."""
+        from synthflow.distiset import Distiset
+        from synthflow.pipeline._engine import execute
+        from synthflow.pipeline._validate import plan
+
+        built = plan(self._steps, self._edges, parameters)
+        run_dir = self.run_dir
+        output = await execute(built, run_dir, Progress(progress))
+        return await anyio.to_thread.run_sync(
+            Distiset.from_leaf_files, output.leaf_files, output.stats
+        )
+
+    async def _arun_kw(
+        self, parameters: Mapping[str, Any] | None, progress: ProgressMode | bool
+    ) -> Distiset:
+        return await self.arun(parameters, progress=progress)
+
+    def __repr__(self) -> str:
+        edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
+        return f"Pipeline(name={self.name!r}, steps={list(self._steps)}, edges=[{edges}])"
+
+
+def _run_in_thread(
+    pipeline: Pipeline, parameters: Mapping[str, Any] | None, progress: ProgressMode | bool
+) -> Distiset:
+    """Run on a fresh event loop in a worker thread, for callers already inside a loop.
+
+    Ctrl+C (KeyboardInterrupt in this thread) cancels the run in the worker and waits for it to
+    wind down, so no step or process outlives the interrupted cell.
+    """
+    from anyio.from_thread import start_blocking_portal
+
+    with start_blocking_portal() as portal:
+        future = portal.start_task_soon(pipeline._arun_kw, parameters, progress)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+
+
+def _class_path(step: _Step) -> str:
+    cls = type(step)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _definition(model: Any) -> Any:
+    from pydantic import BaseModel
+
+    if not isinstance(model, BaseModel):
+        return model
+    cls = type(model)
+    out: dict[str, Any] = {"__class__": f"{cls.__module__}.{cls.__qualname__}"}
+    for name in cls.model_fields:
+        if is_runtime_field(cls, name) or name == "name":
+            continue
+        out[name] = _definition(getattr(model, name))
+    return out

@@ -1,0 +1,233 @@
+"""The step model: Step, GeneratorStep and GlobalStep.
+
+A step is a pydantic model (its fields are its configuration, and they serialize) with a
+``process`` method. Rows are plain dicts. The engine decides how a step runs from its kind:
+
+- ``GeneratorStep.process(offset)`` yields batches of new rows; it has no inputs.
+- ``Step.process(*inputs)`` takes a batch of rows per predecessor and yields batches of rows. It
+  may add or remove columns, drop rows, or add rows.
+- ``GlobalStep.process(inputs)`` sees every row of its input at once.
+
+``process`` may be a plain generator or an async generator. A plain generator runs on the event
+loop, which suits quick work; ``executor="thread"`` or ``executor="process"`` moves slow work off
+it (see the ``executor`` field).
+
+Each row carries its lineage id under ``ROW_ID``. Steps that change rows in place, or copy them
+with ``{**row, ...}`` / ``dict(row)``, keep it for free; a brand-new dict gets the id of the last
+row of the batch it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from synthflow.runtime_parameters import RuntimeParameter
+
+if TYPE_CHECKING:
+    from synthflow.pipeline.pipeline import Pipeline
+
+Row = dict[str, Any]
+StepInput = list[Row]
+"""A batch of rows, as ``process`` receives it."""
+StepOutput = Iterator[list[Row]] | AsyncIterator[list[Row]]
+"""What ``process`` returns: an iterator (or async iterator) of batches of rows."""
+
+ROW_ID = "_sf_row_id"
+"""The key under which every row carries its lineage id. It never reaches the final dataset."""
+
+ErrorPolicy = Literal["fail", "null", "drop"]
+Executor = Literal["loop", "thread", "process"]
+
+_StepT = TypeVar("_StepT", bound="_Step")
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class _Step(BaseModel):
+    """What every step kind shares: name, column mappings, lifecycle, connections."""
+
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True, validate_assignment=True, extra="forbid"
+    )
+
+    name: str = Field(default="", description="Unique name of the step in its pipeline.")
+    input_mappings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Maps the step's input names to the row's column names.",
+    )
+    output_mappings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Renames the step's output columns: {output_name: column_name}.",
+    )
+    on_error: ErrorPolicy = Field(
+        default="fail",
+        description="What an exception in process does: 'fail' cancels the run; 'null' keeps "
+        "the rows with null outputs and the error in the 'synthflow_error' column; 'drop' "
+        "drops them.",
+    )
+    executor: Executor = Field(
+        default="loop",
+        description="Where process runs: 'loop' on the event loop (quick work, async code), "
+        "'thread' in worker threads (blocking I/O, code that releases the GIL), 'process' in a "
+        "process pool (CPU-bound work, local models). With 'process', each worker unpickles the "
+        "step and runs load() once.",
+    )
+    workers: int = Field(
+        default=1, ge=1, description="Threads or processes for executor='thread'/'process'."
+    )
+
+    _pipeline: Pipeline | None = PrivateAttr(default=None)
+
+    # Steps register with the pipeline that is open in a ``with Pipeline():`` block, if any.
+    def model_post_init(self, context: Any, /) -> None:
+        from synthflow.pipeline.pipeline import current_pipeline
+
+        pipeline = current_pipeline()
+        if pipeline is not None:
+            pipeline.add_step(self)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if value and not _NAME_RE.match(value):
+            raise ValueError(
+                f"step name {value!r} must start with a letter or '_' and hold only letters, "
+                "digits, '_' and '-' (it is used in parameter paths like 'name.field')"
+            )
+        return value
+
+    def default_name(self) -> str:
+        return _snake(type(self).__name__)
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return self._pipeline
+
+    # -- columns ---------------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> list[str]:
+        """Columns the step reads. The engine checks an ancestor produces each one."""
+        return []
+
+    @property
+    def outputs(self) -> list[str]:
+        """Columns the step adds."""
+        return []
+
+    def input_columns(self) -> list[str]:
+        """``inputs`` as row column names, after ``input_mappings``."""
+        return [self.input_mappings.get(c, c) for c in self.inputs]
+
+    def output_columns(self) -> list[str]:
+        """``outputs`` as row column names, after ``output_mappings``."""
+        return [self.output_mappings.get(c, c) for c in self.outputs]
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Acquire what ``process`` needs. Runs once before the first batch, in the worker that
+        runs ``process`` (a pool process for ``executor="process"``)."""
+
+    def unload(self) -> None:
+        """Release what ``load`` acquired. Runs once after the last batch."""
+
+    # -- connections -----------------------------------------------------------------------
+
+    def connect(self, *steps: _Step) -> None:
+        """Send this step's rows to each of ``steps``."""
+        for other in steps:
+            _pipeline_of(self, other).connect(self, other)
+
+    @overload
+    def __rshift__(self, other: _StepT) -> _StepT: ...
+    @overload
+    def __rshift__(self, other: list[_StepT]) -> list[_StepT]: ...
+    def __rshift__(self, other: _Step | list[_StepT]) -> _Step | list[_StepT]:
+        if isinstance(other, list):
+            self.connect(*other)
+            return other
+        self.connect(other)
+        return other
+
+    def __rrshift__(self, other: Sequence[_Step]) -> _Step:
+        for step in other:
+            step.connect(self)
+        return self
+
+
+def _pipeline_of(a: _Step, b: _Step) -> Pipeline:
+    from synthflow.errors import PipelineValidationError
+
+    pa, pb = a.pipeline, b.pipeline
+    if pa is not None and pb is not None and pa is not pb:
+        raise PipelineValidationError(
+            f"can't connect {a.name!r} and {b.name!r}: they belong to different pipelines"
+        )
+    pipeline = pa or pb
+    if pipeline is None:
+        raise PipelineValidationError(
+            f"can't connect {a.default_name()!r} to {b.default_name()!r}: neither belongs to a "
+            "pipeline; create them inside 'with Pipeline() as p:' or call p.add_step() first"
+        )
+    for step in (a, b):
+        if step.pipeline is None:
+            pipeline.add_step(step)
+    return pipeline
+
+
+class GeneratorStep(_Step):
+    """A source of rows; the roots of a pipeline. Subclasses implement ``process(offset)``."""
+
+    batch_size: RuntimeParameter[int] = Field(
+        default=50, ge=1, description="Rows per batch the step yields."
+    )
+
+    def process(self, offset: int = 0) -> StepOutput:
+        """Yield batches of new rows, starting at row ``offset``.
+
+        distilabel's ``(batch, is_last)`` tuples are accepted too."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process(offset)")
+
+
+class Step(_Step):
+    """A step that transforms batches of rows. Subclasses implement ``process(*inputs)``.
+
+    With one predecessor ``process`` gets one batch. With several, the engine joins their rows by
+    lineage and calls ``process(*batches)`` with one aligned batch per predecessor, in the order
+    they were connected, when the method takes ``*inputs``; otherwise it merges each joined row
+    into one dict (later predecessors win on shared columns).
+    """
+
+    input_batch_size: RuntimeParameter[int] = Field(
+        default=50, ge=1, description="Rows per batch given to process."
+    )
+
+    separate_inputs: ClassVar[bool | None] = None
+    """Whether process wants one batch per predecessor; None: read from its signature."""
+
+    def process(self, *inputs: StepInput) -> StepOutput:
+        raise NotImplementedError(f"{type(self).__name__} must implement process(*inputs)")
+
+
+class GlobalStep(Step):
+    """A step that needs every row of its input at once, e.g. to drop duplicates.
+
+    The engine buffers the input and calls ``process(inputs)`` once. Past ``spill_threshold``
+    rows the buffer moves to disk: ``inputs`` is then a read-once sequence backed by a file, so
+    iterate it and yield the rows to keep rather than mutating it in place.
+    """
+
+    spill_threshold: RuntimeParameter[int] = Field(
+        default=100_000,
+        ge=1,
+        description="Rows buffered in memory before the input spills to disk.",
+    )

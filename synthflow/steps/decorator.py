@@ -1,0 +1,87 @@
+"""``@step``: turn a generator function into a Step class."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import create_model
+
+from synthflow.steps.base import GeneratorStep, GlobalStep, Step, StepOutput, _Step
+
+StepType = Literal["normal", "global", "generator"]
+_BASES: dict[str, type[_Step]] = {
+    "normal": Step,
+    "global": GlobalStep,
+    "generator": GeneratorStep,
+}
+
+
+def step(
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    step_type: StepType = "normal",
+) -> Callable[[Callable[..., StepOutput]], type[_Step]]:
+    """Make a Step class from a function that yields batches of rows.
+
+        @step(inputs=["instruction"], outputs=["shout"])
+        def Shout(inputs: StepInput, suffix: RuntimeParameter[str] = "!"):
+            for row in inputs:
+                row["shout"] = row["instruction"].upper() + suffix
+            yield inputs
+
+    Keyword parameters of the function after the inputs become fields of the step (annotate them
+    ``RuntimeParameter[T]`` to make them settable through ``run(parameters=...)``). The class
+    takes the function's name, module and docstring, so it pickles and serializes by reference.
+    """
+    if step_type not in _BASES:
+        raise ValueError(f"step_type must be one of {sorted(_BASES)}, got {step_type!r}")
+    base = _BASES[step_type]
+    in_cols = list(inputs or [])
+    out_cols = list(outputs or [])
+
+    def decorator(func: Callable[..., StepOutput]) -> type[_Step]:
+        signature = inspect.signature(func)
+        fields: dict[str, Any] = {}
+        hints = inspect.get_annotations(func, eval_str=True)
+        params = list(signature.parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        for param in params:
+            if step_type == "generator" and param.name == "offset":
+                continue
+            if param.kind is not inspect.Parameter.KEYWORD_ONLY and param.default is param.empty:
+                continue  # the inputs (or offset) the engine passes positionally
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            annotation = hints.get(param.name, Any)
+            default = ... if param.default is param.empty else param.default
+            fields[param.name] = (annotation, default)
+        field_names = list(fields)
+
+        def process(self: _Step, *args: Any) -> StepOutput:
+            kwargs = {name: getattr(self, name) for name in field_names}
+            return func(*args, **kwargs)
+
+        namespace: dict[str, Any] = {
+            "process": process,
+            "inputs": property(lambda self: list(in_cols)),
+            "outputs": property(lambda self: list(out_cols)),
+        }
+        cls: type[_Step] = create_model(  # type: ignore[call-overload]
+            func.__name__,
+            __base__=base,
+            __module__=func.__module__,
+            __doc__=func.__doc__,
+            **fields,
+        )
+        for key, value in namespace.items():
+            setattr(cls, key, value)
+        cls.__qualname__ = func.__qualname__
+        if issubclass(cls, Step):
+            cls.separate_inputs = any(p.kind is p.VAR_POSITIONAL for p in params) or (
+                len([p for p in positional if p.default is p.empty]) > 1
+            )
+        return cls
+
+    return decorator

@@ -1,0 +1,105 @@
+"""Task: a step that calls an LLM for each row.
+
+A task says how a row becomes chat messages (``format_input``) and how a completion becomes
+columns (``format_output``). The engine keeps up to ``concurrency`` rows in flight at once, across
+input batches, and releases finished rows in source order: there is no batch barrier, so one slow
+call never holds back the calls behind it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from pydantic import Field
+
+from synthflow.llms.base import LLM, ChatType, GenerateOutput
+from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.steps.base import ErrorPolicy, Row, Step, StepInput
+
+ERROR_COLUMN = "synthflow_error"
+"""Column that holds the error of a row whose step failed under ``on_error="null"``."""
+
+
+class Task(Step, ABC):
+    """Base class of LLM tasks. Subclasses implement ``format_input`` and ``format_output``,
+    and list their columns in ``inputs`` and ``outputs`` (``outputs`` includes ``model_name``).
+    """
+
+    llm: LLM = Field(description="The LLM the task calls.")
+    num_generations: RuntimeParameter[int] = Field(
+        default=1, ge=1, description="Completions to generate per row."
+    )
+    group_generations: bool = Field(
+        default=False,
+        description="Keep a row's generations together as lists in one row (True), or make one "
+        "row per generation (False).",
+    )
+    concurrency: RuntimeParameter[int] = Field(
+        default=64, ge=1, description="Rows in flight at once (LLM calls under way)."
+    )
+    on_error: ErrorPolicy = Field(
+        default="null",
+        description="What a failed row does: 'null' (default for tasks) keeps it with null "
+        "outputs and the error in 'synthflow_error'; 'fail' cancels the run; 'drop' drops it.",
+    )
+
+    @abstractmethod
+    def format_input(self, row: Row) -> ChatType:
+        """The chat messages to send for ``row``."""
+
+    @abstractmethod
+    def format_output(self, output: str | None, row: Row) -> dict[str, Any]:
+        """The columns for one completion (``output`` is None when the model gave nothing)."""
+
+    def load(self) -> None:
+        self.llm.load()
+
+    def unload(self) -> None:
+        self.llm.unload()
+
+    async def generate(self, row: Row) -> GenerateOutput:
+        """One LLM call for ``row``. The engine routes it through caching and accounting."""
+        return await self.llm.agenerate(
+            self.format_input(row), num_generations=self.num_generations
+        )
+
+    async def process_row(self, row: Row) -> list[Row]:
+        """The rows that ``row`` becomes: one, or ``num_generations`` when not grouped."""
+        return self.rows_from_output(row, await self.generate(row))
+
+    def rows_from_output(self, row: Row, result: GenerateOutput) -> list[Row]:
+        columns = [self.format_output(text, row) for text in result.generations]
+        model_name = self.llm.model_name
+        if self.group_generations or len(columns) == 1:
+            if len(columns) == 1 and not self.group_generations:
+                row.update(columns[0])
+            else:
+                for key in dict.fromkeys(k for c in columns for k in c):
+                    row[key] = [c.get(key) for c in columns]
+            row["model_name"] = model_name
+            return [row]
+        out = []
+        for i, cols in enumerate(columns):
+            new = row if i == len(columns) - 1 else row.copy()
+            new.update(cols)
+            new["model_name"] = model_name
+            out.append(new)
+        return out
+
+    async def process_rows(self, rows: StepInput) -> list[Row]:
+        """All of ``rows`` at once, concurrently; how the task runs in a worker process."""
+        results: list[list[Row]] = [[] for _ in rows]
+
+        async def one(i: int, row: Row) -> None:
+            results[i] = await self.process_row(row)
+
+        async with anyio.create_task_group() as tg:
+            for i, row in enumerate(rows):
+                tg.start_soon(one, i, row)
+        return [r for rs in results for r in rs]
+
+    async def process(self, *inputs: StepInput) -> AsyncIterator[list[Row]]:  # type: ignore[override]
+        yield await self.process_rows(inputs[0])
