@@ -37,6 +37,8 @@ class Distiset(dict[str, "DatasetDict"]):
         return distiset
 
     def __repr__(self) -> str:
-        parts = [f"  {name}: {len(dd['train'])} rows, columns {dd['train'].column_names}"
-                 for name, dd in self.items()]
+        parts = [
+            f"  {name}: {len(dd['train'])} rows, columns {dd['train'].column_names}"
+            for name, dd in self.items()
+        ]
         return "Distiset(\n" + "\n".join(parts) + "\n)"

@@ -6,7 +6,8 @@ A field is a runtime parameter when its annotation is ``RuntimeParameter[T]``::
         temperature: RuntimeParameter[float] = 0.7
 
 Parameters nest: a field holding an LLM exposes the LLM's runtime parameters under its name, so
-``{"gen": {"llm": {"generation_kwargs": {"temperature": 0.7}}}}`` reaches ``gen.llm.generation_kwargs``.
+``{"gen": {"llm": {"generation_kwargs": {"temperature": 0.7}}}}`` reaches
+``gen.llm.generation_kwargs``.
 """
 
 from __future__ import annotations

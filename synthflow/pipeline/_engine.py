@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -106,7 +105,8 @@ async def execute(plan: Plan, run_dir: Path, progress: Progress) -> RunOutput:
                         tg.start_soon(_run_sink, writer, receive)
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            error = _first_error(group)
+            raise error from error.__cause__
         completed = True
         progress.finish()
     finally:
@@ -124,9 +124,7 @@ async def _run_step(ctx: StepContext) -> None:
     except StepError:
         raise
     except Exception as exc:
-        raise StepError(
-            f"step {name!r} failed: {type(exc).__name__}: {exc}", step=name
-        ) from exc
+        raise StepError(f"step {name!r} failed: {type(exc).__name__}: {exc}", step=name) from exc
     finally:
         ctx.stats.rows_out = ctx.outlet.rows_out
         with anyio.CancelScope(shield=True):
@@ -140,7 +138,7 @@ async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk
                 writer.write(chunk.rows)
 
 
-def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error that started the cancellation; cancellations caused by it are dropped."""
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):

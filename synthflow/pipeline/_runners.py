@@ -321,9 +321,7 @@ async def run_task(ctx: StepContext) -> None:
         assert ctx.inlet is not None
         async for items, upto in ctx.inlet:
             ctx.stats.rows_in += len(items)
-            rows = [
-                _merge_joined([item])[0] if isinstance(item, tuple) else item for item in items
-            ]
+            rows = [_merge_joined([item])[0] if isinstance(item, tuple) else item for item in items]
             yield rows, upto
 
     async def one_row(row: Row) -> list[Row]:
@@ -349,8 +347,8 @@ async def run_global_step(ctx: StepContext) -> None:
         async for items, _upto in ctx.inlet:
             ctx.stats.rows_in += len(items)
             if items and isinstance(items[0], tuple):
-                items = _merge_joined(items)  # type: ignore[arg-type]
-            buffer.extend(items)  # type: ignore[arg-type]
+                items = _merge_joined(items)
+            buffer.extend(items)
         ctx.stats.spilled = buffer.spilled
         rows = await _process_global(ctx, buffer)
     finally:

@@ -58,7 +58,7 @@ class RowBuffer:
             if len(self._rows) > self._threshold:
                 if self._directory is not None:
                     self._directory.mkdir(parents=True, exist_ok=True)
-                self._file = tempfile.TemporaryFile(dir=self._directory)
+                self._file = tempfile.TemporaryFile(dir=self._directory)  # noqa: SIM115
                 pickle.dump(self._rows, self._file, protocol=pickle.HIGHEST_PROTOCOL)
                 self._rows = []
         elif rows:

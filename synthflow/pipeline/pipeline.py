@@ -209,7 +209,8 @@ def _run_in_thread(
     with start_blocking_portal() as portal:
         future = portal.start_task_soon(pipeline._arun_kw, parameters, progress)
         try:
-            return future.result()
+            distiset: Distiset = future.result()
+            return distiset
         except KeyboardInterrupt:
             future.cancel()
             raise

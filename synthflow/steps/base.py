@@ -123,11 +123,11 @@ class _Step(BaseModel):
         """Columns the step adds."""
         return []
 
-    def input_columns(self) -> list[str]:
+    def mapped_inputs(self) -> list[str]:
         """``inputs`` as row column names, after ``input_mappings``."""
         return [self.input_mappings.get(c, c) for c in self.inputs]
 
-    def output_columns(self) -> list[str]:
+    def mapped_outputs(self) -> list[str]:
         """``outputs`` as row column names, after ``output_mappings``."""
         return [self.output_mappings.get(c, c) for c in self.outputs]
 
@@ -191,8 +191,8 @@ class GeneratorStep(_Step):
         default=50, ge=1, description="Rows per batch the step yields."
     )
 
-    def process(self, offset: int = 0) -> StepOutput:
-        """Yield batches of new rows, starting at row ``offset``.
+    def process(self, *args: Any, **kwargs: Any) -> StepOutput:
+        """``process(offset=0)``: yield batches of new rows, starting at row ``offset``.
 
         distilabel's ``(batch, is_last)`` tuples are accepted too."""
         raise NotImplementedError(f"{type(self).__name__} must implement process(offset)")
@@ -214,7 +214,8 @@ class Step(_Step):
     separate_inputs: ClassVar[bool | None] = None
     """Whether process wants one batch per predecessor; None: read from its signature."""
 
-    def process(self, *inputs: StepInput) -> StepOutput:
+    # Typed loosely so subclasses may declare ``process(self, inputs)`` or ``(self, *inputs)``.
+    def process(self, *args: Any, **kwargs: Any) -> StepOutput:
         raise NotImplementedError(f"{type(self).__name__} must implement process(*inputs)")
 
 

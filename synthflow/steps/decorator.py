@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import create_model
 
@@ -68,12 +68,15 @@ def step(
             "inputs": property(lambda self: list(in_cols)),
             "outputs": property(lambda self: list(out_cols)),
         }
-        cls: type[_Step] = create_model(  # type: ignore[call-overload]
-            func.__name__,
-            __base__=base,
-            __module__=func.__module__,
-            __doc__=func.__doc__,
-            **fields,
+        cls = cast(
+            "type[_Step]",
+            create_model(
+                func.__name__,
+                __base__=base,
+                __module__=func.__module__,
+                __doc__=func.__doc__,
+                **fields,
+            ),
         )
         for key, value in namespace.items():
             setattr(cls, key, value)

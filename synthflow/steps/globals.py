@@ -24,15 +24,17 @@ class DropDuplicates(GlobalStep):
     def inputs(self) -> list[str]:
         return list(self.columns)
 
-    def process(self, inputs: Sequence[Row]) -> Iterator[list[Row]]:  # type: ignore[override]
+    def process(self, inputs: Sequence[Row]) -> Iterator[list[Row]]:
         from synthflow.steps.base import ROW_ID
 
         seen: set[bytes] = set()
         kept: list[Row] = []
         for row in inputs:
-            key = {c: row.get(c) for c in self.columns} if self.columns else {
-                k: v for k, v in row.items() if k != ROW_ID
-            }
+            key = (
+                {c: row.get(c) for c in self.columns}
+                if self.columns
+                else {k: v for k, v in row.items() if k != ROW_ID}
+            )
             digest = hashlib.blake2b(
                 orjson.dumps(key, option=orjson.OPT_SORT_KEYS, default=str), digest_size=16
             ).digest()

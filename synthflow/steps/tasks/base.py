@@ -101,5 +101,5 @@ class Task(Step, ABC):
                 tg.start_soon(one, i, row)
         return [r for rs in results for r in rs]
 
-    async def process(self, *inputs: StepInput) -> AsyncIterator[list[Row]]:  # type: ignore[override]
+    async def process(self, *inputs: StepInput) -> AsyncIterator[list[Row]]:
         yield await self.process_rows(inputs[0])

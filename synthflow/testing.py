@@ -1,0 +1,41 @@
+"""Test doubles for users' own tests: LLMs that need no network and no keys.
+
+- ``OfflineLLM``: deterministic answers after a settable latency (re-exported from llms).
+- ``FunctionLLM``: answers with whatever a plain function returns, sync or async, so a test can
+  script failures, delays and content per conversation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field
+
+from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.llms.offline import OfflineLLM
+
+
+class FunctionLLM(LLM):
+    """An LLM scripted by ``fn(messages)``, which returns the text (or one text per
+    generation). Raising makes the call fail, as a real endpoint error would."""
+
+    fn: Callable[..., Any] = Field(exclude=True)
+    model: str = "function-llm"
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        result = self.fn(messages)
+        if inspect.isawaitable(result):
+            result = await result
+        texts: list[str | None] = (
+            list(result) if isinstance(result, list) else [result] * num_generations
+        )
+        return GenerateOutput(generations=texts, usage=Usage())
+
+
+__all__ = ["FunctionLLM", "OfflineLLM"]

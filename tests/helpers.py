@@ -1,0 +1,42 @@
+"""Steps and LLMs shared by tests. Module-level, so worker processes can unpickle them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from synthflow.steps import Step, StepInput
+from synthflow.steps.base import Row
+
+
+class RecordPid(Step):
+    """Writes each worker's pid into ``pid_dir`` from ``load()`` and tags rows with it."""
+
+    pid_dir: str
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["n"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["pid", "square"]
+
+    def load(self) -> None:
+        Path(self.pid_dir, f"{os.getpid()}.pid").write_text(str(os.getpid()))
+
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        for row in inputs:
+            row["pid"] = os.getpid()
+            row["square"] = row["n"] ** 2
+        yield inputs
+
+
+class Passthrough(Step):
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        yield inputs
+
+
+def numbers(n: int) -> list[dict[str, int]]:
+    return [{"n": i} for i in range(n)]
