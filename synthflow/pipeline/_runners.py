@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -25,14 +25,12 @@ from synthflow.pipeline._execution import (
     call_in_thread,
     call_on_loop,
 )
+from synthflow.pipeline._ordered import ordered_map
 from synthflow.pipeline._spill import RowBuffer
 from synthflow.pipeline._streams import END, Inlet, Joined, Outlet
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import ROW_ID, GeneratorStep, GlobalStep, Row, Step, _Step
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
-
-_T = TypeVar("_T")
-
 
 @dataclass
 class StepContext:
@@ -112,81 +110,6 @@ def _fix_lineage(rows: list[Row], fallback: int) -> list[Row]:
 def _row_id(row: Row) -> int:
     rid: int = row[ROW_ID]
     return rid
-
-
-# -- ordered concurrency ----------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Slot(Generic[_T]):
-    item: _T
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: list[Row] = field(default_factory=list)
-
-
-async def ordered_map(
-    source: AsyncIterator[tuple[list[_T], int]],
-    work: Callable[[_T], Awaitable[list[Row]]],
-    outlet: Outlet,
-    stats: StepStats,
-    *,
-    limit: int,
-    window: int,
-) -> None:
-    """Run ``work`` on each item with at most ``limit`` in flight; emit results in order.
-
-    Results wait in a reorder window of ``window`` items: a slow item holds back the emission
-    (not the work) of the items after it until the window fills. Watermarks travel through the
-    same queue as the slots, as plain ints, so each is released right after its chunk's rows.
-    """
-    send, receive = anyio.create_memory_object_stream[_Slot[_T] | int](window)
-    in_flight = anyio.Semaphore(limit)
-    busy_since = 0.0
-
-    async def run(slot: _Slot[_T]) -> None:
-        nonlocal busy_since
-        try:
-            slot.result = await work(slot.item)
-        finally:
-            in_flight.release()
-            if in_flight.value == limit:  # the last one out: the step goes idle
-                stats.busy_seconds += time.perf_counter() - busy_since
-            slot.done.set()
-
-    async def feed(tg: anyio.abc.TaskGroup) -> None:
-        nonlocal busy_since
-        async with send:
-            async for items, upto in source:
-                for item in items:
-                    await in_flight.acquire()
-                    if in_flight.value == limit - 1:  # the first one in: the step goes busy
-                        busy_since = time.perf_counter()
-                    slot = _Slot(item)
-                    await send.send(slot)
-                    tg.start_soon(run, slot)
-                await send.send(upto)
-
-    async def emit() -> None:
-        rows: list[Row] = []
-        upto = -1
-        async with receive:
-            async for entry in receive:
-                if isinstance(entry, int):
-                    upto = entry
-                else:
-                    if not entry.done.is_set():
-                        await outlet.send(rows, upto)
-                        rows = []
-                        await entry.done.wait()
-                    rows.extend(entry.result)
-                if len(rows) >= 1024 or receive.statistics().current_buffer_used == 0:
-                    await outlet.send(rows, upto)
-                    rows = []
-            await outlet.send(rows, upto)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(feed, tg)
-        tg.start_soon(emit)
 
 
 # -- runners ----------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import asyncio
 import contextvars
 import hashlib
 import os
+import sys
+import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -180,6 +182,7 @@ class Pipeline:
         from synthflow.pipeline._validate import plan
 
         built = plan(self._steps, self._edges, parameters)
+        _prewarm_imports()
         run_dir = self.run_dir
         output = await execute(built, run_dir, Progress(progress))
         return await anyio.to_thread.run_sync(
@@ -214,6 +217,20 @@ def _run_in_thread(
         except KeyboardInterrupt:
             future.cancel()
             raise
+
+
+def _prewarm_imports() -> None:
+    """Import ``datasets`` and ``pyarrow`` (about half a second) in a thread while the first
+    batches run: the run needs them only at the end, and LLM steps mostly wait on the network.
+    """
+    if "datasets" in sys.modules:
+        return
+
+    def work() -> None:
+        import datasets  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+    threading.Thread(target=work, name="synthflow-prewarm", daemon=True).start()
 
 
 def _class_path(step: _Step) -> str:
