@@ -50,11 +50,12 @@ async def wait_all_tasks_blocked() -> None:
     ready = getattr(loop, "_ready", None)
     if ready is None:
         raise RuntimeError("wait_all_tasks_blocked needs the default asyncio event loop")
-    # Each pass lets every task that is ready run one step. When we are resumed and nothing is
-    # queued behind us, nothing else can make progress without an outside event.
-    await asyncio.sleep(0)
-    while ready:
+    # Each pass lets every task that is ready run one step (a yield, not a timed poll). When we
+    # are resumed and nothing is queued behind us, nothing else can run without an outside event.
+    while True:
         await asyncio.sleep(0)
+        if not ready:
+            return
 
 
 @dataclass(order=True, slots=True)

@@ -126,7 +126,8 @@ class EndpointLimiter:
     the baseline (the lowest window mean seen, drifting slowly toward lasting changes); above
     1.5x it shrinks by a quarter.
 
-    Holds no event-loop objects between calls, so one limiter may serve successive runs.
+    Use it from one event-loop thread. It holds no event-loop objects between calls, so one
+    limiter may serve successive runs.
     """
 
     def __init__(
@@ -299,7 +300,7 @@ class EndpointLimiter:
             self._congestion_until = max(self._congestion_until, now + pause)
             return
         self._congestion_until = now + pause
-        if self._adaptive or self._latency_adaptive:
+        if self._adaptive:
             current = self._limit if self._limit is not None else max(self._window_peak, 1)
             self._limit = max(1, math.floor(current * _BACKOFF_FACTOR))
             self._reset_window()
