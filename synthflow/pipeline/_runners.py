@@ -32,6 +32,7 @@ from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import ROW_ID, GeneratorStep, GlobalStep, Row, Step, _Step
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 
+
 @dataclass
 class StepContext:
     """What a runner needs besides the step: where rows come from and go, and its counters."""
