@@ -19,10 +19,13 @@ class Distiset(dict[str, "DatasetDict"]):
     """
 
     stats: dict[str, StepStats]
+    stop_reason: str | None
+    """Why the run ended before its sources were exhausted (a budget), or None."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stats = {}
+        self.stop_reason = None
 
     @classmethod
     def from_leaf_files(cls, files: dict[str, Path], stats: dict[str, StepStats]) -> Distiset:

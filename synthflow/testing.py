@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -23,6 +23,8 @@ class FunctionLLM(LLM):
 
     fn: Callable[..., Any] = Field(exclude=True)
     model: str = "function-llm"
+
+    cacheable: ClassVar[bool] = False  # scripted: a re-run calls the function again
 
     @property
     def model_name(self) -> str:

@@ -358,9 +358,13 @@ def test_registry_shares_one_limiter_per_endpoint_and_key() -> None:
     key = endpoint_key("https://api.example.com/v1/", "sk-secret")
     first = get_limiter(key, max_concurrency=2)
 
-    assert get_limiter(key) is first
-    assert get_limiter(endpoint_key("https://api.example.com/v1", "sk-secret")) is first
-    assert get_limiter(endpoint_key("https://api.example.com/v1", "sk-other")) is not first
+    assert get_limiter(key, max_concurrency=2) is first
+    same = endpoint_key("https://api.example.com/v1", "sk-secret")
+    assert get_limiter(same, max_concurrency=2) is first
+    other_key = endpoint_key("https://api.example.com/v1", "sk-other")
+    assert get_limiter(other_key, max_concurrency=2) is not first
+    # Changed settings (a new runtime parameter value) get a limiter of their own.
+    assert get_limiter(key, max_concurrency=4).concurrency_limit == 4
     assert first.concurrency_limit == 2
     assert "sk-secret" not in key
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,10 @@ class GenerateOutput:
     usage: Usage = field(default_factory=Usage)
     logprobs: list[Any] | None = None
     raw: Any = None
+    retries: int = 0
+    """Attempts beyond the first that the call needed."""
+    rate_limited: int = 0
+    """How many of its attempts were answered 429."""
 
 
 class LLM(BaseModel, ABC):
@@ -52,6 +56,9 @@ class LLM(BaseModel, ABC):
     model_config = ConfigDict(
         arbitrary_types_allowed=True, validate_assignment=True, extra="forbid"
     )
+
+    cacheable: ClassVar[bool] = True
+    """Whether answers may be stored in the run's response cache (paid calls: yes)."""
 
     generation_kwargs: RuntimeParameter[dict[str, Any]] = Field(
         default_factory=dict,
@@ -67,6 +74,11 @@ class LLM(BaseModel, ABC):
 
     async def aclose(self) -> None:
         """Close async resources (HTTP clients). Called by the engine after the run."""
+
+    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
+        """What, besides the messages, decides the answer: provider, model, generation kwargs,
+        output schema. The response cache keys on it."""
+        return (type(self).__name__, self.model_name, dict(self.generation_kwargs), None)
 
     @property
     @abstractmethod

@@ -138,6 +138,7 @@ class EndpointLimiter:
         tokens_per_minute: float | None = None,
         adaptive: bool = True,
         latency_adaptive: bool = False,
+        base_pause: float = _DEFAULT_PAUSE,
         clock: Clock | None = None,
         wallclock: Callable[[], float] = time.time,
     ) -> None:
@@ -151,6 +152,7 @@ class EndpointLimiter:
                 raise ValueError(f"{name} must be positive, or None for no limit")
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._wallclock = wallclock
+        self._base_pause = base_pause
         self._max_concurrency = max_concurrency
         self._adaptive = adaptive
         self._latency_adaptive = latency_adaptive
@@ -292,7 +294,7 @@ class EndpointLimiter:
             self._consecutive_429 += 1
         if retry_after is None:
             exponent = max(self._consecutive_429 - 1, 0)
-            pause = min(_DEFAULT_PAUSE * 2.0**exponent, _MAX_DEFAULT_PAUSE)
+            pause = min(self._base_pause * 2.0**exponent, _MAX_DEFAULT_PAUSE)
         else:
             pause = max(retry_after, 0.0)
         self._paused_until = max(self._paused_until, now + pause)
@@ -450,12 +452,15 @@ def endpoint_key(base_url: str, api_key: str | None) -> str:
 
 
 def get_limiter(key: str, **settings: Any) -> EndpointLimiter:
-    """The process-wide limiter for ``key``, created with ``settings`` on first use.
+    """The process-wide limiter for ``key`` and ``settings``, created on first use.
 
-    Later calls with the same key get the same limiter; their settings are ignored.
+    Every caller with the same endpoint key and the same settings shares one limiter. Settings
+    are part of the identity so that a changed runtime parameter (say ``max_concurrency``) takes
+    effect on the next run instead of being ignored.
     """
+    identity = f"{key}|{sorted(settings.items())!r}"
     with _registry_lock:
-        limiter = _registry.get(key)
+        limiter = _registry.get(identity)
         if limiter is None:
-            limiter = _registry[key] = EndpointLimiter(**settings)
+            limiter = _registry[identity] = EndpointLimiter(**settings)
         return limiter

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import ClassVar
 
 import anyio
 import orjson
@@ -32,6 +33,8 @@ class OfflineLLM(LLM):
     jitter: RuntimeParameter[float] = Field(
         default=0.0, ge=0, description="Extra random seconds per call, in [0, jitter)."
     )
+
+    cacheable: ClassVar[bool] = False  # answers cost nothing; re-running recomputes them
 
     @property
     def model_name(self) -> str:

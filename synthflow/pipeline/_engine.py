@@ -20,9 +20,12 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from synthflow.errors import StepError
+from synthflow.llms.cache import ResponseCache
+from synthflow.llms.calls import Budget, LLMCalls, LLMCallStats
+from synthflow.llms.pricing import Price
 from synthflow.pipeline._execution import StepProcessPool
 from synthflow.pipeline._progress import Progress
-from synthflow.pipeline._runners import StepContext, runner_for
+from synthflow.pipeline._runners import RunControl, StepContext, runner_for
 from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet
 from synthflow.pipeline._validate import Plan
@@ -35,9 +38,18 @@ QUEUE_CHUNKS = 8
 
 
 @dataclass
+class RunOptions:
+    use_cache: bool = True
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    prices: dict[str, Price] | None = None
+
+
+@dataclass
 class RunOutput:
     leaf_files: dict[str, Path]
     stats: dict[str, StepStats]
+    stop_reason: str | None = None
 
 
 def _separate_inputs(step: _Step) -> bool:
@@ -51,13 +63,32 @@ def _separate_inputs(step: _Step) -> bool:
     return any(p.kind is p.VAR_POSITIONAL for p in params) or len(params) > 1
 
 
-async def execute(plan: Plan, run_dir: Path, progress: Progress) -> RunOutput:
+def _llm_calls(plan: Plan, run_dir: Path, options: RunOptions, control: RunControl) -> LLMCalls:
+    tasks = [s for s in plan.steps.values() if isinstance(s, Task)]
+    cache = None
+    if options.use_cache and any(t.use_cache and t.llm.cacheable for t in tasks):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cache = ResponseCache(run_dir / "llm-cache.sqlite")
+    budget = None
+    if options.max_cost is not None or options.max_tokens is not None:
+        budget = Budget(max_cost=options.max_cost, max_tokens=options.max_tokens)
+    return LLMCalls(cache, budget, options.prices, on_exhausted=control.stop)
+
+
+async def execute(
+    plan: Plan, run_dir: Path, progress: Progress, options: RunOptions | None = None
+) -> RunOutput:
+    options = options or RunOptions()
+    control = RunControl()
     stats = {name: StepStats(name) for name in plan.steps}
+    # Every stream, so a failed run can close the ones whose task was cancelled before it ran.
+    streams: list[MemoryObjectSendStream[Chunk] | MemoryObjectReceiveStream[Chunk]] = []
     inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
     outputs: dict[str, list[MemoryObjectSendStream[Chunk]]] = {n: [] for n in plan.steps}
     for name in plan.steps:
         for succ in plan.successors[name]:
             send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
+            streams += (send, receive)
             outputs[name].append(send)
             inputs[succ].append(receive)
 
@@ -65,18 +96,24 @@ async def execute(plan: Plan, run_dir: Path, progress: Progress) -> RunOutput:
     sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
     for leaf in plan.leaves:
         send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
+        streams += (send, receive)
         outputs[leaf].append(send)
         writers[leaf] = LeafWriter(run_dir / "data" / leaf)
         sinks.append((writers[leaf], receive))
 
+    calls = _llm_calls(plan, run_dir, options, control)
     contexts: list[StepContext] = []
     for name, step in plan.steps.items():
+        if isinstance(step, Task):
+            stats[name].llm = call_stats = LLMCallStats()
+            step.bind_calls(calls, call_stats)
         contexts.append(
             StepContext(
                 step=step,
                 outlet=Outlet(outputs[name]),
                 stats=stats[name],
                 inlet=Inlet(inputs[name]) if inputs[name] else None,
+                control=control,
                 separate_inputs=_separate_inputs(step),
                 spill_dir=run_dir / "spill" / name,
                 thread_limiter=(
@@ -90,6 +127,8 @@ async def execute(plan: Plan, run_dir: Path, progress: Progress) -> RunOutput:
     try:
         for ctx in contexts:
             if ctx.step.executor == "process":
+                if isinstance(ctx.step, Task):  # workers call the LLM directly, uncached
+                    ctx.step.bind_calls(None, LLMCallStats())
                 ctx.pool = StepProcessPool(ctx.step, ctx.step.workers)
             else:
                 await anyio.to_thread.run_sync(ctx.step.load)
@@ -112,15 +151,26 @@ async def execute(plan: Plan, run_dir: Path, progress: Progress) -> RunOutput:
     finally:
         with anyio.CancelScope(shield=True):
             await _shutdown(contexts, loaded, kill=not completed)
+        for ctx in contexts:
+            if isinstance(ctx.step, Task):  # the cache closes with the run; don't keep it
+                ctx.step.bind_calls(None, LLMCallStats())
+        if calls.cache is not None:
+            calls.cache.close()
+        for stream in streams:
+            stream.close()
 
     files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
-    return RunOutput(files, stats)
+    return RunOutput(files, stats, control.stop_reason)
 
 
 async def _run_step(ctx: StepContext) -> None:
     name = ctx.step.name
     try:
-        await runner_for(ctx.step)(ctx)
+        try:
+            await runner_for(ctx.step)(ctx)
+        except BaseExceptionGroup as group:  # from a runner's own task group
+            error = _first_error(group)
+            raise error from error.__cause__
     except StepError:
         raise
     except Exception as exc:

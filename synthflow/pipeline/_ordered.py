@@ -116,4 +116,5 @@ async def ordered_map(
             for _ in range(limit):
                 tg.start_soon(worker)
     finally:
-        work_receive.close()
+        for stream in (order_send, order_receive, work_send, work_receive):
+            stream.close()

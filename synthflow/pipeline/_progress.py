@@ -125,6 +125,4 @@ class Progress:
 
 
 def _llm_summary(stats: StepStats) -> str:
-    if not stats.llm:
-        return ""
-    return " " + " ".join(f"{k}={v}" for k, v in stats.llm.items())
+    return "" if stats.llm is None else " " + stats.llm.brief()

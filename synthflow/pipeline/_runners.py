@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from synthflow.errors import StepError
+from synthflow.errors import BudgetExceeded, StepError
 from synthflow.pipeline._execution import (
     StepProcessPool,
     _as_rows,
@@ -33,6 +33,18 @@ from synthflow.steps.base import ROW_ID, GeneratorStep, GlobalStep, Row, Step, _
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 
 
+class RunControl:
+    """Run-wide signals. ``stop`` asks the sources to stop producing (budget reached): rows
+    already in the pipeline finish, and the run ends with what it has."""
+
+    def __init__(self) -> None:
+        self.stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+
 @dataclass
 class StepContext:
     """What a runner needs besides the step: where rows come from and go, and its counters."""
@@ -40,6 +52,7 @@ class StepContext:
     step: _Step
     outlet: Outlet
     stats: StepStats
+    control: RunControl
     inlet: Inlet | None = None
     separate_inputs: bool = False
     pool: StepProcessPool | None = None
@@ -125,6 +138,8 @@ async def run_generator(ctx: StepContext) -> None:
         result if hasattr(result, "__anext__") else _iterate_sync(result, ctx)
     )
     async for batch in batches:
+        if ctx.control.stop_reason is not None:
+            return
         start = time.perf_counter()
         rows = _as_rows(batch)
         for row in rows:
@@ -252,6 +267,8 @@ async def run_task(ctx: StepContext) -> None:
         _before(task, [row])
         try:
             rows = await task.process_row(row)
+        except BudgetExceeded:
+            return []  # the run is winding down: rows not yet generated are left out
         except Exception as exc:
             _after(task, [row])
             ctx.stats.errors += 1

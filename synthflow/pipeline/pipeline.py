@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hashlib
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
@@ -157,51 +158,74 @@ class Pipeline:
         self,
         parameters: Mapping[str, Any] | None = None,
         *,
+        use_cache: bool = True,
+        max_cost: float | None = None,
+        max_tokens: int | None = None,
+        prices: Mapping[str, tuple[float, float]] | None = None,
         progress: ProgressMode | bool = "auto",
     ) -> Distiset:
         """Run the pipeline to completion and return its Distiset.
 
+        Args:
+            parameters: runtime parameters, ``{step_name: {field: value, "llm": {...}}}``.
+            use_cache: serve LLM answers from this pipeline's response cache and store new
+                ones; ``False`` calls the LLMs again (and doesn't touch the cache).
+            max_cost: stop issuing LLM calls once they cost this much (USD, by the price
+                table); calls in flight finish and the run ends with what it has.
+            max_tokens: the same, in input + output tokens.
+            prices: per-model price overrides, ``{model: (usd_per_M_input, usd_per_M_output)}``.
+            progress: "auto" (rich in a terminal or notebook, log lines otherwise), "rich",
+                "plain", or False.
+
         Works from plain scripts and from code where an event loop is already running (Jupyter):
         there, the run gets its own loop in a worker thread, and this call blocks until it ends.
         """
+        kwargs: dict[str, Any] = {
+            "use_cache": use_cache,
+            "max_cost": max_cost,
+            "max_tokens": max_tokens,
+            "prices": prices,
+            "progress": progress,
+        }
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return anyio.run(self._arun_kw, parameters, progress)
-        return _run_in_thread(self, parameters, progress)
+            return anyio.run(functools.partial(self.arun, parameters, **kwargs))
+        return _run_in_thread(functools.partial(self.arun, parameters, **kwargs))
 
     async def arun(
         self,
         parameters: Mapping[str, Any] | None = None,
         *,
+        use_cache: bool = True,
+        max_cost: float | None = None,
+        max_tokens: int | None = None,
+        prices: Mapping[str, tuple[float, float]] | None = None,
         progress: ProgressMode | bool = "auto",
     ) -> Distiset:
-        """Run the pipeline in the current event loop (for async apps)."""
+        """Run the pipeline in the current event loop (for async apps). See ``run``."""
         from synthflow.distiset import Distiset
-        from synthflow.pipeline._engine import execute
+        from synthflow.pipeline._engine import RunOptions, execute
         from synthflow.pipeline._validate import plan
 
         built = plan(self._steps, self._edges, parameters)
         _prewarm_imports()
-        run_dir = self.run_dir
-        output = await execute(built, run_dir, Progress(progress))
-        return await anyio.to_thread.run_sync(
+        options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
+        output = await execute(built, self.run_dir, Progress(progress), options)
+        distiset = await anyio.to_thread.run_sync(
             Distiset.from_leaf_files, output.leaf_files, output.stats
         )
-
-    async def _arun_kw(
-        self, parameters: Mapping[str, Any] | None, progress: ProgressMode | bool
-    ) -> Distiset:
-        return await self.arun(parameters, progress=progress)
+        distiset.stop_reason = output.stop_reason
+        if output.stop_reason:
+            print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
+        return distiset
 
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)}, edges=[{edges}])"
 
 
-def _run_in_thread(
-    pipeline: Pipeline, parameters: Mapping[str, Any] | None, progress: ProgressMode | bool
-) -> Distiset:
+def _run_in_thread(arun: Callable[[], Awaitable[Distiset]]) -> Distiset:
     """Run on a fresh event loop in a worker thread, for callers already inside a loop.
 
     Ctrl+C (KeyboardInterrupt in this thread) cancels the run in the worker and waits for it to
@@ -210,7 +234,7 @@ def _run_in_thread(
     from anyio.from_thread import start_blocking_portal
 
     with start_blocking_portal() as portal:
-        future = portal.start_task_soon(pipeline._arun_kw, parameters, progress)
+        future = portal.start_task_soon(arun)
         try:
             distiset: Distiset = future.result()
             return distiset

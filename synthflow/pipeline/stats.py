@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from synthflow.llms.calls import LLMCallStats
 
 
 @dataclass
@@ -19,7 +21,9 @@ class StepStats:
     busy_seconds: float = 0.0
     queue_fill: float = 0.0
     spilled: bool = False
-    llm: dict[str, Any] = field(default_factory=dict)
+    llm: LLMCallStats | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {k: v for k, v in asdict(self).items() if k != "llm"}
+        out["llm"] = self.llm.as_dict() if self.llm is not None else None
+        return out

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from synthflow.llms.base import LLM, ChatType, GenerateOutput
+from synthflow.llms.calls import LLMCalls, LLMCallStats
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import ErrorPolicy, Row, Step, StepInput
 
@@ -40,11 +41,22 @@ class Task(Step, ABC):
     concurrency: RuntimeParameter[int] = Field(
         default=64, ge=1, description="Rows in flight at once (LLM calls under way)."
     )
+    use_cache: bool = Field(
+        default=True,
+        description="Serve answers from the run's response cache and store new ones there.",
+    )
     on_error: ErrorPolicy = Field(
         default="null",
         description="What a failed row does: 'null' (default for tasks) keeps it with null "
         "outputs and the error in 'synthflow_error'; 'fail' cancels the run; 'drop' drops it.",
     )
+
+    _calls: LLMCalls | None = PrivateAttr(default=None)
+    _call_stats: LLMCallStats = PrivateAttr(default_factory=LLMCallStats)
+
+    def bind_calls(self, calls: LLMCalls | None, stats: LLMCallStats) -> None:
+        """Route this task's LLM calls through a run's cache and accounting (engine use)."""
+        self._calls, self._call_stats = calls, stats
 
     @abstractmethod
     def format_input(self, row: Row) -> ChatType:
@@ -61,9 +73,12 @@ class Task(Step, ABC):
         self.llm.unload()
 
     async def generate(self, row: Row) -> GenerateOutput:
-        """One LLM call for ``row``. The engine routes it through caching and accounting."""
-        return await self.llm.agenerate(
-            self.format_input(row), num_generations=self.num_generations
+        """The completions for ``row``, through the run's cache and accounting when bound."""
+        messages = self.format_input(row)
+        if self._calls is None:
+            return await self.llm.agenerate(messages, num_generations=self.num_generations)
+        return await self._calls.generate(
+            self.llm, messages, self.num_generations, self._call_stats, use_cache=self.use_cache
         )
 
     async def process_row(self, row: Row) -> list[Row]:

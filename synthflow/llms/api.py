@@ -1,0 +1,300 @@
+"""APILLM: the base of every LLM reached over HTTP.
+
+A provider module implements three things: the auth headers, the request body for a
+conversation, and how to read the response body. Everything else is shared and happens here, in
+this order, around each HTTP request:
+
+    structured-output re-ask (bounded)
+      └── retries (tenacity; 429, 5xx, timeouts, resets, unreadable bodies)
+            └── the endpoint's rate limiter (concurrency, RPM/TPM buckets, 429 pause, AIMD)
+                  └── one HTTP request (synthflow.llms._http)
+
+One limiter serves each endpoint and API key, shared by every step and LLM object that uses them.
+API keys are ``SecretStr``: never serialized, logged, or shown in errors.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import anyio
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
+
+from synthflow.errors import LLMError, LLMResponseError, LLMStatusError
+from synthflow.llms._http import HTTPClient, JSONResponse
+from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.llms.limiter import EndpointLimiter, endpoint_key, get_limiter
+from synthflow.llms.retry import call_with_retries
+from synthflow.llms.structured import REASK, schema_of, validation_error
+from synthflow.runtime_parameters import RuntimeParameter
+
+Payload = dict[str, Any]
+
+
+class APILLM(LLM):
+    """Shared configuration and call path of HTTP API clients. See the module docstring."""
+
+    provider: ClassVar[str] = "api"
+    default_base_url: ClassVar[str] = ""
+    api_key_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None
+    supports_n: ClassVar[bool] = False
+    """The API returns several completions per request (OpenAI's ``n``)."""
+
+    model: str = Field(description="The model to call.")
+    base_url: str | None = Field(
+        default=None, description="The endpoint's base URL; the provider's default when unset."
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="API key; read from the provider's environment variable when unset.",
+    )
+    timeout: RuntimeParameter[float] = Field(
+        default=120.0, gt=0, description="Seconds before one request times out."
+    )
+    max_retries: RuntimeParameter[int] = Field(
+        default=5, ge=0, description="Retries after a 429, 5xx, timeout or connection error."
+    )
+    retry_backoff: RuntimeParameter[float] = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds before the first retry (doubling, with jitter), and the endpoint "
+        "pause after a 429 that has no Retry-After.",
+    )
+    max_concurrency: RuntimeParameter[int | None] = Field(
+        default=None,
+        ge=1,
+        description="Requests in flight to this endpoint, across every step that uses it.",
+    )
+    requests_per_minute: RuntimeParameter[float | None] = Field(
+        default=None, gt=0, description="Request budget per minute for this endpoint and key."
+    )
+    tokens_per_minute: RuntimeParameter[float | None] = Field(
+        default=None, gt=0, description="Token budget per minute for this endpoint and key."
+    )
+    latency_adaptive: bool = Field(
+        default=False,
+        description="For self-hosted servers that never answer 429: grow concurrency only "
+        "while latency stays flat.",
+    )
+    structured_output: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON schema (or a pydantic model class, stored as its schema) that "
+        "every answer must follow.",
+    )
+    structured_retries: int = Field(
+        default=2, ge=0, description="Re-asks after an answer that doesn't follow the schema."
+    )
+    include_raw: bool = Field(
+        default=False, description="Keep each raw response body in the output."
+    )
+
+    _http: HTTPClient | None = PrivateAttr(default=None)
+    _schema_model: type[BaseModel] | None = PrivateAttr(default=None)
+
+    @field_validator("structured_output", mode="before")
+    @classmethod
+    def _to_schema(cls, value: Any) -> Any:
+        if value is None or isinstance(value, dict):
+            return value
+        return schema_of(value)
+
+    def __init__(self, **data: Any) -> None:
+        model_cls = data.get("structured_output")
+        super().__init__(**data)
+        if isinstance(model_cls, type) and issubclass(model_cls, BaseModel):
+            self._schema_model = model_cls
+
+    # -- identity and configuration ---------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
+        return (self.provider, self.model, dict(self.generation_kwargs), self.structured_output)
+
+    @property
+    def endpoint(self) -> str:
+        env = os.environ.get(self.base_url_env) if self.base_url_env else None
+        return (self.base_url or env or self.default_base_url).rstrip("/")
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+    def load(self) -> None:
+        if not self.endpoint:
+            raise LLMError(f"{type(self).__name__} needs base_url=...")
+        if self.requires_api_key() and self.resolved_api_key() is None:
+            raise LLMError(
+                f"{type(self).__name__} needs an API key: pass api_key=... or set "
+                f"{self.api_key_env}"
+            )
+
+    def requires_api_key(self) -> bool:
+        """Hosted endpoints need a key; a self-hosted one (another base_url) may not."""
+        return bool(self.api_key_env) and self.endpoint == self.default_base_url.rstrip("/")
+
+    # -- what a provider implements ---------------------------------------------------------
+
+    @abstractmethod
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        """Headers that authenticate a request."""
+
+    @abstractmethod
+    def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
+        """The path (relative to the base URL, or absolute) and JSON body of one request."""
+
+    @abstractmethod
+    def parse_response(self, data: Any) -> GenerateOutput:
+        """Read a 2xx body. May raise KeyError/TypeError/ValueError on an unexpected shape."""
+
+    # -- the call path ----------------------------------------------------------------------
+
+    def _client(self) -> HTTPClient:
+        if self._http is None:
+            self._http = HTTPClient(self.endpoint, timeout=self.timeout)
+        return self._http
+
+    def limiter(self) -> EndpointLimiter:
+        return get_limiter(
+            endpoint_key(self.endpoint, self.resolved_api_key()),
+            max_concurrency=self.max_concurrency,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            latency_adaptive=self.latency_adaptive,
+            base_pause=self.retry_backoff,
+        )
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        if num_generations == 1 or self.supports_n:
+            output = await self._request(messages, num_generations)
+        else:
+            output = await self._fan_out(messages, num_generations)
+        if self.structured_output is not None:
+            output = await self._enforce_schema(messages, output)
+        return output
+
+    async def _fan_out(self, messages: ChatType, n: int) -> GenerateOutput:
+        outputs: list[GenerateOutput] = [GenerateOutput([]) for _ in range(n)]
+
+        async def one(i: int) -> None:
+            outputs[i] = await self._request(messages, 1)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        return _combine(outputs)
+
+    async def _request(self, messages: ChatType, num_generations: int) -> GenerateOutput:
+        path, payload = self.build_request(messages, num_generations)
+        headers = self.auth_headers(self.resolved_api_key())
+        limiter = self.limiter()
+        estimate = _estimate_tokens(messages, self.generation_kwargs, num_generations)
+        counts = {"retries": 0, "rate_limited": 0}
+
+        def on_retry(exc: BaseException) -> None:
+            counts["retries"] += 1
+            if isinstance(exc, LLMStatusError) and exc.status_code == 429:
+                counts["rate_limited"] += 1
+
+        async def attempt() -> GenerateOutput:
+            async with limiter.acquire(estimate) as permit:
+                started = time.monotonic()
+                response = await self._client().post_json(path, payload, headers)
+                limiter.update_from_headers(response.headers)
+                output = self._read(response)
+                permit.reconcile(output.usage.input_tokens + output.usage.output_tokens)
+                limiter.on_success(time.monotonic() - started)
+                return output
+
+        output = await call_with_retries(
+            attempt,
+            max_attempts=self.max_retries + 1,
+            base_delay=self.retry_backoff,
+            limiter=limiter,
+            on_retry=on_retry,
+        )
+        output.retries = counts["retries"]
+        output.rate_limited = counts["rate_limited"]
+        return output
+
+    def _read(self, response: JSONResponse) -> GenerateOutput:
+        try:
+            output = self.parse_response(response.data)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise LLMResponseError(
+                f"{type(self).__name__} could not read the response: {type(exc).__name__}: {exc}"
+            ) from exc
+        if self.include_raw:
+            output.raw = response.data
+        return output
+
+    async def _enforce_schema(self, messages: ChatType, output: GenerateOutput) -> GenerateOutput:
+        schema = self.structured_output
+        assert schema is not None
+        for i, text in enumerate(output.generations):
+            error = validation_error(text, schema, self._schema_model)
+            attempts = 0
+            while error is not None:
+                if attempts == self.structured_retries:
+                    raise LLMResponseError(
+                        f"the answer does not follow the output schema after {attempts} "
+                        f"re-asks: {error}"
+                    )
+                attempts += 1
+                reask = [
+                    *messages,
+                    {"role": "assistant", "content": text or ""},
+                    {"role": "user", "content": REASK.format(error=error, schema=schema)},
+                ]
+                again = await self._request(reask, 1)
+                output.usage = output.usage + again.usage
+                output.retries += again.retries
+                text = again.generations[0]
+                error = validation_error(text, schema, self._schema_model)
+            output.generations[i] = text
+        return output
+
+
+def _combine(outputs: list[GenerateOutput]) -> GenerateOutput:
+    combined = GenerateOutput(generations=[], usage=Usage())
+    logprobs: list[Any] = []
+    for out in outputs:
+        combined.generations.extend(out.generations)
+        combined.usage = combined.usage + out.usage
+        combined.retries += out.retries
+        combined.rate_limited += out.rate_limited
+        if out.logprobs:
+            logprobs.extend(out.logprobs)
+    combined.logprobs = logprobs or None
+    combined.raw = [out.raw for out in outputs] if any(o.raw for o in outputs) else None
+    return combined
+
+
+def _estimate_tokens(messages: ChatType, kwargs: dict[str, Any], n: int) -> int:
+    """A cheap upper-ish estimate for the TPM bucket (reconciled with real usage later)."""
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    max_out = kwargs.get("max_new_tokens") or kwargs.get("max_tokens") or 256
+    return chars // 4 + int(max_out) * n
+
+
+def generation_kwarg(kwargs: dict[str, Any], *names: str) -> Any:
+    """The first of ``names`` present in ``kwargs`` (synthflow's name first, then aliases)."""
+    for name in names:
+        if name in kwargs:
+            return kwargs[name]
+    return None

@@ -1,0 +1,219 @@
+"""The path of every LLM call a run makes: response cache, budget, the call, accounting.
+
+A task asks ``LLMCalls.generate`` for its row's completions. Generations already in the run's
+response cache are served from it (they cost nothing and use no rate-limit budget); only the
+missing ones are requested, and each answer is stored as soon as it arrives, so a crash loses at
+most the calls in flight and a re-run pays only for what was never answered.
+
+When a budget (``max_cost``, ``max_tokens``) is reached, no new call starts: ``BudgetExceeded`` is
+raised to the task, the calls in flight finish, and ``on_exhausted`` lets the engine stop its
+sources so the run ends with what it has.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from synthflow.errors import BudgetExceeded
+from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.llms.cache import CachedGeneration, ResponseCache
+from synthflow.llms.pricing import Price, cost_of
+
+MAX_LATENCY_SAMPLES = 10_000
+
+
+@dataclass
+class LLMCallStats:
+    """LLM calls of one step. ``requests`` counts calls sent (retries inside them are in
+    ``retries``); ``cache_hits`` counts generations served from the response cache."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    def record_latency(self, seconds: float) -> None:
+        if len(self.latencies) < MAX_LATENCY_SAMPLES:
+            self.latencies.append(seconds)
+        else:  # keep a spread: overwrite in a fixed stride instead of growing
+            self.latencies[self.requests % MAX_LATENCY_SAMPLES] = seconds
+
+    def add_cost(self, cost: float | None) -> None:
+        if cost is not None:
+            self.cost = (self.cost or 0.0) + cost
+
+    def latency_percentiles(self) -> dict[str, float]:
+        if not self.latencies:
+            return {}
+        ordered = sorted(self.latencies)
+        last = len(ordered) - 1
+        return {f"p{q}": ordered[min(last, len(ordered) * q // 100)] for q in (50, 90, 99)}
+
+    def brief(self) -> str:
+        parts = [f"req={self.requests}", f"hits={self.cache_hits}"]
+        if self.rate_limited:
+            parts.append(f"429s={self.rate_limited}")
+        if self.retries:
+            parts.append(f"retries={self.retries}")
+        if self.failures:
+            parts.append(f"failed={self.failures}")
+        parts.append(f"tok={self.input_tokens}+{self.output_tokens}")
+        if self.cost is not None:
+            parts.append(f"${self.cost:.4f}")
+        p = self.latency_percentiles()
+        if p:
+            parts.append(f"p50={p['p50']:.2f}s p99={p['p99']:.2f}s")
+        return " ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "latencies"}
+        out["latency"] = self.latency_percentiles()
+        return out
+
+
+@dataclass
+class Budget:
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    cost: float = 0.0
+    tokens: int = 0
+
+    def charge(self, cost: float | None, tokens: int) -> None:
+        self.cost += cost or 0.0
+        self.tokens += tokens
+
+    def exhausted(self) -> str | None:
+        """Why the budget is spent, or None."""
+        if self.max_cost is not None and self.cost >= self.max_cost:
+            return f"budget reached: cost ${self.cost:.4f} >= max_cost ${self.max_cost:.4f}"
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            return f"budget reached: {self.tokens} tokens >= max_tokens {self.max_tokens}"
+        return None
+
+
+class LLMCalls:
+    def __init__(
+        self,
+        cache: ResponseCache | None,
+        budget: Budget | None = None,
+        prices: Mapping[str, Price] | None = None,
+        on_exhausted: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.budget = budget
+        self.prices = dict(prices or {})
+        self._on_exhausted = on_exhausted
+
+    async def generate(
+        self,
+        llm: LLM,
+        messages: ChatType,
+        num_generations: int,
+        stats: LLMCallStats,
+        *,
+        use_cache: bool = True,
+    ) -> GenerateOutput:
+        if self.budget is not None and (reason := self.budget.exhausted()):
+            raise BudgetExceeded(reason)
+        cache = self.cache if use_cache and llm.cacheable else None
+        keys: list[str] = []
+        hits: dict[str, CachedGeneration] = {}
+        missing = list(range(num_generations))
+        if cache is not None:
+            provider, model, kwargs, schema = llm.cache_identity()
+            keys = ResponseCache.keys(provider, model, messages, kwargs, schema, missing)
+            hits = cache.get_many(keys)
+            missing = [i for i, key in enumerate(keys) if key not in hits]
+            stats.cache_hits += num_generations - len(missing)
+        if not missing:
+            return _from_cache([hits[key] for key in keys])
+
+        started = time.monotonic()
+        stats.requests += 1
+        try:
+            fresh = await llm.agenerate(messages, num_generations=len(missing))
+        except Exception:
+            stats.failures += 1
+            raise
+        finally:
+            stats.record_latency(time.monotonic() - started)
+        self._account(llm, fresh, stats)
+        if cache is not None:
+            cache.put_many(list(zip([keys[i] for i in missing], _split(fresh), strict=True)))
+        if not hits:
+            return fresh
+        return _assemble(keys, hits, missing, fresh)
+
+    def _account(self, llm: LLM, output: GenerateOutput, stats: LLMCallStats) -> None:
+        stats.retries += output.retries
+        stats.rate_limited += output.rate_limited
+        stats.input_tokens += output.usage.input_tokens
+        stats.output_tokens += output.usage.output_tokens
+        cost = cost_of(llm.model_name, output.usage, self.prices)
+        stats.add_cost(cost)
+        if self.budget is not None:
+            self.budget.charge(cost, output.usage.input_tokens + output.usage.output_tokens)
+            reason = self.budget.exhausted()
+            if reason and self._on_exhausted is not None:
+                self._on_exhausted(reason)
+
+
+def _split(output: GenerateOutput) -> list[CachedGeneration]:
+    """One cache entry per generation; the call's usage is shared out evenly among them."""
+    n = max(1, len(output.generations))
+    logprobs: list[Any] = output.logprobs or [None] * n
+    return [
+        CachedGeneration(
+            text=text,
+            logprobs=logprobs[i] if i < len(logprobs) else None,
+            input_tokens=output.usage.input_tokens // n,
+            output_tokens=output.usage.output_tokens // n,
+        )
+        for i, text in enumerate(output.generations)
+    ]
+
+
+def _from_cache(entries: list[CachedGeneration]) -> GenerateOutput:
+    logprobs = [e.logprobs for e in entries]
+    return GenerateOutput(
+        generations=[e.text for e in entries],
+        usage=Usage(),  # served from the cache: nothing was spent
+        logprobs=logprobs if any(lp is not None for lp in logprobs) else None,
+    )
+
+
+def _assemble(
+    keys: list[str],
+    hits: dict[str, CachedGeneration],
+    missing: list[int],
+    fresh: GenerateOutput,
+) -> GenerateOutput:
+    fresh_at = dict(zip(missing, range(len(missing)), strict=True))
+    generations: list[str | None] = []
+    logprobs: list[Any] = []
+    for i, key in enumerate(keys):
+        if i in fresh_at:
+            j = fresh_at[i]
+            generations.append(fresh.generations[j] if j < len(fresh.generations) else None)
+            logprobs.append(
+                fresh.logprobs[j] if fresh.logprobs and j < len(fresh.logprobs) else None
+            )
+        else:
+            generations.append(hits[key].text)
+            logprobs.append(hits[key].logprobs)
+    return GenerateOutput(
+        generations=generations,
+        usage=fresh.usage,
+        logprobs=logprobs if any(lp is not None for lp in logprobs) else None,
+        raw=fresh.raw,
+        retries=fresh.retries,
+        rate_limited=fresh.rate_limited,
+    )

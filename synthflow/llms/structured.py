@@ -1,0 +1,124 @@
+"""Structured output: a JSON schema the answer must follow, and the check that it does.
+
+Users give a pydantic model class or a JSON schema dict. The schema is what serializes with the
+LLM; the model class, when given, also validates. Where the API has a native JSON-schema mode the
+client asks for it; everywhere, the answer is checked, and a bad one is re-asked a bounded number
+of times with the validation error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+REASK = (
+    "Your previous answer is not valid JSON for the required schema: {error}. "
+    "Answer again with only a JSON value that follows this schema, and nothing else: {schema}"
+)
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def schema_of(structured: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(structured, dict):
+        return structured
+    if isinstance(structured, type) and issubclass(structured, BaseModel):
+        return structured.model_json_schema()
+    raise TypeError(
+        "structured_output must be a pydantic model class or a JSON schema dict, "
+        f"got {type(structured).__name__}"
+    )
+
+
+def schema_name(schema: dict[str, Any]) -> str:
+    title = str(schema.get("title") or "output")
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in title)[:64]
+
+
+def validation_error(
+    text: str | None, schema: dict[str, Any], model: type[BaseModel] | None = None
+) -> str | None:
+    """Why ``text`` doesn't satisfy the schema, or None when it does."""
+    if text is None:
+        return "the answer is empty"
+    stripped = _strip_fences(text)
+    if model is not None:
+        try:
+            model.model_validate_json(stripped)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "value"
+            return f"{where}: {first['msg']}"
+        return None
+    try:
+        value = orjson.loads(stripped)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON ({exc})"
+    return _check(value, schema, schema, "$")
+
+
+def parse(text: str) -> Any:
+    """The JSON value of an answer that passed ``validation_error``."""
+    return orjson.loads(_strip_fences(text))
+
+
+def _strip_fences(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0]
+    return stripped.strip()
+
+
+def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        return node
+    target: Any = root
+    for part in ref[2:].split("/"):
+        target = target.get(part, {}) if isinstance(target, dict) else {}
+    return target if isinstance(target, dict) else {}
+
+
+def _check(value: Any, node: dict[str, Any], root: dict[str, Any], path: str) -> str | None:
+    """A small JSON Schema subset: type, enum, const, properties, required, items, anyOf."""
+    node = _resolve(node, root)
+    if "anyOf" in node or "oneOf" in node:
+        options = node.get("anyOf") or node.get("oneOf") or []
+        errors = [_check(value, option, root, path) for option in options]
+        return None if any(e is None for e in errors) else errors[0]
+    kind = node.get("type")
+    if kind is not None:
+        kinds = kind if isinstance(kind, list) else [kind]
+        allowed = tuple(t for k in kinds for t in _TYPES.get(k, (object,)))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            return f"{path}: expected {' or '.join(kinds)}, got {type(value).__name__}"
+    if "enum" in node and value not in node["enum"]:
+        return f"{path}: {value!r} is not one of {node['enum']}"
+    if "const" in node and value != node["const"]:
+        return f"{path}: expected {node['const']!r}"
+    if isinstance(value, dict):
+        for name in node.get("required", []):
+            if name not in value:
+                return f"{path}: missing required property {name!r}"
+        for name, sub in node.get("properties", {}).items():
+            if name in value:
+                error = _check(value[name], sub, root, f"{path}.{name}")
+                if error:
+                    return error
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        for i, item in enumerate(value):
+            error = _check(item, node["items"], root, f"{path}[{i}]")
+            if error:
+                return error
+    return None

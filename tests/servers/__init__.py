@@ -1,0 +1,143 @@
+"""Real HTTP servers on 127.0.0.1 for client tests, scripted by a plain handler function.
+
+``FakeAPI(handler)`` runs a threaded HTTP/1.1 server in the background. The handler receives a
+``Request`` and returns a ``Reply`` (status, JSON body or raw bytes, headers, an optional delay),
+or ``RESET`` to drop the connection without answering. Every request is recorded in
+``api.requests``. Each provider's test module writes the handler that speaks its wire format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def json(self) -> Any:
+        return self.body
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    raw: bytes | None = None
+
+
+RESET = object()
+Handler = Callable[[Request], "Reply | object"]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class FakeAPI:
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        api = self
+
+        class _RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = orjson.loads(raw) if raw else None
+                except orjson.JSONDecodeError:
+                    body = raw
+                request = Request(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                )
+                with api._lock:
+                    api.requests.append(request)
+                reply = api.handler(request)
+                if reply is RESET:
+                    # SO_LINGER 0: close with a TCP RST, as a crashing proxy would.
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                assert isinstance(reply, Reply)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.raw if reply.raw is not None else orjson.dumps(reply.body)
+                self.send_response(reply.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(payload)  # fails when the client gave up (a timeout)
+
+            do_POST = _handle
+            do_GET = _handle
+
+        self._server = _Server(("127.0.0.1", 0), _RequestHandler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> FakeAPI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+
+@contextmanager
+def fake_api(handler: Handler) -> Iterator[FakeAPI]:
+    api = FakeAPI(handler).start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+def sequence(*replies: Reply | object) -> Handler:
+    """A handler that answers with ``replies`` in turn, repeating the last one."""
+    lock = threading.Lock()
+    state = {"i": 0}
+
+    def handler(request: Request) -> Reply | object:
+        with lock:
+            i = min(state["i"], len(replies) - 1)
+            state["i"] += 1
+        reply = replies[i]
+        return reply(request) if callable(reply) else reply
+
+    return handler
