@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import itertools
 import json
 import statistics
 import subprocess
@@ -31,8 +32,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mock_llm_server import fetch_stats, reset_stats, running_server
 
-STACKS = ("httpx", "httpx2", "aiohttp", "httpx-x8", "httpx2-x8")
-SPLIT_CLIENTS = 8
+# "-x8": 8 clients, each worker bound to one; "-rr16": clients of 16 connections, one per request
+# in turn (synthflow.llms._http's scheme).
+STACKS = ("httpx", "httpx2", "aiohttp", "httpx-x8", "httpx2-x8", "httpx2-rr16")
 PAYLOAD = {
     "model": "mock",
     "messages": [
@@ -49,12 +51,17 @@ Post = Callable[[int, dict[str, Any]], Awaitable[Any]]
 
 @contextlib.asynccontextmanager
 async def _httpx_like(
-    module_name: str, url: str, concurrency: int, clients: int
+    module_name: str, url: str, concurrency: int, clients: int, per_request: bool
 ) -> AsyncIterator[Post]:
-    """httpx or httpx2 (same API); with n clients, worker ``slot`` uses client ``slot % n``."""
+    """httpx or httpx2 (same API) with the connections split evenly over ``clients`` clients.
+
+    Worker ``slot`` always uses client ``slot % clients``; with ``per_request`` the clients are
+    instead taken in turn for each request, as ``synthflow.llms._http`` does.
+    """
     module = importlib.import_module(module_name)
     per_client = -(-concurrency // clients)
     limits = module.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    turns = itertools.count()
     async with contextlib.AsyncExitStack() as stack:
         pool = [
             await stack.enter_async_context(
@@ -64,7 +71,8 @@ async def _httpx_like(
         ]
 
         async def post(slot: int, payload: dict[str, Any]) -> Any:
-            response = await pool[slot % clients].post("/chat/completions", json=payload)
+            index = next(turns) if per_request else slot
+            response = await pool[index % clients].post("/chat/completions", json=payload)
             response.raise_for_status()
             return response.json()
 
@@ -93,8 +101,12 @@ def _open_stack(
 ) -> contextlib.AbstractAsyncContextManager[Post]:
     if name == "aiohttp":
         return _aiohttp(url, concurrency)
-    module_name, _, split = name.partition("-x")
-    return _httpx_like(module_name, url, concurrency, int(split) if split else 1)
+    module_name, _, split = name.partition("-")
+    if split.startswith("rr"):  # clients of at most N connections, taken in turn per request
+        clients = -(-concurrency // int(split.removeprefix("rr")))
+        return _httpx_like(module_name, url, concurrency, clients, per_request=True)
+    clients = int(split.removeprefix("x")) if split else 1
+    return _httpx_like(module_name, url, concurrency, clients, per_request=False)
 
 
 async def _drive(post: Post, concurrency: int, requests: int) -> None:

@@ -399,6 +399,9 @@ class _HTTPConnection(asyncio.Protocol):
         if length > _MAX_BODY_BYTES:
             self._reject(413, "request body too large")
             return None
+        if length and headers.get("expect", "").lower() == "100-continue":  # curl, large bodies
+            assert self._transport is not None
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         connection = headers.get("connection", "").lower()
         if version == "HTTP/1.0":
             keep_alive = "keep-alive" in connection

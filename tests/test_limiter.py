@@ -188,34 +188,44 @@ async def test_reconcile_charges_tokens_used_beyond_the_estimate() -> None:
 @pytest.mark.anyio
 async def test_429_pauses_the_whole_endpoint_cuts_concurrency_and_recovers() -> None:
     clock = FakeClock()
-    limiter = EndpointLimiter(max_concurrency=4, clock=clock)
+    limiter = EndpointLimiter(max_concurrency=20, clock=clock)
 
-    limiter.on_rate_limited(retry_after=5.0)
-    stats = limiter.stats()
-    assert stats.concurrency_limit == 2
-    assert stats.paused_until == 5.0
-    assert stats.rate_limited_total == 1
+    async with AsyncExitStack() as stack:
+        for _ in range(9):  # the server accepted 9 in flight and refused a tenth
+            await stack.enter_async_context(limiter.acquire())
+        limiter.on_rate_limited(retry_after=5.0)
+        stats = limiter.stats()
+        assert stats.concurrency_limit == 9  # 0.9 x the 10 that met the 429
+        assert stats.paused_until == 5.0
+        assert stats.rate_limited_total == 1
 
-    limiter.on_rate_limited(retry_after=5.0)  # same burst: counted, but no second cut
-    assert limiter.stats().concurrency_limit == 2
-    assert limiter.stats().rate_limited_total == 2
+        limiter.on_rate_limited(retry_after=5.0)  # same burst: counted, but no second cut
+        assert limiter.stats().concurrency_limit == 9
+        assert limiter.stats().rate_limited_total == 2
 
-    times = await grant_times(limiter, clock, 4, hold=1.0)
-    assert times == [5.0, 5.0, 6.0, 6.0]
+    times = await grant_times(limiter, clock, 10, hold=1.0)
+    assert times == [5.0] * 9 + [6.0]  # nothing before the pause ends; then 9 at a time
     assert limiter.stats().paused_until is None
 
-    # Successes while the limit is reached add one per window, up to the configured maximum.
+    # Just below the ceiling of the last 429 (10), it probes one slot up only every 10 windows,
+    # so a server with a fixed cap is rarely hit again...
+    await succeed_in_windows(limiter, 9, latency=0.5)
+    assert limiter.concurrency_limit == 9
     await succeed_in_windows(limiter, 1, latency=0.5)
-    assert limiter.concurrency_limit == 3
-    await succeed_in_windows(limiter, 3, latency=0.5)
-    assert limiter.concurrency_limit == 4
+    assert limiter.concurrency_limit == 10
+    # ...and once a probe passes, growth is one slot per window again, up to the maximum.
+    await succeed_in_windows(limiter, 12, latency=0.5)
+    assert limiter.concurrency_limit == 20
 
 
 @pytest.mark.anyio
 async def test_successes_below_the_limit_do_not_raise_it() -> None:
     clock = FakeClock()
     limiter = EndpointLimiter(max_concurrency=8, clock=clock)
-    limiter.on_rate_limited(retry_after=0.0)
+    async with AsyncExitStack() as stack:
+        for _ in range(4):
+            await stack.enter_async_context(limiter.acquire())
+        limiter.on_rate_limited(retry_after=0.0)
     assert limiter.concurrency_limit == 4
 
     for _ in range(20):
@@ -225,7 +235,7 @@ async def test_successes_below_the_limit_do_not_raise_it() -> None:
     assert limiter.concurrency_limit == 4
 
 
-def test_429_without_retry_after_pauses_exponentially() -> None:
+def test_429_without_retry_after_pauses_about_one_latency_then_exponentially() -> None:
     clock = FakeClock()
     limiter = EndpointLimiter(max_concurrency=64, clock=clock)
 
@@ -234,12 +244,12 @@ def test_429_without_retry_after_pauses_exponentially() -> None:
         limiter.on_rate_limited(None)
         pauses.append(limiter.pause_remaining())
         clock.advance(limiter.pause_remaining())
-    limiter.on_success(0.1)
-    limiter.on_rate_limited(None)
-    pauses.append(limiter.pause_remaining())
+    assert pauses == [1.0, 2.0, 4.0]  # no latency seen yet: the base pause, doubling
 
-    assert pauses == [1.0, 2.0, 4.0, 1.0]
-    assert limiter.concurrency_limit == 4  # 64 halved four times
+    limiter.on_success(0.2)  # requests take about 0.2 s: that is how long to wait
+    limiter.on_rate_limited(None)
+    assert limiter.pause_remaining() == pytest.approx(0.2)
+    assert limiter.concurrency_limit == 1  # nothing was in flight when the 429s came
 
 
 def test_429_without_adaptation_only_pauses() -> None:

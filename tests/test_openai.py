@@ -15,6 +15,13 @@ from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
 from tests.servers import RESET, FakeAPI, Reply, Request, fake_api, sequence
 
 
+@pytest.fixture(params=["httpx2", "aiohttp"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test over each HTTP transport (see synthflow/llms/_http.py)."""
+    monkeypatch.setenv("SYNTHFLOW_HTTP", request.param)
+    return str(request.param)
+
+
 def completion(request: Request, texts: list[str] | None = None) -> Reply:
     body = request.json
     n = body.get("n", 1)
@@ -71,7 +78,7 @@ def run_texts(llm_: Any, instructions: list[str], **run_kwargs: Any) -> Any:
     return pipeline.run(progress=False, **run_kwargs)
 
 
-def test_chat_completion_request_and_response_on_the_wire() -> None:
+def test_chat_completion_request_and_response_on_the_wire(transport: str) -> None:
     with fake_api(completion) as api:
         client = llm(api, generation_kwargs={"temperature": 0.7, "max_new_tokens": 64, "seed": 3})
         distiset = run_texts(client, ["hello", "world"])
@@ -184,7 +191,7 @@ def test_structured_output_gives_up_after_bounded_reasks() -> None:
     ],
     ids=["429-retry-after", "429-bare", "500", "malformed-json", "connection-reset"],
 )
-def test_transient_faults_are_retried_and_the_row_succeeds(fault: object) -> None:
+def test_transient_faults_are_retried_and_the_row_succeeds(fault: object, transport: str) -> None:
     with fake_api(sequence(fault, completion)) as api:
         distiset = run_texts(llm(api), ["q"])
     row = distiset["default"]["train"][0]
@@ -195,7 +202,7 @@ def test_transient_faults_are_retried_and_the_row_succeeds(fault: object) -> Non
     assert len(api.requests) == 2
 
 
-def test_timeouts_are_retried_then_the_row_gets_the_error() -> None:
+def test_timeouts_are_retried_then_the_row_gets_the_error(transport: str) -> None:
     with fake_api(lambda r: Reply(200, {}, delay=0.5)) as api:
         distiset = run_texts(llm(api, timeout=0.1, max_retries=1), ["q"])
     row = distiset["default"]["train"][0]

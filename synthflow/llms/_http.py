@@ -1,20 +1,28 @@
 """The HTTP layer under every API client: JSON over HTTP/1.1, errors mapped at the boundary.
 
-Transport choice (measured; see benchmarks/HTTP_STACK.md): httpx2, the maintained successor of
-httpx with the same API, already installed with ``datasets``. Its connection pool scans every
-connection per request, so CPU per request grows with the pool's size; we therefore split the
-connections over several small clients and pick one per request, round-robin. That keeps the
-cost per request flat as concurrency grows. If httpx2 is missing, httpx is used the same way.
+Two transports sit behind one seam (``_Transport.request``), chosen by measurement (see
+benchmarks/HTTP_STACK.md; CPU per request at 64-256 requests in flight, 200 ms latency):
 
-Every transport error becomes one of synthflow's ``LLMError`` types here, and nowhere else.
+- ``httpx2`` (the default; installed with ``datasets``): about 0.8 ms per request once its
+  connections are split over several small clients, picked round-robin. One big pool scans every
+  connection per request, so its cost would grow with concurrency. (httpx 0.28: 10-20 ms.)
+- ``aiohttp`` (optional, ``pip install 'synthflow[aiohttp]'``): about 0.15 ms per request. Used
+  automatically when installed; it matters for local servers at thousands of requests a second.
+
+``SYNTHFLOW_HTTP=httpx2|aiohttp`` forces one. Every transport error becomes one of synthflow's
+``LLMError`` types here, and nowhere else.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import itertools
+import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -27,16 +35,7 @@ from synthflow.errors import (
 
 CONNECTIONS_PER_CLIENT = 16
 
-
-def _httpx() -> Any:
-    try:
-        import httpx2
-
-        return httpx2
-    except ImportError:  # pragma: no cover - httpx2 comes with datasets
-        import httpx
-
-        return httpx
+RawResponse = tuple[int, dict[str, str], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,31 +45,123 @@ class JSONResponse:
     data: Any
 
 
+class _Transport(Protocol):
+    async def request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> RawResponse:
+        """Send one request; raise LLMTimeoutError or LLMConnectionError on transport failure."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # One context per process: building one loads the CA bundle (about 25 ms and a few MB), and
+    # each of the split clients would otherwise build its own.
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - certifi comes with httpx2
+        return ssl.create_default_context()
+
+
+def transport_name() -> str:
+    chosen = os.environ.get("SYNTHFLOW_HTTP", "auto")
+    if chosen not in ("auto", "httpx2", "aiohttp"):
+        raise ValueError(f"SYNTHFLOW_HTTP must be 'httpx2' or 'aiohttp', got {chosen!r}")
+    if chosen == "auto":
+        return "aiohttp" if importlib.util.find_spec("aiohttp") else "httpx2"
+    return chosen
+
+
+class _Httpx2Transport:
+    def __init__(self, tls: ssl.SSLContext | bool, timeout: float, max_connections: int) -> None:
+        import httpx2
+
+        self._httpx = httpx2
+        self._timeout = timeout
+        count = max(1, -(-max_connections // CONNECTIONS_PER_CLIENT))
+        per_client = -(-max_connections // count)
+        limits = httpx2.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+        self._clients = [
+            httpx2.AsyncClient(timeout=httpx2.Timeout(timeout), limits=limits, verify=tls)
+            for _ in range(count)
+        ]
+        self._next = itertools.cycle(self._clients)
+
+    async def request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> RawResponse:
+        try:
+            response = await next(self._next).request(method, url, content=body, headers=headers)
+        except self._httpx.TimeoutException as exc:
+            raise LLMTimeoutError(f"{method} {url} timed out after {self._timeout}s") from exc
+        except self._httpx.TransportError as exc:
+            raise LLMConnectionError(
+                f"{method} {url} failed: {type(exc).__name__}: {exc or 'connection error'}"
+            ) from exc
+        headers_out = {k.lower(): v for k, v in response.headers.items()}
+        return response.status_code, headers_out, response.content
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
+class _AiohttpTransport:
+    def __init__(self, tls: ssl.SSLContext | bool, timeout: float, max_connections: int) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        self._timeout = timeout
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections, ssl=tls),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            auto_decompress=True,
+        )
+
+    async def request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> RawResponse:
+        aiohttp = self._aiohttp
+        try:
+            async with self._session.request(method, url, data=body, headers=headers) as response:
+                content = await response.read()
+                headers_out = {k.lower(): v for k, v in response.headers.items()}
+                return response.status, headers_out, content
+        except TimeoutError as exc:
+            raise LLMTimeoutError(f"{method} {url} timed out after {self._timeout}s") from exc
+        except aiohttp.ClientError as exc:
+            raise LLMConnectionError(
+                f"{method} {url} failed: {type(exc).__name__}: {exc or 'connection error'}"
+            ) from exc
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+
 class HTTPClient:
-    """Posts JSON to one endpoint with up to ``max_connections`` connections."""
+    """Sends JSON requests to one endpoint with up to ``max_connections`` connections.
+
+    The transport is created on first use, inside the event loop that uses it.
+    """
 
     def __init__(self, base_url: str, *, timeout: float, max_connections: int = 256) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._max_connections = max_connections
-        self._clients: list[Any] = []
-        self._next: itertools.cycle[Any] | None = None
-        self._closed = False
+        self._transport: _Transport | None = None
 
-    def _client(self) -> Any:
-        if self._closed:
-            raise RuntimeError("HTTPClient is closed")
-        if self._next is None:
-            httpx = _httpx()
-            count = max(1, -(-self._max_connections // CONNECTIONS_PER_CLIENT))
-            per_client = -(-self._max_connections // count)
-            limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
-            self._clients = [
-                httpx.AsyncClient(timeout=httpx.Timeout(self._timeout), limits=limits)
-                for _ in range(count)
-            ]
-            self._next = itertools.cycle(self._clients)
-        return next(self._next)
+    def _connect(self) -> _Transport:
+        if self._transport is None:
+            tls: ssl.SSLContext | bool = (
+                _tls_context() if self.base_url.startswith("https") else False
+            )
+            kind = _AiohttpTransport if transport_name() == "aiohttp" else _Httpx2Transport
+            self._transport = kind(tls, self._timeout, self._max_connections)
+        return self._transport
 
     async def post_json(
         self, path: str, payload: Any, headers: Mapping[str, str] | None = None
@@ -80,35 +171,24 @@ class HTTPClient:
         Raises LLMStatusError (>= 400), LLMTimeoutError, LLMConnectionError, or
         LLMResponseError (2xx with a body that is not JSON).
         """
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
-        body = orjson.dumps(payload)
         send_headers = {"content-type": "application/json", **(headers or {})}
-        return await self._send("POST", url, body, send_headers)
+        return await self._send("POST", path, orjson.dumps(payload), send_headers)
 
     async def get_json(self, path: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
-        return await self._send("GET", url, None, dict(headers or {}))
+        return await self._send("GET", path, None, dict(headers or {}))
 
     async def _send(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> JSONResponse:
-        httpx = _httpx()
-        client = self._client()
-        try:
-            response = await client.request(method, url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise LLMTimeoutError(f"{method} {url} timed out after {self._timeout}s") from exc
-        except httpx.TransportError as exc:
-            raise LLMConnectionError(
-                f"{method} {url} failed: {type(exc).__name__}: {exc or 'connection error'}"
-            ) from exc
-        content = response.content
-        response_headers = {k.lower(): v for k, v in response.headers.items()}
-        if response.status_code >= 400:
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        status, response_headers, content = await self._connect().request(
+            method, url, body, headers
+        )
+        if status >= 400:
             text = content.decode("utf-8", "replace")
             raise LLMStatusError(
-                f"{method} {url} answered {response.status_code}: {_excerpt(text)}",
-                status_code=response.status_code,
+                f"{method} {url} answered {status}: {_excerpt(text)}",
+                status_code=status,
                 body=text,
                 headers=response_headers,
             )
@@ -116,20 +196,15 @@ class HTTPClient:
             data = orjson.loads(content) if content else None
         except orjson.JSONDecodeError as exc:
             raise LLMResponseError(
-                f"{method} {url} answered {response.status_code} with a body that is not JSON: "
+                f"{method} {url} answered {status} with a body that is not JSON: "
                 f"{_excerpt(content.decode('utf-8', 'replace'))}"
             ) from exc
-        return JSONResponse(response.status_code, response_headers, data)
+        return JSONResponse(status, response_headers, data)
 
     async def aclose(self) -> None:
-        self._closed = True
-        clients, self._clients, self._next = self._clients, [], None
-        for client in clients:
-            await client.aclose()
-
-    def reopen(self) -> None:
-        """Allow use again after ``aclose`` (a new run, possibly on a new event loop)."""
-        self._closed = False
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.aclose()
 
 
 def _excerpt(text: str, limit: int = 300) -> str:

@@ -43,7 +43,8 @@ __all__ = [
     "parse_reset_duration",
 ]
 
-_BACKOFF_FACTOR = 0.5  # AIMD: a 429 halves the concurrency limit
+_BACKOFF_FACTOR = 0.9  # AIMD: a 429 cuts the limit to 0.9 x the concurrency the server accepted
+_PROBE_WINDOWS = 10  # at the last 429's ceiling, probe above it only after this many windows
 _LATENCY_BACKOFF_FACTOR = 0.75  # latency rose too much: shrink the limit by a quarter
 _LATENCY_RISE = 1.5  # window latency above 1.5 x baseline: the server is queueing
 _LATENCY_FLAT = 1.2  # window latency within 1.2 x baseline: room to grow
@@ -177,6 +178,9 @@ class EndpointLimiter:
         self._window_latency = 0.0
         self._window_peak = 0  # most permits in flight at once during the window
         self._baseline_latency: float | None = None
+        self._recent_latency: float | None = None
+        self._ceiling: int | None = None  # concurrency at which the last 429 came
+        self._windows_at_ceiling = 0
 
     @property
     def concurrency_limit(self) -> int | None:
@@ -282,7 +286,7 @@ class EndpointLimiter:
     # --- feedback from the endpoint -------------------------------------------------------
 
     def on_rate_limited(self, retry_after: float | None = None) -> None:
-        """The endpoint answered 429: pause every request, and (if adaptive) halve concurrency.
+        """The endpoint answered 429: pause every request, and (if adaptive) cut concurrency.
 
         429s that arrive while the pause of an earlier one is running belong to the same burst:
         they may lengthen the pause but don't cut the limit again.
@@ -293,8 +297,13 @@ class EndpointLimiter:
         if new_burst:
             self._consecutive_429 += 1
         if retry_after is None:
+            # Without Retry-After, wait about one request's latency: by then requests in flight
+            # have finished and freed room. Doubles while 429s keep coming with no success between.
+            first = self._base_pause
+            if self._recent_latency is not None:
+                first = min(first, max(self._recent_latency, 0.05))
             exponent = max(self._consecutive_429 - 1, 0)
-            pause = min(self._base_pause * 2.0**exponent, _MAX_DEFAULT_PAUSE)
+            pause = min(first * 2.0**exponent, _MAX_DEFAULT_PAUSE)
         else:
             pause = max(retry_after, 0.0)
         self._paused_until = max(self._paused_until, now + pause)
@@ -303,13 +312,26 @@ class EndpointLimiter:
             return
         self._congestion_until = now + pause
         if self._adaptive:
-            current = self._limit if self._limit is not None else max(self._window_peak, 1)
+            # The server accepted what was in flight, plus nothing more: that is its ceiling.
+            accepted = self._in_flight + 1
+            current = accepted if self._limit is None else min(self._limit, accepted)
+            self._ceiling = accepted
             self._limit = max(1, math.floor(current * _BACKOFF_FACTOR))
             self._reset_window()
 
     def on_success(self, latency: float) -> None:
-        """A call succeeded after ``latency`` seconds: grow the limit back, window by window."""
+        """A call succeeded after ``latency`` seconds: grow the limit back, window by window.
+
+        Growth is one slot per window of successes, up to just below the concurrency at which
+        the last 429 came; past that ceiling it probes one slot every ``_PROBE_WINDOWS`` windows,
+        so a server with a fixed cap sees a 429 rarely instead of every few windows.
+        """
         self._consecutive_429 = 0
+        self._recent_latency = (
+            latency
+            if self._recent_latency is None
+            else self._recent_latency + 0.1 * (latency - self._recent_latency)
+        )
         if self._limit is None or not (self._adaptive or self._latency_adaptive):
             return
         self._window_successes += 1
@@ -332,6 +354,12 @@ class EndpointLimiter:
             if ratio > _LATENCY_FLAT:
                 return
         if limit_reached and (self._max_concurrency is None or self._limit < self._max_concurrency):
+            if self._ceiling is not None and self._limit + 1 >= self._ceiling:
+                self._windows_at_ceiling += 1
+                if self._windows_at_ceiling < _PROBE_WINDOWS:
+                    return
+                self._windows_at_ceiling = 0
+                self._ceiling = None  # probing past it; a new 429 sets a new one
             self._limit += 1
             self._wake_head()
 

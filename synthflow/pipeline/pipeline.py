@@ -9,22 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import hashlib
+import importlib
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import orjson
 
 from synthflow.errors import PipelineValidationError
 from synthflow.pipeline._progress import Progress, ProgressMode
-from synthflow.runtime_parameters import is_runtime_field
 from synthflow.steps.base import GeneratorStep, _Step
 
 if TYPE_CHECKING:
@@ -137,20 +135,87 @@ class Pipeline:
     @property
     def signature(self) -> str:
         """A stable hash of the DAG and every step's configuration, runtime parameters left out
-        (they change how a run behaves, not what the pipeline is). It names the cache dir."""
-        steps = []
-        for name, step in sorted(self._steps.items()):
-            steps.append([name, _class_path(step), _definition(step)])
-        payload = orjson.dumps(
-            {"steps": steps, "edges": sorted(self._edges)},
-            option=orjson.OPT_SORT_KEYS,
-            default=str,
-        )
-        return hashlib.blake2b(payload, digest_size=10).hexdigest()
+        (they change how a run behaves, not what the pipeline is). It names the cache dir, and
+        it survives a save and load."""
+        from synthflow.serialization import signature
+
+        return signature(self)
 
     @property
     def run_dir(self) -> Path:
         return self.cache_dir / "pipelines" / self.name / self.signature
+
+    # -- sharing (synthflow.serialization) ----------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """The pipeline as plain data, as ``save`` writes it; secrets are left out."""
+        from synthflow.serialization import dump_pipeline
+
+        return dump_pipeline(self)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the pipeline to ``path``: YAML for ``.yaml``/``.yml``, JSON for ``.json``."""
+        from synthflow.serialization import save_pipeline
+
+        return save_pipeline(self, path)
+
+    @classmethod
+    def from_file(
+        cls,
+        path_or_url: str | os.PathLike[str],
+        *,
+        allowed_modules: Iterable[str] = (),
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Pipeline:
+        """Load a pipeline saved as YAML or JSON, from a path or an http(s) URL. Classes are
+        imported only from synthflow and from ``allowed_modules`` (and their submodules)."""
+        from synthflow.serialization import load_file
+
+        return load_file(path_or_url, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+    @classmethod
+    def from_yaml(
+        cls,
+        text: str,
+        *,
+        allowed_modules: Iterable[str] = (),
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Pipeline:
+        from synthflow.serialization import load_pipeline, parse_text
+
+        data = parse_text(text, "yaml")
+        return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+    @classmethod
+    def from_json(
+        cls,
+        text: str | bytes,
+        *,
+        allowed_modules: Iterable[str] = (),
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Pipeline:
+        from synthflow.serialization import load_pipeline, parse_text
+
+        raw = text.decode() if isinstance(text, bytes) else text
+        data = parse_text(raw, "json")
+        return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        allowed_modules: Iterable[str] = (),
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Pipeline:
+        from synthflow.serialization import load_pipeline
+
+        return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+    def _repr_html_(self) -> str:
+        from synthflow.serialization import pipeline_html
+
+        return pipeline_html(self)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -187,11 +252,8 @@ class Pipeline:
             "prices": prices,
             "progress": progress,
         }
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return anyio.run(functools.partial(self.arun, parameters, **kwargs))
-        return _run_in_thread(functools.partial(self.arun, parameters, **kwargs))
+        arun = functools.partial(self.arun, parameters, **kwargs)
+        return _run_in_thread(arun) if _loop_is_running() else anyio.run(arun)
 
     async def arun(
         self,
@@ -216,6 +278,7 @@ class Pipeline:
             Distiset.from_leaf_files, output.leaf_files, output.stats
         )
         distiset.stop_reason = output.stop_reason
+        distiset.record_pipeline(self)
         if output.stop_reason:
             print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
         return distiset
@@ -223,6 +286,14 @@ class Pipeline:
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)}, edges=[{edges}])"
+
+
+def _loop_is_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _run_in_thread(arun: Callable[[], Awaitable[Distiset]]) -> Distiset:
@@ -244,8 +315,8 @@ def _run_in_thread(arun: Callable[[], Awaitable[Distiset]]) -> Distiset:
 
 
 def _prewarm_imports() -> None:
-    """Import ``datasets`` and ``pyarrow`` (about half a second) in a thread while the first
-    batches run: the run needs them only at the end, and LLM steps mostly wait on the network.
+    """Import ``datasets``, ``pyarrow`` and the HTTP transport (about half a second together) in
+    a thread while the first batches run: LLM steps mostly wait on the network meanwhile.
     """
     if "datasets" in sys.modules:
         return
@@ -254,23 +325,9 @@ def _prewarm_imports() -> None:
         import datasets  # noqa: F401
         import pyarrow.parquet  # noqa: F401
 
+        from synthflow.llms._http import transport_name
+
+        importlib.import_module(transport_name())
+
     threading.Thread(target=work, name="synthflow-prewarm", daemon=True).start()
 
-
-def _class_path(step: _Step) -> str:
-    cls = type(step)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _definition(model: Any) -> Any:
-    from pydantic import BaseModel
-
-    if not isinstance(model, BaseModel):
-        return model
-    cls = type(model)
-    out: dict[str, Any] = {"__class__": f"{cls.__module__}.{cls.__qualname__}"}
-    for name in cls.model_fields:
-        if is_runtime_field(cls, name) or name == "name":
-            continue
-        out[name] = _definition(getattr(model, name))
-    return out

@@ -1,0 +1,128 @@
+"""LLM layer benchmarks against the project's OpenAI-compatible mock server (another process).
+
+    python benchmarks/llm_pipeline.py [pipeline|storm|high|all] [--n 2000]
+
+- pipeline: two chained TextGeneration tasks, each with its own OpenAILLM pointed at the mock;
+  N = 2000, latency 200 ms, concurrency 64 per task. Ideal wall time N*L/C + L (the stages
+  overlap). Targets: achieved/ideal >= 0.90, <= 1.5 CPU-s per 1,000 requests, peak RSS <= 200 MB.
+- storm: the server admits 30 requests in flight and answers 429 beyond that; one task with
+  concurrency 64. Targets: zero failed rows, throughput >= 85% of what 30 in flight allow.
+- high: one task with 256 in flight at 200 ms; reports requests/s and CPU per request.
+
+CPU is this process's CPU time (the server's is not counted). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mock_llm_server import fetch_stats, running_server
+
+LATENCY = 0.2
+
+
+def _run(base_url: str, n: int, stages: int, concurrency: int) -> dict[str, Any]:
+    from synthflow.llms.openai import OpenAILLM
+    from synthflow.pipeline import Pipeline
+    from synthflow.steps import LoadDataFromDicts
+    from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration
+
+    data = [{"instruction": f"Write a haiku about the number {i}."} for i in range(n)]
+    with tempfile.TemporaryDirectory() as cache, Pipeline("llm-bench", cache_dir=cache) as p:
+        previous: Any = LoadDataFromDicts(name="load", data=data)
+        for stage in range(stages):
+            task = TextGeneration(
+                name=f"gen_{stage}",
+                llm=OpenAILLM(model="mock", base_url=base_url, api_key="sk-bench"),
+                concurrency=concurrency,
+                input_mappings={} if stage == 0 else {"instruction": f"text_{stage - 1}"},
+                output_mappings={"generation": f"text_{stage}", "model_name": f"model_{stage}"},
+            )
+            previous >> task
+            previous = task
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        distiset = p.run(progress=False, use_cache=False)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    rows = list(distiset["default"]["train"])
+    failed = sum(1 for r in rows if r.get(ERROR_COLUMN)) + (n - len(rows))
+    requests = sum(s.llm.requests for s in distiset.stats.values() if s.llm is not None)
+    retries = sum(s.llm.retries for s in distiset.stats.values() if s.llm is not None)
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "requests": requests,
+        "retries": retries,
+        "failed_rows": failed,
+        "cpu_s_per_1000_requests": round(cpu / max(requests, 1) * 1000, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def pipeline(n: int) -> dict[str, Any]:
+    c = 64
+    with running_server(latency=LATENCY) as url:
+        result = _run(url, n, stages=2, concurrency=c)
+    ideal = n * LATENCY / c + LATENCY
+    return {
+        "scenario": "two chained TextGeneration, C=64 each",
+        "n": n,
+        "ideal_s": round(ideal, 3),
+        "achieved_over_ideal": round(ideal / result["wall_s"], 3),
+        **result,
+    }
+
+
+def storm(n: int) -> dict[str, Any]:
+    cap = 30
+    with running_server(latency=LATENCY, max_inflight=cap) as url:
+        result = _run(url, n, stages=1, concurrency=64)
+        server = fetch_stats(url)
+    ideal = n * LATENCY / cap + LATENCY
+    return {
+        "scenario": "429 storm: server admits 30 in flight, task concurrency 64",
+        "n": n,
+        "ideal_s_at_30_in_flight": round(ideal, 3),
+        "throughput_over_ideal": round(ideal / result["wall_s"], 3),
+        "server": server,
+        **result,
+    }
+
+
+def high(n: int) -> dict[str, Any]:
+    c = 256
+    with running_server(latency=LATENCY) as url:
+        result = _run(url, n, stages=1, concurrency=c)
+    ideal = n * LATENCY / c + LATENCY
+    return {
+        "scenario": "one task, 256 in flight",
+        "n": n,
+        "requests_per_s": round(n / result["wall_s"], 1),
+        "cpu_ms_per_request": round(result["cpu_s"] / max(result["requests"], 1) * 1000, 3),
+        "achieved_over_ideal": round(ideal / result["wall_s"], 3),
+        **result,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "scenario", nargs="?", default="all", choices=["pipeline", "storm", "high", "all"]
+    )
+    parser.add_argument("--n", type=int, default=2000)
+    args = parser.parse_args()
+    scenarios = {"pipeline": pipeline, "storm": storm, "high": high}
+    chosen = list(scenarios) if args.scenario == "all" else [args.scenario]
+    print(json.dumps({name: scenarios[name](args.n) for name in chosen}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
