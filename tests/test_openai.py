@@ -86,7 +86,8 @@ def test_chat_completion_request_and_response_on_the_wire(transport: str) -> Non
     rows = list(distiset["default"]["train"])
     assert [r["generation"] for r in rows] == ["answer 0 to hello", "answer 0 to world"]
     assert rows[0]["model_name"] == "gpt-4o-mini"
-    request = api.requests[0]
+    # The two rows are sent concurrently: find the request for "hello".
+    request = next(r for r in api.requests if r.json["messages"][0]["content"] == "hello")
     assert request.path == "/v1/chat/completions"
     assert request.headers["authorization"] == "Bearer sk-test"
     assert request.json == {

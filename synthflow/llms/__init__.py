@@ -1,6 +1,37 @@
-"""LLM clients: ``from synthflow.llms import OfflineLLM, OpenAILLM, ...``."""
+"""LLM clients: ``from synthflow.llms import OpenAILLM, AnthropicLLM, OfflineLLM, ...``.
 
+API clients speak each provider's wire protocol over HTTP (no vendor SDK). Local-model clients
+(``TransformersLLM``, ``vLLM``, ``LlamaCppLLM``) and ``LiteLLM`` need optional extras; importing
+them here is cheap, and their ``load()`` says what to ``pip install`` when it is missing.
+"""
+
+from synthflow.llms.anthropic import AnthropicLLM
+from synthflow.llms.api import APILLM
 from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.llms.cohere import CohereLLM
 from synthflow.llms.offline import OfflineLLM
+from synthflow.llms.openai import (
+    AnyscaleLLM,
+    AzureOpenAILLM,
+    GroqLLM,
+    MistralLLM,
+    OpenAILLM,
+    TogetherLLM,
+)
 
-__all__ = ["LLM", "ChatType", "GenerateOutput", "OfflineLLM", "Usage"]
+__all__ = [
+    "LLM",
+    "APILLM",
+    "AnthropicLLM",
+    "AnyscaleLLM",
+    "AzureOpenAILLM",
+    "ChatType",
+    "CohereLLM",
+    "GenerateOutput",
+    "GroqLLM",
+    "MistralLLM",
+    "OfflineLLM",
+    "OpenAILLM",
+    "TogetherLLM",
+    "Usage",
+]

@@ -105,7 +105,9 @@ class FakeAPI:
         self._server = _Server(("127.0.0.1", 0), _RequestHandler)
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def start(self) -> FakeAPI:
         self._thread.start()
