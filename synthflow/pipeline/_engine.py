@@ -12,6 +12,7 @@ worker outlives the run.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +31,10 @@ from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.stats import StepStats
-from synthflow.steps.base import Step, _Step
+from synthflow.steps.base import GlobalStep, Step, _Step
 from synthflow.steps.tasks.base import Task
 
+COMPLETE_MARKER = "COMPLETE"
 QUEUE_CHUNKS = 8
 """Chunks an edge holds before its producer waits (a chunk is at most a batch of rows)."""
 
@@ -50,6 +52,7 @@ class RunOutput:
     leaf_files: dict[str, Path]
     stats: dict[str, StepStats]
     stop_reason: str | None = None
+    resumed_rows: int = 0
 
 
 def _separate_inputs(step: _Step) -> bool:
@@ -92,14 +95,21 @@ async def execute(
             outputs[name].append(send)
             inputs[succ].append(receive)
 
+    resume = _can_resume(plan, run_dir, options)
+    (run_dir / COMPLETE_MARKER).unlink(missing_ok=True)
     writers: dict[str, LeafWriter] = {}
     sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
     for leaf in plan.leaves:
         send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
         streams += (send, receive)
         outputs[leaf].append(send)
-        writers[leaf] = LeafWriter(run_dir / "data" / leaf)
+        writers[leaf] = LeafWriter(run_dir / "data" / leaf, resume=resume)
         sinks.append((writers[leaf], receive))
+    # Every leaf holds the rows up to its own last id; sources restart after the smallest, and
+    # each writer skips what it already has.
+    offset = min(w.last_id for w in writers.values()) + 1
+    if offset:
+        print(f"[synthflow] resuming an interrupted run after row {offset - 1}", file=sys.stderr)
 
     calls = _llm_calls(plan, run_dir, options, control)
     contexts: list[StepContext] = []
@@ -114,6 +124,7 @@ async def execute(
                 stats=stats[name],
                 inlet=Inlet(inputs[name]) if inputs[name] else None,
                 control=control,
+                offset=offset,
                 separate_inputs=_separate_inputs(step),
                 spill_dir=run_dir / "spill" / name,
                 thread_limiter=(
@@ -160,7 +171,17 @@ async def execute(
             stream.close()
 
     files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
+    if control.stop_reason is None:  # a run cut short by its budget may be resumed later
+        (run_dir / COMPLETE_MARKER).touch()
     return RunOutput(files, stats, control.stop_reason)
+
+
+def _can_resume(plan: Plan, run_dir: Path, options: RunOptions) -> bool:
+    """Resume when the last run of this pipeline was interrupted, unless caching is off (the
+    user wants everything recomputed) or a global step needs every row in one pass."""
+    if not options.use_cache or (run_dir / COMPLETE_MARKER).exists():
+        return False
+    return not any(isinstance(step, GlobalStep) for step in plan.steps.values())
 
 
 async def _run_step(ctx: StepContext) -> None:
@@ -182,10 +203,13 @@ async def _run_step(ctx: StepContext) -> None:
 
 
 async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk]) -> None:
-    async with receive:
-        async for chunk in receive:
-            if chunk.rows:
-                writer.write(chunk.rows)
+    try:
+        async with receive:
+            async for chunk in receive:
+                if chunk.rows:
+                    writer.write(chunk.rows)
+    finally:
+        writer.flush()  # on a crash too: what reached the leaf stays readable, and resumable
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

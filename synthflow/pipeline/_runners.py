@@ -53,6 +53,8 @@ class StepContext:
     outlet: Outlet
     stats: StepStats
     control: RunControl
+    offset: int = 0
+    """Rows the sources skip: a resumed run starts after what an interrupted one wrote."""
     inlet: Inlet | None = None
     separate_inputs: bool = False
     pool: StepProcessPool | None = None
@@ -132,8 +134,8 @@ def _row_id(row: Row) -> int:
 async def run_generator(ctx: StepContext) -> None:
     step = ctx.step
     assert isinstance(step, GeneratorStep)
-    next_id = 0
-    result: Any = step.process(0)
+    next_id = ctx.offset
+    result: Any = step.process(ctx.offset)
     batches: AsyncIterator[Any] = (
         result if hasattr(result, "__anext__") else _iterate_sync(result, ctx)
     )

@@ -1,13 +1,16 @@
 """Where a leaf step's rows go: Parquet parts on disk as they arrive, one Arrow file at the end.
 
 Writing as rows arrive keeps memory flat whatever the dataset's size, and leaves the rows
-produced so far readable if the run crashes. At the end the parts are unified (a column that is
+produced so far readable if the run crashes: a part is written every ``PART_ROWS`` rows or every
+``PART_SECONDS``, whichever comes first. Parts keep each row's lineage id, so a resumed run knows
+where each leaf stopped and appends after it. At the end the parts are unified (a column that is
 all nulls in one part and strings in another becomes strings) into one Arrow file, which
 ``datasets`` memory-maps instead of loading.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +19,38 @@ import orjson
 from synthflow.steps.base import ROW_ID, Row
 
 PART_ROWS = 10_000
+PART_SECONDS = 5.0
 
 
 class LeafWriter:
-    def __init__(self, directory: Path, part_rows: int = PART_ROWS) -> None:
+    """Writes one leaf's rows. With ``resume``, keeps the parts of an interrupted run and
+    skips rows it already holds (``last_id`` is the lineage id of the last one)."""
+
+    def __init__(self, directory: Path, *, resume: bool = False, part_rows: int = PART_ROWS) -> None:
         self.directory = directory
         self._part_rows = part_rows
         self._rows: list[Row] = []
-        self._parts: list[Path] = []
-        self.count = 0
+        self._since = time.monotonic()
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("part-*.parquet"):
-            stale.unlink()
+        self._parts = sorted(directory.glob("part-*.parquet"))
+        self.last_id = -1
+        self.count = 0
+        if resume and self._parts:
+            self.last_id, self.count = _progress(self._parts)
+        else:
+            for stale in [*self._parts, directory / "data.arrow"]:
+                stale.unlink(missing_ok=True)
+            self._parts = []
+        self.resumed = self.count
 
     def write(self, rows: list[Row]) -> None:
-        for row in rows:
-            row.pop(ROW_ID, None)
+        if self.last_id >= 0 and rows and rows[0][ROW_ID] <= self.last_id:
+            rows = [row for row in rows if row[ROW_ID] > self.last_id]
         self._rows.extend(rows)
         self.count += len(rows)
-        if len(self._rows) >= self._part_rows:
+        if len(self._rows) >= self._part_rows or (
+            self._rows and time.monotonic() - self._since >= PART_SECONDS
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -43,9 +59,12 @@ class LeafWriter:
         import pyarrow.parquet as pq
 
         path = self.directory / f"part-{len(self._parts):05d}.parquet"
-        pq.write_table(_to_table(self._rows), path)
+        partial = path.with_suffix(".tmp")
+        pq.write_table(_to_table(self._rows), partial)
+        partial.replace(path)  # a crash never leaves a half-written part behind
         self._parts.append(path)
         self._rows = []
+        self._since = time.monotonic()
 
     def finish(self) -> Path:
         """Flush and write ``data.arrow`` (an Arrow IPC stream) holding every row in order."""
@@ -58,11 +77,22 @@ class LeafWriter:
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
         if schema is None:
             schema = pa.schema([])
+        if ROW_ID in schema.names:  # lineage stays on disk for resuming, not in the dataset
+            schema = schema.remove(schema.get_field_index(ROW_ID))
         with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             for part in self._parts:
                 table = pq.read_table(part)
                 writer.write_table(_conform(table, schema))
         return target
+
+
+def _progress(parts: list[Path]) -> tuple[int, int]:
+    """(last lineage id, row count) of the rows already in ``parts``."""
+    import pyarrow.parquet as pq
+
+    count = sum(pq.read_metadata(p).num_rows for p in parts)
+    ids = pq.read_table(parts[-1], columns=[ROW_ID]).column(ROW_ID)
+    return (int(ids[-1].as_py()) if len(ids) else -1), count
 
 
 def _to_table(rows: list[Row]) -> Any:
