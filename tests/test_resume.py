@@ -59,7 +59,7 @@ def test_a_crashed_run_keeps_its_rows_and_the_next_run_appends() -> None:
     assert [r["n"] for r in rows] == list(range(100))
     assert all(r["seen"] for r in rows)
     assert "_sf_row_id" not in rows[0]
-    assert OFFSETS == [0, len(written)]  # the second run's source started after the crash
+    assert [0, len(written)] == OFFSETS  # the second run's source started after the crash
 
 
 def test_a_completed_run_is_rerun_from_the_start() -> None:

@@ -26,7 +26,9 @@ class LeafWriter:
     """Writes one leaf's rows. With ``resume``, keeps the parts of an interrupted run and
     skips rows it already holds (``last_id`` is the lineage id of the last one)."""
 
-    def __init__(self, directory: Path, *, resume: bool = False, part_rows: int = PART_ROWS) -> None:
+    def __init__(
+        self, directory: Path, *, resume: bool = False, part_rows: int = PART_ROWS
+    ) -> None:
         self.directory = directory
         self._part_rows = part_rows
         self._rows: list[Row] = []
