@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import anyio
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.llms.structured import example_of, schema_of
 from synthflow.runtime_parameters import RuntimeParameter
 
 
@@ -23,6 +24,7 @@ class OfflineLLM(LLM):
 
     The same messages, seed and generation index always give the same text. ``jitter`` adds a
     deterministic pseudo-random delay in ``[0, jitter)`` per call, so rows finish out of order.
+    With ``structured_output``, every answer is a JSON value that follows the schema.
     """
 
     model: str = "synthflow-offline"
@@ -33,6 +35,19 @@ class OfflineLLM(LLM):
     jitter: RuntimeParameter[float] = Field(
         default=0.0, ge=0, description="Extra random seconds per call, in [0, jitter)."
     )
+    structured_output: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON schema (or pydantic model class): answers are then JSON values "
+        "that follow it.",
+    )
+
+    @field_validator("structured_output", mode="before")
+    @classmethod
+    def _to_schema(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, dict) else schema_of(value)
+
+    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
+        return ("offline", self.model, dict(self.generation_kwargs), self.structured_output)
 
     cacheable: ClassVar[bool] = False  # answers cost nothing; re-running recomputes them
 
@@ -53,10 +68,18 @@ class OfflineLLM(LLM):
             await anyio.sleep(delay)
         last = str(messages[-1].get("content", "")) if messages else ""
         prompt = last if len(last) <= 60 else last[:57] + "..."
-        generations: list[str | None] = [
-            f"[{self.model} #{digest.hex()[:8]}.{i}] A response to: {prompt}"
-            for i in range(num_generations)
-        ]
+        generations: list[str | None]
+        if self.structured_output is not None:
+            seed = int.from_bytes(digest[:4], "big")
+            generations = [
+                orjson.dumps(example_of(self.structured_output, seed + i)).decode()
+                for i in range(num_generations)
+            ]
+        else:
+            generations = [
+                f"[{self.model} #{digest.hex()[:8]}.{i}] A response to: {prompt}"
+                for i in range(num_generations)
+            ]
         words_in = sum(len(str(m.get("content", "")).split()) for m in messages)
         words_out = sum(len(g.split()) for g in generations if g)
         return GenerateOutput(generations=generations, usage=Usage(words_in, words_out))

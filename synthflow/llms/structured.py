@@ -122,3 +122,49 @@ def _check(value: Any, node: dict[str, Any], root: dict[str, Any], path: str) ->
             if error:
                 return error
     return None
+
+
+def example_of(schema: dict[str, Any], seed: int = 0) -> Any:
+    """A deterministic value that satisfies ``schema`` (the subset ``validation_error`` checks).
+
+    The offline LLM answers with it, so pipelines with structured output run without a network.
+    """
+    return _example(schema, schema, seed, depth=0)
+
+
+def _example(node: dict[str, Any], root: dict[str, Any], seed: int, depth: int) -> Any:
+    node = _resolve(node, root)
+    if "const" in node:
+        return node["const"]
+    if node.get("enum"):
+        options = node["enum"]
+        return options[seed % len(options)]
+    options = node.get("anyOf") or node.get("oneOf")
+    if options:
+        return _example(options[0], root, seed, depth)
+    kind = node.get("type", "object" if "properties" in node else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = node.get("properties", {})
+        return {
+            name: _example(sub, root, seed + i + 1, depth + 1)
+            for i, (name, sub) in enumerate(props.items())
+        }
+    if kind == "array":
+        items = node.get("items", {"type": "string"})
+        count = max(int(node.get("minItems", 1)), 1) if depth < 4 else 0
+        return [_example(items, root, seed + i, depth + 1) for i in range(count)]
+    if kind == "integer":
+        low = int(node.get("minimum", 0))
+        high = int(node.get("maximum", low + 9))
+        return low + seed % (high - low + 1)
+    if kind == "number":
+        low = float(node.get("minimum", 0.0))
+        high = float(node.get("maximum", low + 1.0))
+        return low + (seed % 100) / 100 * (high - low)
+    if kind == "boolean":
+        return seed % 2 == 0
+    if kind == "null":
+        return None
+    return f"{node.get('title', 'text')} {seed}"
