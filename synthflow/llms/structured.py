@@ -160,9 +160,9 @@ def _example(node: dict[str, Any], root: dict[str, Any], seed: int, depth: int) 
         high = int(node.get("maximum", low + 9))
         return low + seed % (high - low + 1)
     if kind == "number":
-        low = float(node.get("minimum", 0.0))
-        high = float(node.get("maximum", low + 1.0))
-        return low + (seed % 100) / 100 * (high - low)
+        floor = float(node.get("minimum", 0.0))
+        ceiling = float(node.get("maximum", floor + 1.0))
+        return floor + (seed % 100) / 100 * (ceiling - floor)
     if kind == "boolean":
         return seed % 2 == 0
     if kind == "null":
