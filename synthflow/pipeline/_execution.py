@@ -12,11 +12,12 @@ only the parent, which then shuts them down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import multiprocessing
 import pickle
 import signal
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -33,10 +34,11 @@ def _as_rows(batch: Any) -> list[Row]:
     return list(batch)
 
 
-async def _drain_async(gen: AsyncIterator[Any]) -> list[Row]:
+async def _drain_async(gen: AsyncGenerator[Any, None]) -> list[Row]:
     rows: list[Row] = []
-    async for batch in gen:
-        rows.extend(_as_rows(batch))
+    async with contextlib.aclosing(gen):
+        async for batch in gen:
+            rows.extend(_as_rows(batch))
     return rows
 
 

@@ -11,6 +11,7 @@ Work that may run concurrently (rows of a task, batches on threads or processes)
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -134,11 +135,23 @@ def _row_id(row: Row) -> int:
 async def run_generator(ctx: StepContext) -> None:
     step = ctx.step
     assert isinstance(step, GeneratorStep)
-    next_id = ctx.offset
     result: Any = step.process(ctx.offset)
-    batches: AsyncIterator[Any] = (
-        result if hasattr(result, "__anext__") else _iterate_sync(result, ctx)
-    )
+    # Close the user's generator whatever happens (trio's lesson: an async generator left to
+    # the garbage collector runs its cleanup in the wrong context, or never).
+    if hasattr(result, "__anext__"):
+        async with contextlib.aclosing(result):
+            await _send_generated(ctx, result)
+    else:
+        try:
+            await _send_generated(ctx, _iterate_sync(result, ctx))
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+
+
+async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None:
+    step = ctx.step
+    next_id = ctx.offset
     async for batch in batches:
         if ctx.control.stop_reason is not None:
             return

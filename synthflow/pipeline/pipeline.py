@@ -330,4 +330,3 @@ def _prewarm_imports() -> None:
         importlib.import_module(transport_name())
 
     threading.Thread(target=work, name="synthflow-prewarm", daemon=True).start()
-
