@@ -34,7 +34,7 @@ def _as_rows(batch: Any) -> list[Row]:
     return list(batch)
 
 
-async def _drain_async(gen: AsyncGenerator[Any, None]) -> list[Row]:
+async def _drain_async(gen: AsyncGenerator[Any, Any]) -> list[Row]:
     rows: list[Row] = []
     async with contextlib.aclosing(gen):
         async for batch in gen:
