@@ -9,6 +9,9 @@ from synthflow.llms.anthropic import AnthropicLLM
 from synthflow.llms.api import APILLM
 from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
 from synthflow.llms.cohere import CohereLLM
+from synthflow.llms.gemini import GeminiLLM, VertexAILLM
+from synthflow.llms.huggingface import InferenceEndpointsLLM
+from synthflow.llms.ollama import OllamaLLM
 from synthflow.llms.offline import OfflineLLM
 from synthflow.llms.openai import (
     AnyscaleLLM,
@@ -27,11 +30,15 @@ __all__ = [
     "AzureOpenAILLM",
     "ChatType",
     "CohereLLM",
+    "GeminiLLM",
     "GenerateOutput",
     "GroqLLM",
+    "InferenceEndpointsLLM",
     "MistralLLM",
     "OfflineLLM",
+    "OllamaLLM",
     "OpenAILLM",
     "TogetherLLM",
     "Usage",
+    "VertexAILLM",
 ]
