@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from synthflow.steps import Step, StepInput
 from synthflow.steps.base import Row
@@ -40,3 +41,16 @@ class Passthrough(Step):
 
 def numbers(n: int) -> list[dict[str, int]]:
     return [{"n": i} for i in range(n)]
+
+
+def generate(client: Any, content: Any = "q", n: int = 1) -> Any:
+    """One LLM call outside a pipeline, closing the client's connections after it."""
+    import anyio
+
+    async def call() -> Any:
+        try:
+            return await client.agenerate([{"role": "user", "content": content}], num_generations=n)
+        finally:
+            await client.aclose()
+
+    return anyio.run(call)

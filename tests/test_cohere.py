@@ -12,6 +12,7 @@ from synthflow.llms.cohere import CohereLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
+from tests.helpers import generate
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 LOGPROBS = [{"token_ids": [1, 2], "text": "ok", "logprobs": [-0.1, -0.2]}]
@@ -60,19 +61,6 @@ def llm(api: FakeAPI, **kwargs: Any) -> CohereLLM:
     return CohereLLM(
         model="command-r-08-2024", base_url=api.url, api_key="co-test", retry_backoff=0.01, **kwargs
     )
-
-
-def generate(client: Any, content: Any = "q", n: int = 1) -> Any:
-    """One call outside a pipeline, closing the client's connections after it."""
-    import anyio
-
-    async def call() -> Any:
-        try:
-            return await client.agenerate([{"role": "user", "content": content}], num_generations=n)
-        finally:
-            await client.aclose()
-
-    return anyio.run(call)
 
 
 def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:

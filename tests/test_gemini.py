@@ -13,6 +13,7 @@ from synthflow.llms.gemini import GeminiLLM, VertexAILLM, gemini_schema, retry_d
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration
+from tests.helpers import generate
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 
@@ -48,19 +49,6 @@ def llm(api: FakeAPI, **kwargs: Any) -> GeminiLLM:
     return GeminiLLM(
         model="gemini-1.5-flash", base_url=api.url, api_key="g-key", retry_backoff=0.01, **kwargs
     )
-
-
-def generate(client: Any, content: Any = "q", n: int = 1) -> Any:
-    """One call outside a pipeline, closing the client's connections after it."""
-    import anyio
-
-    async def call() -> Any:
-        try:
-            return await client.agenerate([{"role": "user", "content": content}], num_generations=n)
-        finally:
-            await client.aclose()
-
-    return anyio.run(call)
 
 
 def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:

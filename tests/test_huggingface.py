@@ -12,6 +12,7 @@ from synthflow.llms.huggingface import InferenceEndpointsLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
+from tests.helpers import generate
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -47,19 +48,6 @@ def tgi(request: Request, texts: list[str] | None = None) -> Reply:
 
 def endpoint(api: FakeAPI, **kwargs: Any) -> InferenceEndpointsLLM:
     return InferenceEndpointsLLM(base_url=api.url, api_key="hf_test", retry_backoff=0.01, **kwargs)
-
-
-def generate(client: Any, content: Any = "q", n: int = 1) -> Any:
-    """One call outside a pipeline, closing the client's connections after it."""
-    import anyio
-
-    async def call() -> Any:
-        try:
-            return await client.agenerate([{"role": "user", "content": content}], num_generations=n)
-        finally:
-            await client.aclose()
-
-    return anyio.run(call)
 
 
 def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:

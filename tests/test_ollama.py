@@ -12,6 +12,7 @@ from synthflow.llms.ollama import OllamaLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
+from tests.helpers import generate
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 
@@ -38,19 +39,6 @@ def chat(request: Request, texts: list[str] | None = None) -> Reply:
 
 def llm(api: FakeAPI, **kwargs: Any) -> OllamaLLM:
     return OllamaLLM(model="llama3.2", base_url=api.url, retry_backoff=0.01, **kwargs)
-
-
-def generate(client: Any, content: Any = "q", n: int = 1) -> Any:
-    """One call outside a pipeline, closing the client's connections after it."""
-    import anyio
-
-    async def call() -> Any:
-        try:
-            return await client.agenerate([{"role": "user", "content": content}], num_generations=n)
-        finally:
-            await client.aclose()
-
-    return anyio.run(call)
 
 
 def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:

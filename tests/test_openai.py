@@ -12,6 +12,7 @@ from synthflow.llms.openai import AzureOpenAILLM, GroqLLM, MistralLLM, OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
+from tests.helpers import generate
 from tests.servers import RESET, FakeAPI, Reply, Request, fake_api, sequence
 
 
@@ -56,19 +57,6 @@ def llm(api: FakeAPI, **kwargs: Any) -> OpenAILLM:
         retry_backoff=0.01,
         **kwargs,
     )
-
-
-def generate(client: Any, content: Any = "q", n: int = 1) -> Any:
-    """One call outside a pipeline, closing the client's connections after it."""
-    import anyio
-
-    async def call() -> Any:
-        try:
-            return await client.agenerate([{"role": "user", "content": content}], num_generations=n)
-        finally:
-            await client.aclose()
-
-    return anyio.run(call)
 
 
 def run_texts(llm_: Any, instructions: list[str], **run_kwargs: Any) -> Any:
