@@ -1,31 +1,75 @@
-"""The Distiset: the datasets a run produced, one per leaf step."""
+"""The Distiset: the datasets a run produced, one per leaf step, and how they are shared.
+
+On disk and on the Hub a Distiset has the same layout::
+
+    pipeline.yaml                         the pipeline, with the run's parameter values
+    run.json                              the run's record: stats per step, version, command
+    README.md                             the dataset card
+    <subset>/<split>-00000-of-00001.parquet
+
+``save_to_disk`` builds it in a temporary directory beside the target and renames it into
+place, so a directory is never left half-written; ``push_to_hub`` uploads the same tree.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import shutil
+import tempfile
+import uuid
+from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from datasets import DatasetDict
+import orjson
 
+from synthflow.errors import DistisetError, SerializationError
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+    from synthflow.pipeline.pipeline import Pipeline
     from synthflow.pipeline.stats import StepStats
+
+PIPELINE_FILE = "pipeline.yaml"
+RUN_FILE = "run.json"
+CARD_FILE = "README.md"
+RUN_FORMAT = 1
+
+_PART_NAME = "{split}-00000-of-00001.parquet"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
+_SUBSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_WRITE_BATCH_ROWS = 10_000
 
 
 class Distiset(dict[str, "DatasetDict"]):
     """Maps each leaf step's name to a ``DatasetDict`` with one ``train`` split.
 
     With a single leaf, the key is ``"default"``, as in distilabel. ``stats`` holds per-step
-    counters of the run that made it.
+    counters of the run that made it; ``pipeline_config`` the pipeline, as ``Pipeline.dump()``
+    wrote it when the run ended.
     """
 
     stats: dict[str, StepStats]
     stop_reason: str | None
     """Why the run ended before its sources were exhausted (a budget), or None."""
+    pipeline_config: dict[str, Any] | None
+    """The pipeline that made it, with the run's parameter values; None if it couldn't be
+    written (a field YAML can't hold; ``run_info["pipeline_error"]`` says which)."""
+    run_info: dict[str, Any]
+    """About the run: synthflow version, pipeline signature, end time, and the CLI command."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stats = {}
         self.stop_reason = None
+        self.pipeline_config = None
+        self.run_info = {}
+        self._saved_stats: dict[str, Any] = {}  # as read by load_from_disk
 
     @classmethod
     def from_leaf_files(cls, files: dict[str, Path], stats: dict[str, StepStats]) -> Distiset:
@@ -39,9 +83,417 @@ class Distiset(dict[str, "DatasetDict"]):
         distiset.stats = stats
         return distiset
 
+    def record_pipeline(self, pipeline: Pipeline) -> None:
+        """Keep the definition of the pipeline that made this Distiset, for saving and the card.
+        Never fails the run: a pipeline that can't be written is noted in ``run_info``."""
+        from synthflow import __version__
+        from synthflow.serialization import dump_pipeline
+
+        try:
+            self.pipeline_config = dump_pipeline(pipeline)
+        except SerializationError as exc:
+            self.pipeline_config = None
+            self.run_info["pipeline_error"] = str(exc)
+        config = (self.pipeline_config or {}).get("pipeline") or {}
+        self.run_info.update(
+            pipeline=pipeline.name,
+            signature=config.get("signature") or pipeline.signature,
+            synthflow_version=__version__,
+            finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
+    @property
+    def pipeline_yaml(self) -> str | None:
+        """``pipeline_config`` as the YAML text that ``save_to_disk`` writes."""
+        if self.pipeline_config is None:
+            return None
+        from synthflow.serialization import to_text
+
+        return to_text(self.pipeline_config, "yaml")
+
+    # -- on disk ------------------------------------------------------------------------------
+
+    def save_to_disk(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the Distiset to ``directory`` (see the module docstring for the layout).
+
+        An existing directory is replaced only if it is empty or holds a saved Distiset."""
+        target = Path(directory).expanduser().absolute()
+        check_output_dir(target)
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+        except OSError as exc:
+            raise DistisetError(f"can't write to {target.parent}: {_reason(exc)}") from None
+        try:
+            self._write_tree(tmp, repo_id=None)
+            _move_into_place(tmp, target)
+        except OSError as exc:
+            raise DistisetError(f"can't save the distiset to {target}: {_reason(exc)}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    @classmethod
+    def load_from_disk(cls, directory: str | os.PathLike[str]) -> Distiset:
+        """Read a Distiset written by ``save_to_disk`` (or downloaded from the Hub)."""
+        from datasets import DatasetDict
+
+        root = Path(directory).expanduser()
+        if not root.is_dir():
+            raise DistisetError(f"no saved distiset at {root}: not a directory")
+        record: dict[str, Any] = {}
+        if (root / RUN_FILE).is_file():
+            try:
+                record = orjson.loads((root / RUN_FILE).read_bytes())
+            except orjson.JSONDecodeError as exc:
+                raise DistisetError(f"{root / RUN_FILE} is not valid JSON: {exc}") from None
+        distiset = cls()
+        subsets = list(record.get("subsets") or {}) or sorted(
+            p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.parquet"))
+        )
+        for subset in subsets:
+            splits: dict[str, list[Path]] = {}
+            for part in sorted((root / subset).glob("*.parquet")):
+                splits.setdefault(part.name.split("-", 1)[0].removesuffix(".parquet"), []).append(
+                    part
+                )
+            if not splits:
+                raise DistisetError(f"subset {subset!r} has no parquet files under {root}")
+            distiset[subset] = DatasetDict({s: _read_parquet(ps) for s, ps in splits.items()})
+        if not distiset:
+            raise DistisetError(f"no saved distiset at {root}: it holds no parquet data")
+        if (root / PIPELINE_FILE).is_file():
+            from synthflow.serialization import parse_text
+
+            text = (root / PIPELINE_FILE).read_text(encoding="utf-8")
+            try:
+                distiset.pipeline_config = parse_text(text, "yaml", source=PIPELINE_FILE)
+            except SerializationError as exc:
+                raise DistisetError(f"{root / PIPELINE_FILE}: {exc}") from None
+        distiset.run_info = dict(record.get("run") or {})
+        distiset.stop_reason = record.get("stop_reason")
+        distiset._saved_stats = dict(record.get("stats") or {})
+        distiset.stats = {n: _stats_from_dict(d) for n, d in distiset._saved_stats.items()}
+        return distiset
+
+    def _write_tree(self, root: Path, *, repo_id: str | None) -> None:
+        for subset, splits in self.items():
+            if not _SUBSET_NAME.match(subset):
+                raise DistisetError(f"subset name {subset!r} can't be a directory name")
+            for split, dataset in splits.items():
+                if not _SAFE_NAME.match(split):
+                    raise DistisetError(f"split name {split!r} can't be a file name")
+                path = root / subset / _PART_NAME.format(split=split)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_parquet(dataset, path)
+        if self.pipeline_config is not None:
+            (root / PIPELINE_FILE).write_text(self.pipeline_yaml or "", encoding="utf-8")
+        record = {
+            "synthflow": {"format": RUN_FORMAT},
+            "run": self.run_info,
+            "stop_reason": self.stop_reason,
+            "subsets": {s: {split: len(ds) for split, ds in dd.items()} for s, dd in self.items()},
+            "stats": {name: self._stats_record(name, s) for name, s in self.stats.items()},
+        }
+        options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        (root / RUN_FILE).write_bytes(orjson.dumps(record, option=options, default=str) + b"\n")
+        (root / CARD_FILE).write_text(self.dataset_card(repo_id), encoding="utf-8")
+
+    def _stats_record(self, name: str, stats: StepStats) -> dict[str, Any]:
+        record = stats.as_dict()
+        # Latency percentiles are saved, not the samples: keep the ones read from disk.
+        saved = (self._saved_stats.get(name) or {}).get("llm") or {}
+        if isinstance(record.get("llm"), dict) and not record["llm"].get("latency"):
+            record["llm"]["latency"] = saved.get("latency") or {}
+        return record
+
+    # -- on the Hub ---------------------------------------------------------------------------
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool = False,
+        token: str | None = None,
+        *,
+        commit_message: str | None = None,
+        api: Any = None,
+    ) -> str:
+        """Upload the data, ``pipeline.yaml``, ``run.json`` and a dataset card to the dataset
+        repo ``repo_id`` (created if missing), and return its URL.
+
+        ``api`` is the ``huggingface_hub.HfApi`` to use; by default ``HfApi(token=token)``, which
+        falls back to ``$HF_TOKEN`` or the saved login when ``token`` is None.
+        """
+        check_repo_id(repo_id)
+        if api is None:
+            from huggingface_hub import HfApi
+
+            api = HfApi(token=token)
+        name = (self.pipeline_config or {}).get("pipeline", {}).get("name", "distiset")
+        with tempfile.TemporaryDirectory(prefix="synthflow-push-") as tmp:
+            folder = Path(tmp)
+            self._write_tree(folder, repo_id=repo_id)
+            try:
+                api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+                api.upload_folder(
+                    repo_id=repo_id,
+                    repo_type="dataset",
+                    folder_path=folder,
+                    commit_message=commit_message or f"Upload {name} (made with synthflow)",
+                    delete_patterns=["*.parquet"],  # shards of an earlier push
+                )
+            except (OSError, ValueError) as exc:
+                raise DistisetError(
+                    f"push to {repo_id} failed: {type(exc).__name__}: {_reason(exc)}"
+                ) from None
+        endpoint = str(getattr(api, "endpoint", None) or "https://huggingface.co").rstrip("/")
+        return f"{endpoint}/datasets/{repo_id}"
+
+    def dataset_card(self, repo_id: str | None = None) -> str:
+        """The README.md that goes with the data: how it was made (the DAG as a mermaid
+        diagram, the models), the subsets and their sizes, and the command that remakes it."""
+        from synthflow.serialization import to_text
+
+        rows = sum(len(ds) for dd in self.values() for ds in dd.values())
+        front = {
+            "configs": [
+                {
+                    "config_name": subset,
+                    "data_files": [
+                        {"split": split, "path": f"{subset}/{split}-*.parquet"} for split in dd
+                    ],
+                }
+                for subset, dd in self.items()
+            ],
+            "tags": ["synthetic", "synthflow"],
+            "size_categories": [_size_category(rows)],
+        }
+        config = self.pipeline_config
+        body = (config or {}).get("pipeline") or {}
+        title = repo_id or body.get("name") or "Distiset"
+        lines = [f"---\n{to_text(front, 'yaml')}---", "", f"# {title}", ""]
+        lines.append(
+            f"This dataset was generated with synthflow "
+            f"{self.run_info.get('synthflow_version', '')}".rstrip()
+            + (f" by the pipeline `{body['name']}`." if body.get("name") else ".")
+        )
+        if body.get("description"):
+            lines += ["", str(body["description"])]
+        if config is not None:
+            lines += ["", "## How it was made", "", "```mermaid", _mermaid(config), "```"]
+            models = _models_table(config)
+            if models:
+                lines += ["", "## Models", "", *models]
+        elif self.run_info.get("pipeline_error"):
+            lines += ["", f"The pipeline couldn't be saved: {self.run_info['pipeline_error']}"]
+        lines += ["", "## Subsets", "", "| subset | split | rows | columns |", "|---|---|---|---|"]
+        for subset, dd in self.items():
+            for split, ds in dd.items():
+                columns = ", ".join(f"`{c}`" for c in ds.column_names)
+                lines.append(f"| {subset} | {split} | {len(ds)} | {columns} |")
+        if self.stats:
+            lines += [
+                "",
+                "## Run",
+                "",
+                "| step | rows in | rows out | errors |",
+                "|---|---|---|---|",
+            ]
+            for s in self.stats.values():
+                lines.append(f"| {s.name} | {s.rows_in} | {s.rows_out} | {s.errors} |")
+            if self.stop_reason:
+                lines += ["", f"The run stopped early: {self.stop_reason}."]
+        command = self.reproduce_command(repo_id)
+        if command:
+            lines += ["", "## Reproduce", "", "```bash", command, "```"]
+            original = self.run_info.get("command")
+            if original and original != command:
+                lines += ["", "It was made with:", "", "```bash", str(original), "```"]
+        if repo_id:
+            first = next(iter(self), "default")
+            lines += [
+                "",
+                "## Load",
+                "",
+                "```python",
+                "from datasets import load_dataset",
+                "",
+                f'dataset = load_dataset("{repo_id}", "{first}", split="train")',
+                "```",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def reproduce_command(self, repo_id: str | None = None) -> str | None:
+        """The CLI command that runs the saved pipeline again (its parameter values are in
+        ``pipeline.yaml``); None when the pipeline couldn't be saved."""
+        if self.pipeline_config is None:
+            return None
+        from synthflow.serialization import is_trusted, modules_of
+
+        config = (
+            f"https://huggingface.co/datasets/{repo_id}/resolve/main/{PIPELINE_FILE}"
+            if repo_id
+            else PIPELINE_FILE
+        )
+        parts = ["synthflow", "pipeline", "run", "--config", config]
+        for module in modules_of(self.pipeline_config):
+            if not is_trusted(module):
+                parts += ["--allow-module", module]
+        return shlex.join(parts)
+
+    # -- display ------------------------------------------------------------------------------
+
     def __repr__(self) -> str:
         parts = [
             f"  {name}: {len(dd['train'])} rows, columns {dd['train'].column_names}"
             for name, dd in self.items()
         ]
         return "Distiset(\n" + "\n".join(parts) + "\n)"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(
+            f"<tr><td><code>{escape(subset)}</code></td><td>{escape(split)}</td>"
+            f"<td>{len(ds)}</td><td>{escape(', '.join(ds.column_names))}</td></tr>"
+            for subset, dd in self.items()
+            for split, ds in dd.items()
+        )
+        name = self.run_info.get("pipeline")
+        title = "Distiset" + (f" from pipeline <b>{escape(str(name))}</b>" if name else "")
+        note = f"<p>Stopped early: {escape(self.stop_reason)}</p>" if self.stop_reason else ""
+        return (
+            f"<div><p>{title}</p><table><thead><tr><th>subset</th><th>split</th><th>rows</th>"
+            f"<th>columns</th></tr></thead><tbody>{rows}</tbody></table>{note}</div>"
+        )
+
+
+def check_output_dir(target: Path) -> None:
+    """Raise DistisetError unless a Distiset can be saved to ``target``; the CLI calls it
+    before a run, so a long run doesn't end on a directory it can't write."""
+    if target.exists() and not target.is_dir():
+        raise DistisetError(f"can't save to {target}: it exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not _is_saved_distiset(target):
+        raise DistisetError(
+            f"can't save to {target}: it holds other files, and synthflow replaces only an empty "
+            "directory or a saved distiset; choose another directory"
+        )
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DistisetError(f"can't save to {target}: {ancestor} is a file, not a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as exc:
+        raise DistisetError(f"can't write to {target.parent}: {_reason(exc)}") from None
+
+
+def check_repo_id(repo_id: str) -> None:
+    if not _REPO_ID.match(repo_id) or ".." in repo_id:
+        raise DistisetError(f"repo id {repo_id!r} must look like ORG/NAME (e.g. my-org/my-data)")
+
+
+def _is_saved_distiset(path: Path) -> bool:
+    return (path / RUN_FILE).is_file()
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(tmp, target)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_parquet(dataset: Dataset, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    schema = dataset.features.arrow_schema  # carries the datasets features as metadata
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for table in dataset.with_format("arrow").iter(batch_size=_WRITE_BATCH_ROWS):
+            writer.write_table(table.cast(schema))
+
+
+def _read_parquet(parts: list[Path]) -> Dataset:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    tables = [pq.read_table(str(p)) for p in parts]
+    return Dataset(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+
+
+def _stats_from_dict(data: dict[str, Any]) -> StepStats:
+    from synthflow.pipeline.stats import StepStats
+
+    known = {f.name for f in fields(StepStats)}
+    stats = StepStats(**{k: v for k, v in data.items() if k in known and k != "llm"})
+    llm = data.get("llm")
+    if isinstance(llm, dict):
+        try:
+            from synthflow.llms.calls import LLMCallStats
+
+            names = {f.name for f in fields(LLMCallStats)}
+            stats.llm = LLMCallStats(**{k: v for k, v in llm.items() if k in names})
+        except (ImportError, TypeError):
+            pass
+    return stats
+
+
+def _mermaid(config: dict[str, Any]) -> str:
+    from synthflow.serialization import connections_of, models_of, pipeline_section
+
+    body = pipeline_section(config)
+    ids: dict[str, str] = {}
+    lines = ["flowchart TD"]
+    for i, spec in enumerate(body.get("steps") or []):
+        name = str(spec.get("name"))
+        ids[name] = f"s{i}"
+        label = [name, str((spec.get("type_info") or {}).get("name", "?"))]
+        label += [model for _cls, model in models_of(spec) if model]
+        text = "<br/>".join(_mermaid_text(part) for part in label)
+        lines.append(f'    {ids[name]}["{text}"]')
+    for a, b in connections_of(body):
+        if a in ids and b in ids:
+            lines.append(f"    {ids[a]} --> {ids[b]}")
+    return "\n".join(lines)
+
+
+def _mermaid_text(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace('"', "#quot;").replace("<", "&lt;").replace(">", "&gt;")
+    )
+
+
+def _models_table(config: dict[str, Any]) -> list[str]:
+    from synthflow.serialization import models_of, pipeline_section
+
+    rows = []
+    for spec in pipeline_section(config).get("steps") or []:
+        for cls, model in models_of(spec):
+            rows.append(f"| {spec.get('name')} | {cls} | {model or ''} |")
+    return ["| step | client | model |", "|---|---|---|", *rows] if rows else []
+
+
+def _size_category(rows: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")]
+    bounds += [(1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+    for limit, label in bounds:
+        if rows < limit:
+            return label
+    return "n>100M"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return " ".join(str(exc).split()) or type(exc).__name__

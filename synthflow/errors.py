@@ -5,6 +5,8 @@
      ├── RuntimeParameterError     run(parameters=...) names or values that don't fit
      ├── StepError                 a step failed on a row or batch; carries .step and .row_id
      ├── BudgetExceeded            the run's cost or token budget was reached
+     ├── SerializationError        a pipeline can't be written to, or read from, YAML/JSON
+     ├── DistisetError             a Distiset can't be saved, loaded or pushed
      └── LLMError                  an LLM call failed for good (after retries)
           ├── LLMStatusError       the endpoint answered with an HTTP error status
           ├── LLMTimeoutError      the request timed out
@@ -42,6 +44,14 @@ class StepError(SynthflowError):
 
 class BudgetExceeded(SynthflowError):
     """The run reached its cost or token budget; no new LLM calls are issued."""
+
+
+class SerializationError(SynthflowError):
+    """A pipeline can't be written to, or read back from, YAML or JSON."""
+
+
+class DistisetError(SynthflowError):
+    """A Distiset can't be saved, loaded or pushed."""
 
 
 class LLMError(SynthflowError):

@@ -11,8 +11,8 @@ from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
 from synthflow.llms.cohere import CohereLLM
 from synthflow.llms.gemini import GeminiLLM, VertexAILLM
 from synthflow.llms.huggingface import InferenceEndpointsLLM
-from synthflow.llms.ollama import OllamaLLM
 from synthflow.llms.offline import OfflineLLM
+from synthflow.llms.ollama import OllamaLLM
 from synthflow.llms.openai import (
     AnyscaleLLM,
     AzureOpenAILLM,
@@ -23,8 +23,8 @@ from synthflow.llms.openai import (
 )
 
 __all__ = [
-    "LLM",
     "APILLM",
+    "LLM",
     "AnthropicLLM",
     "AnyscaleLLM",
     "AzureOpenAILLM",

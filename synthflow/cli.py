@@ -1,0 +1,597 @@
+"""The ``synthflow`` command line: inspect and run pipelines saved as YAML/JSON or written in
+Python.
+
+    synthflow pipeline info --config pipeline.yaml
+    synthflow pipeline run --config https://host/pipeline.yaml \\
+        --param generate.llm.generation_kwargs.temperature=0.2 --output out/
+
+Exit codes: 0 done; 1 the run failed (a step, saving or pushing its result); 2 bad input (usage, a
+file that can't be read or loaded, an unknown or ill-typed parameter, an output that can't be
+written); 130 interrupted (Ctrl+C). Expected errors print one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import os
+import re
+import shlex
+import sys
+import traceback
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from pydantic import BaseModel, Field
+
+from synthflow.errors import RuntimeParameterError, SynthflowError
+from synthflow.pipeline.pipeline import Pipeline
+from synthflow.steps.base import GeneratorStep, Row
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="synthflow",
+    help="Synthetic data pipelines with LLMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+pipeline_app = typer.Typer(
+    help="Inspect and run pipelines.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+app.add_typer(pipeline_app, name="pipeline")
+
+
+class ProgressChoice(enum.StrEnum):
+    auto = "auto"
+    rich = "rich"
+    plain = "plain"
+    off = "off"
+
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="PATH|URL",
+        help="The pipeline, as saved by pipeline.save(): a YAML or JSON file, or an http(s) URL.",
+    ),
+]
+ScriptOption = Annotated[
+    str | None,
+    typer.Option(
+        "--script",
+        metavar="FILE.py[:NAME]",
+        help="A Python file that defines the pipeline; NAME picks the variable when it "
+        "defines several. Code under 'if __name__ == \"__main__\":' doesn't run.",
+    ),
+]
+AllowOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-module",
+        metavar="MODULE",
+        help="Also import classes from MODULE (and its submodules) when loading --config; "
+        "only synthflow is trusted by default. Repeatable.",
+    ),
+]
+
+
+class UsageError(Exception):
+    """Bad input found by the CLI itself (exit code 2)."""
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from synthflow import __version__
+
+        typer.echo(f"synthflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", is_eager=True, callback=_show_version
+        ),
+    ] = False,
+) -> None:
+    """Synthetic data pipelines with LLMs."""
+
+
+# -- info ---------------------------------------------------------------------------------------
+
+
+@pipeline_app.command("info")
+def info(config: ConfigOption = None, script: ScriptOption = None) -> None:
+    """Show a pipeline's steps, its DAG and every runtime parameter with its current value.
+
+    With --config it only reads the file: nothing it names is imported.
+    """
+    from synthflow.serialization import dump_pipeline, parse_text, read_source
+
+    with _exit_on(EXIT_USAGE):
+        if config is not None and script is None:
+            text, fmt = read_source(config)
+            data = parse_text(text, fmt, source=config)
+        else:
+            data = dump_pipeline(_load(config, script, []))
+        typer.echo(describe(data))
+
+
+def describe(data: dict[str, Any]) -> str:
+    """The text ``synthflow pipeline info`` prints for a pipeline file's data."""
+    from synthflow.serialization import connections_of, is_trusted, models_of, pipeline_section
+
+    body = pipeline_section(data)
+    specs = [s for s in body.get("steps") or [] if isinstance(s, dict)]
+    lines = [f"pipeline   {body.get('name', '?')}"]
+    if body.get("signature"):
+        lines.append(f"signature  {body['signature']}")
+    if body.get("description"):
+        lines.append(f"about      {body['description']}")
+    lines += ["", "steps"]
+    width = max((len(str(s.get("name"))) for s in specs), default=4) + 2
+    foreign: dict[str, None] = {}
+    for spec in specs:
+        info = spec.get("type_info") or {}
+        module = str(info.get("module", "?"))
+        line = f"  {spec.get('name')!s:<{width}}{info.get('name', '?')}  ({module})"
+        if not is_trusted(module):
+            foreign[module] = None
+            line += "  [not synthflow]"
+        lines.append(line)
+        for cls, model in models_of(spec):
+            lines.append(" " * (width + 4) + f"llm: {cls}" + (f" ({model})" if model else ""))
+    names = [str(s.get("name")) for s in specs]
+    lines += ["", "dag", *("  " + line for line in draw_dag(names, connections_of(body)))]
+    lines += ["", "runtime parameters (set with --param STEP.NAME=VALUE)"]
+    for spec in specs:
+        for param in spec.get("runtime_parameters_info") or []:
+            path = f"{spec.get('name')}.{param.get('name')}"
+            lines.append(f"  {path} = {_show_value(spec, param)}")
+            if param.get("description"):
+                lines.append(f"      {param['description']}")
+    if foreign:
+        allow = " ".join(f"--allow-module {m}" for m in foreign)
+        lines += ["", f"classes outside synthflow: load them with {allow}"]
+    return "\n".join(lines)
+
+
+def _show_value(spec: dict[str, Any], param: dict[str, Any]) -> str:
+    value: Any = spec
+    for part in str(param.get("name")).split("."):
+        if not isinstance(value, dict) or part not in value:
+            value = param.get("value", _MISSING)
+            break
+        value = value[part]
+    if value is _MISSING:
+        return "(required)" if not param.get("optional", True) else "(not shown)"
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_MISSING = object()
+
+
+def draw_dag(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """The DAG as an indented tree from each source. A step with several inputs is drawn under
+    its first one and marked "(see above)" under the others."""
+    successors: dict[str, list[str]] = {n: [] for n in names}
+    predecessors: dict[str, list[str]] = {n: [] for n in names}
+    for a, b in edges:
+        if a in successors and b in predecessors:
+            successors[a].append(b)
+            predecessors[b].append(a)
+    lines: list[str] = []
+    shown: set[str] = set()
+
+    def visit(name: str, prefix: str, branch: str, below: str) -> None:
+        if name in shown:
+            lines.append(f"{prefix}{branch}{name}  (see above)")
+            return
+        shown.add(name)
+        joins = predecessors[name]
+        label = f"{name}  (joins {', '.join(joins)})" if len(joins) > 1 else name
+        lines.append(f"{prefix}{branch}{label}")
+        children = successors[name]
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            visit(child, prefix + below, "`-> " if last else "|-> ", "    " if last else "|   ")
+
+    for name in names:
+        if not predecessors[name]:
+            visit(name, "", "", "")
+    lines += [f"{name}  (in a cycle)" for name in names if name not in shown]
+    return lines
+
+
+# -- run ----------------------------------------------------------------------------------------
+
+
+@pipeline_app.command("run")
+def run(
+    config: ConfigOption = None,
+    script: ScriptOption = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="STEP.NAME=VALUE",
+            help="Set a runtime parameter, e.g. generate.llm.generation_kwargs.temperature=0.7. "
+            "VALUE is read as JSON when it parses (numbers, true/false, lists, objects), else as "
+            "text. A path into a dict parameter sets that one key. Repeatable; applied after "
+            "--params-file.",
+        ),
+    ] = None,
+    params_file: Annotated[
+        str | None,
+        typer.Option(
+            "--params-file",
+            metavar="PATH|URL",
+            help="A YAML or JSON mapping of runtime parameters: {step: {name: value}}; keys may "
+            "also be dotted paths like 'generate.num_generations'.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Save the result there (parquet, pipeline.yaml, run.json, README.md). An "
+            "existing directory is replaced only if empty or a saved result.",
+        ),
+    ] = None,
+    ignore_cache: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-cache", help="Call the LLMs again instead of reusing cached answers."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Run only the first row of each source through every step."),
+    ] = False,
+    repo_id: Annotated[
+        str | None,
+        typer.Option(
+            "--repo-id", metavar="ORG/NAME", help="Push the result to this Hub dataset repo."
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="Create the Hub repo as private.")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="TOKEN",
+            help="Hugging Face token for --repo-id; default: $HF_TOKEN or the saved login.",
+        ),
+    ] = None,
+    allow_module: AllowOption = None,
+    progress: Annotated[
+        ProgressChoice, typer.Option("--progress", help="How to show live per-step progress.")
+    ] = ProgressChoice.auto,
+) -> None:
+    """Run a pipeline from a file, a URL or a Python script; save and push its result."""
+    from synthflow.distiset import check_output_dir, check_repo_id
+    from synthflow.errors import DistisetError
+
+    params = list(param or [])
+    allowed = list(allow_module or [])
+    with _exit_on(EXIT_USAGE):
+        if dry_run and repo_id:
+            raise UsageError("--dry-run makes a one-row sample; it can't be pushed (--repo-id)")
+        if repo_id:
+            check_repo_id(repo_id)
+        pipeline = _load(config, script, allowed)
+        apply_parameters(pipeline, params_file, params)
+        pipeline.validate()
+        if output is not None:
+            check_output_dir(output.expanduser().absolute())
+        if dry_run:
+            limit_sources(pipeline, rows=1)
+            typer.echo("dry run: each source yields its first row only", err=True)
+
+    with _exit_on(EXIT_FAILED):
+        distiset = pipeline.run(use_cache=not ignore_cache, progress=progress.value)
+    command = _command(config, script, allowed, params_file, params, ignore_cache=ignore_cache)
+    distiset.run_info["command"] = command
+    typer.echo(repr(distiset))
+    if dry_run:
+        for subset, datasets in distiset.items():
+            for row in datasets["train"]:
+                typer.echo(f"{subset}: {orjson.dumps(row, default=str).decode()}")
+
+    with _exit_on(EXIT_FAILED):
+        try:
+            if output is not None:
+                typer.echo(f"saved to {distiset.save_to_disk(output)}")
+            if repo_id:
+                url = distiset.push_to_hub(repo_id, private=private, token=token)
+                typer.echo(f"pushed to {url}")
+        except DistisetError as exc:
+            raise DistisetError(f"the run finished, but {exc}") from None
+
+
+def apply_parameters(pipeline: Pipeline, params_file: str | None, params: list[str]) -> None:
+    """Apply a params file, then each ``--param``, validating each against its field."""
+    from synthflow.serialization import parse_text, read_source
+
+    if params_file is not None:
+        text, fmt = read_source(params_file)
+        expected = "a mapping of runtime parameters ({step: {name: value}})"
+        data = parse_text(text, fmt, source=params_file, expected=expected)
+        pipeline.validate({k: v for k, v in data.items() if "." not in str(k)})
+        for key, value in data.items():
+            if "." in str(key):
+                _apply_one(pipeline, _split_path(str(key), str(key)), value, None)
+    for text in params:
+        key, sep, raw = text.partition("=")
+        if not sep:
+            raise UsageError(
+                f"--param {text!r}: expected STEP.NAME=VALUE, "
+                "e.g. generate.llm.generation_kwargs.temperature=0.7"
+            )
+        _apply_one(pipeline, _split_path(key.strip(), text), parse_value(raw), raw)
+
+
+def parse_value(raw: str) -> Any:
+    """A ``--param`` value: JSON when it parses, true/false/none in any case, else the text."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    return raw
+
+
+def _split_path(key: str, text: str) -> list[str]:
+    parts = key.split(".")
+    if len(parts) < 2 or not all(parts):
+        raise UsageError(
+            f"--param {text!r}: name a step and a parameter, as STEP.NAME=VALUE "
+            "(e.g. load.batch_size=10)"
+        )
+    return parts
+
+
+def _apply_one(pipeline: Pipeline, parts: list[str], value: Any, raw: str | None) -> None:
+    # A value that parsed as JSON but doesn't fit (123 for a str field) is retried as the text.
+    candidates = [value] if raw is None or raw == value else [value, raw]
+    first: RuntimeParameterError | None = None
+    for candidate in candidates:
+        try:
+            pipeline.validate(_nest(pipeline, parts, candidate))
+            return
+        except RuntimeParameterError as exc:
+            first = first or exc
+    assert first is not None
+    raise first
+
+
+def _nest(pipeline: Pipeline, parts: list[str], value: Any) -> dict[str, Any]:
+    """``{"a": {"b": value}}`` for ``["a", "b"]``. A path that goes into a dict-valued field
+    (``gen.llm.generation_kwargs.temperature``) sets one key and keeps the others."""
+    owner: Any = pipeline.steps.get(parts[0])
+    for i in range(1, len(parts)):
+        if not (isinstance(owner, BaseModel) and parts[i] in type(owner).model_fields):
+            break
+        current = getattr(owner, parts[i])
+        if isinstance(current, dict) and i < len(parts) - 1:
+            merged = _set_in(dict(current), parts[i + 1 :], value)
+            return _nest_plain(parts[: i + 1], merged)
+        owner = current
+    return _nest_plain(parts, value)
+
+
+def _set_in(target: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    if len(path) == 1:
+        target[path[0]] = value
+    else:
+        inner = target.get(path[0])
+        target[path[0]] = _set_in(dict(inner) if isinstance(inner, dict) else {}, path[1:], value)
+    return target
+
+
+def _nest_plain(parts: list[str], value: Any) -> dict[str, Any]:
+    nested: Any = value
+    for part in reversed(parts):
+        nested = {part: nested}
+    result: dict[str, Any] = nested
+    return result
+
+
+def _command(
+    config: str | None,
+    script: str | None,
+    allowed: list[str],
+    params_file: str | None,
+    params: list[str],
+    *,
+    ignore_cache: bool,
+) -> str:
+    """The command line that made the result, without --token and output options."""
+    parts = ["synthflow", "pipeline", "run"]
+    parts += ["--config", config] if config is not None else ["--script", str(script)]
+    for module in allowed:
+        parts += ["--allow-module", module]
+    if params_file is not None:
+        parts += ["--params-file", params_file]
+    for p in params:
+        parts += ["--param", p]
+    if ignore_cache:
+        parts.append("--ignore-cache")
+    return shlex.join(parts)
+
+
+# -- dry run ------------------------------------------------------------------------------------
+
+
+class FirstRows(GeneratorStep):
+    """A dry run's stand-in for a source: the first ``rows`` rows of ``source``, then stop."""
+
+    source: GeneratorStep = Field(description="The source it stands in for.")
+    rows: int = Field(default=1, ge=1, description="Rows to let through.")
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.source.outputs
+
+    def load(self) -> None:
+        self.source.load()
+
+    def unload(self) -> None:
+        self.source.unload()
+
+    async def process(self, offset: int = 0) -> AsyncIterator[list[Row]]:
+        left = self.rows
+        result: Any = self.source.process(offset)
+        if hasattr(result, "__anext__"):
+            try:
+                async for batch in result:
+                    rows = _as_rows(batch)[:left]
+                    left -= len(rows)
+                    if rows:
+                        yield rows
+                    if left <= 0:
+                        return
+            finally:
+                if hasattr(result, "aclose"):
+                    await result.aclose()
+        else:
+            iterator = iter(result)
+            try:
+                for batch in iterator:
+                    rows = _as_rows(batch)[:left]
+                    left -= len(rows)
+                    if rows:
+                        yield rows
+                    if left <= 0:
+                        return
+            finally:
+                if hasattr(iterator, "close"):
+                    iterator.close()
+
+
+def _as_rows(batch: Any) -> list[Row]:
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[1], bool):
+        batch = batch[0]  # distilabel's (batch, is_last)
+    return list(batch)
+
+
+def limit_sources(pipeline: Pipeline, rows: int) -> None:
+    """Make every generator step of ``pipeline`` yield only its first ``rows`` rows (in place).
+
+    The stand-ins keep the names and output mappings of the steps they replace, so parameters
+    and connections are unchanged; the pipeline's signature changes, so a dry run keeps its own
+    cache directory."""
+    for name, step in pipeline.steps.items():
+        if isinstance(step, GeneratorStep) and not isinstance(step, FirstRows):
+            step.batch_size = min(step.batch_size, rows)
+            stand_in = FirstRows(
+                name=name,
+                source=step,
+                rows=rows,
+                output_mappings=step.output_mappings,
+                batch_size=step.batch_size,
+                executor=step.executor,
+                on_error=step.on_error,
+            )
+            pipeline._steps[name] = stand_in
+            stand_in._pipeline = pipeline
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def _load(config: str | None, script: str | None, allowed: list[str]) -> Pipeline:
+    if (config is None) == (script is None):
+        raise UsageError("give one of --config PATH|URL or --script FILE.py[:NAME]")
+    if config is not None:
+        if allowed and "" not in sys.path and os.getcwd() not in sys.path:
+            # Modules in the current directory, as with ``python -m``; last, so they can't
+            # shadow installed ones.
+            sys.path.append(os.getcwd())
+        return Pipeline.from_file(config, allowed_modules=allowed)
+    assert script is not None
+    return load_script(script)
+
+
+def load_script(spec: str) -> Pipeline:
+    """Import ``FILE.py`` as a module (so its classes pickle and serialize by reference) and
+    return its pipeline: the variable ``NAME`` after a colon, or its only Pipeline."""
+    match = re.fullmatch(r"(.+?):([A-Za-z_][A-Za-z0-9_]*)", spec)
+    file, variable = (match.group(1), match.group(2)) if match else (spec, None)
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--script: no such file: {file}")
+    name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else None
+    name = name or f"synthflow_script_{abs(hash(str(path.resolve()))):x}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"--script: {file} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)  # for its own imports, and for worker processes
+    try:
+        module_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        sys.modules.pop(name, None)
+        sys.path.remove(folder)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+        where = f" (line {frames[-1].lineno})" if frames else ""
+        raise UsageError(f"running {file} failed{where}: {type(exc).__name__}: {exc}") from None
+    if variable is not None:
+        found = getattr(module, variable, None)
+        if not isinstance(found, Pipeline):
+            raise UsageError(f"--script: {file} has no Pipeline named {variable!r}")
+        return found
+    pipelines = {id(v): (k, v) for k, v in vars(module).items() if isinstance(v, Pipeline)}
+    if len(pipelines) != 1:
+        names = ", ".join(k for k, _ in pipelines.values())
+        problem = f"defines several pipelines ({names})" if pipelines else "defines no Pipeline"
+        raise UsageError(f"--script: {file} {problem}; name one with {file}:NAME")
+    return next(iter(pipelines.values()))[1]
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _exit_on(code: int) -> Iterator[None]:
+    """Turn expected errors into one line on stderr and exit ``code``; Ctrl+C exits 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except (SynthflowError, UsageError) as exc:
+        _fail(str(exc), code)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """The console script ``synthflow``."""
+    app(prog_name="synthflow")

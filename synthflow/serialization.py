@@ -1,0 +1,688 @@
+"""Pipelines as YAML or JSON: writing them, loading them back safely, and their signature.
+
+A file holds a header and the pipeline::
+
+    synthflow: {version: 0.1.0, format: 1}
+    pipeline:
+      name: demo
+      description: null
+      signature: 6f0c...            # informational; recomputed on load
+      steps:
+      - name: generate
+        type_info: {module: synthflow.steps.tasks.text_generation, name: TextGeneration}
+        llm:                         # nested models carry their own type_info
+          type_info: {module: synthflow.llms.offline, name: OfflineLLM}
+          model: synthflow-offline
+          ...
+        ...                          # every other field, runtime parameters included
+        runtime_parameters_info:     # documentation only; the values above are what load
+        - {name: llm.latency, description: Seconds each call takes., optional: true, value: 0.0}
+      connections:
+      - {from: load, to: generate}   # one entry per edge, in connection order
+
+Secrets (``SecretStr`` values) and fields declared ``Field(exclude=True)`` are never written.
+
+Loading imports classes only from ``synthflow`` and from modules the caller allows explicitly, and
+it checks every module named in the file before importing any of them: a file from the internet
+can't make synthflow import arbitrary code. YAML is read with the safe loader, so a file can't
+construct Python objects either.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import functools
+import hashlib
+import importlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
+
+from synthflow.errors import SerializationError
+from synthflow.runtime_parameters import is_runtime_field, runtime_parameters_info
+from synthflow.steps.base import _Step
+
+if TYPE_CHECKING:
+    from synthflow.pipeline.pipeline import Pipeline
+
+FORMAT_VERSION = 1
+"""Version of the file layout; a file with a higher one was written by a newer synthflow."""
+
+TRUSTED_PACKAGE = "synthflow"
+MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
+
+Format = Literal["yaml", "json"]
+
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_SKIP_KEYS = ("type_info", "runtime_parameters_info")
+_PLAIN = frozenset({str, int, bool, type(None)})  # written as they are, in every mode
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def type_info(cls: type) -> dict[str, str]:
+    """Where a class is imported from. ``@step`` classes carry their function's module and
+    qualified name, so they serialize by reference like any class."""
+    return {"module": cls.__module__, "name": cls.__qualname__}
+
+
+def dump_pipeline(pipeline: Pipeline) -> dict[str, Any]:
+    """The pipeline as plain data (``pipeline.dump()``); raises SerializationError when a field
+    holds something YAML and JSON can't represent."""
+    from synthflow import __version__
+
+    return {
+        "synthflow": {"version": __version__, "format": FORMAT_VERSION},
+        "pipeline": {
+            "name": pipeline.name,
+            "description": pipeline.description,
+            "signature": signature(pipeline),
+            "steps": [dump_step(step) for step in pipeline.steps.values()],
+            "connections": [{"from": a, "to": b} for a, b in pipeline.edges],
+        },
+    }
+
+
+def dump_step(step: _Step) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": step.name}
+    out.update(_dump_model(step, where=f"step {step.name!r}", strict=True, runtime=True))
+    out["runtime_parameters_info"] = _runtime_parameters(step)
+    return out
+
+
+def _dump_model(
+    model: BaseModel, *, where: str, strict: bool, runtime: bool, canonical: bool = False
+) -> dict[str, Any]:
+    cls = type(model)
+    out: dict[str, Any] = {"type_info": type_info(cls)}
+    for name, field in cls.model_fields.items():
+        if name == "name" and isinstance(model, _Step):
+            continue
+        if not runtime and is_runtime_field(cls, name):
+            continue
+        value = getattr(model, name, None)
+        if isinstance(value, SecretStr | SecretBytes):
+            continue
+        if field.exclude is True:
+            # Never written; but code (FunctionLLM.fn) is part of what a pipeline is, so the
+            # signature names it by reference.
+            if canonical and callable(value):
+                out[name] = _opaque(value)
+            continue
+        where_field = f"{where}: field {name!r}"
+        out[name] = _dump_value(
+            value, where=where_field, strict=strict, runtime=runtime, canonical=canonical
+        )
+    return out
+
+
+def _dump_value(
+    value: Any, *, where: str, strict: bool, runtime: bool = True, canonical: bool = False
+) -> Any:
+    """Plain data for ``value``.
+
+    ``strict``: raise on what can't be written (else write a stand-in). ``runtime``: include the
+    runtime parameters of nested models. ``canonical``: write integral floats as ints, so the
+    signature doesn't depend on whether a default was written ``1`` or ``1.0``.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return int(value) if canonical and value.is_integer() else value
+    kw: dict[str, Any] = {
+        "where": where,
+        "strict": strict,
+        "runtime": runtime,
+        "canonical": canonical,
+    }
+    # Inline rows can be many: plain values are copied without a call each.
+    if isinstance(value, list | tuple):
+        return [v if type(v) in _PLAIN else _dump_value(v, **kw) for v in value]
+    if isinstance(value, dict):
+        return {k: v if type(v) in _PLAIN else _dump_value(v, **kw) for k, v in value.items()}
+    if isinstance(value, BaseModel):
+        return _dump_model(value, **kw)
+    if isinstance(value, SecretStr | SecretBytes):
+        return None
+    if isinstance(value, enum.Enum):
+        return _dump_value(value.value, **kw)
+    if isinstance(value, set | frozenset):
+        items = [_dump_value(v, **kw) for v in value]
+        return sorted(items, key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if not callable(value):
+        from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+        try:
+            return to_jsonable_python(value)
+        except PydanticSerializationError:
+            pass
+    if not strict:
+        return _opaque(value)
+    kind = type(value).__name__
+    raise SerializationError(
+        f"can't save {where}: it holds a {kind}, which YAML and JSON can't represent; declare "
+        "the field with Field(exclude=True) and build the object in load()"
+    )
+
+
+def _opaque(value: Any) -> str:
+    """A stable stand-in for a value that can't be written (no memory addresses)."""
+    target = value if hasattr(value, "__qualname__") else type(value)
+    return f"<{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}>"
+
+
+def _runtime_parameters(step: _Step) -> list[dict[str, Any]]:
+    out = []
+    for info in runtime_parameters_info(step):
+        entry: dict[str, Any] = {
+            "name": info.path,
+            "description": info.description,
+            "optional": info.optional,
+        }
+        owner: Any = step
+        *parents, leaf = info.path.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        field = type(owner).model_fields[leaf]
+        if field.exclude is not True and not isinstance(info.value, SecretStr | SecretBytes):
+            entry["value"] = _dump_value(info.value, where=info.path, strict=False)
+        out.append(entry)
+    return out
+
+
+def signature(pipeline: Pipeline) -> str:
+    """A stable hash of the DAG and of every step's definition: runtime parameters, excluded
+    fields and secrets left out, so it survives a save and load and names the run's cache."""
+    steps = []
+    for name, step in sorted(pipeline.steps.items()):
+        definition = _dump_model(step, where=name, strict=False, runtime=False, canonical=True)
+        steps.append([name, definition])
+    payload = orjson.dumps(
+        {"steps": steps, "edges": sorted(pipeline.edges)},
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+    )
+    return hashlib.blake2b(payload, digest_size=10).hexdigest()
+
+
+def to_text(data: Mapping[str, Any], fmt: Format) -> str:
+    if fmt == "json":
+        options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        return orjson.dumps(data, option=options).decode() + "\n"
+    yaml = _yaml()
+    text: str = yaml.dump(
+        data, Dumper=_yaml_dumper(), sort_keys=False, allow_unicode=True, width=100
+    )
+    return text
+
+
+def _yaml() -> Any:
+    """PyYAML, imported on first use (typed as Any: it ships no type hints)."""
+    return importlib.import_module("yaml")
+
+
+@functools.cache
+def _yaml_dumper() -> type[Any]:
+    yaml = _yaml()
+    base: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    class Dumper(base):  # type: ignore[misc]
+        """Safe dumper that writes multi-line strings (prompts) as literal blocks."""
+
+    def represent_str(dumper: Any, value: str) -> Any:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, represent_str)
+    return Dumper
+
+
+def format_of(path: str | os.PathLike[str]) -> Format | None:
+    suffix = Path(str(path).split("?", 1)[0]).suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    return None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old
+    file or the new one, never half of one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SerializationError(f"can't write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pipeline(pipeline: Pipeline, path: str | os.PathLike[str]) -> Path:
+    target = Path(path)
+    fmt = format_of(target)
+    if fmt is None:
+        raise SerializationError(
+            f"can't tell the format of {str(path)!r} from its name; use a .yaml, .yml or .json "
+            "file name"
+        )
+    write_text_atomic(target, to_text(dump_pipeline(pipeline), fmt))
+    return target
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def read_source(source: str | os.PathLike[str]) -> tuple[str, Format | None]:
+    """The text of a local file or of an http(s) URL, and its format if the name tells it."""
+    text_source = os.fspath(source)
+    if text_source.startswith(("http://", "https://")):
+        return _download(text_source), format_of(text_source)
+    path = Path(text_source).expanduser()
+    try:
+        return path.read_text(encoding="utf-8"), format_of(path)
+    except FileNotFoundError:
+        raise SerializationError(f"no such file: {text_source}") from None
+    except IsADirectoryError:
+        raise SerializationError(f"{text_source} is a directory, not a pipeline file") from None
+    except UnicodeDecodeError:
+        raise SerializationError(f"{text_source} is not a UTF-8 text file") from None
+    except OSError as exc:
+        raise SerializationError(f"can't read {text_source}: {exc.strerror or exc}") from None
+
+
+def _download(url: str) -> str:
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=30.0) as response:
+            if response.status_code >= 400:
+                raise SerializationError(
+                    f"can't fetch {url}: HTTP {response.status_code} {response.reason_phrase}"
+                )
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_DOWNLOAD_BYTES:
+                    raise SerializationError(
+                        f"can't fetch {url}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB"
+                    )
+            encoding = response.encoding or "utf-8"
+    except httpx.HTTPError as exc:
+        raise SerializationError(f"can't fetch {url}: {type(exc).__name__}: {exc}") from None
+    try:
+        return bytes(body).decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise SerializationError(f"can't fetch {url}: the answer is not UTF-8 text") from None
+
+
+def parse_text(
+    text: str,
+    fmt: Format | None,
+    *,
+    source: str = "the config",
+    expected: str = "a synthflow pipeline: expected a mapping with a 'pipeline' key",
+) -> dict[str, Any]:
+    """Parse YAML or JSON (sniffed when ``fmt`` is None) into a mapping."""
+    if fmt is None:
+        fmt = "json" if text.lstrip().startswith("{") else "yaml"
+    if fmt == "json":
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise SerializationError(f"{source} is not valid JSON: {exc}") from None
+    else:
+        yaml = _yaml()
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            data = yaml.load(text, Loader=loader)  # a safe loader: no Python objects
+        except yaml.YAMLError as exc:
+            raise SerializationError(f"{source} is not valid YAML: {_yaml_reason(exc)}") from None
+    if not isinstance(data, dict):
+        raise SerializationError(f"{source} is not {expected}, got {type(data).__name__}")
+    return data
+
+
+def _yaml_reason(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(exc).split())
+
+
+def load_file(
+    source: str | os.PathLike[str],
+    *,
+    allowed_modules: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Pipeline:
+    text, fmt = read_source(source)
+    data = parse_text(text, fmt, source=os.fspath(source))
+    return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+
+def load_pipeline(
+    data: Mapping[str, Any],
+    *,
+    allowed_modules: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Pipeline:
+    """Build a Pipeline from the data ``dump_pipeline`` wrote (or a hand-written equivalent)."""
+    from synthflow.pipeline.pipeline import Pipeline
+
+    allowed = normalize_allowed(allowed_modules)
+    body = pipeline_section(data)
+    steps = body.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise SerializationError("the pipeline has no steps: 'pipeline.steps' must be a list")
+    # Refuse before importing anything: one bad module means nothing in the file is imported.
+    for where, info in _type_infos(steps):
+        check_module_allowed(_module_of(info, where), allowed, where=where)
+
+    pipeline = Pipeline(
+        name=str(body.get("name") or "pipeline"),
+        description=body.get("description"),
+        cache_dir=cache_dir,
+    )
+    with pipeline:
+        for i, spec in enumerate(steps):
+            if not isinstance(spec, dict):
+                raise SerializationError(f"step #{i + 1} is not a mapping of field to value")
+            _load_step(spec, i, allowed)
+    for a, b in connections_of(body):
+        for name in (a, b):
+            if name not in pipeline.steps:
+                hint = _suggest(name, list(pipeline.steps))
+                raise SerializationError(
+                    f"connection {a} -> {b} names unknown step {name!r}: {hint}"
+                )
+        pipeline.connect(pipeline.steps[a], pipeline.steps[b])
+    return pipeline
+
+
+def pipeline_section(data: Mapping[str, Any]) -> dict[str, Any]:
+    header = data.get("synthflow")
+    if isinstance(header, dict):
+        fmt = header.get("format", FORMAT_VERSION)
+        if isinstance(fmt, int) and fmt > FORMAT_VERSION:
+            raise SerializationError(
+                f"the file was written by synthflow {header.get('version', '?')} (format {fmt}); "
+                f"this synthflow reads format {FORMAT_VERSION}: upgrade synthflow"
+            )
+    body = data.get("pipeline")
+    if not isinstance(body, dict):
+        raise SerializationError(
+            "not a synthflow pipeline: expected a top-level 'pipeline' mapping with 'steps' and "
+            "'connections'"
+        )
+    return body
+
+
+def connections_of(body: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The edges, in order. ``to`` may also be a list (hand-written files)."""
+    raw = body.get("connections") or []
+    if not isinstance(raw, list):
+        raise SerializationError("'pipeline.connections' must be a list of {from, to} mappings")
+    edges: list[tuple[str, str]] = []
+    for entry in raw:
+        if not isinstance(entry, dict) or "from" not in entry or "to" not in entry:
+            raise SerializationError(
+                f"connection {entry!r} must be a mapping like {{from: load, to: generate}}"
+            )
+        targets = entry["to"] if isinstance(entry["to"], list) else [entry["to"]]
+        edges.extend((str(entry["from"]), str(t)) for t in targets)
+    return edges
+
+
+def _load_step(spec: dict[str, Any], index: int, allowed: tuple[str, ...]) -> _Step:
+    name = spec.get("name")
+    where = f"step {name!r}" if name else f"step #{index + 1}"
+    cls = import_class(spec.get("type_info"), allowed, base=_Step, where=where)
+    step = _instantiate(cls, spec, allowed, where)
+    assert isinstance(step, _Step)
+    return step
+
+
+def _instantiate(
+    cls: type[BaseModel],
+    spec: Mapping[str, Any],
+    allowed: tuple[str, ...],
+    where: str,
+    path: str = "",
+) -> BaseModel:
+    kwargs = {
+        key: _revive(value, allowed, where, f"{path}{key}")
+        for key, value in spec.items()
+        if key not in _SKIP_KEYS
+    }
+    try:
+        return cls(**kwargs)
+    except ValidationError as exc:
+        raise SerializationError(f"{where}: {_validation_reason(exc, cls, path)}") from None
+
+
+def _revive(value: Any, allowed: tuple[str, ...], where: str, path: str) -> Any:
+    if isinstance(value, dict):
+        if _is_type_info(value.get("type_info")):
+            cls = import_class(value["type_info"], allowed, base=BaseModel, where=where)
+            return _instantiate(cls, value, allowed, where, f"{path}.")
+        return {k: _revive(v, allowed, where, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_revive(v, allowed, where, path) for v in value]
+    return value
+
+
+def _validation_reason(exc: ValidationError, cls: type[BaseModel], path: str) -> str:
+    # A misspelt field is both missing and extra: name the extra one, with its near match.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = path + ".".join(str(part) for part in first["loc"])
+    message = f"field {loc!r} ({cls.__name__}): {first['msg']}"
+    if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
+        message += f" ({_suggest(str(first['loc'][0]), list(cls.model_fields))})"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return message
+
+
+def _is_type_info(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("module"), str)
+        and isinstance(value.get("name"), str)
+    )
+
+
+def _type_infos(steps: list[Any]) -> Iterator[tuple[str, Any]]:
+    """Every type_info in a list of step specs, with the step it belongs to."""
+    for i, spec in enumerate(steps):
+        if not isinstance(spec, dict):
+            continue  # reported when the step is loaded
+        name = spec.get("name")
+        where = f"step {name!r}" if name else f"step #{i + 1}"
+        yield where, spec.get("type_info")
+        for key, value in spec.items():
+            if key not in _SKIP_KEYS:
+                yield from _nested_type_infos(value, where)
+
+
+def _nested_type_infos(value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        if _is_type_info(value.get("type_info")):
+            yield where, value["type_info"]
+        for key, item in value.items():
+            if key not in _SKIP_KEYS:
+                yield from _nested_type_infos(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _nested_type_infos(item, where)
+
+
+def _module_of(info: Any, where: str) -> str:
+    if not _is_type_info(info):
+        raise SerializationError(
+            f"{where} has no valid type_info: expected {{module: ..., name: ...}}, got {info!r}"
+        )
+    module: str = info["module"]
+    return module
+
+
+def modules_of(data: Mapping[str, Any]) -> list[str]:
+    """Every module the pipeline's classes come from, in order of first use."""
+    steps = pipeline_section(data).get("steps") or []
+    seen: dict[str, None] = {}
+    for _where, info in _type_infos(steps):
+        if _is_type_info(info):
+            seen[info["module"]] = None
+    return list(seen)
+
+
+def is_trusted(module: str, allowed: Iterable[str] = ()) -> bool:
+    return any(
+        module == root or module.startswith(root + ".") for root in (TRUSTED_PACKAGE, *allowed)
+    )
+
+
+def normalize_allowed(modules: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(modules, str):
+        modules = [modules]
+    out = []
+    for module in modules:
+        module = module.strip()
+        if not _MODULE_RE.match(module):
+            raise SerializationError(
+                f"{module!r} is not a module name; allow modules like 'my_package.steps'"
+            )
+        out.append(module)
+    return tuple(out)
+
+
+def check_module_allowed(module: str, allowed: tuple[str, ...], *, where: str) -> None:
+    if module == "__main__":
+        raise SerializationError(
+            f"{where} uses a class defined in __main__ (a script run directly), which can't be "
+            "imported; move it into a module, or run the script with "
+            "'synthflow pipeline run --script FILE.py'"
+        )
+    if not _MODULE_RE.match(module) or any(p.startswith("__") for p in module.split(".")):
+        raise SerializationError(f"{where} names an invalid module {module!r}")
+    if not is_trusted(module, allowed):
+        raise SerializationError(
+            f"{where} uses a class from module {module!r}, which is not allowed: loading imports "
+            f"only synthflow and modules you trust; allow it with "
+            f"allowed_modules=[{module!r}] (CLI: --allow-module {module})"
+        )
+
+
+def import_class(
+    info: Any, allowed: tuple[str, ...], *, base: type[BaseModel], where: str
+) -> type[BaseModel]:
+    """Import the class ``info`` names, after checking its module is allowed."""
+    module_name = _module_of(info, where)
+    check_module_allowed(module_name, allowed, where=where)
+    qualname: str = info["name"]
+    path = f"{module_name}.{qualname}"
+    if "<locals>" in qualname:
+        raise SerializationError(
+            f"{where} uses {path}, a class defined inside a function, which can't be imported; "
+            "define it at module level"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SerializationError(f"{where}: can't import module {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise SerializationError(
+            f"{where}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    obj: Any = module
+    for part in qualname.split("."):
+        if part.startswith("__") or not hasattr(obj, part):
+            candidates = [
+                n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, base)
+            ]
+            raise SerializationError(
+                f"{where} has unknown type {path!r}: {module_name} has no class {qualname!r} "
+                f"({_suggest(qualname, candidates)})"
+            )
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        kind = "a synthflow step" if base is _Step else "a pydantic model"
+        raise SerializationError(f"{where} has type {path!r}, which is not {kind}")
+    return obj
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"known: {', '.join(sorted(choices)) or 'none'}"
+
+
+# -- summaries ----------------------------------------------------------------------------------
+
+
+def models_of(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """The nested models of a step spec (its LLMs): ``(class name, model name or None)``."""
+    found: list[tuple[str, str | None]] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, dict):
+            info = value.get("type_info")
+            if isinstance(info, dict) and _is_type_info(info):
+                model = value.get("model") or value.get("model_id") or value.get("model_name")
+                found.append((info["name"], str(model) if model is not None else None))
+            for key, item in value.items():
+                if key not in _SKIP_KEYS and key != "data":
+                    visit(item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+
+    for key, value in spec.items():
+        if key not in _SKIP_KEYS and key != "data":
+            visit(value)
+    return found
+
+
+def pipeline_html(pipeline: Pipeline) -> str:
+    """A compact table for notebooks: each step, its class, its LLM, and where its rows go."""
+    from html import escape
+
+    successors: dict[str, list[str]] = {name: [] for name in pipeline.steps}
+    for a, b in pipeline.edges:
+        successors[a].append(b)
+    rows = []
+    for name, step in pipeline.steps.items():
+        llm = getattr(step, "llm", None)
+        model = f"{type(llm).__name__} ({llm.model_name})" if llm is not None else ""
+        rows.append(
+            "<tr>"
+            f"<td><code>{escape(name)}</code></td>"
+            f"<td>{escape(type(step).__name__)}</td>"
+            f"<td>{escape(model)}</td>"
+            f"<td>{escape(', '.join(successors[name]) or '(output)')}</td>"
+            "</tr>"
+        )
+    title = f"Pipeline <b>{escape(pipeline.name)}</b>: {len(pipeline.steps)} steps"
+    if pipeline.description:
+        title += f" &mdash; {escape(pipeline.description)}"
+    return (
+        f"<div><p>{title}</p><table><thead><tr><th>step</th><th>class</th><th>LLM</th>"
+        f"<th>rows go to</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
