@@ -54,3 +54,13 @@ def generate(client: Any, content: Any = "q", n: int = 1) -> Any:
             await client.aclose()
 
     return anyio.run(call)
+
+
+class FailsToLoad(Step):
+    """A process-pool step whose load() raises in the worker."""
+
+    def load(self) -> None:
+        raise ImportError("the model package is not installed")
+
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        yield inputs

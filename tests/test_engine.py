@@ -27,7 +27,7 @@ from synthflow.steps import (
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration
 from synthflow.testing import FunctionLLM
-from tests.helpers import Passthrough, RecordPid, numbers
+from tests.helpers import FailsToLoad, Passthrough, RecordPid, numbers
 
 
 @step(inputs=["instruction"], outputs=["shout"])
@@ -399,3 +399,14 @@ def test_rich_progress_renders_a_table(capsys: pytest.CaptureFixture[str]) -> No
     pipeline.run(progress="rich")
     err = capsys.readouterr().err
     assert "rows in" in err and "pass" in err
+
+
+def test_a_worker_that_fails_to_load_reports_why() -> None:
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=numbers(3))
+        load >> FailsToLoad(name="broken", executor="process")
+
+    with pytest.raises(
+        StepError, match="load\\(\\) failed in a worker process: ImportError: the model"
+    ):
+        pipeline.run(progress=False)

@@ -15,7 +15,8 @@ from synthflow.errors import LLMError, LLMResponseError
 from synthflow.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.llms.litellm import LiteLLM
 from synthflow.llms.llama_cpp import LlamaCppLLM
-from synthflow.llms.transformers import LocalLLM, TransformersLLM, cut_at_stop, plain_prompt
+from synthflow.llms.local import LocalLLM, cut_at_stop, plain_prompt
+from synthflow.llms.transformers import TransformersLLM
 from synthflow.llms.vllm import vLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts

@@ -11,6 +11,9 @@ from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
 from synthflow.llms.cohere import CohereLLM
 from synthflow.llms.gemini import GeminiLLM, VertexAILLM
 from synthflow.llms.huggingface import InferenceEndpointsLLM
+from synthflow.llms.litellm import LiteLLM
+from synthflow.llms.llama_cpp import LlamaCppLLM
+from synthflow.llms.local import LocalLLM
 from synthflow.llms.offline import OfflineLLM
 from synthflow.llms.ollama import OllamaLLM
 from synthflow.llms.openai import (
@@ -21,6 +24,8 @@ from synthflow.llms.openai import (
     OpenAILLM,
     TogetherLLM,
 )
+from synthflow.llms.transformers import TransformersLLM
+from synthflow.llms.vllm import vLLM
 
 __all__ = [
     "APILLM",
@@ -34,11 +39,16 @@ __all__ = [
     "GenerateOutput",
     "GroqLLM",
     "InferenceEndpointsLLM",
+    "LiteLLM",
+    "LlamaCppLLM",
+    "LocalLLM",
     "MistralLLM",
     "OfflineLLM",
     "OllamaLLM",
     "OpenAILLM",
     "TogetherLLM",
+    "TransformersLLM",
     "Usage",
     "VertexAILLM",
+    "vLLM",
 ]

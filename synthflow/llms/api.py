@@ -21,6 +21,7 @@ from abc import abstractmethod
 from typing import Any, ClassVar
 
 import anyio
+import orjson
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 
 from synthflow.errors import LLMError, LLMResponseError, LLMStatusError
@@ -259,7 +260,10 @@ class APILLM(LLM):
                 reask = [
                     *messages,
                     {"role": "assistant", "content": text or ""},
-                    {"role": "user", "content": REASK.format(error=error, schema=schema)},
+                    {
+                        "role": "user",
+                        "content": REASK.format(error=error, schema=orjson.dumps(schema).decode()),
+                    },
                 ]
                 again = await self._request(reask, 1)
                 output.usage = output.usage + again.usage

@@ -20,7 +20,7 @@ from synthflow.errors import (
     LLMTimeoutError,
 )
 from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
-from synthflow.llms.transformers import missing_extra
+from synthflow.llms.local import missing_extra
 from synthflow.runtime_parameters import RuntimeParameter
 
 # synthflow's generation kwarg -> LiteLLM's (OpenAI's) name. Others pass through unchanged.

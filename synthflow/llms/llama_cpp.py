@@ -13,7 +13,7 @@ from pydantic import Field
 
 from synthflow.errors import LLMError
 from synthflow.llms.base import ChatType, GenerateOutput, Usage
-from synthflow.llms.transformers import DEFAULT_MAX_NEW_TOKENS, LocalLLM, missing_extra, stop_list
+from synthflow.llms.local import DEFAULT_MAX_NEW_TOKENS, LocalLLM, missing_extra, stop_list
 
 # synthflow's generation kwarg -> create_chat_completion's. Others pass through unchanged.
 _RENAMES = {"max_new_tokens": "max_tokens", "repetition_penalty": "repeat_penalty"}

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from synthflow.errors import LLMError
 from synthflow.llms.base import ChatType, GenerateOutput, Usage
-from synthflow.llms.transformers import (
+from synthflow.llms.local import (
     DEFAULT_MAX_NEW_TOKENS,
     PLAIN_PROMPT_STOP,
     LocalLLM,

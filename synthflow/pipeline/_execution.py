@@ -80,16 +80,25 @@ async def call_in_thread(
 # -- process pool ---------------------------------------------------------------------------
 
 _worker_step: _Step | None = None
+_worker_error: str | None = None
 
 
 def _init_worker(payload: bytes) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _worker_step
-    _worker_step = pickle.loads(payload)
-    _worker_step.load()
+    global _worker_step, _worker_error
+    try:
+        _worker_step = pickle.loads(payload)
+        _worker_step.load()
+    except Exception as exc:
+        # An initializer that raises only breaks the pool ("terminated abruptly"), hiding why.
+        # Keep the reason and raise it from each call instead, where the step's error policy
+        # and the run's error report can see it.
+        _worker_error = f"load() failed in a worker process: {type(exc).__name__}: {exc}"
 
 
 def _run_in_worker(method: str, args: tuple[Any, ...]) -> list[Row]:
+    if _worker_error is not None:
+        raise RuntimeError(_worker_error)
     assert _worker_step is not None, "worker was not initialised"
     return call_sync(getattr(_worker_step, method), args)
 
