@@ -31,6 +31,7 @@ from synthflow.errors import DistisetError, SerializationError
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
+    from synthflow.llms.calls import LLMCallStats
     from synthflow.pipeline.pipeline import Pipeline
     from synthflow.pipeline.stats import StepStats
 
@@ -82,6 +83,12 @@ class Distiset(dict[str, "DatasetDict"]):
             distiset["default" if single else leaf] = DatasetDict({"train": dataset})
         distiset.stats = stats
         return distiset
+
+    def llm_usage(self) -> LLMCallStats:
+        """LLM figures of the whole run: requests, cache hits, 429s, retries, tokens, cost."""
+        from synthflow.llms.calls import LLMCallStats
+
+        return LLMCallStats.total([s.llm for s in self.stats.values() if s.llm is not None])
 
     def record_pipeline(self, pipeline: Pipeline) -> None:
         """Keep the definition of the pipeline that made this Distiset, for saving and the card.

@@ -287,3 +287,15 @@ def test_missing_api_key_for_the_hosted_endpoint_is_a_clear_error(
         Exception, match=r"OpenAILLM needs an API key: pass api_key=\.\.\. or set OPENAI_API_KEY"
     ):
         pipeline.run(progress=False)
+
+
+def test_run_totals_add_up_every_step() -> None:
+    with fake_api(completion) as api, Pipeline(name="totals") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "a"}, {"instruction": "b"}])
+        first = TextGeneration(name="first", llm=llm(api), output_mappings={"generation": "x"})
+        second = TextGeneration(name="second", llm=llm(api), input_mappings={"instruction": "x"})
+        load >> first >> second
+        distiset = pipeline.run(progress=False)
+    total = distiset.llm_usage()
+    assert (total.requests, total.input_tokens, total.output_tokens) == (4, 40, 20)
+    assert total.cost == pytest.approx(2 * distiset.stats["first"].llm.cost)

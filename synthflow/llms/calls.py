@@ -73,6 +73,22 @@ class LLMCallStats:
             parts.append(f"p50={p['p50']:.2f}s p99={p['p99']:.2f}s")
         return " ".join(parts)
 
+    @classmethod
+    def total(cls, parts: list[LLMCallStats]) -> LLMCallStats:
+        """The run's figures: every step's counters added up, latencies pooled."""
+        out = cls()
+        for part in parts:
+            out.requests += part.requests
+            out.cache_hits += part.cache_hits
+            out.failures += part.failures
+            out.retries += part.retries
+            out.rate_limited += part.rate_limited
+            out.input_tokens += part.input_tokens
+            out.output_tokens += part.output_tokens
+            out.add_cost(part.cost)
+            out.latencies.extend(part.latencies)
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "latencies"}
         out["latency"] = self.latency_percentiles()

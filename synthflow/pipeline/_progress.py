@@ -15,6 +15,7 @@ from typing import Any, Literal
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from synthflow.llms.calls import LLMCallStats
 from synthflow.pipeline.stats import StepStats
 
 ProgressMode = Literal["auto", "rich", "plain", "off"]
@@ -102,6 +103,12 @@ class Progress:
                 f"errors={s.errors} busy={s.busy_seconds:.1f}s{_llm_summary(s)}",
                 file=sys.stderr,
                 flush=True,
+            )
+        llm = [s.llm for s in self._stats.values() if s.llm is not None]
+        if len(llm) > 1:
+            total = LLMCallStats.total(llm).brief()
+            print(
+                f"[synthflow {elapsed:7.1f}s] all LLM calls: {total}", file=sys.stderr, flush=True
             )
 
     def _table(self) -> Any:
