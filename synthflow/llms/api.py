@@ -15,6 +15,7 @@ API keys are ``SecretStr``: never serialized, logged, or shown in errors.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from abc import abstractmethod
@@ -25,7 +26,7 @@ import orjson
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 
 from synthflow.errors import LLMError, LLMResponseError, LLMStatusError
-from synthflow.llms._http import HTTPClient, JSONResponse
+from synthflow.llms._http import HTTPClient, JSONResponse, transport_name
 from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
 from synthflow.llms.limiter import EndpointLimiter, endpoint_key, get_limiter
 from synthflow.llms.retry import call_with_retries
@@ -139,6 +140,9 @@ class APILLM(LLM):
                 f"{type(self).__name__} needs an API key: pass api_key=... or set "
                 f"{self.api_key_env}"
             )
+        # Import the HTTP transport here (a worker thread, before the run starts) rather than
+        # inside the first request, where the event loop would stall on it.
+        importlib.import_module(transport_name())
 
     def requires_api_key(self) -> bool:
         """Hosted endpoints need a key; a self-hosted one (another base_url) may not."""

@@ -13,6 +13,7 @@ worker outlives the run.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,21 @@ def _separate_inputs(step: _Step) -> bool:
 
     params = list(inspect.signature(step.process).parameters.values())
     return any(p.kind is p.VAR_POSITIONAL for p in params) or len(params) > 1
+
+
+async def _prewarm_imports() -> None:
+    """Import ``datasets`` and ``pyarrow`` (about half a second) in a thread while the run
+    waits on I/O: the Distiset needs them at the end. Started a moment after the steps, so the
+    import's hold on the GIL doesn't delay the first wave of LLM requests."""
+    if "datasets" in sys.modules:
+        return
+    await anyio.sleep(0.05)
+
+    def work() -> None:
+        import datasets  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+    threading.Thread(target=work, name="synthflow-prewarm", daemon=True).start()
 
 
 def _llm_calls(plan: Plan, run_dir: Path, options: RunOptions, control: RunControl) -> LLMCalls:
@@ -153,6 +169,7 @@ async def execute(
                         tg.start_soon(_run_step, ctx, name=f"step:{ctx.step.name}")
                     for writer, receive in sinks:
                         tg.start_soon(_run_sink, writer, receive)
+                    outer.start_soon(_prewarm_imports)
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             error = _first_error(group)

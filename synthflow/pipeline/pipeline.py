@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import importlib
 import os
 import sys
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -271,7 +269,6 @@ class Pipeline:
         from synthflow.pipeline._validate import plan
 
         built = plan(self._steps, self._edges, parameters)
-        _prewarm_imports()
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
         output = await execute(built, self.run_dir, Progress(progress), options)
         distiset = await anyio.to_thread.run_sync(
@@ -312,21 +309,3 @@ def _run_in_thread(arun: Callable[[], Awaitable[Distiset]]) -> Distiset:
         except KeyboardInterrupt:
             future.cancel()
             raise
-
-
-def _prewarm_imports() -> None:
-    """Import ``datasets``, ``pyarrow`` and the HTTP transport (about half a second together) in
-    a thread while the first batches run: LLM steps mostly wait on the network meanwhile.
-    """
-    if "datasets" in sys.modules:
-        return
-
-    def work() -> None:
-        import datasets  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
-
-        from synthflow.llms._http import transport_name
-
-        importlib.import_module(transport_name())
-
-    threading.Thread(target=work, name="synthflow-prewarm", daemon=True).start()
