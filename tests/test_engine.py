@@ -410,3 +410,34 @@ def test_a_worker_that_fails_to_load_reports_why() -> None:
         StepError, match="load\\(\\) failed in a worker process: ImportError: the model"
     ):
         pipeline.run(progress=False)
+
+
+def test_rows_flow_on_as_they_finish_and_the_dataset_is_still_in_source_order() -> None:
+    slow_row_done = anyio.Event()
+    seen_downstream_before_slow_row: list[str] = []
+
+    async def first(messages: list[dict[str, str]]) -> str:
+        text = messages[-1]["content"]
+        if text == "0":
+            await anyio.sleep(0.4)
+            slow_row_done.set()
+        return f"{text}!"
+
+    def second(messages: list[dict[str, str]]) -> str:
+        if not slow_row_done.is_set():
+            seen_downstream_before_slow_row.append(messages[-1]["content"])
+        return "done"
+
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": str(i)} for i in range(30)])
+        a = TextGeneration(name="a", llm=FunctionLLM(fn=first), output_mappings={"generation": "x"})
+        b = TextGeneration(
+            name="b", llm=FunctionLLM(fn=second), input_mappings={"instruction": "x"}
+        )
+        load >> a >> b
+
+    rows = rows_of(pipeline.run())
+    # The slow first row held back none of the others on their way to the next task...
+    assert len(seen_downstream_before_slow_row) == 29
+    # ...and the dataset is in source order all the same.
+    assert [r["x"] for r in rows] == [f"{i}!" for i in range(30)]

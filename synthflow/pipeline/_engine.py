@@ -29,7 +29,7 @@ from synthflow.pipeline._execution import StepProcessPool
 from synthflow.pipeline._progress import Progress
 from synthflow.pipeline._runners import RunControl, StepContext, runner_for
 from synthflow.pipeline._sink import LeafWriter
-from synthflow.pipeline._streams import Chunk, Inlet, Outlet
+from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import GlobalStep, Step, _Step
@@ -54,6 +54,10 @@ class RunOutput:
     stats: dict[str, StepStats]
     stop_reason: str | None = None
     resumed_rows: int = 0
+
+
+def _runs_rows_unordered(step: _Step) -> bool:
+    return isinstance(step, Task) and step.executor == "loop"
 
 
 def _separate_inputs(step: _Step) -> bool:
@@ -138,7 +142,10 @@ async def execute(
                 step=step,
                 outlet=Outlet(outputs[name]),
                 stats=stats[name],
-                inlet=Inlet(inputs[name]) if inputs[name] else None,
+                # An LLM task on the loop takes rows in any order; every other step, in order.
+                inlet=Inlet(inputs[name], ordered=not _runs_rows_unordered(step))
+                if inputs[name]
+                else None,
                 control=control,
                 offset=offset,
                 separate_inputs=_separate_inputs(step),
@@ -220,11 +227,14 @@ async def _run_step(ctx: StepContext) -> None:
 
 
 async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk]) -> None:
+    reorder = Reorder()  # the dataset is in source order, whatever order rows arrive in
     try:
         async with receive:
             async for chunk in receive:
-                if chunk.rows:
-                    writer.write(chunk.rows)
+                rows = reorder.push(chunk)
+                if rows:
+                    writer.write(rows)
+        writer.write(reorder.drain())
     finally:
         writer.flush()  # on a crash too: what reached the leaf stays readable, and resumable
 

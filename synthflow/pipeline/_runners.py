@@ -5,8 +5,8 @@
 - tasks: start one LLM call per row, up to ``concurrency`` at once, across batches;
 - global steps: buffer every input row (spilling to disk), then call ``process`` once.
 
-Work that may run concurrently (rows of a task, batches on threads or processes) goes through
-``ordered_map``, which keeps up to ``limit`` items in flight and releases results in input order.
+Concurrent work goes through ``_concurrent``: a task's rows through ``unordered_map`` (each row
+sent on when its call finishes), batches on threads or processes through ``ordered_map``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any
 import anyio
 
 from synthflow.errors import BudgetExceeded, StepError
+from synthflow.pipeline._concurrent import ordered_map, unordered_map
 from synthflow.pipeline._execution import (
     StepProcessPool,
     _as_rows,
     call_in_thread,
     call_on_loop,
 )
-from synthflow.pipeline._ordered import ordered_map
 from synthflow.pipeline._spill import RowBuffer
 from synthflow.pipeline._streams import END, Inlet, Joined, Outlet
 from synthflow.pipeline.stats import StepStats
@@ -292,7 +292,15 @@ async def run_task(ctx: StepContext) -> None:
         return rows
 
     limit = task.concurrency
-    await ordered_map(rows_in(), one_row, ctx.outlet, ctx.stats, limit=limit, window=8 * limit)
+    await unordered_map(
+        rows_in(),
+        one_row,
+        ctx.outlet,
+        ctx.stats,
+        limit=limit,
+        window=max(8 * limit, 1024),
+        key=_row_id,
+    )
 
 
 async def run_global_step(ctx: StepContext) -> None:

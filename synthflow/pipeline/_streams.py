@@ -1,11 +1,15 @@
-"""What flows on the edges of the DAG, and how a step with several inputs joins them.
+"""What flows on the edges of the DAG, and how a step puts its input back in order or joins it.
 
-Every edge is a bounded anyio memory stream of ``Chunk``s. Two invariants hold on every edge:
+Every edge is a bounded anyio memory stream of ``Chunk``s. On every edge, ``chunk.upto`` is a
+watermark: no later chunk on that edge holds a row with lineage id (``ROW_ID``) <= upto.
 
-1. rows arrive in non-decreasing lineage id (``ROW_ID``) order, and
-2. ``chunk.upto`` is a watermark: no later chunk on that edge holds a row with id <= upto.
+Rows themselves may arrive out of order: an LLM task sends each row as soon as its call
+finishes, so one slow call holds back no other row. A producer whose chunks are sorted says so
+(``chunk.ordered``). A consumer that needs source order (a batch step, a global step, a join, a
+leaf's writer) restores it with ``Reorder``: it holds rows until the watermark has passed them,
+then releases them sorted. An LLM task needs no order and reads its input as it comes.
 
-The watermark is what lets a join tell "this branch filtered row 7 out" from "row 7 hasn't
+The watermark is also what lets a join tell "this branch filtered row 7 out" from "row 7 hasn't
 arrived yet" without waiting for the branch to finish. Steps that drop every row of a batch still
 send an empty chunk to advance it; without that, a join waiting on the filtering branch could
 deadlock against a fan-out blocked on the other branch's full queue.
@@ -16,6 +20,7 @@ microseconds, which per row would dominate the engine's overhead.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import sys
 from collections import deque
@@ -36,6 +41,47 @@ END = sys.maxsize
 class Chunk:
     rows: list[Row]
     upto: int
+    ordered: bool = True
+    """The rows are sorted by id (some may still be above ``upto``)."""
+
+
+class Reorder:
+    """Holds rows until the watermark passes them; releases them in id order.
+
+    Chunks from ordered producers whose rows are all at or below the watermark (the common case:
+    generators and batch steps) pass straight through without touching the heap.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, Row]] = []
+        self._seq = 0
+
+    def push(self, chunk: Chunk) -> list[Row]:
+        rows, upto = chunk.rows, chunk.upto
+        if not self._heap and chunk.ordered:
+            keep = len(rows)
+            while keep and rows[keep - 1][ROW_ID] > upto:
+                keep -= 1
+            if keep == len(rows):
+                return rows
+            self._hold(rows[keep:])
+            return rows[:keep]
+        self._hold(rows)
+        released: list[Row] = []
+        while self._heap and self._heap[0][0] <= upto:
+            released.append(heapq.heappop(self._heap)[2])
+        return released
+
+    def drain(self) -> list[Row]:
+        """Everything still held, sorted (the edge has ended)."""
+        rows = [entry[2] for entry in sorted(self._heap)]
+        self._heap = []
+        return rows
+
+    def _hold(self, rows: list[Row]) -> None:
+        for row in rows:
+            heapq.heappush(self._heap, (row[ROW_ID], self._seq, row))
+            self._seq += 1
 
 
 Joined = tuple[Row, ...]
@@ -54,14 +100,14 @@ class Outlet:
         self._sent_upto = -1
         self.rows_out = 0
 
-    async def send(self, rows: list[Row], upto: int) -> None:
+    async def send(self, rows: list[Row], upto: int, *, ordered: bool = True) -> None:
         if not rows and upto <= self._sent_upto:
             return  # nothing new: no rows and no progress
         self._sent_upto = max(upto, self._sent_upto)
         self.rows_out += len(rows)
         for i, stream in enumerate(self._streams):
             payload = rows if i == 0 else [row.copy() for row in rows]
-            await stream.send(Chunk(payload, upto))
+            await stream.send(Chunk(payload, self._sent_upto, ordered))
 
     async def aclose(self) -> None:
         for stream in self._streams:
@@ -69,11 +115,18 @@ class Outlet:
 
 
 class Inlet:
-    """A step's input: one edge, or several joined by lineage id (see ``joined``)."""
+    """A step's input: one edge, or several joined by lineage id (see ``_joined``).
 
-    def __init__(self, streams: Sequence[MemoryObjectReceiveStream[Chunk]]) -> None:
+    With ``ordered`` (the default), rows come out in id order and at or below each yielded
+    watermark; without it (LLM tasks), rows come as they arrive.
+    """
+
+    def __init__(
+        self, streams: Sequence[MemoryObjectReceiveStream[Chunk]], *, ordered: bool = True
+    ) -> None:
         self._streams = list(streams)
         self.joins = len(self._streams) > 1
+        self.ordered = ordered or self.joins
 
     def idle(self) -> bool:
         """True when reading on would wait: a batching step should flush what it holds."""
@@ -85,9 +138,16 @@ class Inlet:
         return self._single()
 
     async def _single(self) -> AsyncIterator[tuple[list[Any], int]]:
+        reorder = Reorder() if self.ordered else None
+        upto = -1
         async with self._streams[0] as stream:
             async for chunk in stream:
-                yield chunk.rows, chunk.upto
+                upto = chunk.upto
+                yield (chunk.rows if reorder is None else reorder.push(chunk)), upto
+        if reorder is not None:
+            rest = reorder.drain()
+            if rest:
+                yield rest, max(upto, rest[-1][ROW_ID])
 
     async def _joined(self) -> AsyncIterator[tuple[list[Any], int]]:
         """Join several ordered edges by lineage id (a merge join; an inner join).
@@ -103,7 +163,8 @@ class Inlet:
         """
         streams = self._streams
         n = len(streams)
-        buffers: list[deque[Row]] = [deque() for _ in range(n)]
+        reorders = [Reorder() for _ in range(n)]
+        buffers: list[deque[Row]] = [deque() for _ in range(n)]  # released: sorted, <= upto
         uptos = [-1] * n
         yielded = -1
         try:
@@ -118,8 +179,9 @@ class Inlet:
                 index, chunk = await self._next_chunk(lagging, uptos)
                 if chunk is None:
                     uptos[index] = END
+                    buffers[index].extend(reorders[index].drain())
                 else:
-                    buffers[index].extend(chunk.rows)
+                    buffers[index].extend(reorders[index].push(chunk))
                     uptos[index] = max(uptos[index], chunk.upto)
         finally:
             for stream in streams:

@@ -2,8 +2,8 @@
 
 A task says how a row becomes chat messages (``format_input``) and how a completion becomes
 columns (``format_output``). The engine keeps up to ``concurrency`` rows in flight at once, across
-input batches, and releases finished rows in source order: there is no batch barrier, so one slow
-call never holds back the calls behind it.
+input batches, and sends each row on as soon as its call finishes: there is no batch barrier, and
+one slow call never holds back the rows behind it. (Steps that need source order restore it.)
 """
 
 from __future__ import annotations

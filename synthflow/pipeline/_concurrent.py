@@ -1,15 +1,18 @@
-"""``ordered_map``: concurrent work on a stream, with results released in input order.
+"""Concurrent work on a stream of items, with bounded concurrency and correct watermarks.
 
-This is how a task keeps ``concurrency`` LLM calls in flight across input batches (no batch
-barrier) while its output stays in source order, which joins and the final dataset rely on.
+- ``unordered_map``: how an LLM task runs. It keeps ``limit`` calls in flight across input
+  batches (no batch barrier) and sends each row on as soon as its call finishes, so one slow
+  call holds back no other row. Consumers that need source order restore it (``Reorder``).
+- ``ordered_map``: batches on worker threads or processes, released in input order.
 
-A fixed set of ``limit`` worker tasks pulls items from a hand-off channel. Per item that costs a
-channel hand-off, not a task spawn (about 50 µs each through anyio, which at thousands of rows a
-second is real CPU, and worse, latency added to every closed-loop wave of calls).
+Both use a fixed set of ``limit`` worker tasks pulling items from a hand-off channel. Per item
+that costs a channel hand-off, not a task spawn (about 50 µs each through anyio, which at
+thousands of rows a second is real CPU, and worse, latency added to every wave of calls).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ class _Slot(Generic[_T]):
     item: _T
     done: anyio.Event = field(default_factory=anyio.Event)
     result: list[Row] = field(default_factory=list)
+    sent: bool = False
 
 
 class _BusyClock:
@@ -143,4 +147,95 @@ async def ordered_map(
                 tg.start_soon(worker)
     finally:
         for stream in (order_send, order_receive, work_send, work_receive):
+            stream.close()
+
+
+async def unordered_map(
+    source: AsyncIterator[tuple[list[Row], int]],
+    work: Callable[[Row], Awaitable[list[Row]]],
+    outlet: Outlet,
+    stats: StepStats,
+    *,
+    limit: int,
+    window: int,
+    key: Callable[[Row], int],
+) -> None:
+    """Run ``work`` on each row with at most ``limit`` in flight; send results as they finish.
+
+    The watermark sent with each chunk is the smaller of the input's watermark and the lowest
+    id still in flight, minus one: every row at or below it has been sent. One emitter task does
+    all the sending, so a row always goes out before the watermark passes it.
+
+    ``window`` bounds how far ahead of the oldest unfinished row admission may run (in ids), so
+    the reorder buffers downstream stay bounded even when one call hangs.
+    """
+    events_send, events_receive = anyio.create_memory_object_stream[_Slot[Row] | int](limit)
+    work_send, work_receive = anyio.create_memory_object_stream[_Slot[Row]](0)
+    pending: list[tuple[int, int, _Slot[Row]]] = []  # (id, seq, slot): the oldest on top
+    seq = 0
+    moved = anyio.Event()  # set when the oldest pending row finishes: admission may resume
+    busy = _BusyClock(stats)
+
+    async def feed() -> None:
+        nonlocal seq, moved
+        async with events_send, work_send:
+            async for rows, upto in source:
+                for row in rows:
+                    rid = key(row)
+                    while pending and rid - pending[0][0] > window:
+                        await moved.wait()
+                        moved = anyio.Event()
+                    slot = _Slot(row)
+                    heapq.heappush(pending, (rid, seq, slot))
+                    seq += 1
+                    await _put(work_send, slot)
+                await _put(events_send, upto)
+
+    async def worker(done: MemoryObjectSendStream[_Slot[Row] | int]) -> None:
+        async with done:
+            async for slot in work_receive:
+                busy.enter()
+                try:
+                    slot.result = await work(slot.item)
+                finally:
+                    busy.exit()
+                    slot.done.set()
+                await done.send(slot)
+
+    async def emit() -> None:
+        marker = -1
+        async with events_receive:
+            while True:
+                rows: list[Row] = []
+                try:
+                    event = await events_receive.receive()
+                except anyio.EndOfStream:
+                    break
+                while True:  # take everything already waiting: one chunk per wake-up
+                    if isinstance(event, int):
+                        marker = max(marker, event)
+                    else:
+                        rows.extend(event.result)
+                        event.sent = True
+                    try:
+                        event = events_receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                oldest = pending[0][0] if pending else None
+                while pending and pending[0][2].sent:
+                    heapq.heappop(pending)
+                if not pending or pending[0][0] != oldest:
+                    moved.set()  # the oldest row finished: admission may move on
+                upto = marker if not pending else min(marker, pending[0][0] - 1)
+                await outlet.send(rows, upto, ordered=False)
+            await outlet.send([], marker, ordered=False)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            tg.start_soon(emit)
+            for _ in range(limit):
+                tg.start_soon(worker, events_send.clone())
+    finally:
+        for stream in (events_send, events_receive, work_send, work_receive):
             stream.close()
