@@ -22,21 +22,20 @@ from abc import abstractmethod
 from typing import Any, ClassVar
 
 import anyio
-import orjson
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr
 
 from synthflow.errors import LLMError, LLMResponseError, LLMStatusError
 from synthflow.llms._http import HTTPClient, JSONResponse, transport_name
-from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.llms.limiter import EndpointLimiter, endpoint_key, get_limiter
 from synthflow.llms.retry import call_with_retries
-from synthflow.llms.structured import REASK, schema_of, validation_error
+from synthflow.llms.structured import StructuredOutputLLM
 from synthflow.runtime_parameters import RuntimeParameter
 
 Payload = dict[str, Any]
 
 
-class APILLM(LLM):
+class APILLM(StructuredOutputLLM):
     """Shared configuration and call path of HTTP API clients. See the module docstring."""
 
     provider: ClassVar[str] = "api"
@@ -83,33 +82,11 @@ class APILLM(LLM):
         description="For self-hosted servers that never answer 429: grow concurrency only "
         "while latency stays flat.",
     )
-    structured_output: dict[str, Any] | None = Field(
-        default=None,
-        description="A JSON schema (or a pydantic model class, stored as its schema) that "
-        "every answer must follow.",
-    )
-    structured_retries: int = Field(
-        default=2, ge=0, description="Re-asks after an answer that doesn't follow the schema."
-    )
     include_raw: bool = Field(
         default=False, description="Keep each raw response body in the output."
     )
 
     _http: HTTPClient | None = PrivateAttr(default=None)
-    _schema_model: type[BaseModel] | None = PrivateAttr(default=None)
-
-    @field_validator("structured_output", mode="before")
-    @classmethod
-    def _to_schema(cls, value: Any) -> Any:
-        if value is None or isinstance(value, dict):
-            return value
-        return schema_of(value)
-
-    def __init__(self, **data: Any) -> None:
-        model_cls = data.get("structured_output")
-        super().__init__(**data)
-        if isinstance(model_cls, type) and issubclass(model_cls, BaseModel):
-            self._schema_model = model_cls
 
     # -- identity and configuration ---------------------------------------------------------
 
@@ -189,9 +166,10 @@ class APILLM(LLM):
             output = await self._request(messages, num_generations)
         else:
             output = await self._fan_out(messages, num_generations)
-        if self.structured_output is not None:
-            output = await self._enforce_schema(messages, output)
-        return output
+        return await self.enforce_schema(messages, output, self._ask_once)
+
+    async def _ask_once(self, messages: ChatType) -> GenerateOutput:
+        return await self._request(messages, 1)
 
     async def _fan_out(self, messages: ChatType, n: int) -> GenerateOutput:
         outputs: list[GenerateOutput] = [GenerateOutput([]) for _ in range(n)]
@@ -246,35 +224,6 @@ class APILLM(LLM):
             ) from exc
         if self.include_raw:
             output.raw = response.data
-        return output
-
-    async def _enforce_schema(self, messages: ChatType, output: GenerateOutput) -> GenerateOutput:
-        schema = self.structured_output
-        assert schema is not None
-        for i, text in enumerate(output.generations):
-            error = validation_error(text, schema, self._schema_model)
-            attempts = 0
-            while error is not None:
-                if attempts == self.structured_retries:
-                    raise LLMResponseError(
-                        f"the answer does not follow the output schema after {attempts} "
-                        f"re-asks: {error}"
-                    )
-                attempts += 1
-                reask = [
-                    *messages,
-                    {"role": "assistant", "content": text or ""},
-                    {
-                        "role": "user",
-                        "content": REASK.format(error=error, schema=orjson.dumps(schema).decode()),
-                    },
-                ]
-                again = await self._request(reask, 1)
-                output.usage = output.usage + again.usage
-                output.retries += again.retries
-                text = again.generations[0]
-                error = validation_error(text, schema, self._schema_model)
-            output.generations[i] = text
         return output
 
 

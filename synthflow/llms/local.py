@@ -25,11 +25,11 @@ from typing import Any, ClassVar
 import anyio
 import anyio.lowlevel
 import orjson
-from pydantic import BaseModel, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr
 
-from synthflow.errors import LLMError, LLMResponseError
-from synthflow.llms.base import LLM, ChatType, GenerateOutput
-from synthflow.llms.structured import REASK, schema_of, validation_error
+from synthflow.errors import LLMError
+from synthflow.llms.base import ChatType, GenerateOutput
+from synthflow.llms.structured import StructuredOutputLLM
 from synthflow.runtime_parameters import RuntimeParameter
 
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -104,7 +104,7 @@ class _Request:
         return self.output is not None or self.error is not None
 
 
-class LocalLLM(LLM):
+class LocalLLM(StructuredOutputLLM):
     """Base of LLMs that run a model in this process.
 
     Subclasses implement ``load()`` (storing what they load on ``self._runtime``), ``model_name``
@@ -121,30 +121,8 @@ class LocalLLM(LLM):
         description="Conversations generated together in one call of the model; concurrent "
         "agenerate calls are coalesced up to this size.",
     )
-    structured_output: dict[str, Any] | None = Field(
-        default=None,
-        description="A JSON schema (or a pydantic model class, stored as its schema) that "
-        "every answer must follow.",
-    )
-    structured_retries: int = Field(
-        default=2, ge=0, description="Re-asks after an answer that doesn't follow the schema."
-    )
 
     _runtime: _Runtime = PrivateAttr(default_factory=_Runtime)
-    _schema_model: type[BaseModel] | None = PrivateAttr(default=None)
-
-    @field_validator("structured_output", mode="before")
-    @classmethod
-    def _to_schema(cls, value: Any) -> Any:
-        if value is None or isinstance(value, dict):
-            return value
-        return schema_of(value)
-
-    def __init__(self, **data: Any) -> None:
-        model_cls = data.get("structured_output")
-        super().__init__(**data)
-        if isinstance(model_cls, type) and issubclass(model_cls, BaseModel):
-            self._schema_model = model_cls
 
     def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
         return (
@@ -176,9 +154,10 @@ class LocalLLM(LLM):
         if self.structured_output is not None and not self.native_structured_output:
             prompt = _with_schema_hint(messages, self.structured_output)
         output = await self._coalesced(prompt, num_generations)
-        if self.structured_output is not None:
-            output = await self._enforce_schema(prompt, output)
-        return output
+        return await self.enforce_schema(prompt, output, self._ask_once)
+
+    async def _ask_once(self, messages: ChatType) -> GenerateOutput:
+        return await self._coalesced(messages, 1)
 
     async def agenerate_batch(
         self, conversations: list[ChatType], *, num_generations: int = 1
@@ -243,32 +222,6 @@ class LocalLLM(LLM):
         for request, output in zip(batch, outputs, strict=True):
             request.output = output
 
-    async def _enforce_schema(self, messages: ChatType, output: GenerateOutput) -> GenerateOutput:
-        schema = self.structured_output
-        assert schema is not None
-        schema_text = orjson.dumps(schema).decode()
-        for i, text in enumerate(output.generations):
-            error = validation_error(text, schema, self._schema_model)
-            attempts = 0
-            while error is not None:
-                if attempts == self.structured_retries:
-                    raise LLMResponseError(
-                        f"the answer does not follow the output schema after {attempts} "
-                        f"re-asks: {error}"
-                    )
-                attempts += 1
-                reask = [
-                    *messages,
-                    {"role": "assistant", "content": text or ""},
-                    {"role": "user", "content": REASK.format(error=error, schema=schema_text)},
-                ]
-                again = await self._coalesced(reask, 1)
-                output.usage = output.usage + again.usage
-                text = again.generations[0]
-                error = validation_error(text, schema, self._schema_model)
-            output.generations[i] = text
-        return output
-
 
 def _with_schema_hint(messages: ChatType, schema: dict[str, Any]) -> ChatType:
     if not messages or not isinstance(messages[-1].get("content"), str):
@@ -276,6 +229,3 @@ def _with_schema_hint(messages: ChatType, schema: dict[str, Any]) -> ChatType:
     last = messages[-1]
     hint = SCHEMA_HINT.format(schema=orjson.dumps(schema).decode())
     return [*messages[:-1], {**last, "content": f"{last['content']}\n\n{hint}"}]
-
-
-# -- Hugging Face transformers ---------------------------------------------------------------

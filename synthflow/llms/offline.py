@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 
 import anyio
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
-from synthflow.llms.structured import example_of, schema_of
+from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.llms.structured import StructuredOutputLLM, example_of
 from synthflow.runtime_parameters import RuntimeParameter
 
 
-class OfflineLLM(LLM):
+class OfflineLLM(StructuredOutputLLM):
     """Answers every conversation with a deterministic text, after ``latency`` seconds.
 
     The same messages, seed and generation index always give the same text. ``jitter`` adds a
@@ -35,16 +35,6 @@ class OfflineLLM(LLM):
     jitter: RuntimeParameter[float] = Field(
         default=0.0, ge=0, description="Extra random seconds per call, in [0, jitter)."
     )
-    structured_output: dict[str, Any] | None = Field(
-        default=None,
-        description="A JSON schema (or pydantic model class): answers are then JSON values "
-        "that follow it.",
-    )
-
-    @field_validator("structured_output", mode="before")
-    @classmethod
-    def _to_schema(cls, value: Any) -> Any:
-        return value if value is None or isinstance(value, dict) else schema_of(value)
 
     def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
         return ("offline", self.model, dict(self.generation_kwargs), self.structured_output)

@@ -8,10 +8,14 @@ of times with the validation error.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
+
+from synthflow.errors import LLMResponseError
+from synthflow.llms.base import LLM, ChatType, GenerateOutput
 
 REASK = (
     "Your previous answer is not valid JSON for the required schema: {error}. "
@@ -27,6 +31,71 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "null": (type(None),),
 }
+
+
+class StructuredOutputLLM(LLM):
+    """An LLM whose answers can be held to a JSON schema: checked, and re-asked when wrong.
+
+    ``structured_output`` stores the schema (what serializes); a pydantic class given for it is
+    kept too, to validate with. Subclasses call ``enforce_schema`` after generating.
+    """
+
+    structured_output: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON schema (or a pydantic model class, stored as its schema) that "
+        "every answer must follow.",
+    )
+    structured_retries: int = Field(
+        default=2, ge=0, description="Re-asks after an answer that doesn't follow the schema."
+    )
+
+    _schema_model: type[BaseModel] | None = PrivateAttr(default=None)
+
+    @field_validator("structured_output", mode="before")
+    @classmethod
+    def _to_schema(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, dict) else schema_of(value)
+
+    def __init__(self, **data: Any) -> None:
+        model_cls = data.get("structured_output")
+        super().__init__(**data)
+        if isinstance(model_cls, type) and issubclass(model_cls, BaseModel):
+            self._schema_model = model_cls
+
+    async def enforce_schema(
+        self,
+        messages: ChatType,
+        output: GenerateOutput,
+        ask: Callable[[ChatType], Awaitable[GenerateOutput]],
+    ) -> GenerateOutput:
+        """Check every generation; re-ask a bad one (with the error) through ``ask``, at most
+        ``structured_retries`` times, then raise LLMResponseError."""
+        schema = self.structured_output
+        if schema is None:
+            return output
+        schema_text = orjson.dumps(schema).decode()
+        for i, text in enumerate(output.generations):
+            error = validation_error(text, schema, self._schema_model)
+            attempts = 0
+            while error is not None:
+                if attempts == self.structured_retries:
+                    raise LLMResponseError(
+                        f"the answer does not follow the output schema after {attempts} "
+                        f"re-asks: {error}"
+                    )
+                attempts += 1
+                reask = [
+                    *messages,
+                    {"role": "assistant", "content": text or ""},
+                    {"role": "user", "content": REASK.format(error=error, schema=schema_text)},
+                ]
+                again = await ask(reask)
+                output.usage = output.usage + again.usage
+                output.retries += again.retries
+                text = again.generations[0]
+                error = validation_error(text, schema, self._schema_model)
+            output.generations[i] = text
+        return output
 
 
 def schema_of(structured: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
