@@ -40,6 +40,16 @@ SCHEMA_HINT = (
 )
 
 
+def release_gpu_memory() -> None:
+    """Return cached GPU memory to the driver after a model is dropped (no-op without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def missing_extra(cls_name: str, extra: str, packages: str) -> ImportError:
     """The error raised when a local model's optional dependency is not installed."""
     return ImportError(

@@ -19,6 +19,7 @@ from synthflow.llms.local import (
     cut_at_stop,
     missing_extra,
     plain_prompt,
+    release_gpu_memory,
     stop_list,
 )
 
@@ -104,12 +105,7 @@ class TransformersLLM(LocalLLM):
 
     def unload(self) -> None:
         super().unload()
-        try:
-            import torch
-        except ImportError:
-            return
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_gpu_memory()
 
     def prompt(self, messages: ChatType) -> tuple[str, bool]:
         """The prompt text for a conversation, and whether it is the plain fallback template."""

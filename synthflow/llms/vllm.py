@@ -20,6 +20,7 @@ from synthflow.llms.local import (
     LocalLLM,
     missing_extra,
     plain_prompt,
+    release_gpu_memory,
     stop_list,
 )
 from synthflow.runtime_parameters import RuntimeParameter
@@ -114,12 +115,7 @@ class vLLM(LocalLLM):
 
     def unload(self) -> None:
         super().unload()
-        try:
-            import torch
-        except ImportError:
-            return
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_gpu_memory()
 
     def sampling_params(self, num_generations: int, *, plain: bool = False) -> Any:
         """The ``SamplingParams`` for one call: ``generation_kwargs`` mapped to vLLM's names.
