@@ -69,15 +69,19 @@ def _run(base_url: str, n: int, stages: int, concurrency: int) -> dict[str, Any]
 
 def pipeline(n: int) -> dict[str, Any]:
     c = 64
-    with running_server(latency=LATENCY) as url:
-        result = _run(url, n, stages=2, concurrency=c)
     ideal = n * LATENCY / c + LATENCY
+    with running_server(latency=LATENCY) as url:
+        cold = _run(url, n, stages=2, concurrency=c)
+        # The same pipeline again in this process: imports (the HTTP transport, datasets) are
+        # done, as in a notebook or service that has run before.
+        warm = _run(url, n, stages=2, concurrency=c)
     return {
         "scenario": "two chained TextGeneration, C=64 each",
         "n": n,
         "ideal_s": round(ideal, 3),
-        "achieved_over_ideal": round(ideal / result["wall_s"], 3),
-        **result,
+        "achieved_over_ideal": round(ideal / cold["wall_s"], 3),
+        "achieved_over_ideal_second_run": round(ideal / warm["wall_s"], 3),
+        **cold,
     }
 
 
