@@ -441,3 +441,17 @@ def test_rows_flow_on_as_they_finish_and_the_dataset_is_still_in_source_order() 
     assert len(seen_downstream_before_slow_row) == 29
     # ...and the dataset is in source order all the same.
     assert [r["x"] for r in rows] == [f"{i}!" for i in range(30)]
+
+
+def test_a_spilled_global_step_sees_mapped_columns() -> None:
+    data = [{"body": f"t{i % 7}"} for i in range(60)]
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=data, batch_size=8)
+        dedup = DropDuplicates(
+            name="dedup", columns=["text"], input_mappings={"text": "body"}, spill_threshold=10
+        )
+        load >> dedup
+
+    distiset = pipeline.run()
+    assert [r["body"] for r in rows_of(distiset)] == [f"t{i}" for i in range(7)]
+    assert distiset.stats["dedup"].spilled

@@ -312,6 +312,7 @@ async def run_global_step(ctx: StepContext) -> None:
             ctx.stats.rows_in += len(items)
             if items and isinstance(items[0], tuple):
                 items = _merge_joined(items)
+            _before(step, items)  # now, not later: rows on disk are not renamed in place
             buffer.extend(items)
         ctx.stats.spilled = buffer.spilled
         rows = await _process_global(ctx, buffer)
@@ -331,8 +332,6 @@ async def run_global_step(ctx: StepContext) -> None:
 async def _process_global(ctx: StepContext, buffer: RowBuffer) -> list[Row]:
     step = ctx.step
     inputs = buffer.contents()
-    if isinstance(inputs, list):
-        _before(step, inputs)
     start = time.perf_counter()
     try:
         rows = await _call_process(ctx, "process", (inputs,))

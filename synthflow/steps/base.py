@@ -223,8 +223,12 @@ class GlobalStep(Step):
     """A step that needs every row of its input at once, e.g. to drop duplicates.
 
     The engine buffers the input and calls ``process(inputs)`` once. Past ``spill_threshold``
-    rows the buffer moves to disk: ``inputs`` is then a read-once sequence backed by a file, so
-    iterate it and yield the rows to keep rather than mutating it in place.
+    rows the buffer moves to disk: ``inputs`` is then a sequence backed by a file, read anew on
+    each iteration, so iterate it and yield the rows to keep rather than mutating it in place.
+    (The rows ``process`` yields are collected in memory before they go on.)
+
+    Output rows keep their lineage ids when they come out in id order (a filter, a dedup); a step
+    that reorders rows (a sort) starts a new lineage, numbered in its output order.
     """
 
     spill_threshold: RuntimeParameter[int] = Field(
