@@ -455,3 +455,19 @@ def test_a_spilled_global_step_sees_mapped_columns() -> None:
     distiset = pipeline.run()
     assert [r["body"] for r in rows_of(distiset)] == [f"t{i}" for i in range(7)]
     assert distiset.stats["dedup"].spilled
+
+
+def test_a_failed_row_gets_nulls_under_its_mapped_output_columns() -> None:
+    def fail(messages: list[dict[str, str]]) -> str:
+        raise RuntimeError("down")
+
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "q", "answer": "from before"}])
+        load >> TextGeneration(
+            name="gen", llm=FunctionLLM(fn=fail), output_mappings={"generation": "answer"}
+        )
+
+    row = rows_of(pipeline.run())[0]
+    assert row["answer"] is None  # not the stale value of the same column
+    assert "generation" not in row
+    assert row[ERROR_COLUMN] == "RuntimeError: down"

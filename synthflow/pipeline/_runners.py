@@ -98,9 +98,10 @@ def _failed_rows(step: _Step, rows: list[Row], exc: BaseException) -> list[Row]:
     if step.on_error == "drop":
         return []
     message = f"{type(exc).__name__}: {exc}"
+    columns = step.mapped_outputs()  # rows are back under their own column names by now
     for row in rows:
-        for col in step.outputs:
-            row.setdefault(col, None)
+        for col in columns:
+            row[col] = None  # not a value an earlier step left under the same name
         row[ERROR_COLUMN] = message
     return rows
 
