@@ -158,6 +158,7 @@ def test_yaml_keeps_multiline_prompts_readable() -> None:
 # Arguments for LLM classes that can't be built without some. Add a line per new client.
 LLM_ARGUMENTS: dict[str, dict[str, Any]] = {
     "OpenAILLM": {"model": "gpt-4o-mini", "base_url": "http://127.0.0.1:9/v1"},
+    "LlamaCppLLM": {"model_path": "/models/tiny.gguf"},
 }
 NEEDS_NETWORK_TO_RUN = {"OfflineLLM": False}
 
