@@ -299,3 +299,12 @@ def test_run_totals_add_up_every_step() -> None:
     total = distiset.llm_usage()
     assert (total.requests, total.input_tokens, total.output_tokens) == (4, 40, 20)
     assert total.cost == pytest.approx(2 * distiset.stats["first"].llm.cost)
+
+
+def test_fanned_out_generations_with_a_fixed_seed_use_distinct_seeds() -> None:
+    with fake_api(completion) as api:
+        client = GroqLLM(
+            model="llama", base_url=api.url, api_key="k", generation_kwargs={"seed": 7}
+        )
+        generate(client, n=3)
+    assert sorted(r.json["seed"] for r in api.requests) == [7, 8, 9]

@@ -173,9 +173,17 @@ class APILLM(StructuredOutputLLM):
 
     async def _fan_out(self, messages: ChatType, n: int) -> GenerateOutput:
         outputs: list[GenerateOutput] = [GenerateOutput([]) for _ in range(n)]
+        seed = self.generation_kwargs.get("seed")
+        self._client()  # created before any copy below, so that they all share it
 
         async def one(i: int) -> None:
-            outputs[i] = await self._request(messages, 1)
+            caller = self
+            if isinstance(seed, int) and i:
+                # With a fixed seed every request would return the same text: the i-th of n
+                # generations asks with seed + i (a shallow copy shares the HTTP client).
+                kwargs = {**self.generation_kwargs, "seed": seed + i}
+                caller = self.model_copy(update={"generation_kwargs": kwargs})
+            outputs[i] = await caller._request(messages, 1)
 
         async with anyio.create_task_group() as tg:
             for i in range(n):
