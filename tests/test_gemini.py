@@ -387,3 +387,10 @@ def _agenerate(client: Any, messages: list[dict[str, Any]]) -> Any:
             await client.aclose()
 
     return anyio.run(call)
+
+
+def test_each_gemini_model_gets_its_own_limiter() -> None:
+    flash = GeminiLLM(model="gemini-1.5-flash", api_key="k")
+    pro = GeminiLLM(model="gemini-1.5-pro", api_key="k")
+    assert flash.limiter() is not pro.limiter()
+    assert flash.limiter() is GeminiLLM(model="gemini-1.5-flash", api_key="k").limiter()

@@ -146,9 +146,13 @@ class APILLM(StructuredOutputLLM):
             self._http = HTTPClient(self.endpoint, timeout=self.timeout)
         return self._http
 
+    limit_per_model: ClassVar[bool] = False
+    """The provider's quotas are per model (Gemini), not per key: one limiter per model."""
+
     def limiter(self) -> EndpointLimiter:
+        endpoint = f"{self.endpoint}#{self.model}" if self.limit_per_model else self.endpoint
         return get_limiter(
-            endpoint_key(self.endpoint, self.resolved_api_key()),
+            endpoint_key(endpoint, self.resolved_api_key()),
             max_concurrency=self.max_concurrency,
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,

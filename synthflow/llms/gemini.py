@@ -58,6 +58,7 @@ class GeminiLLM(APILLM):
     body carries a ``RetryInfo`` delay (Gemini sends no ``Retry-After`` header) waits that long.
     """
 
+    limit_per_model: ClassVar[bool] = True  # Gemini quotas are per model and key
     provider: ClassVar[str] = "gemini"
     default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
     api_key_env: ClassVar[str | None] = "GEMINI_API_KEY"
