@@ -87,6 +87,7 @@ class APILLM(StructuredOutputLLM):
     )
 
     _http: HTTPClient | None = PrivateAttr(default=None)
+    _limiter: tuple[tuple[Any, ...], EndpointLimiter] | None = PrivateAttr(default=None)
 
     # -- identity and configuration ---------------------------------------------------------
 
@@ -151,14 +152,19 @@ class APILLM(StructuredOutputLLM):
 
     def limiter(self) -> EndpointLimiter:
         endpoint = f"{self.endpoint}#{self.model}" if self.limit_per_model else self.endpoint
-        return get_limiter(
-            endpoint_key(endpoint, self.resolved_api_key()),
-            max_concurrency=self.max_concurrency,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            latency_adaptive=self.latency_adaptive,
-            base_pause=self.retry_backoff,
-        )
+        settings = {
+            "max_concurrency": self.max_concurrency,
+            "requests_per_minute": self.requests_per_minute,
+            "tokens_per_minute": self.tokens_per_minute,
+            "latency_adaptive": self.latency_adaptive,
+            "base_pause": self.retry_backoff,
+        }
+        identity = (endpoint, self.resolved_api_key(), tuple(settings.values()))
+        # Looked up on every request: remember it until the endpoint or a setting changes.
+        if self._limiter is None or self._limiter[0] != identity:
+            limiter = get_limiter(endpoint_key(endpoint, identity[1]), **settings)
+            self._limiter = (identity, limiter)
+        return self._limiter[1]
 
     async def aclose(self) -> None:
         if self._http is not None:

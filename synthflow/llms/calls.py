@@ -20,7 +20,7 @@ from typing import Any
 from synthflow.errors import BudgetExceeded
 from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
 from synthflow.llms.cache import CachedGeneration, ResponseCache
-from synthflow.llms.pricing import Price, cost_of
+from synthflow.llms.pricing import Price, cost_at, price_of
 
 MAX_LATENCY_SAMPLES = 10_000
 
@@ -127,6 +127,12 @@ class LLMCalls:
         self.budget = budget
         self.prices = dict(prices or {})
         self._on_exhausted = on_exhausted
+        self._prices_by_model: dict[str, Price | None] = {}
+
+    def _price(self, model: str) -> Price | None:
+        if model not in self._prices_by_model:
+            self._prices_by_model[model] = price_of(model, self.prices)
+        return self._prices_by_model[model]
 
     async def generate(
         self,
@@ -173,7 +179,7 @@ class LLMCalls:
         stats.rate_limited += output.rate_limited
         stats.input_tokens += output.usage.input_tokens
         stats.output_tokens += output.usage.output_tokens
-        cost = cost_of(llm.model_name, output.usage, self.prices)
+        cost = cost_at(self._price(llm.model_name), output.usage)
         stats.add_cost(cost)
         if self.budget is not None:
             self.budget.charge(cost, output.usage.input_tokens + output.usage.output_tokens)

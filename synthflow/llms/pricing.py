@@ -48,8 +48,12 @@ def price_of(model: str, overrides: Mapping[str, Price] | None = None) -> Price 
     return None
 
 
-def cost_of(model: str, usage: Usage, overrides: Mapping[str, Price] | None = None) -> float | None:
-    price = price_of(model, overrides)
+def cost_at(price: Price | None, usage: Usage) -> float | None:
+    """USD for ``usage`` at ``price``; None when the price is unknown."""
     if price is None:
         return None
     return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000
+
+
+def cost_of(model: str, usage: Usage, overrides: Mapping[str, Price] | None = None) -> float | None:
+    return cost_at(price_of(model, overrides), usage)
