@@ -1,13 +1,15 @@
 """The HTTP layer under every API client: JSON over HTTP/1.1, errors mapped at the boundary.
 
 Two transports sit behind one seam (``_Transport.request``), chosen by measurement (see
-benchmarks/HTTP_STACK.md; CPU per request at 64-256 requests in flight, 200 ms latency):
+benchmarks/HTTP_STACK.md and benchmarks/README.md; 200 ms latency, 64-256 requests in flight):
 
-- ``httpx2`` (the default; installed with ``datasets``): about 0.8 ms per request once its
-  connections are split over several small clients, picked round-robin. One big pool scans every
-  connection per request, so its cost would grow with concurrency. (httpx 0.28: 10-20 ms.)
-- ``aiohttp`` (optional, ``pip install 'synthflow[aiohttp]'``): about 0.15 ms per request. Used
-  automatically when installed; it matters for local servers at thousands of requests a second.
+- ``aiohttp`` (the default): about 0.15 ms of CPU per request, flat as concurrency grows. In the
+  two-task pipeline benchmark the whole process spends about 0.8 ms per request with it.
+- ``httpx2`` (installed with ``datasets``): about 0.8 ms per request once its connections are
+  split over several small clients, picked round-robin (one big pool scans every connection per
+  request, so its cost would grow with concurrency). The whole pipeline then spends about
+  1.5-1.6 ms per request, over the 1.5 ms target, which is why aiohttp is a dependency.
+  (httpx 0.28: 10-20 ms per request on this workload.)
 
 ``SYNTHFLOW_HTTP=httpx2|aiohttp`` forces one. Every transport error becomes one of synthflow's
 ``LLMError`` types here, and nowhere else.
