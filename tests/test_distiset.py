@@ -227,7 +227,10 @@ def test_the_card_says_how_the_data_was_made(distiset: Distiset) -> None:
         "    s0 --> s1\n    s0 --> s2\n```"
     ) in card
     assert "| generate | OfflineLLM | model-x |" in card
-    assert "| generate | train | 3 | `instruction`, `n`, `generation`, `model_name` |" in card
+    assert (
+        "| generate | train | 3 | `instruction`, `n`, `generation`, `model_name`, "
+        "`synthflow_metadata` |"
+    ) in card
     assert "| questions | train | 3 | `instruction` |" in card
     assert (
         "synthflow pipeline run --config "

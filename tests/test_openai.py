@@ -308,3 +308,20 @@ def test_fanned_out_generations_with_a_fixed_seed_use_distinct_seeds() -> None:
         )
         generate(client, n=3)
     assert sorted(r.json["seed"] for r in api.requests) == [7, 8, 9]
+
+
+def test_rows_record_token_statistics_and_optionally_the_raw_response() -> None:
+    from synthflow.steps.tasks import METADATA_COLUMN
+
+    with fake_api(completion) as api:
+        client = llm(api, include_raw=True)
+        with Pipeline(name="metadata") as pipeline:
+            load = LoadDataFromDicts(data=[{"instruction": "q"}])
+            load >> TextGeneration(name="gen", llm=client, add_raw_output=True)
+        first = pipeline.run(progress=False)["default"]["train"][0][METADATA_COLUMN]
+        again = pipeline.run(progress=False)["default"]["train"][0][METADATA_COLUMN]
+    assert first["statistics_gen"] == {"input_tokens": 10, "output_tokens": 5}
+    assert first["raw_output_gen"]["choices"][0]["message"]["content"] == "answer 0 to q"
+    # Served from the cache on the second run: the same statistics, and nothing was paid.
+    assert again["statistics_gen"] == first["statistics_gen"]
+    assert len(api.requests) == 1

@@ -207,7 +207,9 @@ def _from_cache(entries: list[CachedGeneration]) -> GenerateOutput:
     logprobs = [e.logprobs for e in entries]
     return GenerateOutput(
         generations=[e.text for e in entries],
-        usage=Usage(),  # served from the cache: nothing was spent
+        # What the answers cost when they were made; nothing is spent now (no accounting runs
+        # for cache hits), but the row's statistics stay the same as on the first run.
+        usage=Usage(sum(e.input_tokens for e in entries), sum(e.output_tokens for e in entries)),
         logprobs=logprobs if any(lp is not None for lp in logprobs) else None,
     )
 

@@ -23,6 +23,10 @@ from synthflow.steps.base import ErrorPolicy, Row, Step, StepInput
 ERROR_COLUMN = "synthflow_error"
 """Column that holds the error of a row whose step failed under ``on_error="null"``."""
 
+METADATA_COLUMN = "synthflow_metadata"
+"""Column of per-row details from each task: ``statistics_<task>`` (the call's input and output
+tokens) and, with ``add_raw_output``, ``raw_output_<task>`` (the raw response body)."""
+
 
 class Task(Step, ABC):
     """Base class of LLM tasks. Subclasses implement ``format_input`` and ``format_output``,
@@ -40,6 +44,15 @@ class Task(Step, ABC):
     )
     concurrency: RuntimeParameter[int] = Field(
         default=64, ge=1, description="Rows in flight at once (LLM calls under way)."
+    )
+    add_statistics: bool = Field(
+        default=True,
+        description="Record the call's token usage in the row's 'synthflow_metadata' column.",
+    )
+    add_raw_output: bool = Field(
+        default=False,
+        description="Record the raw response in 'synthflow_metadata' (the LLM must keep it: "
+        "include_raw=True on API clients).",
     )
     use_cache: bool = Field(
         default=True,
@@ -88,6 +101,7 @@ class Task(Step, ABC):
     def rows_from_output(self, row: Row, result: GenerateOutput) -> list[Row]:
         columns = [self.format_output(text, row) for text in result.generations]
         model_name = self.llm.model_name
+        self._record_metadata(row, result)
         if self.group_generations or len(columns) == 1:
             if len(columns) == 1 and not self.group_generations:
                 row.update(columns[0])
@@ -103,6 +117,20 @@ class Task(Step, ABC):
             new["model_name"] = model_name
             out.append(new)
         return out
+
+    def _record_metadata(self, row: Row, result: GenerateOutput) -> None:
+        if not (self.add_statistics or self.add_raw_output):
+            return
+        # A new dict, not an update in place: branches of a fan-out share the old one.
+        metadata = dict(row.get(METADATA_COLUMN) or {})
+        if self.add_statistics:
+            metadata[f"statistics_{self.name}"] = {
+                "input_tokens": result.usage.input_tokens,
+                "output_tokens": result.usage.output_tokens,
+            }
+        if self.add_raw_output:
+            metadata[f"raw_output_{self.name}"] = result.raw
+        row[METADATA_COLUMN] = metadata
 
     async def process_rows(self, rows: StepInput) -> list[Row]:
         """All of ``rows`` at once, concurrently; how the task runs in a worker process."""
