@@ -101,28 +101,31 @@ class Task(Step, ABC):
     def rows_from_output(self, row: Row, result: GenerateOutput) -> list[Row]:
         columns = [self.format_output(text, row) for text in result.generations]
         model_name = self.llm.model_name
-        self._record_metadata(row, result)
+        metadata = self._metadata(row, result)
         if self.group_generations or len(columns) == 1:
             if len(columns) == 1 and not self.group_generations:
                 row.update(columns[0])
             else:
                 for key in dict.fromkeys(k for c in columns for k in c):
                     row[key] = [c.get(key) for c in columns]
-            row["model_name"] = model_name
-            return [row]
-        out = []
-        for i, cols in enumerate(columns):
-            new = row if i == len(columns) - 1 else row.copy()
-            new.update(cols)
+            out = [row]
+        else:
+            out = []
+            for i, cols in enumerate(columns):
+                new = row if i == len(columns) - 1 else row.copy()
+                new.update(cols)
+                out.append(new)
+        for new in out:
             new["model_name"] = model_name
-            out.append(new)
+            if metadata is not None:
+                new[METADATA_COLUMN] = metadata
         return out
 
-    def _record_metadata(self, row: Row, result: GenerateOutput) -> None:
+    def _metadata(self, row: Row, result: GenerateOutput) -> dict[str, Any] | None:
         if not (self.add_statistics or self.add_raw_output):
-            return
+            return None
         # A new dict, not an update in place: branches of a fan-out share the old one.
-        metadata = dict(row.get(METADATA_COLUMN) or {})
+        metadata = dict(row.pop(METADATA_COLUMN, None) or {})
         if self.add_statistics:
             metadata[f"statistics_{self.name}"] = {
                 "input_tokens": result.usage.input_tokens,
@@ -130,7 +133,7 @@ class Task(Step, ABC):
             }
         if self.add_raw_output:
             metadata[f"raw_output_{self.name}"] = result.raw
-        row[METADATA_COLUMN] = metadata
+        return metadata
 
     async def process_rows(self, rows: StepInput) -> list[Row]:
         """All of ``rows`` at once, concurrently; how the task runs in a worker process."""
