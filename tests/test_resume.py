@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -79,3 +80,23 @@ def test_use_cache_false_starts_over_after_a_crash() -> None:
     distiset = pipeline.run(parameters={"work": {"fail_at": -1}}, use_cache=False, progress=False)
     assert [r["n"] for r in distiset["default"]["train"]] == list(range(100))
     assert OFFSETS == [0, 0]
+
+
+def test_a_column_typed_differently_in_two_parts_becomes_text_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    from datasets import Dataset
+
+    from synthflow.pipeline._sink import LeafWriter
+
+    writer = LeafWriter(tmp_path / "leaf", part_rows=2)
+    # Parts of 2 rows: "meta" is a struct in the first part and a number in the second.
+    rows = [{"meta": {"a": 1}}, {"meta": {"a": 2}}, {"meta": 3}, {"meta": 4}]
+    numbered = [{**row, "_sf_row_id": i} for i, row in enumerate(rows)]
+    writer.write(numbered[:2])
+    writer.write(numbered[2:])
+    assert len(list((tmp_path / "leaf").glob("part-*.parquet"))) == 2
+
+    dataset = Dataset.from_file(str(writer.finish()))
+    assert dataset["meta"] == ['{"a":1}', '{"a":2}', "3", "4"]
+    assert dataset.column_names == ["meta"]

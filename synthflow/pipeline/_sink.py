@@ -75,17 +75,41 @@ class LeafWriter:
 
         self.flush()
         target = self.directory / "data.arrow"
-        schemas = [pq.read_schema(p) for p in self._parts]
-        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
-        if schema is None:
-            schema = pa.schema([])
-        if ROW_ID in schema.names:  # lineage stays on disk for resuming, not in the dataset
-            schema = schema.remove(schema.get_field_index(ROW_ID))
+        schema, as_text = _unified_schema([pq.read_schema(p) for p in self._parts])
         with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             for part in self._parts:
                 table = pq.read_table(part)
-                writer.write_table(_conform(table, schema))
+                writer.write_table(_conform(table, schema, as_text))
         return target
+
+
+def _unified_schema(schemas: list[Any]) -> tuple[Any, set[str]]:
+    """One schema for every part, and the columns that must become JSON text to fit it.
+
+    Parts are typed one by one, so a column can be a struct in one part and text (or a number) in
+    another. Such a column becomes JSON text everywhere rather than failing the run at its end.
+    """
+    import pyarrow as pa
+
+    as_text: set[str] = set()
+    for name in {field.name for schema in schemas for field in schema}:
+        types = {str(s.field(name).type) for s in schemas if name in s.names} - {"null"}
+        if len(types) > 1:
+            try:
+                pa.unify_schemas(
+                    [pa.schema([s.field(name)]) for s in schemas if name in s.names],
+                    promote_options="permissive",
+                )
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                as_text.add(name)
+    fitted = [
+        pa.schema([pa.field(f.name, pa.string()) if f.name in as_text else f for f in schema])
+        for schema in schemas
+    ]
+    schema = pa.unify_schemas(fitted, promote_options="permissive") if fitted else pa.schema([])
+    if ROW_ID in schema.names:  # lineage stays on disk for resuming, not in the dataset
+        schema = schema.remove(schema.get_field_index(ROW_ID))
+    return schema, as_text
 
 
 def _progress(parts: list[Path]) -> tuple[int, int]:
@@ -108,19 +132,24 @@ def _to_table(rows: list[Row]) -> Any:
             columns[name] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             # Mixed types in one column: keep every value, as JSON text.
-            columns[name] = pa.array(
-                [None if v is None else orjson.dumps(v, default=str).decode() for v in values]
-            )
+            columns[name] = pa.array([None if v is None else _json(v) for v in values])
     return pa.table(columns)
 
 
-def _conform(table: Any, schema: Any) -> Any:
+def _conform(table: Any, schema: Any, as_text: set[str]) -> Any:
     import pyarrow as pa
 
     columns = []
     for field in schema:
-        if field.name in table.column_names:
-            columns.append(table.column(field.name).cast(field.type))
-        else:
+        if field.name not in table.column_names:
             columns.append(pa.nulls(len(table), field.type))
+        elif field.name in as_text and not pa.types.is_string(table.schema.field(field.name).type):
+            values = table.column(field.name).to_pylist()
+            columns.append(pa.array([None if v is None else _json(v) for v in values]))
+        else:
+            columns.append(table.column(field.name).cast(field.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
