@@ -53,7 +53,3 @@ def cost_at(price: Price | None, usage: Usage) -> float | None:
     if price is None:
         return None
     return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000
-
-
-def cost_of(model: str, usage: Usage, overrides: Mapping[str, Price] | None = None) -> float | None:
-    return cost_at(price_of(model, overrides), usage)
