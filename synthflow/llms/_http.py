@@ -176,9 +176,6 @@ class HTTPClient:
         send_headers = {"content-type": "application/json", **(headers or {})}
         return await self._send("POST", path, orjson.dumps(payload), send_headers)
 
-    async def get_json(self, path: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-        return await self._send("GET", path, None, dict(headers or {}))
-
     async def _send(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> JSONResponse:

@@ -43,6 +43,7 @@ class Progress:
         self._queues: dict[str, Sequence[MemoryObjectReceiveStream[Any]]] = {}
         self._live: Any = None
         self._started = 0.0
+        self._next_print = self._interval
 
     def start(
         self,
@@ -81,7 +82,7 @@ class Progress:
 
     def _due(self) -> bool:
         elapsed = time.perf_counter() - self._started
-        due = elapsed >= getattr(self, "_next_print", self._interval)
+        due = elapsed >= self._next_print
         if due:
             self._next_print = elapsed + self._interval
         return due
