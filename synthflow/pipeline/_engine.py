@@ -26,6 +26,7 @@ from synthflow.llms.cache import ResponseCache
 from synthflow.llms.calls import Budget, LLMCalls, LLMCallStats
 from synthflow.llms.pricing import Price
 from synthflow.pipeline._execution import StepProcessPool
+from synthflow.pipeline._gc import collector_tuned_for_run, freeze_imported
 from synthflow.pipeline._progress import Progress
 from synthflow.pipeline._runners import RunControl, StepContext, runner_for
 from synthflow.pipeline._sink import LeafWriter
@@ -80,8 +81,9 @@ async def _prewarm_imports() -> None:
     await anyio.sleep(0.05)
 
     def work() -> None:
-        import datasets  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
+        import datasets  # noqa: F401 (imports pyarrow too)
+
+        freeze_imported()
 
     threading.Thread(target=work, name="synthflow-prewarm", daemon=True).start()
 
@@ -101,7 +103,11 @@ def _llm_calls(plan: Plan, run_dir: Path, options: RunOptions, control: RunContr
 async def execute(
     plan: Plan, run_dir: Path, progress: Progress, options: RunOptions | None = None
 ) -> RunOutput:
-    options = options or RunOptions()
+    with collector_tuned_for_run():
+        return await _execute(plan, run_dir, progress, options or RunOptions())
+
+
+async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOptions) -> RunOutput:
     control = RunControl()
     stats = {name: StepStats(name) for name in plan.steps}
     # Every stream, so a failed run can close the ones whose task was cancelled before it ran.
