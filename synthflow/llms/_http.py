@@ -4,11 +4,11 @@ Two transports sit behind one seam (``_Transport.request``), chosen by measureme
 benchmarks/HTTP_STACK.md and benchmarks/README.md; 200 ms latency, 64-256 requests in flight):
 
 - ``aiohttp`` (the default): about 0.15 ms of CPU per request, flat as concurrency grows. In the
-  two-task pipeline benchmark the whole process spends about 0.8 ms per request with it.
+  two-task pipeline benchmark the whole process spends 0.4-0.5 ms per request with it.
 - ``httpx2`` (installed with ``datasets``): about 0.8 ms per request once its connections are
   split over several small clients, picked round-robin (one big pool scans every connection per
-  request, so its cost would grow with concurrency). The whole pipeline then spends about
-  1.5-1.6 ms per request, over the 1.5 ms target, which is why aiohttp is a dependency.
+  request, so its cost would grow with concurrency). The whole pipeline then spends 0.8-1.1 ms
+  per request, twice as much, which is why aiohttp is a dependency.
   (httpx 0.28: 10-20 ms per request on this workload.)
 
 ``SYNTHFLOW_HTTP=httpx2|aiohttp`` forces one. Every transport error becomes one of synthflow's
