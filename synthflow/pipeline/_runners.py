@@ -3,7 +3,8 @@
 - generators: number the rows they yield (that number is the row's lineage id) and send them;
 - steps: cut the input into ``input_batch_size`` batches and call ``process`` on each;
 - tasks: start one LLM call per row, up to ``concurrency`` at once, across batches;
-- global steps: buffer every input row (spilling to disk), then call ``process`` once.
+- global steps: buffer every input row (spilling to disk), call ``process`` once, and send
+  each batch it yields as it comes.
 
 Concurrent work goes through ``_concurrent``: a task's rows through ``unordered_map`` (each row
 sent on when its call finishes), batches on threads or processes through ``ordered_map``.
@@ -12,8 +13,9 @@ sent on when its call finishes), batches on threads or processes through ``order
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -316,38 +318,86 @@ async def run_global_step(ctx: StepContext) -> None:
             _before(step, items)  # now, not later: rows on disk are not renamed in place
             buffer.extend(items)
         ctx.stats.spilled = buffer.spilled
-        rows = await _process_global(ctx, buffer)
+        # Inside the try: a spilled input is read from its file while process() runs.
+        await _send_global_output(ctx, buffer.contents())
     finally:
         buffer.close()
-    # A global step may reorder rows (a sort, say). If it did, its output starts a new lineage.
-    ids = [row.get(ROW_ID, -1) for row in rows]
-    if any(a > b or b < 0 for a, b in zip([0, *ids], ids, strict=False)):
-        for i, row in enumerate(rows):
-            row[ROW_ID] = i
-    chunk = 1024
-    for start in range(0, len(rows), chunk):
-        part, rest = rows[start : start + chunk], rows[start + chunk : start + chunk + 1]
-        await ctx.outlet.send(part, _row_id(rest[0]) - 1 if rest else END)
 
 
-async def _process_global(ctx: StepContext, buffer: RowBuffer) -> list[Row]:
+async def _send_global_output(ctx: StepContext, inputs: Sequence[Row]) -> None:
+    """Send each batch ``process`` yields as it comes, so the output is never all in memory.
+
+    Rows keep their lineage ids while they come out in id order (a filter, a dedup). From the
+    first row that doesn't (a sort, or a new row), the rest are numbered on from the last id
+    sent: they start a new lineage, and the ids stay increasing, as watermarks need.
+    """
     step = ctx.step
-    inputs = buffer.contents()
-    start = time.perf_counter()
+    last_id = -1
+    renumbering = False
+    sent = False
+    batches = _global_batches(ctx, inputs)
     try:
-        rows = await _call_process(ctx, "process", (inputs,))
-    except Exception as exc:
-        ctx.stats.errors += 1
-        if step.on_error == "fail" or not isinstance(inputs, list):
-            raise StepError(
-                f"step {step.name!r} failed: {type(exc).__name__}: {exc}", step=step.name
-            ) from exc
-        rows = _failed_rows(step, inputs, exc)
+        while True:
+            start = time.perf_counter()
+            try:
+                rows = await anext(batches, None)
+            except Exception as exc:
+                ctx.stats.errors += 1
+                if sent or step.on_error == "fail" or not isinstance(inputs, list):
+                    raise StepError(
+                        f"step {step.name!r} failed: {type(exc).__name__}: {exc}", step=step.name
+                    ) from exc
+                _after(step, inputs)
+                await ctx.outlet.send(_failed_rows(step, inputs, exc), END)
+                return
+            finally:
+                ctx.stats.busy_seconds += time.perf_counter() - start
+            if rows is None:
+                return
+            ctx.stats.batches += 1
+            _after(step, rows)
+            for row in rows:
+                rid = row.get(ROW_ID, -1)
+                renumbering = renumbering or rid <= last_id
+                last_id = last_id + 1 if renumbering else rid
+                row[ROW_ID] = last_id
+            if rows:
+                await ctx.outlet.send(rows, last_id)
+                sent = True
     finally:
-        ctx.stats.busy_seconds += time.perf_counter() - start
-        ctx.stats.batches += 1
-    _after(step, rows)
-    return rows
+        await batches.aclose()
+
+
+async def _global_batches(ctx: StepContext, inputs: Sequence[Row]) -> AsyncGenerator[list[Row]]:
+    """The batches a global step's ``process(inputs)`` yields, one at a time."""
+    step = ctx.step
+    assert isinstance(step, GlobalStep)
+    if ctx.pool is not None:  # a worker process answers with all of its output at once
+        yield await ctx.pool.call("process", (inputs,))
+        return
+    if ctx.thread_limiter is not None:  # a plain function does its work in the call itself
+        result: Any = await anyio.to_thread.run_sync(
+            step.process, inputs, limiter=ctx.thread_limiter
+        )
+    else:
+        result = step.process(inputs)
+    if inspect.iscoroutine(result):
+        result = await result
+    if result is None:
+        return
+    if isinstance(result, list):  # one batch, returned rather than yielded
+        yield result
+    elif hasattr(result, "__anext__"):
+        async with contextlib.aclosing(result):
+            async for batch in result:
+                yield _as_rows(batch)
+    else:
+        try:
+            async for batch in _iterate_sync(result, ctx):
+                yield _as_rows(batch)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
 
 
 def runner_for(step: _Step) -> Callable[[StepContext], Awaitable[None]]:

@@ -225,10 +225,14 @@ class GlobalStep(Step):
     The engine buffers the input and calls ``process(inputs)`` once. Past ``spill_threshold``
     rows the buffer moves to disk: ``inputs`` is then a sequence backed by a file, read anew on
     each iteration, so iterate it and yield the rows to keep rather than mutating it in place.
-    (The rows ``process`` yields are collected in memory before they go on.)
+    Each batch ``process`` yields goes on at once, so yield in batches (``DropDuplicates`` yields
+    1,024 rows at a time) and the output is never all in memory either. (With
+    ``executor="process"`` the worker sends its whole output back when ``process`` returns.)
 
-    Output rows keep their lineage ids when they come out in id order (a filter, a dedup); a step
-    that reorders rows (a sort) starts a new lineage, numbered in its output order.
+    Output rows keep their lineage ids while they come out in id order (a filter, a dedup); from
+    the first row that doesn't (a sort, a new row), the rest start a new lineage, numbered in
+    output order. ``on_error`` ("null" or "drop") applies when ``process`` fails before it yields
+    anything and its input was not spilled; a failure after that fails the run.
     """
 
     spill_threshold: RuntimeParameter[int] = Field(
