@@ -2,10 +2,14 @@
 
 Each N runs in a fresh subprocess so that its peak RSS is its own. Prints one JSON object.
 
-    python benchmarks/engine_overhead.py [--sizes 10000,100000,1000000] [--batch-size 50]
+    python benchmarks/engine_overhead.py [--sizes 10000,100000,1000000] [--batch-size 50] [--dedup]
 
 Targets (issue 2): >= 4,500,000 rows/minute on one core (100x distilabel 1.5.3's 727 rows/s on
 this machine), and peak RSS at 1M rows within 1.3x of peak RSS at 10k.
+
+``--dedup`` adds a global step at the end, ``DropDuplicates`` on the row number (every row is
+distinct, so every row goes through): its input spills to disk and its output streams on, so
+what grows with N is only its set of 16-byte row hashes.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from collections.abc import Iterator
 DISTILABEL_ROWS_PER_SECOND = 727  # distilabel 1.5.3, same pipeline shape, this machine
 
 
-def run_one(n: int, batch_size: int) -> dict[str, float]:
+def run_one(n: int, batch_size: int, dedup: bool) -> dict[str, float]:
     from synthflow.pipeline import Pipeline
-    from synthflow.steps import GeneratorStep, Step, StepInput
+    from synthflow.steps import DropDuplicates, GeneratorStep, Step, StepInput
     from synthflow.steps.base import Row
 
     class Source(GeneratorStep):
@@ -48,6 +52,8 @@ def run_one(n: int, batch_size: int) -> dict[str, float]:
         source = Source(name="source", n=n, batch_size=batch_size)
         a, b, c = (Passthrough(name=x, input_batch_size=batch_size) for x in "abc")
         source >> a >> b >> c
+        if dedup:
+            c >> DropDuplicates(name="dedup", columns=["n"])
         wall0, cpu0 = time.perf_counter(), time.process_time()
         distiset = p.run(progress=False)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -67,15 +73,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--dedup", action="store_true")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.batch_size)))
+        print(json.dumps(run_one(args.one, args.batch_size, args.dedup)))
         return
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         out = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--batch-size", str(args.batch_size)],
+            [
+                *(sys.executable, __file__, "--one", str(n), "--batch-size", str(args.batch_size)),
+                *(["--dedup"] if args.dedup else []),
+            ],
             capture_output=True,
             text=True,
             check=True,
