@@ -308,11 +308,21 @@ def read_source(source: str | os.PathLike[str]) -> tuple[str, Format | None]:
 def _download(url: str) -> str:
     import httpx
 
+    headers = _hub_auth(url)
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=30.0) as response:
+        with httpx.stream(
+            "GET", url, headers=headers, follow_redirects=True, timeout=30.0
+        ) as response:
             if response.status_code >= 400:
+                hint = ""
+                if response.status_code in (401, 403) and _is_hub_url(url):
+                    hint = (
+                        " (a private or gated repo: set HF_TOKEN or run `hf auth login`)"
+                        if not headers
+                        else " (the Hugging Face token has no access to this repo)"
+                    )
                 raise SerializationError(
-                    f"can't fetch {url}: HTTP {response.status_code} {response.reason_phrase}"
+                    f"can't fetch {url}: HTTP {response.status_code} {response.reason_phrase}{hint}"
                 )
             body = bytearray()
             for chunk in response.iter_bytes():
@@ -328,6 +338,23 @@ def _download(url: str) -> str:
         return bytes(body).decode(encoding)
     except (UnicodeDecodeError, LookupError):
         raise SerializationError(f"can't fetch {url}: the answer is not UTF-8 text") from None
+
+
+def _is_hub_url(url: str) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return url.startswith(endpoint + "/")
+
+
+def _hub_auth(url: str) -> dict[str, str]:
+    """The user's Hugging Face token ($HF_TOKEN or the saved login) for a Hub URL, so pipelines
+    in private repos load too. No other host ever gets it, and httpx drops it on a redirect to
+    another origin (the Hub's file CDN)."""
+    if not _is_hub_url(url):
+        return {}
+    from huggingface_hub import get_token
+
+    token = get_token()
+    return {"authorization": f"Bearer {token}"} if token else {}
 
 
 def parse_text(

@@ -24,6 +24,9 @@ def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     yield cache
 
 
+PRIVATE_TOKEN = "hf_private_test_token"
+
+
 @pytest.fixture
 def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A static file server on 127.0.0.1 for loading pipelines from URLs: (base URL, its root)."""
@@ -31,6 +34,22 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root.mkdir()
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
+        """Files under /private/ need ``Authorization: Bearer {PRIVATE_TOKEN}``, as a private
+        Hub repo does; /echo-authorization answers with the header it got (or "none")."""
+
+        def do_GET(self) -> None:
+            auth = self.headers.get("authorization")
+            if self.path == "/echo-authorization":
+                body = (auth or "none").encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path.startswith("/private/") and auth != f"Bearer {PRIVATE_TOKEN}":
+                self.send_error(401)
+            else:
+                super().do_GET()
+
         def log_message(self, format: str, *args: Any) -> None:
             pass
 

@@ -19,7 +19,7 @@ import synthflow.llms
 from synthflow.errors import SerializationError
 from synthflow.llms import LLM, OfflineLLM
 from synthflow.pipeline import Pipeline
-from synthflow.serialization import to_text
+from synthflow.serialization import read_source, to_text
 from synthflow.steps import (
     CombineColumns,
     DropDuplicates,
@@ -33,6 +33,7 @@ from synthflow.steps import (
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import ChatGeneration, TextGeneration
 from synthflow.testing import FunctionLLM
+from tests.conftest import PRIVATE_TOKEN
 
 
 @step(inputs=["generation"], outputs=["shout"])
@@ -472,6 +473,40 @@ def test_a_url_that_answers_404_gets_one_line(http_root: tuple[str, Path]) -> No
     with pytest.raises(SerializationError) as info:
         Pipeline.from_file(f"{url}/missing.yaml")
     assert one_line(info).startswith(f"can't fetch {url}/missing.yaml: HTTP 404 ")
+
+
+def test_a_hub_url_gets_the_users_token_and_no_other_host_does(
+    http_root: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, root = http_root
+    (root / "private").mkdir()
+    every_builtin().save(root / "private" / "pipeline.yaml")
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-login"))
+    monkeypatch.setenv("HF_ENDPOINT", url)  # this server plays the Hub
+    monkeypatch.setenv("HF_TOKEN", PRIVATE_TOKEN)
+
+    loaded = Pipeline.from_file(f"{url}/private/pipeline.yaml", allowed_modules=[__name__])
+    assert loaded.name == "all"
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://huggingface.co")  # now the server is elsewhere
+    assert read_source(f"{url}/echo-authorization")[0] == "none"
+
+
+def test_a_private_hub_url_without_a_token_says_how_to_give_one(
+    http_root: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, root = http_root
+    (root / "private").mkdir()
+    every_builtin().save(root / "private" / "pipeline.yaml")
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-login"))
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+    with pytest.raises(SerializationError) as info:
+        Pipeline.from_file(f"{url}/private/pipeline.yaml")
+    assert one_line(info).endswith(
+        "HTTP 401 Unauthorized (a private or gated repo: set HF_TOKEN or run `hf auth login`)"
+    )
 
 
 # -- display ------------------------------------------------------------------------------------
