@@ -11,6 +11,7 @@
           ├── LLMStatusError       the endpoint answered with an HTTP error status
           ├── LLMTimeoutError      the request timed out
           ├── LLMConnectionError   the connection failed or was reset
+          ├── LLMCertificateError  the server's TLS certificate can't be verified (not retried)
           └── LLMResponseError     the endpoint answered 2xx with a body we can't read
 
 Messages are one line and say how to fix the problem.
@@ -81,6 +82,10 @@ class LLMTimeoutError(LLMError):
 
 class LLMConnectionError(LLMError):
     """The connection could not be made, or was reset."""
+
+
+class LLMCertificateError(LLMError):
+    """The server's TLS certificate could not be verified (not retried: it won't change)."""
 
 
 class LLMResponseError(LLMError):

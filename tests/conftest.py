@@ -21,7 +21,17 @@ def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     cache = tmp_path / "synthflow-cache"
     monkeypatch.setenv("SYNTHFLOW_CACHE_DIR", str(cache))
     monkeypatch.setenv("CI", "1")
+    # The test servers are on 127.0.0.1: never route them through a proxy the machine has set.
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
     yield cache
+
+
+@pytest.fixture(params=["httpx2", "aiohttp"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test over each HTTP transport (see synthflow/llms/_http.py)."""
+    monkeypatch.setenv("SYNTHFLOW_HTTP", request.param)
+    return str(request.param)
 
 
 PRIVATE_TOKEN = "hf_private_test_token"

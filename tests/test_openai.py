@@ -16,13 +16,6 @@ from tests.helpers import generate
 from tests.servers import RESET, FakeAPI, Reply, Request, fake_api, sequence
 
 
-@pytest.fixture(params=["httpx2", "aiohttp"])
-def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test over each HTTP transport (see synthflow/llms/_http.py)."""
-    monkeypatch.setenv("SYNTHFLOW_HTTP", request.param)
-    return str(request.param)
-
-
 def completion(request: Request, texts: list[str] | None = None) -> Reply:
     body = request.json
     n = body.get("n", 1)

@@ -13,6 +13,11 @@ benchmarks/HTTP_STACK.md and benchmarks/README.md; 200 ms latency, 64-256 reques
 
 ``SYNTHFLOW_HTTP=httpx2|aiohttp`` forces one. Every transport error becomes one of synthflow's
 ``LLMError`` types here, and nowhere else.
+
+Both follow the environment, as curl, requests and httpx do: ``HTTPS_PROXY``/``HTTP_PROXY``/
+``NO_PROXY`` route requests through a proxy, and ``SSL_CERT_FILE``/``SSL_CERT_DIR`` name the CA
+certificates to trust instead of certifi's bundle (a company's TLS-inspecting proxy, a
+self-hosted server with its own CA).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from typing import Any, Protocol
 import orjson
 
 from synthflow.errors import (
+    LLMCertificateError,
     LLMConnectionError,
+    LLMError,
     LLMResponseError,
     LLMStatusError,
     LLMTimeoutError,
@@ -57,16 +64,46 @@ class _Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-@functools.cache
 def _tls_context() -> ssl.SSLContext:
-    # One context per process: building one loads the CA bundle (about 25 ms and a few MB), and
-    # each of the split clients would otherwise build its own.
+    return _tls_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _tls_context_for(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    # One context per CA setting: building one loads the CA bundle (about 25 ms and a few MB),
+    # and each of the split clients would otherwise build its own.
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
     try:
         import certifi
 
         return ssl.create_default_context(cafile=certifi.where())
     except ImportError:  # pragma: no cover - certifi comes with httpx2
         return ssl.create_default_context()
+
+
+def _unverified_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure somewhere in ``exc``'s chain, if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        found = getattr(seen, "certificate_error", seen)  # aiohttp keeps it in an attribute
+        if isinstance(found, ssl.SSLCertVerificationError):
+            return found
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _connection_error(method: str, url: str, exc: BaseException) -> LLMError:
+    failure = _unverified_certificate(exc)
+    if failure is not None:
+        return LLMCertificateError(
+            f"{method} {url}: the server's TLS certificate can't be verified "
+            f"({failure.verify_message or failure}); if your own CA signs it (a company proxy, a "
+            "self-hosted server), point SSL_CERT_FILE at that CA's certificates"
+        )
+    return LLMConnectionError(
+        f"{method} {url} failed: {type(exc).__name__}: {exc or 'connection error'}"
+    )
 
 
 def transport_name() -> str:
@@ -101,9 +138,7 @@ class _Httpx2Transport:
         except self._httpx.TimeoutException as exc:
             raise LLMTimeoutError(f"{method} {url} timed out after {self._timeout}s") from exc
         except self._httpx.TransportError as exc:
-            raise LLMConnectionError(
-                f"{method} {url} failed: {type(exc).__name__}: {exc or 'connection error'}"
-            ) from exc
+            raise _connection_error(method, url, exc) from exc
         headers_out = {k.lower(): v for k, v in response.headers.items()}
         return response.status_code, headers_out, response.content
 
@@ -122,6 +157,7 @@ class _AiohttpTransport:
             connector=aiohttp.TCPConnector(limit=max_connections, ssl=tls),
             timeout=aiohttp.ClientTimeout(total=timeout),
             auto_decompress=True,
+            trust_env=True,  # proxies from the environment, as httpx2 does by default
         )
 
     async def request(
@@ -136,9 +172,7 @@ class _AiohttpTransport:
         except TimeoutError as exc:
             raise LLMTimeoutError(f"{method} {url} timed out after {self._timeout}s") from exc
         except aiohttp.ClientError as exc:
-            raise LLMConnectionError(
-                f"{method} {url} failed: {type(exc).__name__}: {exc or 'connection error'}"
-            ) from exc
+            raise _connection_error(method, url, exc) from exc
 
     async def aclose(self) -> None:
         await self._session.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -50,10 +51,15 @@ Handler = Callable[[Request], "Reply | object"]
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    connections = 0  # accepted so far, counting TLS handshakes that fail
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        self.connections += 1
+        return super().get_request()
 
 
 class FakeAPI:
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -105,6 +111,9 @@ class FakeAPI:
         self._server = _Server(("127.0.0.1", 0), _RequestHandler)
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:  # HTTPS with ``tls``'s certificate
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -117,13 +126,17 @@ class FakeAPI:
         self._server.shutdown()
         self._server.server_close()
 
+    @property
+    def connections(self) -> int:
+        return self._server.connections
+
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
 
 
 @contextmanager
-def fake_api(handler: Handler) -> Iterator[FakeAPI]:
-    api = FakeAPI(handler).start()
+def fake_api(handler: Handler, tls: ssl.SSLContext | None = None) -> Iterator[FakeAPI]:
+    api = FakeAPI(handler, tls).start()
     try:
         yield api
     finally:
