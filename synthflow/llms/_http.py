@@ -27,6 +27,7 @@ import importlib.util
 import itertools
 import os
 import ssl
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -80,6 +81,16 @@ def _tls_context_for(cafile: str | None, capath: str | None) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=certifi.where())
     except ImportError:  # pragma: no cover - certifi comes with httpx2
         return ssl.create_default_context()
+
+
+def _env_proxy(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for ``scheme://host`` (``HTTPS_PROXY``/``HTTP_PROXY``,
+    unless ``NO_PROXY`` covers the host), or None. httpx2 reads the same variables itself."""
+    import urllib.request
+
+    if not host or urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
 
 
 def _unverified_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -157,15 +168,24 @@ class _AiohttpTransport:
             connector=aiohttp.TCPConnector(limit=max_connections, ssl=tls),
             timeout=aiohttp.ClientTimeout(total=timeout),
             auto_decompress=True,
-            trust_env=True,  # proxies from the environment, as httpx2 does by default
         )
+        # Not trust_env=True: with it aiohttp looks the proxy and ~/.netrc up in a worker thread
+        # on every request. The environment is read once per origin instead.
+        self._proxies: dict[tuple[str, str], str | None] = {}
 
     async def request(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]
     ) -> RawResponse:
         aiohttp = self._aiohttp
+        parts = urllib.parse.urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        if origin not in self._proxies:
+            self._proxies[origin] = _env_proxy(*origin)
+        proxy = self._proxies[origin]
         try:
-            async with self._session.request(method, url, data=body, headers=headers) as response:
+            async with self._session.request(
+                method, url, data=body, headers=headers, proxy=proxy
+            ) as response:
                 content = await response.read()
                 headers_out = {k.lower(): v for k, v in response.headers.items()}
                 return response.status, headers_out, content
