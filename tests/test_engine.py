@@ -471,3 +471,23 @@ def test_a_failed_row_gets_nulls_under_its_mapped_output_columns() -> None:
     assert row["answer"] is None  # not the stale value of the same column
     assert "generation" not in row
     assert row[ERROR_COLUMN] == "RuntimeError: down"
+
+
+def test_an_input_mapping_onto_a_column_the_row_has_keeps_that_column() -> None:
+    # The judge reads "judge_prompt" as its "instruction"; the row's own instruction survives.
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "q", "judge_prompt": "grade q"}])
+        judge = TextGeneration(
+            name="judge",
+            llm=FunctionLLM(fn=lambda messages: f"seen: {messages[-1]['content']}"),
+            input_mappings={"instruction": "judge_prompt"},
+            output_mappings={"generation": "verdict"},
+        )
+        load >> judge >> Shout(name="shout", input_mappings={"instruction": "verdict"})
+
+    (row,) = rows_of(pipeline.run())
+    assert row["instruction"] == "q"
+    assert row["judge_prompt"] == "grade q"
+    assert row["verdict"] == "seen: grade q"
+    assert row["shout"] == "SEEN: GRADE Q!"
+    assert not [key for key in row if key.startswith("_sf")]

@@ -75,14 +75,37 @@ def _rename(rows: Sequence[Row], mapping: dict[str, str]) -> None:
                 row[new] = row.pop(old)
 
 
+_SET_ASIDE = "_sf_set_aside:"
+"""Prefix of the key under which a row's own column waits while an input mapping borrows its
+name: a judge that reads ``judge_prompt`` as its ``instruction`` must not lose the row's
+``instruction``."""
+
+
 def _before(step: _Step, rows: Sequence[Row]) -> None:
-    if step.input_mappings:  # row column -> the name the step reads
-        _rename(rows, {col: name for name, col in step.input_mappings.items()})
+    """Give each mapped input column the name the step reads (the row's own column of that
+    name is set aside until ``_after``)."""
+    if not step.input_mappings:
+        return
+    for row in rows:
+        for name, col in step.input_mappings.items():
+            if col in row and col != name:
+                if name in row:
+                    row[_SET_ASIDE + name] = row.pop(name)
+                row[name] = row.pop(col)
 
 
 def _after(step: _Step, rows: Sequence[Row]) -> None:
-    if step.input_mappings:
-        _rename(rows, step.input_mappings)
+    """Undo ``_before`` (mapped inputs back under their own names, set-aside columns back),
+    then rename outputs."""
+    for name, col in step.input_mappings.items():
+        if col == name:
+            continue
+        aside = _SET_ASIDE + name
+        for row in rows:
+            if name in row:
+                row[col] = row.pop(name)
+            if aside in row:
+                row[name] = row.pop(aside)
     if step.output_mappings:
         _rename(rows, step.output_mappings)
 
