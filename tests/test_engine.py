@@ -473,10 +473,13 @@ def test_a_failed_row_gets_nulls_under_its_mapped_output_columns() -> None:
     assert row[ERROR_COLUMN] == "RuntimeError: down"
 
 
-def test_an_input_mapping_onto_a_column_the_row_has_keeps_that_column() -> None:
-    # The judge reads "judge_prompt" as its "instruction"; the row's own instruction survives.
+def test_mapped_names_never_clobber_the_columns_the_row_has() -> None:
+    # The judge reads "judge_prompt" as its "instruction" and writes its "generation" as
+    # "verdict": the row's own instruction and generation survive both.
     with Pipeline() as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": "q", "judge_prompt": "grade q"}])
+        load = LoadDataFromDicts(
+            data=[{"instruction": "q", "generation": "an answer", "judge_prompt": "grade q"}]
+        )
         judge = TextGeneration(
             name="judge",
             llm=FunctionLLM(fn=lambda messages: f"seen: {messages[-1]['content']}"),
@@ -487,7 +490,25 @@ def test_an_input_mapping_onto_a_column_the_row_has_keeps_that_column() -> None:
 
     (row,) = rows_of(pipeline.run())
     assert row["instruction"] == "q"
+    assert row["generation"] == "an answer"
     assert row["judge_prompt"] == "grade q"
     assert row["verdict"] == "seen: grade q"
+    assert row["model_name"] is not None  # not mapped: the judge's own, as before
     assert row["shout"] == "SEEN: GRADE Q!"
     assert not [key for key in row if key.startswith("_sf")]
+
+
+@step(inputs=["text"], outputs=["text"])
+def UpperInPlace(inputs: StepInput) -> Iterator[list[Row]]:
+    for row in inputs:
+        row["text"] = row["text"].upper()
+    yield inputs
+
+
+def test_a_step_that_rewrites_its_input_under_a_mapped_output_keeps_the_original() -> None:
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=[{"text": "quiet"}])
+        load >> UpperInPlace(name="upper", output_mappings={"text": "loud"})
+
+    (row,) = rows_of(pipeline.run())
+    assert row == {"text": "quiet", "loud": "QUIET"}

@@ -76,38 +76,52 @@ def _rename(rows: Sequence[Row], mapping: dict[str, str]) -> None:
 
 
 _SET_ASIDE = "_sf_set_aside:"
-"""Prefix of the key under which a row's own column waits while an input mapping borrows its
-name: a judge that reads ``judge_prompt`` as its ``instruction`` must not lose the row's
-``instruction``."""
+"""Prefix of the key under which a row's own column waits while the step uses its name: a judge
+that reads ``judge_prompt`` as its ``instruction``, or writes its ``generation`` that is then
+renamed to ``verdict``, must not lose the row's ``instruction`` or ``generation``."""
+
+
+def _borrowed_names(step: _Step) -> tuple[dict[str, str], list[str]]:
+    """The step's mapped input names (name -> the row column read under it), and its mapped
+    output names: the names the step uses that may already be columns of the row."""
+    inputs = {name: col for name, col in step.input_mappings.items() if col != name}
+    outputs = [
+        name for name, col in step.output_mappings.items() if col != name and name not in inputs
+    ]
+    return inputs, outputs
 
 
 def _before(step: _Step, rows: Sequence[Row]) -> None:
-    """Give each mapped input column the name the step reads (the row's own column of that
-    name is set aside until ``_after``)."""
-    if not step.input_mappings:
+    """Give each mapped input column the name the step reads, setting the row's own columns of
+    the names the step uses aside until ``_after``."""
+    inputs, outputs = _borrowed_names(step)
+    if not inputs and not outputs:
         return
+    reads = set(step.inputs)
     for row in rows:
-        for name, col in step.input_mappings.items():
-            if col in row and col != name:
+        for name in outputs:
+            if name in row:  # copied, not moved, when the step also reads it
+                row[_SET_ASIDE + name] = row[name] if name in reads else row.pop(name)
+        for name, col in inputs.items():
+            if col in row:
                 if name in row:
                     row[_SET_ASIDE + name] = row.pop(name)
                 row[name] = row.pop(col)
 
 
 def _after(step: _Step, rows: Sequence[Row]) -> None:
-    """Undo ``_before`` (mapped inputs back under their own names, set-aside columns back),
-    then rename outputs."""
-    for name, col in step.input_mappings.items():
-        if col == name:
-            continue
-        aside = _SET_ASIDE + name
-        for row in rows:
-            if name in row:
-                row[col] = row.pop(name)
-            if aside in row:
-                row[name] = row.pop(aside)
+    """Undo ``_before``: mapped inputs back under their own names, outputs renamed, and the
+    columns set aside back."""
+    inputs, outputs = _borrowed_names(step)
+    if inputs:
+        _rename(rows, inputs)
     if step.output_mappings:
         _rename(rows, step.output_mappings)
+    for name in [*inputs, *outputs]:
+        aside = _SET_ASIDE + name
+        for row in rows:
+            if aside in row:
+                row[name] = row.pop(aside)
 
 
 def _failed_rows(step: _Step, rows: list[Row], exc: BaseException) -> list[Row]:
