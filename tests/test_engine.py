@@ -25,7 +25,7 @@ from synthflow.steps import (
     step,
 )
 from synthflow.steps.base import Row
-from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration
+from synthflow.steps.tasks import ERROR_COLUMN, METADATA_COLUMN, TextGeneration
 from synthflow.testing import FunctionLLM
 from tests.helpers import FailsToLoad, Passthrough, RecordPid, numbers
 
@@ -512,3 +512,18 @@ def test_a_step_that_rewrites_its_input_under_a_mapped_output_keeps_the_original
 
     (row,) = rows_of(pipeline.run())
     assert row == {"text": "quiet", "loud": "QUIET"}
+
+
+def test_a_fan_in_keeps_the_metadata_of_every_branchs_task() -> None:
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "q"}])
+        a = TextGeneration(name="a", llm=OfflineLLM(model="A"))
+        b = TextGeneration(name="b", llm=OfflineLLM(model="B"))
+        combine = CombineColumns(
+            name="combine", columns=["generation", "model_name"], output_columns=["gens", "models"]
+        )
+        load >> [a, b] >> combine
+
+    (row,) = rows_of(pipeline.run())
+    assert row["models"] == ["A", "B"]
+    assert set(row[METADATA_COLUMN]) == {"statistics_a", "statistics_b"}

@@ -32,7 +32,15 @@ from synthflow.pipeline._execution import (
 from synthflow.pipeline._spill import RowBuffer
 from synthflow.pipeline._streams import END, Inlet, Joined, Outlet
 from synthflow.pipeline.stats import StepStats
-from synthflow.steps.base import ROW_ID, GeneratorStep, GlobalStep, Row, Step, _Step
+from synthflow.steps.base import (
+    ROW_ID,
+    GeneratorStep,
+    GlobalStep,
+    Row,
+    Step,
+    _Step,
+    merge_rows,
+)
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 
 
@@ -146,13 +154,7 @@ def _failed_rows(step: _Step, rows: list[Row], exc: BaseException) -> list[Row]:
 
 
 def _merge_joined(rows: list[Joined]) -> list[Row]:
-    merged = []
-    for parts in rows:
-        row = dict(parts[0])
-        for part in parts[1:]:
-            row.update(part)
-        merged.append(row)
-    return merged
+    return [merge_rows(parts) for parts in rows]
 
 
 def _fix_lineage(rows: list[Row], fallback: int) -> list[Row]:

@@ -39,6 +39,25 @@ StepOutput = Iterator[list[Row]] | AsyncIterator[list[Row]]
 ROW_ID = "_sf_row_id"
 """The key under which every row carries its lineage id. It never reaches the final dataset."""
 
+METADATA_COLUMN = "synthflow_metadata"
+"""Column of per-row details from each task: ``statistics_<task>`` (the call's input and output
+tokens) and, with ``add_raw_output``, ``raw_output_<task>`` (the raw response body)."""
+
+
+def merge_rows(parts: Sequence[Row]) -> Row:
+    """One row from a fan-in's branch rows: a later branch wins a column they share, except
+    ``METADATA_COLUMN``, whose per-task entries from every branch are kept."""
+    row: Row = {}
+    metadata: dict[str, Any] = {}
+    for part in parts:
+        row.update(part)
+        if isinstance(part.get(METADATA_COLUMN), dict):
+            metadata.update(part[METADATA_COLUMN])
+    if metadata:
+        row[METADATA_COLUMN] = metadata
+    return row
+
+
 ErrorPolicy = Literal["fail", "null", "drop"]
 Executor = Literal["loop", "thread", "process"]
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from synthflow.steps.base import ROW_ID, Row, Step, StepInput
+from synthflow.steps.base import ROW_ID, Row, Step, StepInput, merge_rows
 
 
 class KeepColumns(Step):
@@ -47,9 +47,7 @@ class CombineColumns(Step):
     def process(self, *inputs: StepInput) -> Iterator[list[Row]]:
         rows: list[Row] = []
         for parts in zip(*inputs, strict=True):
-            row: Row = {}
-            for part in parts:
-                row.update(part)
+            row = merge_rows(parts)
             for column, target in zip(self.columns, self.outputs, strict=True):
                 row.pop(column, None)
                 row[target] = [part.get(column) for part in parts]

@@ -1,6 +1,7 @@
 """LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, ChatGeneration``."""
 
-from synthflow.steps.tasks.base import ERROR_COLUMN, METADATA_COLUMN, Task
+from synthflow.steps.base import METADATA_COLUMN
+from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
 
 __all__ = ["ERROR_COLUMN", "METADATA_COLUMN", "ChatGeneration", "Task", "TextGeneration"]

@@ -18,14 +18,10 @@ from pydantic import Field, PrivateAttr
 from synthflow.llms.base import LLM, ChatType, GenerateOutput
 from synthflow.llms.calls import LLMCalls, LLMCallStats
 from synthflow.runtime_parameters import RuntimeParameter
-from synthflow.steps.base import ErrorPolicy, Row, Step, StepInput
+from synthflow.steps.base import METADATA_COLUMN, ErrorPolicy, Row, Step, StepInput
 
 ERROR_COLUMN = "synthflow_error"
 """Column that holds the error of a row whose step failed under ``on_error="null"``."""
-
-METADATA_COLUMN = "synthflow_metadata"
-"""Column of per-row details from each task: ``statistics_<task>`` (the call's input and output
-tokens) and, with ``add_raw_output``, ``raw_output_<task>`` (the raw response body)."""
 
 
 class Task(Step, ABC):
