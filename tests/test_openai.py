@@ -219,6 +219,7 @@ def test_rerunning_pays_for_nothing_already_answered() -> None:
         assert len(api.requests) == 3
         assert second.stats["gen"].llm.cache_hits == 3
         assert second.stats["gen"].llm.requests == 0
+        assert first.llm_usage().cost and second.llm_usage().cost == 0.0  # known, and free
         assert list(first["default"]["train"]) == list(second["default"]["train"])
         run_texts(llm(api), ["a", "b", "c"], use_cache=False)
         assert len(api.requests) == 6

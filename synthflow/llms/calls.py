@@ -155,6 +155,8 @@ class LLMCalls:
             hits = cache.get_many(keys)
             missing = [i for i, key in enumerate(keys) if key not in hits]
             stats.cache_hits += num_generations - len(missing)
+            if hits and self._price(llm.model_name) is not None:
+                stats.add_cost(0.0)  # known to be free, rather than of unknown cost
         if not missing:
             return _from_cache([hits[key] for key in keys])
 
