@@ -264,6 +264,25 @@ def run(
         bool,
         typer.Option("--dry-run", help="Run only the first row of each source through every step."),
     ] = False,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            metavar="USD",
+            min=0,
+            help="Stop issuing LLM calls once they cost this much (by the price table); calls "
+            "in flight finish and the run ends with what it has.",
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tokens",
+            metavar="N",
+            min=0,
+            help="The same, in input + output tokens.",
+        ),
+    ] = None,
     repo_id: Annotated[
         str | None,
         typer.Option(
@@ -289,6 +308,7 @@ def run(
     """Run a pipeline from a file, a URL or a Python script; save and push its result."""
     from synthflow.distiset import check_output_dir, check_repo_id
     from synthflow.errors import DistisetError
+    from synthflow.pipeline._validate import check_cost_budget
 
     params = list(param or [])
     allowed = list(allow_module or [])
@@ -300,6 +320,7 @@ def run(
         pipeline = _load(config, script, allowed)
         apply_parameters(pipeline, params_file, params)
         pipeline.validate()
+        check_cost_budget(pipeline.steps.values(), max_cost, None)
         if output is not None:
             check_output_dir(output.expanduser().absolute())
         if dry_run:
@@ -307,8 +328,18 @@ def run(
             typer.echo("dry run: each source yields its first row only", err=True)
 
     with _exit_on(EXIT_FAILED):
-        distiset = pipeline.run(use_cache=not ignore_cache, progress=progress.value)
-    command = _command(config, script, allowed, params_file, params, ignore_cache=ignore_cache)
+        distiset = pipeline.run(
+            use_cache=not ignore_cache,
+            max_cost=max_cost,
+            max_tokens=max_tokens,
+            progress=progress.value,
+        )
+    command = _command(
+        *(config, script, allowed, params_file, params),
+        ignore_cache=ignore_cache,
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+    )
     distiset.run_info["command"] = command
     typer.echo(repr(distiset))
     if dry_run:
@@ -427,6 +458,8 @@ def _command(
     params: list[str],
     *,
     ignore_cache: bool,
+    max_cost: float | None = None,
+    max_tokens: int | None = None,
 ) -> str:
     """The command line that made the result, without --token and output options."""
     parts = ["synthflow", "pipeline", "run"]
@@ -439,6 +472,10 @@ def _command(
         parts += ["--param", p]
     if ignore_cache:
         parts.append("--ignore-cache")
+    if max_cost is not None:
+        parts += ["--max-cost", str(max_cost)]
+    if max_tokens is not None:
+        parts += ["--max-tokens", str(max_tokens)]
     return shlex.join(parts)
 
 

@@ -197,6 +197,35 @@ def test_against_a_loopback_openai_compatible_server(tmp_path: Path) -> None:
     assert {r["model_name"] for r in rows} == {"mock-model"}
 
 
+def test_a_budget_from_the_cli_ends_the_run_early(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.mock_llm_server import running_server
+    finally:
+        sys.path.remove(str(ROOT))
+    from synthflow.llms.openai import OpenAILLM
+
+    with running_server(latency=0.01) as base_url:
+        with Pipeline(name="budgeted") as pipeline:
+            data = [{"instruction": f"topic {i}"} for i in range(200)]
+            load = LoadDataFromDicts(name="load", data=data, batch_size=5)
+            llm = OpenAILLM(model="mock-model", base_url=base_url)
+            load >> TextGeneration(name="generate", llm=llm, concurrency=2)
+        config = pipeline.save(tmp_path / "pipeline.yaml")
+        out = tmp_path / "out"
+        result = synthflow(
+            "pipeline", "run", "--config", str(config), "--max-tokens", "200", "-o", str(out)
+        )
+        unpriced = synthflow("pipeline", "run", "--config", str(config), "--max-cost", "1")
+
+    assert result.returncode == 0, result.stderr
+    assert "run stopped early: budget reached" in result.stderr
+    assert 0 < len(Distiset.load_from_disk(out)["default"]["train"]) < 200
+    assert "--max-tokens 200" in (out / "run.json").read_text()
+    # A cost budget that can't price the model refuses to start rather than let calls through.
+    assert_one_line_error(unpriced, 2, "no price is known for model 'mock-model' (step 'generate')")
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from synthflow.errors import PipelineValidationError
 from synthflow.llms.openai import AzureOpenAILLM, GroqLLM, MistralLLM, OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
@@ -243,6 +244,19 @@ def test_more_generations_later_pay_only_for_the_new_ones() -> None:
         )
     assert len(rows[0]["generation"]) == 4
     assert [r.json.get("n", 1) for r in api.requests] == [2, 2]
+
+
+def test_a_cost_budget_needs_a_price_for_every_api_model() -> None:
+    with fake_api(completion) as api:
+        unpriced = llm(api).model_copy(update={"model": "my-finetune"})
+        with pytest.raises(
+            PipelineValidationError,
+            match="no price is known for model 'my-finetune'",
+        ):
+            run_texts(unpriced, ["a"], max_cost=1.0)
+        assert api.requests == []
+        distiset = run_texts(unpriced, ["a"], max_cost=1.0, prices={"my-finetune": (1.0, 2.0)})
+    assert distiset.llm_usage().cost == pytest.approx((10 * 1.0 + 5 * 2.0) / 1_000_000)
 
 
 def test_budget_stops_new_calls_and_the_run_ends_with_what_it_has() -> None:

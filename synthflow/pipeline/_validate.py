@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
+from synthflow.llms.pricing import Price, price_of
 from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step
@@ -133,3 +134,24 @@ def _check_columns(
                 "'<column>'}"
             )
         available[name] = upstream | set(step.mapped_outputs())
+
+
+def check_cost_budget(
+    steps: Iterable[_Step], max_cost: float | None, prices: Mapping[str, Price] | None
+) -> None:
+    """A cost budget must be able to price every paid call, or it would let them all through:
+    refuse to start when an API model has no price (local and offline models cost nothing)."""
+    if max_cost is None:
+        return
+    from synthflow.llms.api import APILLM
+    from synthflow.steps.tasks.base import Task
+
+    for step in steps:
+        if isinstance(step, Task) and isinstance(step.llm, APILLM):
+            model = step.llm.model_name
+            if price_of(model, prices) is None:
+                raise PipelineValidationError(
+                    f"max_cost can't be kept: no price is known for model {model!r} (step "
+                    f"{step.name!r}); give one with prices={{{model!r}: (usd_per_million_input, "
+                    "usd_per_million_output)}, or budget with max_tokens"
+                )

@@ -266,9 +266,10 @@ class Pipeline:
         """Run the pipeline in the current event loop (for async apps). See ``run``."""
         from synthflow.distiset import Distiset
         from synthflow.pipeline._engine import RunOptions, execute
-        from synthflow.pipeline._validate import plan
+        from synthflow.pipeline._validate import check_cost_budget, plan
 
         built = plan(self._steps, self._edges, parameters)
+        check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
         output = await execute(built, self.run_dir, Progress(progress), options)
         distiset = await anyio.to_thread.run_sync(
