@@ -145,3 +145,26 @@ async def test_an_empty_answer_is_an_error(monkeypatch: pytest.MonkeyPatch) -> N
     install_litellm(monkeypatch, lambda kw: [])
     with pytest.raises(LLMError, match="no choices"):
         await LiteLLM(model="x/y").agenerate(MESSAGES)
+
+
+def test_a_cost_budget_prices_litellm_calls_by_the_routed_model_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from synthflow.errors import PipelineValidationError
+    from synthflow.pipeline import Pipeline
+    from synthflow.steps import LoadDataFromDicts
+    from synthflow.steps.tasks import TextGeneration
+
+    install_litellm(monkeypatch, lambda kwargs: ["ok"])
+
+    def run(model: str) -> Any:
+        with Pipeline(name=f"litellm-budget-{model.replace('/', '-')}") as pipeline:
+            load = LoadDataFromDicts(data=[{"instruction": "q"}])
+            load >> TextGeneration(name="gen", llm=LiteLLM(model=model))
+        return pipeline.run(progress=False, max_cost=1.0)
+
+    # "openai/gpt-4o-mini" is priced as gpt-4o-mini: 10 input and 3 output tokens.
+    assert run("openai/gpt-4o-mini").llm_usage().cost == pytest.approx((10 * 0.15 + 3 * 0.6) / 1e6)
+    # A billed model with no price refuses a cost budget rather than let its calls through.
+    with pytest.raises(PipelineValidationError, match="no price is known for model 'acme/x-1'"):
+        run("acme/x-1")

@@ -39,6 +39,7 @@ class APILLM(StructuredOutputLLM):
     """Shared configuration and call path of HTTP API clients. See the module docstring."""
 
     provider: ClassVar[str] = "api"
+    billed: ClassVar[bool] = True
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = None
     base_url_env: ClassVar[str | None] = None

@@ -60,6 +60,10 @@ class LLM(BaseModel, ABC):
     cacheable: ClassVar[bool] = True
     """Whether answers may be stored in the run's response cache (paid calls: yes)."""
 
+    billed: ClassVar[bool] = False
+    """Whether calls are billed by tokens (a provider's API), so a cost budget must price them.
+    Local and offline models cost nothing per call."""
+
     generation_kwargs: RuntimeParameter[dict[str, Any]] = Field(
         default_factory=dict,
         description="Keyword arguments for generation: temperature, max_new_tokens, top_p, "

@@ -7,7 +7,7 @@ JSON output, pass ``response_format`` in ``generation_kwargs`` as the provider e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 from pydantic import Field, SecretStr
@@ -35,6 +35,8 @@ class LiteLLM(LLM):
     they become concurrent single calls. ``generation_kwargs`` go to ``litellm.acompletion``
     (``max_new_tokens`` as ``max_tokens``).
     """
+
+    billed: ClassVar[bool] = True
 
     model: str = Field(description="The LiteLLM model string, e.g. 'openai/gpt-4o-mini'.")
     api_base: str | None = Field(default=None, description="The endpoint, when not the default.")

@@ -38,13 +38,16 @@ def set_price(model: str, input_per_million: float, output_per_million: float) -
 
 
 def price_of(model: str, overrides: Mapping[str, Price] | None = None) -> Price | None:
-    """The price of ``model``: an exact entry, else the longest entry it starts with."""
+    """The price of ``model``: an exact entry, else the longest entry it starts with; for a
+    routed name (LiteLLM's ``openai/gpt-4o-mini``), the same for the part after the last "/"."""
+    names = [model, model.rsplit("/", 1)[1]] if "/" in model else [model]
     for table in (overrides or {}, PRICES):
-        if model in table:
-            return table[model]
-        matches = [name for name in table if model.startswith(name)]
-        if matches:
-            return table[max(matches, key=len)]
+        for name in names:
+            if name in table:
+                return table[name]
+            matches = [entry for entry in table if name.startswith(entry)]
+            if matches:
+                return table[max(matches, key=len)]
     return None
 
 

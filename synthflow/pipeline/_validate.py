@@ -139,15 +139,14 @@ def _check_columns(
 def check_cost_budget(
     steps: Iterable[_Step], max_cost: float | None, prices: Mapping[str, Price] | None
 ) -> None:
-    """A cost budget must be able to price every paid call, or it would let them all through:
+    """A cost budget must be able to price every billed call, or it would let them all through:
     refuse to start when an API model has no price (local and offline models cost nothing)."""
     if max_cost is None:
         return
-    from synthflow.llms.api import APILLM
     from synthflow.steps.tasks.base import Task
 
     for step in steps:
-        if isinstance(step, Task) and isinstance(step.llm, APILLM):
+        if isinstance(step, Task) and step.llm.billed:
             model = step.llm.model_name
             if price_of(model, prices) is None:
                 raise PipelineValidationError(
