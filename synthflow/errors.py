@@ -56,7 +56,17 @@ class DistisetError(SynthflowError):
 
 
 class LLMError(SynthflowError):
-    """An LLM call failed for good (retries, if any, are exhausted)."""
+    """An LLM call failed for good (retries, if any, are exhausted).
+
+    What the failed call still cost is kept on the error, for the run's accounting and budget:
+    ``usage`` (a ``synthflow.llms.Usage``) for answers that were billed before the failure (a
+    structured answer that never fit its schema), ``retries`` and ``rate_limited`` for the
+    attempts it made.
+    """
+
+    usage: Any = None
+    retries: int = 0
+    rate_limited: int = 0
 
 
 class LLMStatusError(LLMError):

@@ -161,6 +161,10 @@ def test_structured_output_gives_up_after_bounded_reasks() -> None:
     assert row["generation"] is None
     assert "does not follow the output schema after 1 re-asks" in row[ERROR_COLUMN]
     assert len(api.requests) == 2
+    # Both answers were billed: the failed row's tokens count, in the stats and the budget.
+    usage = distiset.llm_usage()
+    assert (usage.failures, usage.input_tokens, usage.output_tokens) == (1, 20, 10)
+    assert usage.cost and usage.cost > 0
 
 
 @pytest.mark.parametrize(
@@ -192,6 +196,7 @@ def test_timeouts_are_retried_then_the_row_gets_the_error(transport: str) -> Non
     assert row["generation"] is None
     assert "timed out after 0.1s" in row[ERROR_COLUMN]
     assert len(api.requests) == 2
+    assert distiset.stats["gen"].llm.retries == 1  # a call that failed still counts its retries
 
 
 def test_client_errors_are_not_retried_and_never_show_the_key() -> None:

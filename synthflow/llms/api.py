@@ -223,13 +223,18 @@ class APILLM(StructuredOutputLLM):
                 limiter.on_success(time.monotonic() - started)
                 return output
 
-        output = await call_with_retries(
-            attempt,
-            max_attempts=self.max_retries + 1,
-            base_delay=self.retry_backoff,
-            limiter=limiter,
-            on_retry=on_retry,
-        )
+        try:
+            output = await call_with_retries(
+                attempt,
+                max_attempts=self.max_retries + 1,
+                base_delay=self.retry_backoff,
+                limiter=limiter,
+                on_retry=on_retry,
+            )
+        except LLMError as exc:  # the attempts still count
+            exc.retries += counts["retries"]
+            exc.rate_limited += counts["rate_limited"]
+            raise
         output.retries = counts["retries"]
         output.rate_limited = counts["rate_limited"]
         return output

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from synthflow.errors import BudgetExceeded
+from synthflow.errors import BudgetExceeded, LLMError
 from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
 from synthflow.llms.cache import CachedGeneration, ResponseCache
 from synthflow.llms.pricing import Price, cost_at, price_of
@@ -164,27 +164,33 @@ class LLMCalls:
         stats.requests += 1
         try:
             fresh = await llm.agenerate(messages, num_generations=len(missing))
-        except Exception:
+        except Exception as exc:
             stats.failures += 1
+            if isinstance(exc, LLMError):  # what the failed call cost still counts
+                stats.retries += exc.retries
+                stats.rate_limited += exc.rate_limited
+                if isinstance(exc.usage, Usage):
+                    self._charge(llm, exc.usage, stats)
             raise
         finally:
             stats.record_latency(time.monotonic() - started)
-        self._account(llm, fresh, stats)
+        stats.retries += fresh.retries
+        stats.rate_limited += fresh.rate_limited
+        self._charge(llm, fresh.usage, stats)
         if cache is not None:
             cache.put_many(list(zip([keys[i] for i in missing], _split(fresh), strict=True)))
         if not hits:
             return fresh
         return _assemble(keys, hits, missing, fresh)
 
-    def _account(self, llm: LLM, output: GenerateOutput, stats: LLMCallStats) -> None:
-        stats.retries += output.retries
-        stats.rate_limited += output.rate_limited
-        stats.input_tokens += output.usage.input_tokens
-        stats.output_tokens += output.usage.output_tokens
-        cost = cost_at(self._price(llm.model_name), output.usage)
+    def _charge(self, llm: LLM, usage: Usage, stats: LLMCallStats) -> None:
+        """Count billed tokens and their cost, against the budget too."""
+        stats.input_tokens += usage.input_tokens
+        stats.output_tokens += usage.output_tokens
+        cost = cost_at(self._price(llm.model_name), usage)
         stats.add_cost(cost)
         if self.budget is not None:
-            self.budget.charge(cost, output.usage.input_tokens + output.usage.output_tokens)
+            self.budget.charge(cost, usage.input_tokens + usage.output_tokens)
             reason = self.budget.exhausted()
             if reason and self._on_exhausted is not None:
                 self._on_exhausted(reason)

@@ -79,10 +79,12 @@ class StructuredOutputLLM(LLM):
             attempts = 0
             while error is not None:
                 if attempts == self.structured_retries:
-                    raise LLMResponseError(
+                    failure = LLMResponseError(
                         f"the answer does not follow the output schema after {attempts} "
                         f"re-asks: {error}"
                     )
+                    failure.usage, failure.retries = output.usage, output.retries
+                    raise failure
                 attempts += 1
                 reask = [
                     *messages,
