@@ -317,7 +317,7 @@ async def run_task(ctx: StepContext) -> None:
         assert ctx.inlet is not None
         async for items, upto in ctx.inlet:
             ctx.stats.rows_in += len(items)
-            rows = [_merge_joined([item])[0] if isinstance(item, tuple) else item for item in items]
+            rows = [merge_rows(item) if isinstance(item, tuple) else item for item in items]
             yield rows, upto
 
     async def one_row(row: Row) -> list[Row]:
