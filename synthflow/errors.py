@@ -100,3 +100,16 @@ class LLMCertificateError(LLMError):
 
 class LLMResponseError(LLMError):
     """The endpoint answered with a success status but a body that can't be read."""
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that made a task group cancel the rest: the one to report, alone. (Call it
+    from async code: what counts as a cancellation depends on the running event loop.)"""
+    import anyio
+
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return first_error(exc)
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return group.exceptions[0]

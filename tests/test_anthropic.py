@@ -178,6 +178,19 @@ def test_num_generations_send_one_request_each() -> None:
     assert distiset.stats["gen"].llm.output_tokens == 15
 
 
+def test_one_failed_generation_fails_the_row_with_its_own_error_and_counts_the_rest() -> None:
+    error = {"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}
+    bad = Reply(400, error, delay=0.3)  # the other generation is answered (and billed) first
+    with fake_api(sequence(message, bad)) as api:
+        distiset = run_texts(llm(api), ["q"], num_generations=2, group_generations=True)
+    row = distiset["default"]["train"][0]
+    assert row["generation"] is None
+    assert row[ERROR_COLUMN].startswith("LLMStatusError: POST ")  # not "ExceptionGroup: ..."
+    assert "answered 400" in row[ERROR_COLUMN]
+    stats = distiset.stats["gen"].llm
+    assert (stats.failures, stats.input_tokens, stats.output_tokens) == (1, 10, 5)
+
+
 def test_images_in_openai_shape_become_image_blocks() -> None:
     content = [
         {"type": "text", "text": "compare"},

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import anyio
 from pydantic import Field, PrivateAttr, SecretStr
 
-from synthflow.errors import LLMError, LLMResponseError, LLMStatusError
+from synthflow.errors import LLMError, LLMResponseError, LLMStatusError, first_error
 from synthflow.llms._http import HTTPClient, JSONResponse, transport_name
 from synthflow.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.llms.limiter import EndpointLimiter, endpoint_key, get_limiter
@@ -196,9 +196,20 @@ class APILLM(StructuredOutputLLM):
                 caller = self.model_copy(update={"generation_kwargs": kwargs})
             outputs[i] = await caller._request(messages, 1)
 
-        async with anyio.create_task_group() as tg:
-            for i in range(n):
-                tg.start_soon(one, i)
+        try:
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    tg.start_soon(one, i)
+        except BaseExceptionGroup as group:
+            # One failed generation fails the call: report its error alone, with what the
+            # generations that did finish cost.
+            failure = first_error(group)
+            if isinstance(failure, LLMError):
+                done = _combine([out for out in outputs if out.generations])
+                failure.usage = done.usage + (failure.usage or Usage())
+                failure.retries += done.retries
+                failure.rate_limited += done.rate_limited
+            raise failure
         return _combine(outputs)
 
     async def _request(self, messages: ChatType, num_generations: int) -> GenerateOutput:

@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from synthflow.errors import StepError
+from synthflow.errors import StepError, first_error
 from synthflow.llms.cache import ResponseCache
 from synthflow.llms.calls import Budget, LLMCalls, LLMCallStats
 from synthflow.llms.pricing import Price
@@ -185,7 +185,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                     outer.start_soon(_prewarm_imports)
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            error = _first_error(group)
+            error = first_error(group)
             raise error from error.__cause__
         completed = True
         progress.finish()
@@ -220,7 +220,7 @@ async def _run_step(ctx: StepContext) -> None:
         try:
             await runner_for(ctx.step)(ctx)
         except BaseExceptionGroup as group:  # from a runner's own task group
-            error = _first_error(group)
+            error = first_error(group)
             raise error from error.__cause__
     except StepError:
         raise
@@ -243,16 +243,6 @@ async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk
         writer.write(reorder.drain())
     finally:
         writer.flush()  # on a crash too: what reached the leaf stays readable, and resumable
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that started the cancellation; cancellations caused by it are dropped."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            return exc
-    return group.exceptions[0]
 
 
 async def _shutdown(contexts: list[StepContext], loaded: list[_Step], *, kill: bool) -> None:
