@@ -209,7 +209,7 @@ class APILLM(StructuredOutputLLM):
                 failure.usage = done.usage + (failure.usage or Usage())
                 failure.retries += done.retries
                 failure.rate_limited += done.rate_limited
-            raise failure
+            raise failure from failure.__cause__
         return _combine(outputs)
 
     async def _request(self, messages: ChatType, num_generations: int) -> GenerateOutput:
