@@ -62,11 +62,21 @@ class LLMError(SynthflowError):
     ``usage`` (a ``synthflow.llms.Usage``) for answers that were billed before the failure (a
     structured answer that never fit its schema), ``retries`` and ``rate_limited`` for the
     attempts it made.
+
+    ``fatal`` marks a call that can't succeed for any row of this run: a key the endpoint refuses
+    (401, 403), a model or path it doesn't have (404), a certificate that can't be verified, or
+    an endpoint that has never answered. The run then stops with that error, instead of spending
+    every row's retries to produce a dataset of errors.
     """
 
     usage: Any = None
     retries: int = 0
     rate_limited: int = 0
+    fatal: bool = False
+
+
+FATAL_STATUSES = frozenset({401, 403, 404})
+"""Answers that say no request of this run will succeed: the key, or the model or path."""
 
 
 class LLMStatusError(LLMError):
@@ -84,6 +94,7 @@ class LLMStatusError(LLMError):
         self.status_code = status_code
         self.body = body
         self.headers = headers or {}
+        self.fatal = status_code in FATAL_STATUSES
 
 
 class LLMTimeoutError(LLMError):
@@ -96,6 +107,8 @@ class LLMConnectionError(LLMError):
 
 class LLMCertificateError(LLMError):
     """The server's TLS certificate could not be verified (not retried: it won't change)."""
+
+    fatal = True
 
 
 class LLMResponseError(LLMError):

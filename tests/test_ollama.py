@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from synthflow.errors import LLMError
+from synthflow.errors import LLMError, StepError
 from synthflow.llms.ollama import OllamaLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
@@ -189,10 +189,12 @@ def test_transient_faults_are_retried_and_the_row_succeeds(fault: Reply) -> None
 
 def test_client_errors_are_not_retried() -> None:
     error = {"error": "model 'llama9' not found, try pulling it first"}
-    with fake_api(lambda r: Reply(404, error)) as api:
-        distiset = run_texts(llm(api), ["q"])
-    row = distiset["default"]["train"][0]
-    assert "answered 404" in row[ERROR_COLUMN] and "try pulling it first" in row[ERROR_COLUMN]
+    # A missing model fails every row alike: the run stops with the server's hint.
+    with (
+        fake_api(lambda r: Reply(404, error)) as api,
+        pytest.raises(StepError, match=r"answered 404: .*try pulling it first"),
+    ):
+        run_texts(llm(api), ["q"])
     assert len(api.requests) == 1
 
     with fake_api(lambda r: Reply(400, {"error": "invalid format"})) as api:

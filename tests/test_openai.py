@@ -199,13 +199,42 @@ def test_timeouts_are_retried_then_the_row_gets_the_error(transport: str) -> Non
     assert distiset.stats["gen"].llm.retries == 1  # a call that failed still counts its retries
 
 
-def test_client_errors_are_not_retried_and_never_show_the_key() -> None:
-    with fake_api(lambda r: Reply(401, {"error": {"message": "bad key"}})) as api:
-        distiset = run_texts(llm(api), ["q"])
-    row = distiset["default"]["train"][0]
-    assert "answered 401" in row[ERROR_COLUMN] and "bad key" in row[ERROR_COLUMN]
-    assert "sk-test" not in row[ERROR_COLUMN]
-    assert len(api.requests) == 1
+def test_a_refused_key_is_not_retried_stops_the_run_and_never_shows_the_key() -> None:
+    from synthflow.errors import StepError
+
+    refuse = lambda r: Reply(401, {"error": {"message": "bad key"}})  # noqa: E731
+    # A 401 would fail every row alike: the run stops at the first instead.
+    with fake_api(refuse) as api, pytest.raises(StepError) as info:
+        run_texts(llm(api, max_concurrency=1), [f"q{i}" for i in range(50)])
+    message = str(info.value)
+    assert message.startswith("step 'gen' failed: LLMStatusError: POST ")
+    assert "answered 401" in message and "bad key" in message and "sk-test" not in message
+    # Not retried; at most the one call that took the freed slot went out before the stop.
+    assert len(api.requests) <= 2
+
+
+def test_a_per_row_client_error_fails_only_that_row() -> None:
+    def reject_long(request: Request) -> Reply:
+        if len(request.json["messages"][-1]["content"]) > 5:
+            return Reply(400, {"error": {"message": "context length exceeded"}})
+        return completion(request)
+
+    with fake_api(reject_long) as api:
+        distiset = run_texts(llm(api), ["short", "far too long"])
+    rows = list(distiset["default"]["train"])
+    assert rows[0]["generation"] == "answer 0 to short"
+    assert "answered 400" in rows[1][ERROR_COLUMN] and "context length" in rows[1][ERROR_COLUMN]
+    assert len(api.requests) == 2  # a 400 is not retried
+
+
+def test_an_endpoint_that_never_answers_stops_the_run_with_a_hint(transport: str) -> None:
+    from synthflow.errors import StepError
+
+    with fake_api(completion) as api:
+        closed = f"{api.url}/v1"  # the server stops below: its port refuses connections
+    client = OpenAILLM(model="m", base_url=closed, api_key="k", max_retries=1, retry_backoff=0.01)
+    with pytest.raises(StepError, match="has been answered yet: check base_url, and that the"):
+        run_texts(client, [f"q{i}" for i in range(20)])
 
 
 def test_fail_fast_task_stops_the_run() -> None:

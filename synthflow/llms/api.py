@@ -24,7 +24,13 @@ from typing import Any, ClassVar
 import anyio
 from pydantic import Field, PrivateAttr, SecretStr
 
-from synthflow.errors import LLMError, LLMResponseError, LLMStatusError, first_error
+from synthflow.errors import (
+    LLMConnectionError,
+    LLMError,
+    LLMResponseError,
+    LLMStatusError,
+    first_error,
+)
 from synthflow.llms._http import HTTPClient, JSONResponse, transport_name
 from synthflow.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.llms.limiter import EndpointLimiter, endpoint_key, get_limiter
@@ -227,7 +233,12 @@ class APILLM(StructuredOutputLLM):
         async def attempt() -> GenerateOutput:
             async with limiter.acquire(estimate) as permit:
                 started = time.monotonic()
-                response = await self._client().post_json(path, payload, headers)
+                try:
+                    response = await self._client().post_json(path, payload, headers)
+                except LLMStatusError:
+                    limiter.answered = True  # an error status is an answer too
+                    raise
+                limiter.answered = True
                 limiter.update_from_headers(response.headers)
                 output = self._read(response)
                 permit.reconcile(output.usage.input_tokens + output.usage.output_tokens)
@@ -245,6 +256,13 @@ class APILLM(StructuredOutputLLM):
         except LLMError as exc:  # the attempts still count
             exc.retries += counts["retries"]
             exc.rate_limited += counts["rate_limited"]
+            if isinstance(exc, LLMConnectionError) and not limiter.answered:
+                unreachable = LLMConnectionError(
+                    f"{exc} (no request to {self.endpoint} has been answered yet: check "
+                    "base_url, and that the server is running)"
+                )
+                unreachable.fatal, unreachable.retries = True, exc.retries
+                raise unreachable from exc
             raise
         output.retries = counts["retries"]
         output.rate_limited = counts["rate_limited"]

@@ -168,6 +168,9 @@ class EndpointLimiter:
         self._rpm = _TokenBucket(requests_per_minute, now) if requests_per_minute else None
         self._tpm = _TokenBucket(tokens_per_minute, now) if tokens_per_minute else None
 
+        self.answered = False
+        """Whether the endpoint has answered any request (an error status counts): until it
+        has, a connection that can't be made means a wrong URL or a server that isn't up."""
         self._in_flight = 0
         self._waiters: deque[_Waiter] = deque()
         self._paused_until = -math.inf

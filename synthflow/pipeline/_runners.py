@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from synthflow.errors import BudgetExceeded, StepError
+from synthflow.errors import BudgetExceeded, LLMError, StepError
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
 from synthflow.pipeline._execution import (
     StepProcessPool,
@@ -326,6 +326,14 @@ async def run_task(ctx: StepContext) -> None:
             rows = await task.process_row(row)
         except BudgetExceeded:
             return []  # the run is winding down: rows not yet generated are left out
+        except LLMError as exc:
+            if exc.fatal:  # no row of this run can succeed: stop with the cause
+                raise StepError(
+                    f"step {task.name!r} failed: {type(exc).__name__}: {exc}", step=task.name
+                ) from exc
+            _after(task, [row])
+            ctx.stats.errors += 1
+            return _failed_rows(task, [row], exc)
         except Exception as exc:
             _after(task, [row])
             ctx.stats.errors += 1
