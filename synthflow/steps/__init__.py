@@ -11,7 +11,7 @@ from synthflow.steps.base import (
 )
 from synthflow.steps.columns import CombineColumns, KeepColumns
 from synthflow.steps.decorator import step
-from synthflow.steps.generators import LoadDataFromDicts
+from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
 from synthflow.steps.globals import DropDuplicates
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "GlobalStep",
     "KeepColumns",
     "LoadDataFromDicts",
+    "LoadDataFromFileSystem",
+    "LoadDataFromHub",
     "RuntimeParameter",
     "Step",
     "StepInput",

@@ -1,13 +1,15 @@
-"""Generator steps that load rows."""
+"""Generator steps that load rows: inline, from a Hugging Face dataset, or from data files."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
-from synthflow.steps.base import GeneratorStep, Row
+from synthflow.errors import PipelineValidationError
+from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.steps.base import Executor, GeneratorStep, Row
 
 
 class LoadDataFromDicts(GeneratorStep):
@@ -32,3 +34,148 @@ class LoadDataFromDicts(GeneratorStep):
     def process(self, offset: int = 0) -> Iterator[list[Row]]:
         for start in range(offset, len(self.data), self.batch_size):
             yield [dict(row) for row in self.data[start : start + self.batch_size]]
+
+
+class _StreamedDataset(GeneratorStep):
+    """Shared by the dataset loaders: streams a ``datasets`` dataset in batches, from a row
+    offset, so a dataset of any size loads in constant memory and a resumed run skips ahead."""
+
+    executor: Executor = Field(
+        default="thread",
+        description="Where reading runs; 'thread' by default, since reading files or the "
+        "network blocks and would hold up the event loop.",
+    )
+    num_examples: RuntimeParameter[int | None] = Field(
+        default=None, ge=1, description="Stop after this many rows; default: all of them."
+    )
+    columns: list[str] | None = Field(
+        default=None,
+        description="Columns to keep (and to declare to the steps after it); default: every "
+        "column of the dataset, read from its first row.",
+    )
+
+    # (the source, the columns of its first row): runtime parameters may change the source.
+    _first_row_columns: tuple[str, list[str]] | None = PrivateAttr(default=None)
+
+    def _open(self) -> Any:
+        """The dataset, as a ``datasets.IterableDataset``."""
+        raise NotImplementedError
+
+    def _source(self) -> str:
+        """The dataset, in words, for error messages."""
+        raise NotImplementedError
+
+    def _stream(self) -> Any:
+        try:
+            dataset = self._open()
+        except Exception as exc:
+            raise ValueError(
+                f"can't load {self._source()}: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+        return dataset.select_columns(self.columns) if self.columns else dataset
+
+    @property
+    def outputs(self) -> list[str]:
+        if self.columns:
+            return list(self.columns)
+        source = self._source()
+        if self._first_row_columns is None or self._first_row_columns[0] != source:
+            try:  # the pipeline checks columns before it runs: read them from the first row
+                first = next(iter(self._stream()), None)
+            except Exception as exc:
+                raise PipelineValidationError(f"step {self.name!r}: {_one_line(exc)}") from None
+            self._first_row_columns = (source, list(first or {}))
+        return list(self._first_row_columns[1])
+
+    def process(self, offset: int = 0) -> Iterator[list[Row]]:
+        dataset = self._stream()
+        if offset:
+            dataset = dataset.skip(offset)
+        if self.num_examples is not None:
+            dataset = dataset.take(max(0, self.num_examples - offset))
+        batch: list[Row] = []
+        for row in dataset:
+            batch.append(dict(row))
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+class LoadDataFromHub(_StreamedDataset):
+    """Streams a split of a Hugging Face dataset: a Hub repo id, or a local dataset directory.
+
+    Rows are read as they are needed (``datasets`` streaming mode), never all downloaded first.
+    Private and gated repos use your token ($HF_TOKEN or the saved ``hf auth login``).
+    """
+
+    repo_id: RuntimeParameter[str] = Field(
+        description="The dataset: a Hub repo id ('org/name') or a local directory."
+    )
+    split: RuntimeParameter[str] = Field(default="train", description="The split to read.")
+    config: RuntimeParameter[str | None] = Field(
+        default=None, description="The dataset's configuration (subset), when it has several."
+    )
+    revision: RuntimeParameter[str | None] = Field(
+        default=None, description="A branch, tag or commit of the repo; default: main."
+    )
+
+    def _open(self) -> Any:
+        from datasets import load_dataset
+
+        return load_dataset(
+            self.repo_id,
+            name=self.config,
+            split=self.split,
+            revision=self.revision,
+            streaming=True,
+        )
+
+    def _source(self) -> str:
+        config = f", config {self.config!r}" if self.config else ""
+        revision = f", revision {self.revision!r}" if self.revision else ""
+        return f"dataset {self.repo_id!r} (split {self.split!r}{config}{revision})"
+
+
+_FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+_FILE_TYPES |= {".txt": "text", ".arrow": "arrow"}
+
+
+class LoadDataFromFileSystem(_StreamedDataset):
+    """Streams rows from data files: JSON Lines, JSON, CSV, Parquet, Arrow or text, given as
+    paths or glob patterns (``data/*.jsonl``), local or any fsspec URL ``datasets`` reads."""
+
+    data_files: RuntimeParameter[str | list[str]] = Field(
+        description="A path or glob pattern, or a list of them."
+    )
+    filetype: RuntimeParameter[str | None] = Field(
+        default=None,
+        description="json, csv, parquet, arrow or text; default: from the files' extension.",
+    )
+
+    def _open(self) -> Any:
+        from datasets import load_dataset
+
+        return load_dataset(
+            self._filetype(), data_files=self.data_files, split="train", streaming=True
+        )
+
+    def _filetype(self) -> str:
+        if self.filetype:
+            return self.filetype
+        first = self.data_files if isinstance(self.data_files, str) else self.data_files[0]
+        for extension, kind in _FILE_TYPES.items():
+            if first.endswith(extension):
+                return kind
+        raise ValueError(
+            f"can't tell the type of {first!r} from its extension; set filetype to json, csv, "
+            "parquet, arrow or text"
+        )
+
+    def _source(self) -> str:
+        return f"data files {self.data_files!r}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
