@@ -1,4 +1,5 @@
-"""How a run ends: Ctrl+C leaves no orphan processes, and importing has no side effects."""
+"""How a run ends: Ctrl+C leaves no orphan processes, a dead worker says why it may have died,
+and importing has no side effects."""
 
 from __future__ import annotations
 
@@ -86,3 +87,35 @@ def test_import_is_fast_and_free_of_side_effects() -> None:
     seconds, heavy = out.stdout.splitlines()
     assert heavy == "[]"
     assert float(seconds) < 1.0  # the 0.3 s target is checked in benchmarks/, not here
+
+
+UNGUARDED_SCRIPT = textwrap.dedent(
+    """
+    from synthflow.pipeline import Pipeline
+    from synthflow.steps import LoadDataFromDicts
+    from tests.helpers import Passthrough
+
+    with Pipeline(name="unguarded") as pipeline:
+        load = LoadDataFromDicts(data=[{"n": i} for i in range(10)])
+        load >> Passthrough(name="pass", executor="process")
+
+    pipeline.run(progress=False)  # no `if __name__ == "__main__":`
+    """
+)
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("synthflow.errors.StepError: step 'pass' failed")
+    assert 'put the run under `if __name__ == "__main__":`' in last

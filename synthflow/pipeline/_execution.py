@@ -19,6 +19,7 @@ import pickle
 import signal
 from collections.abc import AsyncGenerator, Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import anyio
@@ -115,12 +116,18 @@ class StepProcessPool:
         )
 
     async def call(self, method: str, args: tuple[Any, ...]) -> list[Row]:
-        future = self._pool.submit(_run_in_worker, method, args)
         try:
+            future = self._pool.submit(_run_in_worker, method, args)
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             future.cancel()
             raise
+        except BrokenProcessPool as exc:
+            raise BrokenProcessPool(
+                "a worker process died before it could answer (out of memory, a crash in native "
+                "code, or a script that runs its pipeline at import: worker processes import "
+                'your script, so put the run under `if __name__ == "__main__":`)'
+            ) from exc
 
     def shutdown(self, *, kill: bool) -> None:
         if kill:
