@@ -74,6 +74,13 @@ def runtime_parameters_info(model: BaseModel, prefix: str = "") -> list[RuntimeP
     return infos
 
 
+_GENERATION_KWARGS = frozenset(
+    {"temperature", "max_new_tokens", "max_tokens", "top_p", "top_k", "stop", "seed"}
+    | {"frequency_penalty", "presence_penalty", "logprobs", "top_logprobs"}
+)
+"""Names a user may set directly on an LLM that belong in its ``generation_kwargs``."""
+
+
 def _suggest(name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     if close:
@@ -109,6 +116,11 @@ def set_runtime_parameters(model: BaseModel, values: dict[str, Any], path: str) 
                 raise RuntimeParameterError(
                     f"runtime parameter {where!r} expects {shown}, got {value!r}: {reason}"
                 ) from None
+        elif "generation_kwargs" in settable and name in _GENERATION_KWARGS:
+            raise RuntimeParameterError(
+                f"unknown runtime parameter {where!r}: {name} is a generation kwarg; set it as "
+                f"{path}.generation_kwargs.{name} ({{'generation_kwargs': {{{name!r}: ...}}}})"
+            )
         else:
             raise RuntimeParameterError(
                 f"unknown runtime parameter {where!r}: {_suggest(name, settable + list(nested))}"

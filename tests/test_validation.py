@@ -69,6 +69,9 @@ def test_unknown_runtime_parameter_suggests_the_near_match() -> None:
         pipeline.run(parameters={"gen": {"llm": {"latncy": 1}}})
     with pytest.raises(RuntimeParameterError, match=r"unknown step 'lod': did you mean 'load'"):
         pipeline.run(parameters={"lod": {}})
+    # A generation kwarg set on the LLM itself is pointed to generation_kwargs.
+    with pytest.raises(RuntimeParameterError, match=r"set it as gen.llm.generation_kwargs.temp"):
+        pipeline.run(parameters={"gen": {"llm": {"temperature": 0.2}}})
 
 
 def test_runtime_parameter_of_the_wrong_type_names_the_expected_type() -> None:
