@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from synthflow.steps import Step, StepInput
+from synthflow.steps import GeneratorStep, Step, StepInput
 from synthflow.steps.base import Row
 
 
@@ -64,3 +64,18 @@ class FailsToLoad(Step):
 
     def process(self, inputs: StepInput) -> Iterator[list[Row]]:
         yield inputs
+
+
+class PidSource(GeneratorStep):
+    """A source that runs in a worker process: yields ``n`` rows, each with the worker's pid."""
+
+    n: int = 0
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["i", "pid"]
+
+    def process(self, offset: int = 0) -> Iterator[list[Row]]:
+        for start in range(offset, self.n, self.batch_size):
+            stop = min(start + self.batch_size, self.n)
+            yield [{"i": i, "pid": os.getpid()} for i in range(start, stop)]

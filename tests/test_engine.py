@@ -11,7 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from synthflow.errors import StepError
+from synthflow.errors import PipelineValidationError, StepError
 from synthflow.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import (
@@ -27,7 +27,7 @@ from synthflow.steps import (
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import ERROR_COLUMN, METADATA_COLUMN, TextGeneration
 from synthflow.testing import FunctionLLM
-from tests.helpers import FailsToLoad, Passthrough, RecordPid, numbers
+from tests.helpers import FailsToLoad, Passthrough, PidSource, RecordPid, numbers
 
 
 @step(inputs=["instruction"], outputs=["shout"])
@@ -341,6 +341,25 @@ def test_process_pool_step_loads_once_per_worker_in_another_process(tmp_path) ->
     assert os.getpid() not in pids
     loaded = {int(p.stem) for p in tmp_path.glob("*.pid")}
     assert pids <= loaded and len(loaded) <= 2
+
+
+def test_a_generator_step_can_run_in_a_worker_process() -> None:
+    with Pipeline() as pipeline:
+        source = PidSource(name="source", n=230, batch_size=7, executor="process")
+        source >> Passthrough(name="pass")
+
+    rows = rows_of(pipeline.run())
+    assert [r["i"] for r in rows] == list(range(230))
+    (pid,) = {r["pid"] for r in rows}  # one worker, kept between fetches
+    assert pid != os.getpid()
+    assert pipeline.run().stats["source"].batches == 33
+
+
+def test_a_generator_step_in_a_process_has_one_worker() -> None:
+    with Pipeline() as pipeline:
+        PidSource(name="source", n=3, executor="process", workers=2) >> Passthrough(name="pass")
+    with pytest.raises(PipelineValidationError, match="set workers=1, not 2"):
+        pipeline.run()
 
 
 def test_thread_executor_runs_blocking_steps_off_the_loop() -> None:

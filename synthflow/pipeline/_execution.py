@@ -17,7 +17,7 @@ import inspect
 import multiprocessing
 import pickle
 import signal
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from synthflow.steps.base import Row, _Step
+from synthflow.steps.base import GeneratorStep, Row, _Step
 
 
 def _as_rows(batch: Any) -> list[Row]:
@@ -104,6 +104,35 @@ def _run_in_worker(method: str, args: tuple[Any, ...]) -> list[Row]:
     return call_sync(getattr(_worker_step, method), args)
 
 
+_worker_batches: Iterator[Any] | None = None
+"""A generator step's ``process(offset)``, kept open in its (only) worker between calls."""
+
+
+def _next_batches_in_worker(offset: int, rows_wanted: int) -> tuple[list[list[Row]], bool]:
+    """The next batches of a generator step, at least ``rows_wanted`` rows unless it ends
+    first, and whether it has ended. The first call starts ``process(offset)``."""
+    global _worker_batches
+    if _worker_error is not None:
+        raise RuntimeError(_worker_error)
+    assert _worker_step is not None, "worker was not initialised"
+    if _worker_batches is None:
+        assert isinstance(_worker_step, GeneratorStep)
+        result: Any = _worker_step.process(offset)
+        # An async generator has no loop to run on here: it is drained on one of its own, in
+        # one piece, as a process step's async process() is.
+        _worker_batches = iter([_drain_sync(result)] if inspect.isasyncgen(result) else result)
+    batches: list[list[Row]] = []
+    count = 0
+    for batch in _worker_batches:
+        rows = _as_rows(batch)
+        batches.append(rows)
+        count += len(rows)
+        if count >= rows_wanted:
+            return batches, False
+    _worker_batches = None
+    return batches, True
+
+
 class StepProcessPool:
     """The worker processes of one step, each holding a loaded copy of it."""
 
@@ -116,8 +145,22 @@ class StepProcessPool:
         )
 
     async def call(self, method: str, args: tuple[Any, ...]) -> list[Row]:
+        rows: list[Row] = await self._answer(_run_in_worker, method, args)
+        return rows
+
+    async def generate(self, offset: int, rows_per_call: int) -> AsyncGenerator[list[Row]]:
+        """A generator step's batches from ``offset``, fetched from its worker a few at a time
+        (its ``process`` stays open there between calls)."""
+        done = False
+        while not done:
+            batches, done = await self._answer(_next_batches_in_worker, offset, rows_per_call)
+            for batch in batches:
+                yield batch
+
+    async def _answer(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a worker, awaited without blocking the loop."""
+        future = self._pool.submit(fn, *args)
         try:
-            future = self._pool.submit(_run_in_worker, method, args)
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             future.cancel()

@@ -177,6 +177,11 @@ def _row_id(row: Row) -> int:
 async def run_generator(ctx: StepContext) -> None:
     step = ctx.step
     assert isinstance(step, GeneratorStep)
+    if ctx.pool is not None:  # process() runs in the step's worker; batches come a few at a time
+        batches = ctx.pool.generate(ctx.offset, rows_per_call=4 * step.batch_size)
+        async with contextlib.aclosing(batches):
+            await _send_generated(ctx, batches)
+        return
     result: Any = step.process(ctx.offset)
     # Close the user's generator whatever happens (trio's lesson: an async generator left to
     # the garbage collector runs its cleanup in the wrong context, or never).

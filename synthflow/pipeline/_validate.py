@@ -53,9 +53,10 @@ def plan(
                     f"generator step {name!r} has inputs from {predecessors[name]}; a generator "
                     "is a source: connect it only to the steps that follow it"
                 )
-            if step.executor == "process":
+            if step.executor == "process" and step.workers > 1:
                 raise PipelineValidationError(
-                    f"generator step {name!r} can't use executor='process'; use 'thread'"
+                    f"generator step {name!r} runs in one worker process (a source is one "
+                    f"stream of rows); set workers=1, not {step.workers}"
                 )
         elif not predecessors[name]:
             raise PipelineValidationError(
