@@ -9,7 +9,7 @@ import pytest
 
 from synthflow.errors import StepError
 from synthflow.pipeline import Pipeline
-from synthflow.steps import GlobalStep, LoadDataFromDicts, StepInput, step
+from synthflow.steps import DropDuplicates, GlobalStep, LoadDataFromDicts, StepInput, step
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import ERROR_COLUMN
 
@@ -150,3 +150,16 @@ def test_a_global_step_returning_a_list_runs_on_its_executor(executor: str) -> N
         assert called_from and called_from[0] != threading.get_ident()
     else:
         assert called_from == []  # it ran in a worker process
+
+
+def test_a_spilled_input_reaches_a_global_step_in_a_worker_process() -> None:
+    data = [{"t": f"t{i % 7}"} for i in range(60)]
+    with Pipeline(name="global-spills-to-a-worker") as pipeline:
+        load = LoadDataFromDicts(name="load", data=data, batch_size=8)
+        dedup = DropDuplicates(name="d", columns=["t"], spill_threshold=10, executor="process")
+        load >> dedup
+
+    distiset = pipeline.run(progress=False)
+    assert distiset["default"]["train"]["t"] == [f"t{i}" for i in range(7)]
+    assert distiset.stats["d"].spilled
+    assert not list((pipeline.run_dir / "spill").glob("**/*.spill"))  # removed after the run

@@ -1,4 +1,8 @@
-"""The input buffer of a global step: in memory while small, on disk past a threshold."""
+"""The input buffer of a global step: in memory while small, on disk past a threshold.
+
+The spill file has a name, so that a global step on ``executor="process"`` can be sent its
+spilled input: the worker opens the same file rather than receiving the rows.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import IO, overload
 
 from synthflow.steps.base import Row
 
+SPILL_SUFFIX = ".spill"
+
 
 class SpilledRows(Sequence[Row]):
     """Rows stored in a file, read back in order on each iteration. Indexing reads through."""
@@ -20,6 +26,9 @@ class SpilledRows(Sequence[Row]):
 
     def __len__(self) -> int:
         return self._count
+
+    def __reduce__(self) -> tuple[object, tuple[str, int]]:
+        return (_reopen, (self._file.name, self._count))
 
     def __iter__(self) -> Iterator[Row]:
         self._file.seek(0)
@@ -37,6 +46,10 @@ class SpilledRows(Sequence[Row]):
     def __getitem__(self, index: int | slice) -> Row | list[Row]:
         rows = list(self)  # random access defeats spilling; it works, slowly
         return rows[index]
+
+
+def _reopen(path: str, count: int) -> SpilledRows:
+    return SpilledRows(open(path, "rb"), count)  # open as long as the rows are
 
 
 class RowBuffer:
@@ -58,7 +71,11 @@ class RowBuffer:
             if len(self._rows) > self._threshold:
                 if self._directory is not None:
                     self._directory.mkdir(parents=True, exist_ok=True)
-                self._file = tempfile.TemporaryFile(dir=self._directory)  # noqa: SIM115
+                    for stale in self._directory.glob(f"*{SPILL_SUFFIX}"):  # a crashed run's
+                        stale.unlink(missing_ok=True)
+                self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close())
+                    dir=self._directory, suffix=SPILL_SUFFIX, delete=False
+                )
                 pickle.dump(self._rows, self._file, protocol=pickle.HIGHEST_PROTOCOL)
                 self._rows = []
         elif rows:
@@ -73,3 +90,4 @@ class RowBuffer:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+            Path(self._file.name).unlink(missing_ok=True)
