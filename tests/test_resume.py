@@ -23,8 +23,11 @@ class RecordingLoad(LoadDataFromDicts):
         yield from super().process(offset)
 
 
+POWER_CUT_AT: list[int] = []  # an outside event, not a parameter of the run
+
+
 class FailAt(Step):
-    fail_at: RuntimeParameter[int] = -1
+    label: RuntimeParameter[str] = "seen"
 
     @property
     def inputs(self) -> list[str]:
@@ -32,10 +35,14 @@ class FailAt(Step):
 
     def process(self, inputs: StepInput) -> Iterator[list[Row]]:
         for row in inputs:
-            if row["n"] == self.fail_at:
+            if row["n"] in POWER_CUT_AT:
                 raise RuntimeError("power cut")
-            row["seen"] = True
+            row[self.label] = True
         yield inputs
+
+
+def power_cut_at(n: int | None) -> None:
+    POWER_CUT_AT[:] = [] if n is None else [n]
 
 
 def build() -> Pipeline:
@@ -48,15 +55,17 @@ def build() -> Pipeline:
 def test_a_crashed_run_keeps_its_rows_and_the_next_run_appends() -> None:
     OFFSETS.clear()
     pipeline = build()
+    power_cut_at(42)
     with pytest.raises(StepError, match="power cut"):
-        pipeline.run(parameters={"work": {"fail_at": 42}}, progress=False)
+        pipeline.run(progress=False)
 
     # The parts are Arrow streams: datasets (or pyarrow) reads them as they are.
     parts = sorted((pipeline.run_dir / "data" / "work").glob("part-*.arrow"))
     written = [n for p in parts for n in Dataset.from_file(str(p))["n"]]
     assert written == list(range(len(written))) and 0 < len(written) <= 42
 
-    distiset = pipeline.run(parameters={"work": {"fail_at": -1}}, progress=False)  # fixed
+    power_cut_at(None)
+    distiset = pipeline.run(progress=False)  # the same run again
     rows = list(distiset["default"]["train"])
     assert [r["n"] for r in rows] == list(range(100))
     assert all(r["seen"] for r in rows)
@@ -76,11 +85,39 @@ def test_a_completed_run_is_rerun_from_the_start() -> None:
 def test_use_cache_false_starts_over_after_a_crash() -> None:
     OFFSETS.clear()
     pipeline = build()
+    power_cut_at(42)
     with pytest.raises(StepError):
-        pipeline.run(parameters={"work": {"fail_at": 42}}, progress=False)
-    distiset = pipeline.run(parameters={"work": {"fail_at": -1}}, use_cache=False, progress=False)
+        pipeline.run(progress=False)
+    power_cut_at(None)
+    distiset = pipeline.run(use_cache=False, progress=False)
     assert [r["n"] for r in distiset["default"]["train"]] == list(range(100))
     assert OFFSETS == [0, 0]
+
+
+def test_changed_parameters_start_over_unless_they_only_change_speed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    OFFSETS.clear()
+    pipeline = build()
+    power_cut_at(42)
+    with pytest.raises(StepError):
+        pipeline.run(progress=False)
+    power_cut_at(None)
+
+    # A faster batch size shapes no row: the run resumes.
+    pipeline.run(parameters={"work": {"input_batch_size": 10}, "load": {"batch_size": 10}})
+    assert OFFSETS[0] == 0 and OFFSETS[1] > 0
+
+    # A parameter that shapes the rows, after another crash: the run starts over, and says so.
+    OFFSETS.clear()
+    power_cut_at(42)
+    with pytest.raises(StepError):
+        pipeline.run(progress=False)
+    power_cut_at(None)
+    distiset = pipeline.run(parameters={"work": {"label": "checked"}}, progress=False)
+    assert OFFSETS == [0, 0]
+    assert all(r["checked"] for r in distiset["default"]["train"])
+    assert "runtime parameters changed since the interrupted run" in capsys.readouterr().err
 
 
 def test_a_column_typed_differently_in_two_parts_becomes_text_instead_of_failing(

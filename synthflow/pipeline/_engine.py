@@ -12,6 +12,7 @@ worker outlives the run.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from synthflow.errors import StepError, first_error
@@ -33,10 +35,13 @@ from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.stats import StepStats
+from synthflow.runtime_parameters import runtime_parameters_info
 from synthflow.steps.base import GlobalStep, Step, _Step
 from synthflow.steps.tasks.base import Task
 
 COMPLETE_MARKER = "COMPLETE"
+PARAMETERS_FILE = "parameters.sha256"
+"""The fingerprint of the runtime parameters of the run in progress (or interrupted)."""
 QUEUE_CHUNKS = 8
 """Chunks an edge holds before its producer waits (a chunk is at most a batch of rows)."""
 
@@ -121,8 +126,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
             outputs[name].append(send)
             inputs[succ].append(receive)
 
-    resume = _can_resume(plan, run_dir, options)
-    (run_dir / COMPLETE_MARKER).unlink(missing_ok=True)
+    resume = _start_run_dir(plan, run_dir, options)
     writers: dict[str, LeafWriter] = {}
     sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
     for leaf in plan.leaves:
@@ -206,12 +210,56 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     return RunOutput(files, stats, control.stop_reason)
 
 
-def _can_resume(plan: Plan, run_dir: Path, options: RunOptions) -> bool:
+def _start_run_dir(plan: Plan, run_dir: Path, options: RunOptions) -> bool:
+    """Mark the run as in progress in its directory; return whether it resumes the last one."""
+    fingerprint = parameters_fingerprint(plan)
+    resume = _can_resume(plan, run_dir, options, fingerprint)
+    (run_dir / COMPLETE_MARKER).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / PARAMETERS_FILE).write_text(fingerprint)
+    return resume
+
+
+def _can_resume(plan: Plan, run_dir: Path, options: RunOptions, fingerprint: str) -> bool:
     """Resume when the last run of this pipeline was interrupted, unless caching is off (the
-    user wants everything recomputed) or a global step needs every row in one pass."""
+    user wants everything recomputed), a global step needs every row in one pass, or the
+    runtime parameters that shape the rows changed (rows made with the old ones would be mixed
+    with new ones; starting over costs little, as the LLM answers come from the cache)."""
     if not options.use_cache or (run_dir / COMPLETE_MARKER).exists():
         return False
-    return not any(isinstance(step, GlobalStep) for step in plan.steps.values())
+    if any(isinstance(step, GlobalStep) for step in plan.steps.values()):
+        return False
+    previous = run_dir / PARAMETERS_FILE
+    if previous.exists() and previous.read_text() != fingerprint:
+        if any((run_dir / "data").glob("*/part-*")):
+            print(
+                "[synthflow] the runtime parameters changed since the interrupted run: "
+                "starting over (LLM answers already paid for come from the cache)",
+                file=sys.stderr,
+            )
+        return False
+    return True
+
+
+OPERATIONAL_PARAMETERS = frozenset(
+    {"batch_size", "input_batch_size", "max_batch_size", "concurrency", "spill_threshold"}
+    | {"max_retries", "retry_backoff", "timeout", "latency", "jitter"}
+    | {"max_concurrency", "requests_per_minute", "tokens_per_minute"}
+)
+"""Runtime parameters that change how fast rows are made, not what they hold: a run
+interrupted under other values of these resumes all the same."""
+
+
+def parameters_fingerprint(plan: Plan) -> str:
+    """A hash of every runtime parameter value that shapes the rows, for resuming."""
+    values = {
+        f"{name}.{info.path}": info.value
+        for name, step in plan.steps.items()
+        for info in runtime_parameters_info(step)
+        if info.path.rsplit(".", 1)[-1] not in OPERATIONAL_PARAMETERS
+    }
+    encoded = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 async def _run_step(ctx: StepContext) -> None:
