@@ -235,8 +235,8 @@ class APILLM(StructuredOutputLLM):
                 started = time.monotonic()
                 try:
                     response = await self._client().post_json(path, payload, headers)
-                except LLMStatusError:
-                    limiter.answered = True  # an error status is an answer too
+                except (LLMStatusError, LLMResponseError):
+                    limiter.answered = True  # an error status or a garbled body: still an answer
                     raise
                 limiter.answered = True
                 limiter.update_from_headers(response.headers)
@@ -262,6 +262,7 @@ class APILLM(StructuredOutputLLM):
                     "base_url, and that the server is running)"
                 )
                 unreachable.fatal, unreachable.retries = True, exc.retries
+                unreachable.rate_limited = exc.rate_limited
                 raise unreachable from exc
             raise
         output.retries = counts["retries"]
