@@ -146,3 +146,16 @@ def test_the_seed_cli_example_picks_the_split_with_a_param(
     assert result.returncode == 0, result.stderr
     saved = Distiset.load_from_disk(tmp_path / "out")
     assert saved["default"]["train"]["prompt"] == [f"t{i}" for i in range(5)]
+
+
+def test_a_saved_distiset_feeds_another_pipeline(tmp_path: Path) -> None:
+    from synthflow.steps import LoadDataFromDicts
+
+    with Pipeline(name="first") as first:
+        LoadDataFromDicts(name="load", data=[{"prompt": f"p{i}"} for i in range(4)])
+    first.run(progress=False).save_to_disk(tmp_path / "saved")
+
+    with Pipeline(name="second") as second:
+        load = LoadDataFromHub(name="previous", repo_id=str(tmp_path / "saved"), config="default")
+        load >> KeepColumns(name="keep", columns=["prompt"])
+    assert second.run(progress=False)["default"]["train"]["prompt"] == [f"p{i}" for i in range(4)]
