@@ -14,7 +14,7 @@ import pytest
 from synthflow.distiset import Distiset
 from synthflow.errors import PipelineValidationError
 from synthflow.pipeline import Pipeline
-from synthflow.steps import KeepColumns, LoadDataFromFileSystem, LoadDataFromHub
+from synthflow.steps import KeepColumns, LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
 from tests.test_cli import synthflow
 
 
@@ -149,8 +149,6 @@ def test_the_seed_cli_example_picks_the_split_with_a_param(
 
 
 def test_a_saved_distiset_feeds_another_pipeline(tmp_path: Path) -> None:
-    from synthflow.steps import LoadDataFromDicts
-
     with Pipeline(name="first") as first:
         LoadDataFromDicts(name="load", data=[{"prompt": f"p{i}"} for i in range(4)])
     first.run(progress=False).save_to_disk(tmp_path / "saved")
