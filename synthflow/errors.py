@@ -63,10 +63,11 @@ class LLMError(SynthflowError):
     structured answer that never fit its schema), ``retries`` and ``rate_limited`` for the
     attempts it made.
 
-    ``fatal`` marks a call that can't succeed for any row of this run: a key the endpoint refuses
-    (401, 403), a model or path it doesn't have (404), a certificate that can't be verified, or
-    an endpoint that has never answered. The run then stops with that error, instead of spending
-    every row's retries to produce a dataset of errors.
+    ``fatal`` marks a call that no row of this run can get past: an endpoint that has never
+    answered, or never answered successfully and now refuses the key (401, 403) or doesn't have
+    the model or path (404), or a certificate that can't be verified. That is a configuration
+    mistake: the run stops with the error instead of spending every row's retries to produce a
+    dataset of errors. Once an endpoint has answered successfully, its failures are per row.
     """
 
     usage: Any = None
@@ -76,7 +77,7 @@ class LLMError(SynthflowError):
 
 
 FATAL_STATUSES = frozenset({401, 403, 404})
-"""Answers that say no request of this run will succeed: the key, or the model or path."""
+"""Answers that, before any success, say no request will succeed: the key, the model, the path."""
 
 
 class LLMStatusError(LLMError):
@@ -94,7 +95,6 @@ class LLMStatusError(LLMError):
         self.status_code = status_code
         self.body = body
         self.headers = headers or {}
-        self.fatal = status_code in FATAL_STATUSES
 
 
 class LLMTimeoutError(LLMError):

@@ -213,6 +213,19 @@ def test_a_refused_key_is_not_retried_stops_the_run_and_never_shows_the_key() ->
     assert len(api.requests) <= 2
 
 
+def test_after_a_success_a_404_fails_only_its_row() -> None:
+    def handler(request: Request) -> Reply:
+        if request.json["messages"][-1]["content"] == "gone":  # answered after the others
+            return Reply(404, {"error": {"message": "no such deployment"}}, delay=0.3)
+        return completion(request)
+
+    with fake_api(handler) as api:
+        distiset = run_texts(llm(api), ["a", "gone", "b"])
+    rows = list(distiset["default"]["train"])
+    assert [r["generation"] for r in rows] == ["answer 0 to a", None, "answer 0 to b"]
+    assert "answered 404" in rows[1][ERROR_COLUMN]
+
+
 def test_a_per_row_client_error_fails_only_that_row() -> None:
     def reject_long(request: Request) -> Reply:
         if len(request.json["messages"][-1]["content"]) > 5:

@@ -25,6 +25,7 @@ import anyio
 from pydantic import Field, PrivateAttr, SecretStr
 
 from synthflow.errors import (
+    FATAL_STATUSES,
     LLMConnectionError,
     LLMError,
     LLMResponseError,
@@ -256,6 +257,8 @@ class APILLM(StructuredOutputLLM):
         except LLMError as exc:  # the attempts still count
             exc.retries += counts["retries"]
             exc.rate_limited += counts["rate_limited"]
+            if isinstance(exc, LLMStatusError) and exc.status_code in FATAL_STATUSES:
+                exc.fatal = not limiter.succeeded
             if isinstance(exc, LLMConnectionError) and not limiter.answered:
                 unreachable = LLMConnectionError(
                     f"{exc} (no request to {self.endpoint} has been answered yet: check "

@@ -171,6 +171,9 @@ class EndpointLimiter:
         self.answered = False
         """Whether the endpoint has answered any request (an error status counts): until it
         has, a connection that can't be made means a wrong URL or a server that isn't up."""
+        self.succeeded = False
+        """Whether a request has succeeded: until one has, a refused key or an unknown model
+        (401, 403, 404) is a configuration mistake rather than one row's bad luck."""
         self._in_flight = 0
         self._waiters: deque[_Waiter] = deque()
         self._paused_until = -math.inf
@@ -329,6 +332,7 @@ class EndpointLimiter:
         the last 429 came; past that ceiling it probes one slot every ``_PROBE_WINDOWS`` windows,
         so a server with a fixed cap sees a 429 rarely instead of every few windows.
         """
+        self.succeeded = True
         self._consecutive_429 = 0
         self._recent_latency = (
             latency
