@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 _current: ContextVar[Pipeline | None] = ContextVar("synthflow_current_pipeline", default=None)
 
+DATASET_SOURCE = "dataset"
+"""The name of the source step that ``run(dataset=...)`` puts before the first steps."""
+
 
 def current_pipeline() -> Pipeline | None:
     """The pipeline of the enclosing ``with Pipeline():`` block, if any."""
@@ -221,6 +224,7 @@ class Pipeline:
         self,
         parameters: Mapping[str, Any] | None = None,
         *,
+        dataset: Any = None,
         use_cache: bool = True,
         max_cost: float | None = None,
         max_tokens: int | None = None,
@@ -231,6 +235,8 @@ class Pipeline:
 
         Args:
             parameters: runtime parameters, ``{step_name: {field: value, "llm": {...}}}``.
+            dataset: rows to feed the pipeline's first steps, which then need no generator
+                step: a list of dicts, a pandas DataFrame or a ``datasets.Dataset``.
             use_cache: serve LLM answers from this pipeline's response cache and store new
                 ones; ``False`` calls the LLMs again (and doesn't touch the cache).
             max_cost: stop issuing LLM calls once they cost this much (USD, by the price
@@ -244,6 +250,7 @@ class Pipeline:
         there, the run gets its own loop in a worker thread, and this call blocks until it ends.
         """
         kwargs: dict[str, Any] = {
+            "dataset": dataset,
             "use_cache": use_cache,
             "max_cost": max_cost,
             "max_tokens": max_tokens,
@@ -257,6 +264,7 @@ class Pipeline:
         self,
         parameters: Mapping[str, Any] | None = None,
         *,
+        dataset: Any = None,
         use_cache: bool = True,
         max_cost: float | None = None,
         max_tokens: int | None = None,
@@ -268,10 +276,13 @@ class Pipeline:
         from synthflow.pipeline._engine import RunOptions, execute
         from synthflow.pipeline._validate import check_cost_budget, plan
 
-        built = plan(self._steps, self._edges, parameters)
+        steps, edges, run_dir = self._steps, self._edges, self.run_dir
+        if dataset is not None:
+            steps, edges, run_dir = self._fed_by(dataset)
+        built = plan(steps, edges, parameters)
         check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
-        output = await execute(built, self.run_dir, Progress(progress), options)
+        output = await execute(built, run_dir, Progress(progress), options)
         distiset = await anyio.to_thread.run_sync(
             Distiset.from_leaf_files, output.leaf_files, output.stats
         )
@@ -280,6 +291,31 @@ class Pipeline:
         if output.stop_reason:
             print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
         return distiset
+
+    def _fed_by(self, dataset: Any) -> tuple[dict[str, _Step], list[tuple[str, str]], Path]:
+        """The steps and edges with ``dataset``'s rows as the source of the first steps, and
+        the run's own directory (runs over different datasets don't share one)."""
+        from synthflow.steps.generators import RowsOfDataset
+
+        targets = {target for _, target in self._edges}
+        roots = [name for name in self._steps if name not in targets]
+        for name in roots:
+            if isinstance(self._steps[name], GeneratorStep):
+                raise PipelineValidationError(
+                    f"run(dataset=...) feeds the pipeline's first steps, but {name!r} is a "
+                    "generator step with rows of its own; remove it, or run without dataset"
+                )
+        name = DATASET_SOURCE
+        while name in self._steps:
+            name += "_rows"
+        try:
+            source = RowsOfDataset.of(dataset, name=name)
+        except TypeError as exc:
+            raise PipelineValidationError(f"run(dataset=...): {exc}") from None
+        steps = {name: source, **self._steps}
+        edges = [(name, root) for root in roots] + self._edges
+        run_dir = self.run_dir.with_name(f"{self.signature}-data-{source.fingerprint()}")
+        return steps, edges, run_dir
 
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from pydantic import Field, PrivateAttr, field_validator
 
 from synthflow.errors import PipelineValidationError
@@ -179,3 +181,57 @@ class LoadDataFromFileSystem(_StreamedDataset):
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+class RowsOfDataset(GeneratorStep):
+    """The source ``pipeline.run(dataset=...)`` puts before a pipeline's first steps: the rows of
+    a list of dicts, a pandas DataFrame or a ``datasets.Dataset`` (read in batches, never
+    copied whole). Not for building pipelines: it holds no data a pipeline file could keep."""
+
+    _rows: Any = PrivateAttr(default=None)
+    _columns: list[str] = PrivateAttr(default_factory=list)
+
+    def model_post_init(self, context: Any, /) -> None:
+        pass  # made by run(), never part of a pipeline being built
+
+    @classmethod
+    def of(cls, dataset: Any, name: str) -> RowsOfDataset:
+        step = cls(name=name)
+        if hasattr(dataset, "to_dict") and hasattr(dataset, "columns"):  # a pandas DataFrame
+            dataset = dataset.to_dict("records")
+        if isinstance(dataset, list):
+            if not all(isinstance(row, dict) for row in dataset):
+                raise TypeError("a dataset given as a list must hold dicts (one per row)")
+            step._columns = list(dict.fromkeys(key for row in dataset for key in row))
+        elif hasattr(dataset, "column_names") and hasattr(dataset, "iter"):  # datasets.Dataset
+            step._columns = list(dataset.column_names)
+        else:
+            raise TypeError(
+                "dataset must be a list of dicts, a pandas DataFrame or a datasets.Dataset, "
+                f"got {type(dataset).__name__}"
+            )
+        step._rows = dataset
+        return step
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self._columns)
+
+    def fingerprint(self) -> str:
+        """A short hash of the rows, so that runs over different datasets keep apart."""
+        fingerprint = getattr(self._rows, "_fingerprint", None)  # datasets keeps one
+        if fingerprint is None:
+            fingerprint = hashlib.sha256(orjson.dumps(self._rows, default=str)).hexdigest()
+        return str(fingerprint)[:12]
+
+    def process(self, offset: int = 0) -> Iterator[list[Row]]:
+        rows = self._rows
+        if isinstance(rows, list):
+            for start in range(offset, len(rows), self.batch_size):
+                yield [dict(row) for row in rows[start : start + self.batch_size]]
+            return
+        if offset:
+            rows = rows.select(range(offset, len(rows)))
+        for batch in rows.iter(batch_size=self.batch_size):  # columns of equal length
+            names, columns = list(batch), list(batch.values())
+            yield [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
