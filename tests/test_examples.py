@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
     [
         ("quickstart.py", "-> "),
         ("answer_and_judge.py", "8 requests, 0 from the cache"),
+        ("generate_from_files.py", "saved 6 rows to "),
     ],
 )
 def test_example_runs_offline(script: str, expected: str, tmp_path: Path) -> None:
