@@ -43,6 +43,21 @@ def numbers(n: int) -> list[dict[str, int]]:
     return [{"n": i} for i in range(n)]
 
 
+def run_texts(
+    llm: Any, instructions: list[str], *, run: dict[str, Any] | None = None, **task_kwargs: Any
+) -> Any:
+    """Run ``instructions`` through one TextGeneration task (``task_kwargs``) on ``llm``; ``run``
+    holds keyword arguments for ``pipeline.run``. Returns the Distiset."""
+    from synthflow.pipeline import Pipeline
+    from synthflow.steps import LoadDataFromDicts
+    from synthflow.steps.tasks import TextGeneration
+
+    with Pipeline(name="texts") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": i} for i in instructions])
+        load >> TextGeneration(name="gen", llm=llm, **task_kwargs)
+    return pipeline.run(progress=False, **(run or {}))
+
+
 def generate(client: Any, content: Any = "q", n: int = 1) -> Any:
     """One LLM call outside a pipeline, closing the client's connections after it."""
     import anyio

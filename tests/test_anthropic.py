@@ -12,7 +12,7 @@ from synthflow.llms.anthropic import AnthropicLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
-from tests.helpers import generate
+from tests.helpers import generate, run_texts
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 
@@ -73,13 +73,6 @@ def llm(api: FakeAPI, **kwargs: Any) -> AnthropicLLM:
         retry_backoff=0.01,
         **kwargs,
     )
-
-
-def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:
-    with Pipeline(name="anthropic-test") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": i} for i in instructions])
-        load >> TextGeneration(name="gen", llm=llm_, **task_kwargs)
-    return pipeline.run(progress=False)
 
 
 def test_messages_request_and_response_on_the_wire() -> None:

@@ -12,7 +12,7 @@ from synthflow.llms.cohere import CohereLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
-from tests.helpers import generate
+from tests.helpers import generate, run_texts
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 LOGPROBS = [{"token_ids": [1, 2], "text": "ok", "logprobs": [-0.1, -0.2]}]
@@ -63,13 +63,6 @@ def llm(api: FakeAPI, **kwargs: Any) -> CohereLLM:
     )
 
 
-def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:
-    with Pipeline(name="cohere-test") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": i} for i in instructions])
-        load >> TextGeneration(name="gen", llm=llm_, **task_kwargs)
-    return pipeline.run(progress=False, prices={"command-r": (0.15, 0.60)})
-
-
 def test_chat_request_and_response_on_the_wire() -> None:
     kwargs = {
         "temperature": 0.3,
@@ -81,7 +74,12 @@ def test_chat_request_and_response_on_the_wire() -> None:
     }
     with fake_api(chat) as api:
         client = llm(api, generation_kwargs=kwargs)
-        distiset = run_texts(client, ["hello", "world"], system_prompt="Be brief.")
+        distiset = run_texts(
+            client,
+            ["hello", "world"],
+            system_prompt="Be brief.",
+            run={"prices": {"command-r": (0.15, 0.60)}},
+        )
 
     rows = list(distiset["default"]["train"])
     assert [r["generation"] for r in rows] == ["answer to hello", "answer to world"]

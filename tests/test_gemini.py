@@ -10,10 +10,8 @@ from pydantic import BaseModel, Field
 
 from synthflow.errors import LLMError
 from synthflow.llms.gemini import GeminiLLM, VertexAILLM, gemini_schema, retry_delay
-from synthflow.pipeline import Pipeline
-from synthflow.steps import LoadDataFromDicts
-from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration
-from tests.helpers import generate
+from synthflow.steps.tasks import ERROR_COLUMN
+from tests.helpers import generate, run_texts
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 
@@ -49,13 +47,6 @@ def llm(api: FakeAPI, **kwargs: Any) -> GeminiLLM:
     return GeminiLLM(
         model="gemini-1.5-flash", base_url=api.url, api_key="g-key", retry_backoff=0.01, **kwargs
     )
-
-
-def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:
-    with Pipeline(name="gemini-test") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": i} for i in instructions])
-        load >> TextGeneration(name="gen", llm=llm_, **task_kwargs)
-    return pipeline.run(progress=False)
 
 
 def test_generate_content_request_and_response_on_the_wire() -> None:

@@ -11,8 +11,8 @@ from synthflow.errors import LLMError
 from synthflow.llms.huggingface import InferenceEndpointsLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
-from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
-from tests.helpers import generate
+from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration
+from tests.helpers import generate, run_texts
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -48,13 +48,6 @@ def tgi(request: Request, texts: list[str] | None = None) -> Reply:
 
 def endpoint(api: FakeAPI, **kwargs: Any) -> InferenceEndpointsLLM:
     return InferenceEndpointsLLM(base_url=api.url, api_key="hf_test", retry_backoff=0.01, **kwargs)
-
-
-def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:
-    with Pipeline(name="hf-test") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": i} for i in instructions])
-        load >> TextGeneration(name="gen", llm=llm_, **task_kwargs)
-    return pipeline.run(progress=False)
 
 
 def test_dedicated_endpoint_request_and_response_on_the_wire() -> None:

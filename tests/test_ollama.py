@@ -11,8 +11,8 @@ from synthflow.errors import LLMError, StepError
 from synthflow.llms.ollama import OllamaLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
-from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
-from tests.helpers import generate
+from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration
+from tests.helpers import generate, run_texts
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence
 
 
@@ -39,13 +39,6 @@ def chat(request: Request, texts: list[str] | None = None) -> Reply:
 
 def llm(api: FakeAPI, **kwargs: Any) -> OllamaLLM:
     return OllamaLLM(model="llama3.2", base_url=api.url, retry_backoff=0.01, **kwargs)
-
-
-def run_texts(llm_: Any, instructions: list[str], **task_kwargs: Any) -> Any:
-    with Pipeline(name="ollama-test") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": i} for i in instructions])
-        load >> TextGeneration(name="gen", llm=llm_, **task_kwargs)
-    return pipeline.run(progress=False)
 
 
 def test_chat_request_and_response_on_the_wire() -> None:

@@ -13,7 +13,7 @@ from synthflow.llms.openai import AzureOpenAILLM, GroqLLM, MistralLLM, OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
-from tests.helpers import generate
+from tests.helpers import generate, run_texts
 from tests.servers import RESET, FakeAPI, Reply, Request, fake_api, sequence
 
 
@@ -51,13 +51,6 @@ def llm(api: FakeAPI, **kwargs: Any) -> OpenAILLM:
         retry_backoff=0.01,
         **kwargs,
     )
-
-
-def run_texts(llm_: Any, instructions: list[str], **run_kwargs: Any) -> Any:
-    with Pipeline(name="openai-test") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": i} for i in instructions])
-        load >> TextGeneration(name="gen", llm=llm_)
-    return pipeline.run(progress=False, **run_kwargs)
 
 
 def test_chat_completion_request_and_response_on_the_wire(transport: str) -> None:
@@ -269,7 +262,7 @@ def test_rerunning_pays_for_nothing_already_answered() -> None:
         assert second.stats["gen"].llm.requests == 0
         assert first.llm_usage().cost and second.llm_usage().cost == 0.0  # known, and free
         assert list(first["default"]["train"]) == list(second["default"]["train"])
-        run_texts(llm(api), ["a", "b", "c"], use_cache=False)
+        run_texts(llm(api), ["a", "b", "c"], run={"use_cache": False})
         assert len(api.requests) == 6
 
 
@@ -300,9 +293,11 @@ def test_a_cost_budget_needs_a_price_for_every_api_model() -> None:
             PipelineValidationError,
             match="no price is known for model 'my-finetune'",
         ):
-            run_texts(unpriced, ["a"], max_cost=1.0)
+            run_texts(unpriced, ["a"], run={"max_cost": 1.0})
         assert api.requests == []
-        distiset = run_texts(unpriced, ["a"], max_cost=1.0, prices={"my-finetune": (1.0, 2.0)})
+        distiset = run_texts(
+            unpriced, ["a"], run={"max_cost": 1.0, "prices": {"my-finetune": (1.0, 2.0)}}
+        )
     assert distiset.llm_usage().cost == pytest.approx((10 * 1.0 + 5 * 2.0) / 1_000_000)
 
 
