@@ -19,8 +19,8 @@ import re
 import shlex
 import sys
 import traceback
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from synthflow.errors import RuntimeParameterError, SynthflowError
 from synthflow.pipeline.pipeline import Pipeline
-from synthflow.steps.base import GeneratorStep, Row
+from synthflow.steps.base import GeneratorStep, Row, batch_rows
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -500,38 +500,33 @@ class FirstRows(GeneratorStep):
 
     async def process(self, offset: int = 0) -> AsyncIterator[list[Row]]:
         left = self.rows
-        result: Any = self.source.process(offset)
-        if hasattr(result, "__anext__"):
-            try:
-                async for batch in result:
-                    rows = _as_rows(batch)[:left]
-                    left -= len(rows)
-                    if rows:
-                        yield rows
-                    if left <= 0:
-                        return
-            finally:
-                if hasattr(result, "aclose"):
-                    await result.aclose()
-        else:
-            iterator = iter(result)
-            try:
-                for batch in iterator:
-                    rows = _as_rows(batch)[:left]
-                    left -= len(rows)
-                    if rows:
-                        yield rows
-                    if left <= 0:
-                        return
-            finally:
-                if hasattr(iterator, "close"):
-                    iterator.close()
+        async with aclosing(_batches_of(self.source.process(offset))) as batches:
+            async for batch in batches:
+                rows = batch_rows(batch)[:left]
+                left -= len(rows)
+                if rows:
+                    yield rows
+                if left <= 0:
+                    return
 
 
-def _as_rows(batch: Any) -> list[Row]:
-    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[1], bool):
-        batch = batch[0]  # distilabel's (batch, is_last)
-    return list(batch)
+async def _batches_of(result: Any) -> AsyncGenerator[Any]:
+    """The batches of a ``process`` result, a plain or an async iterator, closed when done."""
+    if hasattr(result, "__anext__"):
+        try:
+            async for batch in result:
+                yield batch
+        finally:
+            if hasattr(result, "aclose"):
+                await result.aclose()
+    else:
+        iterator = iter(result)
+        try:
+            for batch in iterator:
+                yield batch
+        finally:
+            if hasattr(iterator, "close"):
+                iterator.close()
 
 
 def limit_sources(pipeline: Pipeline, rows: int) -> None:

@@ -25,21 +25,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from synthflow.steps.base import GeneratorStep, Row, _Step
-
-
-def _as_rows(batch: Any) -> list[Row]:
-    # distilabel's generators yield (batch, is_last) tuples; accept both shapes.
-    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[1], bool):
-        batch = batch[0]
-    return list(batch)
+from synthflow.steps.base import GeneratorStep, Row, _Step, batch_rows
 
 
 async def _drain_async(gen: AsyncGenerator[Any, Any]) -> list[Row]:
     rows: list[Row] = []
     async with contextlib.aclosing(gen):
         async for batch in gen:
-            rows.extend(_as_rows(batch))
+            rows.extend(batch_rows(batch))
     return rows
 
 
@@ -54,7 +47,7 @@ def _drain_sync(result: Any) -> list[Row]:
         return result
     rows: list[Row] = []
     for batch in result:
-        rows.extend(_as_rows(batch))
+        rows.extend(batch_rows(batch))
     return rows
 
 
@@ -124,7 +117,7 @@ def _next_batches_in_worker(offset: int, rows_wanted: int) -> tuple[list[list[Ro
     batches: list[list[Row]] = []
     count = 0
     for batch in _worker_batches:
-        rows = _as_rows(batch)
+        rows = batch_rows(batch)
         batches.append(rows)
         count += len(rows)
         if count >= rows_wanted:

@@ -25,7 +25,6 @@ from synthflow.errors import BudgetExceeded, LLMError, StepError
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
 from synthflow.pipeline._execution import (
     StepProcessPool,
-    _as_rows,
     call_in_thread,
     call_on_loop,
 )
@@ -39,6 +38,7 @@ from synthflow.steps.base import (
     Row,
     Step,
     _Step,
+    batch_rows,
     merge_rows,
 )
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
@@ -203,7 +203,7 @@ async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None
         if ctx.control.stop_reason is not None:
             return
         start = time.perf_counter()
-        rows = _as_rows(batch)
+        rows = batch_rows(batch)
         for row in rows:
             row[ROW_ID] = next_id
             next_id += 1
@@ -442,11 +442,11 @@ async def _global_batches(ctx: StepContext, inputs: Sequence[Row]) -> AsyncGener
     elif hasattr(result, "__anext__"):
         async with contextlib.aclosing(result):
             async for batch in result:
-                yield _as_rows(batch)
+                yield batch_rows(batch)
     else:
         try:
             async for batch in _iterate_sync(result, ctx):
-                yield _as_rows(batch)
+                yield batch_rows(batch)
         finally:
             if hasattr(result, "close"):
                 result.close()

@@ -36,6 +36,15 @@ StepInput = list[Row]
 StepOutput = Iterator[list[Row]] | AsyncIterator[list[Row]]
 """What ``process`` returns: an iterator (or async iterator) of batches of rows."""
 
+
+def batch_rows(batch: Any) -> list[Row]:
+    """The rows of one batch that ``process`` yielded; distilabel's ``(batch, is_last)`` pairs
+    are accepted too."""
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[1], bool):
+        batch = batch[0]
+    return list(batch)
+
+
 ROW_ID = "_sf_row_id"
 """The key under which every row carries its lineage id. It never reaches the final dataset."""
 
