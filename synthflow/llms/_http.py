@@ -170,18 +170,17 @@ class _AiohttpTransport:
             auto_decompress=True,
         )
         # Not trust_env=True: with it aiohttp looks the proxy and ~/.netrc up in a worker thread
-        # on every request. The environment is read once per origin instead.
-        self._proxies: dict[tuple[str, str], str | None] = {}
+        # on every request. The environment is read once per URL instead.
+        self._proxies: dict[str, str | None] = {}
 
     async def request(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]
     ) -> RawResponse:
         aiohttp = self._aiohttp
-        parts = urllib.parse.urlsplit(url)
-        origin = (parts.scheme, parts.netloc)
-        if origin not in self._proxies:
-            self._proxies[origin] = _env_proxy(*origin)
-        proxy = self._proxies[origin]
+        if url not in self._proxies:  # a client sends to one or two URLs: parse each once
+            parts = urllib.parse.urlsplit(url)
+            self._proxies[url] = _env_proxy(parts.scheme, parts.netloc)
+        proxy = self._proxies[url]
         try:
             async with self._session.request(
                 method, url, data=body, headers=headers, proxy=proxy

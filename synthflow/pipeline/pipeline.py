@@ -278,7 +278,7 @@ class Pipeline:
 
         steps, edges, run_dir = self._steps, self._edges, self.run_dir
         if dataset is not None:
-            steps, edges, run_dir = self._fed_by(dataset)
+            steps, edges, run_dir = self._fed_by(dataset, run_dir)
         built = plan(steps, edges, parameters)
         check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
@@ -292,9 +292,12 @@ class Pipeline:
             print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
         return distiset
 
-    def _fed_by(self, dataset: Any) -> tuple[dict[str, _Step], list[tuple[str, str]], Path]:
+    def _fed_by(
+        self, dataset: Any, run_dir: Path
+    ) -> tuple[dict[str, _Step], list[tuple[str, str]], Path]:
         """The steps and edges with ``dataset``'s rows as the source of the first steps, and
-        the run's own directory (runs over different datasets don't share one)."""
+        the run's own directory beside ``run_dir`` (runs over different datasets don't share
+        one)."""
         from synthflow.steps.generators import RowsOfDataset
 
         targets = {target for _, target in self._edges}
@@ -314,8 +317,7 @@ class Pipeline:
             raise PipelineValidationError(f"run(dataset=...): {exc}") from None
         steps = {name: source, **self._steps}
         edges = [(name, root) for root in roots] + self._edges
-        run_dir = self.run_dir.with_name(f"{self.signature}-data-{source.fingerprint()}")
-        return steps, edges, run_dir
+        return steps, edges, run_dir.with_name(f"{run_dir.name}-data-{source.fingerprint()}")
 
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
