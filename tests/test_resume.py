@@ -41,8 +41,14 @@ class FailAt(Step):
         yield inputs
 
 
-def power_cut_at(n: int | None) -> None:
-    POWER_CUT_AT[:] = [] if n is None else [n]
+def run_until_a_power_cut(pipeline: Pipeline, at: int = 42) -> None:
+    """Run ``pipeline`` until the row numbered ``at`` takes the power down with it."""
+    POWER_CUT_AT[:] = [at]
+    try:
+        with pytest.raises(StepError, match="power cut"):
+            pipeline.run(progress=False)
+    finally:
+        POWER_CUT_AT.clear()
 
 
 def build() -> Pipeline:
@@ -55,16 +61,13 @@ def build() -> Pipeline:
 def test_a_crashed_run_keeps_its_rows_and_the_next_run_appends() -> None:
     OFFSETS.clear()
     pipeline = build()
-    power_cut_at(42)
-    with pytest.raises(StepError, match="power cut"):
-        pipeline.run(progress=False)
+    run_until_a_power_cut(pipeline)
 
     # The parts are Arrow streams: datasets (or pyarrow) reads them as they are.
     parts = sorted((pipeline.run_dir / "data" / "work").glob("part-*.arrow"))
     written = [n for p in parts for n in Dataset.from_file(str(p))["n"]]
     assert written == list(range(len(written))) and 0 < len(written) <= 42
 
-    power_cut_at(None)
     distiset = pipeline.run(progress=False)  # the same run again
     rows = list(distiset["default"]["train"])
     assert [r["n"] for r in rows] == list(range(100))
@@ -85,10 +88,7 @@ def test_a_completed_run_is_rerun_from_the_start() -> None:
 def test_use_cache_false_starts_over_after_a_crash() -> None:
     OFFSETS.clear()
     pipeline = build()
-    power_cut_at(42)
-    with pytest.raises(StepError):
-        pipeline.run(progress=False)
-    power_cut_at(None)
+    run_until_a_power_cut(pipeline)
     distiset = pipeline.run(use_cache=False, progress=False)
     assert [r["n"] for r in distiset["default"]["train"]] == list(range(100))
     assert OFFSETS == [0, 0]
@@ -99,10 +99,7 @@ def test_changed_parameters_start_over_unless_they_only_change_speed(
 ) -> None:
     OFFSETS.clear()
     pipeline = build()
-    power_cut_at(42)
-    with pytest.raises(StepError):
-        pipeline.run(progress=False)
-    power_cut_at(None)
+    run_until_a_power_cut(pipeline)
 
     # A faster batch size shapes no row: the run resumes.
     pipeline.run(parameters={"work": {"input_batch_size": 10}, "load": {"batch_size": 10}})
@@ -110,10 +107,7 @@ def test_changed_parameters_start_over_unless_they_only_change_speed(
 
     # A parameter that shapes the rows, after another crash: the run starts over, and says so.
     OFFSETS.clear()
-    power_cut_at(42)
-    with pytest.raises(StepError):
-        pipeline.run(progress=False)
-    power_cut_at(None)
+    run_until_a_power_cut(pipeline)
     distiset = pipeline.run(parameters={"work": {"label": "checked"}}, progress=False)
     assert OFFSETS == [0, 0]
     assert all(r["checked"] for r in distiset["default"]["train"])
