@@ -239,3 +239,22 @@ def _with_schema_hint(messages: ChatType, schema: dict[str, Any]) -> ChatType:
     last = messages[-1]
     hint = SCHEMA_HINT.format(schema=orjson.dumps(schema).decode())
     return [*messages[:-1], {**last, "content": f"{last['content']}\n\n{hint}"}]
+
+
+class HubModelLLM(LocalLLM):
+    """A local model named by a Hugging Face Hub id (or a directory) at a revision: the fields
+    and the cache identity that ``TransformersLLM`` and ``vLLM`` share."""
+
+    model: str = Field(description="A Hugging Face Hub model id or a local directory.")
+    revision: str | None = Field(default=None, description="A branch, tag or commit on the Hub.")
+    tokenizer: str | None = Field(
+        default=None, description="Where the tokenizer is, when not with the model."
+    )
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
+        kind, model, kwargs, schema = super().cache_identity()
+        return (kind, f"{model}@{self.revision}" if self.revision else model, kwargs, schema)

@@ -15,7 +15,7 @@ from synthflow.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.llms.local import (
     DEFAULT_MAX_NEW_TOKENS,
     PLAIN_PROMPT_STOP,
-    LocalLLM,
+    HubModelLLM,
     cut_at_stop,
     missing_extra,
     plain_prompt,
@@ -24,7 +24,7 @@ from synthflow.llms.local import (
 )
 
 
-class TransformersLLM(LocalLLM):
+class TransformersLLM(HubModelLLM):
     """A Hugging Face ``transformers`` causal LM, run in this process.
 
     Needs ``pip install 'synthflow[transformers]'``. Use it in a task with ``executor="process"``
@@ -40,11 +40,6 @@ class TransformersLLM(LocalLLM):
     by validation and re-asking (no constrained decoding); the schema is added to the prompt.
     """
 
-    model: str = Field(description="A Hugging Face Hub model id or a local directory.")
-    revision: str | None = Field(default=None, description="A branch, tag or commit on the Hub.")
-    tokenizer: str | None = Field(
-        default=None, description="Where the tokenizer is, when not with the model."
-    )
     torch_dtype: str = Field(
         default="auto",
         description="'auto' (as the checkpoint says), or a torch dtype name: 'bfloat16', "
@@ -67,14 +62,6 @@ class TransformersLLM(LocalLLM):
         default_factory=dict,
         description="More keyword arguments for AutoModelForCausalLM.from_pretrained.",
     )
-
-    @property
-    def model_name(self) -> str:
-        return self.model
-
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-        kind, model, kwargs, schema = super().cache_identity()
-        return (kind, f"{model}@{self.revision}" if self.revision else model, kwargs, schema)
 
     def load(self) -> None:
         if self.loaded:

@@ -17,7 +17,7 @@ from synthflow.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.llms.local import (
     DEFAULT_MAX_NEW_TOKENS,
     PLAIN_PROMPT_STOP,
-    LocalLLM,
+    HubModelLLM,
     missing_extra,
     plain_prompt,
     release_gpu_memory,
@@ -26,7 +26,7 @@ from synthflow.llms.local import (
 from synthflow.runtime_parameters import RuntimeParameter
 
 
-class vLLM(LocalLLM):
+class vLLM(HubModelLLM):
     """A model served by vLLM's offline engine in this process.
 
     Needs ``pip install 'synthflow[vllm]'`` and a GPU. Use it in a task with
@@ -47,11 +47,6 @@ class vLLM(LocalLLM):
 
     native_structured_output: ClassVar[bool] = True
 
-    model: str = Field(description="A Hugging Face Hub model id or a local directory.")
-    revision: str | None = Field(default=None, description="A branch, tag or commit on the Hub.")
-    tokenizer: str | None = Field(
-        default=None, description="Where the tokenizer is, when not with the model."
-    )
     dtype: str = Field(default="auto", description="'auto', 'bfloat16', 'float16' or 'float32'.")
     quantization: str | None = Field(
         default=None, description="The quantization method ('awq', 'gptq', 'fp8', ...)."
@@ -80,14 +75,6 @@ class vLLM(LocalLLM):
         description="Conversations handed to the engine in one generate call; concurrent "
         "agenerate calls are coalesced up to this size.",
     )
-
-    @property
-    def model_name(self) -> str:
-        return self.model
-
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-        kind, model, kwargs, schema = super().cache_identity()
-        return (kind, f"{model}@{self.revision}" if self.revision else model, kwargs, schema)
 
     def engine_arguments(self) -> dict[str, Any]:
         """The keyword arguments ``load()`` gives ``vllm.LLM``."""
