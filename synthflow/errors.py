@@ -7,6 +7,8 @@
      ├── BudgetExceeded            the run's cost or token budget was reached
      ├── SerializationError        a pipeline can't be written to, or read from, YAML/JSON
      ├── DistisetError             a Distiset can't be saved, loaded or pushed
+     ├── OutputParseError          a task can't read its columns from an LLM answer (row failure)
+     ├── DiskFullError             a write failed for lack of space; the run stops (resumable)
      └── LLMError                  an LLM call failed for good (after retries)
           ├── LLMStatusError       the endpoint answered with an HTTP error status
           ├── LLMTimeoutError      the request timed out
@@ -53,6 +55,21 @@ class SerializationError(SynthflowError):
 
 class DistisetError(SynthflowError):
     """A Distiset can't be saved, loaded or pushed."""
+
+
+class OutputParseError(SynthflowError):
+    """A task's ``format_output`` can't read its columns from an answer. Raise it there: the
+    task keeps the row with null outputs and the raw answer, and counts it as failed (it never
+    reaches the user as an exception)."""
+
+
+class DiskFullError(SynthflowError):
+    """A write failed because its filesystem is full (or over quota). The run stops at once:
+    no new requests are sent, and a re-run resumes once space is freed."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class LLMError(SynthflowError):
