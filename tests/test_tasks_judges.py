@@ -82,7 +82,7 @@ def test_an_unreadable_answer_is_a_row_failure(
 ) -> None:
     task = cls(name="judge", llm=OfflineLLM(), **kwargs)  # answers prose no judge can read
     row = run_one(task)
-    assert row[ERROR_COLUMN].startswith("OutputParseError: ")
+    assert row[ERROR_COLUMN].startswith("judge: OutputParseError: ")
     assert all(row[c] is None for c in task.outputs)
 
 

@@ -269,7 +269,7 @@ def test_an_unreadable_verdict_fails_the_row_not_the_run() -> None:
     distiset = pipeline.run(progress=False)
     (row,) = rows_of(distiset)
     assert row["result"] is None and row["feedback"] is None
-    assert row[ERROR_COLUMN] == "OutputParseError: the answer has no '[RESULT]' verdict"
+    assert row[ERROR_COLUMN] == "judge: OutputParseError: the answer has no '[RESULT]' verdict"
     assert distiset.stats["judge"].errors == 1
 
 

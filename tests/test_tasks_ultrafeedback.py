@@ -306,7 +306,7 @@ def test_seed_preference_pipeline_keeps_ratings_aligned_with_generations() -> No
     assert rows[1]["rationales"] == ["saw 'ok'", None]
     # q2's verdict could not be read: the row is kept with null outputs and the error.
     assert rows[2]["ratings"] is None and rows[2]["rationales"] is None
-    assert rows[2][ERROR_COLUMN].startswith("OutputParseError: expected a rating block")
+    assert rows[2][ERROR_COLUMN].startswith("rate: OutputParseError: expected a rating block")
     assert rows[3][ERROR_COLUMN] is None
     assert distiset.stats["rate"].errors == 1
 
