@@ -205,7 +205,8 @@ def test_an_unreadable_score_fails_the_row_not_the_run() -> None:
     assert good["scores"] == [2.0] and good[ERROR_COLUMN] is None
     assert bad["scores"] is None
     assert (
-        bad[ERROR_COLUMN] == "complexity: OutputParseError: instruction 1's score is 11, off the scale 1 to 6"
+        bad[ERROR_COLUMN]
+        == "complexity: OutputParseError: instruction 1's score is 11, off the scale 1 to 6"
     )
     assert distiset.stats["complexity"].errors == 1
 

@@ -285,3 +285,20 @@ def test_on_error_fail_names_the_row_that_failed() -> None:
         )
     with pytest.raises(StepError, match="step 'score' failed on row 1: OutputParseError"):
         pipeline.run(progress=False)
+
+
+@pytest.mark.parametrize("executor", ["loop", "thread"])
+def test_a_task_fails_row_by_row_wherever_it_runs(executor: str) -> None:
+    def fn(messages: list[dict[str, str]]) -> str:
+        if messages[-1]["content"] == "q2":
+            raise RuntimeError("no")
+        return "1"
+
+    with Pipeline(name="task-rows") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"q{i}"} for i in range(5)])
+        load >> Scored(name="score", llm=FunctionLLM(fn=fn), executor=executor, input_batch_size=5)
+    distiset = pipeline.run(progress=False)
+    rows = distiset["default"]["train"].to_list()
+    assert [r["score"] for r in rows] == [1, 1, None, 1, 1]
+    assert rows[2][ERROR_COLUMN] == "score: RuntimeError: no"
+    assert distiset.stats["score"].errors == 1
