@@ -35,10 +35,10 @@ class LeafWriter:
     skips rows it already holds (``last_id`` is the lineage id of the last one)."""
 
     def __init__(
-        self, directory: Path, *, resume: bool = False, part_rows: int = PART_ROWS
+        self, directory: Path, *, resume: bool = False, part_rows: int | None = None
     ) -> None:
         self.directory = directory
-        self._part_rows = part_rows
+        self._part_rows = part_rows or PART_ROWS  # read now, so tests can make parts small
         self._rows: list[Row] = []
         self._since = time.monotonic()
         directory.mkdir(parents=True, exist_ok=True)
@@ -157,6 +157,7 @@ def _to_table(rows: list[Row]) -> Any:
 
 def _conform(table: Any, schema: Any, as_text: set[str]) -> Any:
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     pool = pa.system_memory_pool()
     columns = []
@@ -170,7 +171,9 @@ def _conform(table: Any, schema: Any, as_text: set[str]) -> Any:
         elif table.schema.field(field.name).type == field.type:
             columns.append(table.column(field.name))  # as it is: still memory-mapped
         else:
-            columns.append(table.column(field.name).cast(field.type, memory_pool=pool))
+            # pyarrow.compute.cast, not ChunkedArray.cast: the method takes no memory_pool on
+            # pyarrow 26, and the function takes one on every version we support.
+            columns.append(pc.cast(table.column(field.name), field.type, memory_pool=pool))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
