@@ -23,20 +23,21 @@ import anyio.to_thread
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from synthflow.errors import StepError, first_error
+from synthflow.errors import DiskFullError, StepError, first_error
 from synthflow.llms.cache import ResponseCache
 from synthflow.llms.calls import Budget, LLMCalls, LLMCallStats
 from synthflow.llms.pricing import Price
+from synthflow.pipeline import _disk
 from synthflow.pipeline._execution import StepProcessPool
 from synthflow.pipeline._gc import collector_tuned_for_run, freeze_imported
-from synthflow.pipeline._progress import Progress
+from synthflow.pipeline._progress import Progress, expected_rows
 from synthflow.pipeline._runners import RunControl, StepContext, runner_for
 from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.stats import StepStats
 from synthflow.runtime_parameters import runtime_parameters_info
-from synthflow.steps.base import GlobalStep, Step, _Step
+from synthflow.steps.base import GeneratorStep, GlobalStep, Step, _Step
 from synthflow.steps.tasks.base import Task
 
 COMPLETE_MARKER = "COMPLETE"
@@ -140,6 +141,9 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     offset = min(w.last_id for w in writers.values()) + 1
     if offset:
         print(f"[synthflow] resuming an interrupted run after row {offset - 1}", file=sys.stderr)
+    for name, total in expected_rows(plan.steps, plan.predecessors, offset).items():
+        stats[name].rows_total = total
+        stats[name].source = isinstance(plan.steps[name], GeneratorStep)
 
     calls = _llm_calls(plan, run_dir, options, control)
     contexts: list[StepContext] = []
@@ -150,7 +154,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         contexts.append(
             StepContext(
                 step=step,
-                outlet=Outlet(outputs[name]),
+                outlet=Outlet(outputs[name], stats[name]),
                 stats=stats[name],
                 # An LLM task on the loop takes rows in any order; every other step, in order.
                 inlet=Inlet(inputs[name], ordered=not _runs_rows_unordered(step))
@@ -190,6 +194,8 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             error = first_error(group)
+            if isinstance(error, DiskFullError):
+                raise _disk_full(error, plan, writers, calls, options) from error.__cause__
             raise error from error.__cause__
         completed = True
         progress.finish()
@@ -204,9 +210,14 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         for stream in streams:
             stream.close()
 
-    files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
-    if control.stop_reason is None:  # a run cut short by its budget may be resumed later
-        (run_dir / COMPLETE_MARKER).touch()
+    try:
+        files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
+        if control.stop_reason is None:  # a run cut short by its budget may be resumed later
+            marker = run_dir / COMPLETE_MARKER
+            with _disk.when_full(marker, _disk_full_advice(plan, options)):
+                _disk.write_bytes(marker, b"")
+    except DiskFullError as error:
+        raise _disk_full(error, plan, writers, calls, options) from error.__cause__
     return RunOutput(files, stats, control.stop_reason)
 
 
@@ -215,9 +226,47 @@ def _start_run_dir(plan: Plan, run_dir: Path, options: RunOptions) -> bool:
     fingerprint = parameters_fingerprint(plan)
     resume = _can_resume(plan, run_dir, options, fingerprint)
     (run_dir / COMPLETE_MARKER).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PARAMETERS_FILE).write_text(fingerprint)
+    _disk.warn_if_low(run_dir, "the run directory")
+    with _disk.when_full(run_dir / PARAMETERS_FILE, _disk_full_advice(plan, options)):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _disk.write_bytes(run_dir / PARAMETERS_FILE, fingerprint.encode())
     return resume
+
+
+def _resumable(plan: Plan, options: RunOptions) -> bool:
+    """Whether a run of ``plan`` cut short resumes where it stopped (see ``_can_resume``)."""
+    return options.use_cache and not any(isinstance(s, GlobalStep) for s in plan.steps.values())
+
+
+def _disk_full_advice(plan: Plan, options: RunOptions) -> str:
+    if _resumable(plan, options):
+        return "free space there and run the pipeline again: it resumes where it stopped"
+    return "free space there and run the pipeline again (it starts over)"
+
+
+def _disk_full(
+    error: DiskFullError,
+    plan: Plan,
+    writers: dict[str, LeafWriter],
+    calls: LLMCalls,
+    options: RunOptions,
+) -> DiskFullError:
+    """``error`` with what the run kept: rows saved, rows made but not saved, and where the
+    LLM answers already received are (the response cache) or that they are lost."""
+    cause = error.__cause__
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no space left"
+    saved = sum(w.saved for w in writers.values())
+    unsaved = sum(w.count - w.saved for w in writers.values())
+    kept = f"{saved} rows are saved" + (f", {unsaved} made since then are not" if unsaved else "")
+    if calls.cache is not None:
+        kept += "; LLM answers already received are in the response cache (not paid again)"
+    elif any(isinstance(s, Task) for s in plan.steps.values()):
+        kept += "; the response cache is off: LLM answers of rows not saved are lost"
+    message = (
+        f"disk full: writing {error.path} failed ({reason}); "
+        f"{_disk_full_advice(plan, options)}; {kept}"
+    )
+    return DiskFullError(message, path=error.path)
 
 
 def _can_resume(plan: Plan, run_dir: Path, options: RunOptions, fingerprint: str) -> bool:
@@ -270,18 +319,34 @@ async def _run_step(ctx: StepContext) -> None:
         except BaseExceptionGroup as group:  # from a runner's own task group
             error = first_error(group)
             raise error from error.__cause__
-    except StepError:
-        raise
     except Exception as exc:
+        full = _disk_full_cause(exc)
+        if full is not None:  # not the step's fault: the run stops, resumable, naming the path
+            raise full from exc
+        if isinstance(exc, StepError):
+            raise
         raise StepError(f"step {name!r} failed: {type(exc).__name__}: {exc}", step=name) from exc
     finally:
-        ctx.stats.rows_out = ctx.outlet.rows_out
         with anyio.CancelScope(shield=True):
             await ctx.outlet.aclose()
 
 
+def _disk_full_cause(exc: BaseException) -> DiskFullError | None:
+    """The full disk behind ``exc`` (itself, or along its causes), if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DiskFullError):
+            return seen
+        if isinstance(seen, OSError) and _disk.is_disk_full(seen):
+            path = str(seen.filename or "a file the step writes")
+            return DiskFullError(f"disk full: writing {path} failed", path=path)
+        seen = seen.__cause__
+    return None
+
+
 async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk]) -> None:
     reorder = Reorder()  # the dataset is in source order, whatever order rows arrive in
+    full = False
     try:
         async with receive:
             async for chunk in receive:
@@ -289,8 +354,12 @@ async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk
                 if rows:
                     writer.write(rows)
         writer.write(reorder.drain())
+    except DiskFullError:
+        full = True
+        raise
     finally:
-        writer.flush()  # on a crash too: what reached the leaf stays readable, and resumable
+        if not full:  # on a crash too: what reached the leaf stays readable, and resumable
+            writer.flush()
 
 
 async def _shutdown(contexts: list[StepContext], loaded: list[_Step], *, kill: bool) -> None:

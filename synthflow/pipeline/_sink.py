@@ -23,11 +23,14 @@ from typing import Any
 
 import orjson
 
+from synthflow.pipeline import _disk
+from synthflow.pipeline._disk import when_full
 from synthflow.steps.base import ROW_ID, Row
 
 PART_ROWS = 10_000
 PART_SECONDS = 5.0
 PART_SUFFIX = ".arrow"
+RESUMABLE = "free space there and run the pipeline again: it resumes where it stopped"
 
 
 class LeafWriter:
@@ -41,7 +44,8 @@ class LeafWriter:
         self._part_rows = part_rows or PART_ROWS  # read now, so tests can make parts small
         self._rows: list[Row] = []
         self._since = time.monotonic()
-        directory.mkdir(parents=True, exist_ok=True)
+        with when_full(directory, RESUMABLE):
+            directory.mkdir(parents=True, exist_ok=True)
         self._parts = sorted(directory.glob(f"part-*{PART_SUFFIX}"))
         self.last_id = -1
         self.count = 0
@@ -52,6 +56,8 @@ class LeafWriter:
                 stale.unlink(missing_ok=True)
             self._parts = []
         self.resumed = self.count
+        self.saved = self.count
+        """Rows in the parts on disk; ``count - saved`` are held in memory."""
 
     def write(self, rows: list[Row]) -> None:
         if self.last_id >= 0 and rows and rows[0][ROW_ID] <= self.last_id:
@@ -69,9 +75,15 @@ class LeafWriter:
         path = self.directory / f"part-{len(self._parts):05d}{PART_SUFFIX}"
         partial = path.with_suffix(".tmp")
         table = _to_table(self._rows)
-        _write_stream(partial, table.schema, [table])
+        try:
+            with when_full(partial, RESUMABLE):
+                _write_stream(partial, table.schema, [table])
+        except BaseException:
+            partial.unlink(missing_ok=True)  # give back what the failed write took
+            raise
         partial.replace(path)  # a crash never leaves a half-written part behind
         self._parts.append(path)
+        self.saved += len(self._rows)
         self._rows = []
         self._since = time.monotonic()
 
@@ -81,7 +93,12 @@ class LeafWriter:
         target = self.directory / "data.arrow"
         schema, as_text = _unified_schema([read_part(p).schema for p in self._parts])
         tables = (_conform(read_part(p), schema, as_text) for p in self._parts)
-        _write_stream(target, schema, tables)
+        try:
+            with when_full(target, RESUMABLE):
+                _write_stream(target, schema, tables)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
         return target
 
 
@@ -97,7 +114,7 @@ def _write_stream(path: Path, schema: Any, tables: Iterable[Any]) -> None:
     """Write ``tables`` (each of ``schema``) to ``path`` as one Arrow IPC stream."""
     import pyarrow as pa
 
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+    with _disk.open_for_writing(path) as sink, pa.ipc.new_stream(sink, schema) as writer:
         for table in tables:
             writer.write_table(table)
 

@@ -282,7 +282,7 @@ class Pipeline:
         built = plan(steps, edges, parameters)
         check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
-        output = await execute(built, run_dir, Progress(progress), options)
+        output = await execute(built, run_dir, Progress(progress, self.name), options)
         distiset = await anyio.to_thread.run_sync(
             Distiset.from_leaf_files, output.leaf_files, output.stats
         )
