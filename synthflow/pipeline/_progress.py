@@ -81,11 +81,10 @@ def expected_rows(
         if not before or any(t is None for t in before):
             totals[name] = None
             continue
-        known = [t for t in before if t is not None]
         if any(isinstance(steps[p], GlobalStep) for p in predecessors[name]):
             totals[name] = None
         else:
-            totals[name] = min(known)
+            totals[name] = min(t for t in before if t is not None)
     return totals
 
 
@@ -198,8 +197,8 @@ class Progress:
 
         elapsed = time.perf_counter() - self._started
         etas = [eta_seconds(s, elapsed) for s in self._stats.values()]
-        known = [eta for eta in etas if eta is not None]
-        left = f", about {format_duration(max(known))} left" if known and max(known) else ""
+        longest = max((eta for eta in etas if eta is not None), default=0.0)
+        left = f", about {format_duration(longest)} left" if longest else ""
         title = f"{self.name} — {elapsed:.1f}s{left}"
         table = Table(title=title, title_justify="left")
         columns = ("step", "rows in", "rows out", "errors", "busy s", "queue", "eta", "llm")
