@@ -116,6 +116,10 @@ async def execute(
 async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOptions) -> RunOutput:
     control = RunControl()
     stats = {name: StepStats(name) for name in plan.steps}
+    # The run directory first: a disk that is full already stops the run before anything opens.
+    resume = _start_run_dir(plan, run_dir, options)
+    writers = {leaf: LeafWriter(run_dir / "data" / leaf, resume=resume) for leaf in plan.leaves}
+    calls = _llm_calls(plan, run_dir, options, control)
     # Every stream, so a failed run can close the ones whose task was cancelled before it ran.
     streams: list[MemoryObjectSendStream[Chunk] | MemoryObjectReceiveStream[Chunk]] = []
     inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
@@ -127,14 +131,11 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
             outputs[name].append(send)
             inputs[succ].append(receive)
 
-    resume = _start_run_dir(plan, run_dir, options)
-    writers: dict[str, LeafWriter] = {}
     sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
     for leaf in plan.leaves:
         send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
         streams += (send, receive)
         outputs[leaf].append(send)
-        writers[leaf] = LeafWriter(run_dir / "data" / leaf, resume=resume)
         sinks.append((writers[leaf], receive))
     # Every leaf holds the rows up to its own last id; sources restart after the smallest, and
     # each writer skips what it already has.
@@ -145,7 +146,6 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         stats[name].rows_total = total
         stats[name].source = isinstance(plan.steps[name], GeneratorStep)
 
-    calls = _llm_calls(plan, run_dir, options, control)
     contexts: list[StepContext] = []
     for name, step in plan.steps.items():
         if isinstance(step, Task):
