@@ -331,3 +331,42 @@ def test_a_real_full_disk_stops_the_run_and_a_rerun_resumes_once_space_is_freed(
     assert "resuming an interrupted run" in capsys.readouterr().err
     assert distiset["default"]["train"]["n"] == list(range(300))
     del distiset
+
+
+# -- failed rows, counted on the result ------------------------------------------------------------
+
+
+def flaky_run(failing: set[str], **task: Any) -> Any:
+    prompts = [f"q{i}" for i in range(6)]
+    with Pipeline(name="flaky") as pipeline:
+        load = LoadDataFromDicts(name="load", data=[{"instruction": p} for p in prompts])
+        load >> TextGeneration(name="gen", llm=answer_unless(failing), **task)
+    return pipeline.run(progress=False)
+
+
+def test_the_result_counts_failed_rows_per_step(capsys: pytest.CaptureFixture[str]) -> None:
+    distiset = flaky_run({"q1", "q4"})
+
+    assert distiset.failed_rows == {"gen": 2}
+    assert distiset.stats["gen"].errors == 2 and distiset.stats["load"].errors == 0
+    assert distiset.source_rows == 6
+    assert not distiset.all_rows_failed
+    assert len(distiset["default"]["train"]) == 6  # the failed rows are kept, with their error
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "[synthflow] flaky: 2 of 6 rows failed (gen 2); "
+        "their errors are in the synthflow_error column"
+    )
+
+
+def test_a_clean_run_has_no_failed_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    distiset = flaky_run(set())
+    assert distiset.failed_rows == {}
+    assert distiset.failure_summary() is None and not distiset.all_rows_failed
+    assert "failed" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("on_error", ["null", "drop"])
+def test_a_run_whose_every_row_failed_says_so(on_error: str) -> None:
+    distiset = flaky_run({f"q{i}" for i in range(6)}, on_error=on_error)
+    assert distiset.failed_rows == {"gen": 6}
+    assert distiset.all_rows_failed
