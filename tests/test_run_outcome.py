@@ -370,3 +370,33 @@ def test_a_run_whose_every_row_failed_says_so(on_error: str) -> None:
     distiset = flaky_run({f"q{i}" for i in range(6)}, on_error=on_error)
     assert distiset.failed_rows == {"gen": 6}
     assert distiset.all_rows_failed
+
+
+@step(inputs=["n"], outputs=["half"])
+def Halve(inputs: StepInput) -> Iterator[list[Row]]:
+    for row in inputs:
+        if row["n"] % 5 == 3:
+            raise ValueError(f"odd one out: {row['n']}")
+        row["half"] = f"half of {row['n']}"
+    yield inputs
+
+
+def test_failed_rows_are_counted_once_in_the_step_where_they_failed() -> None:
+    with Pipeline(name="chain") as pipeline:
+        load = LoadDataFromDicts(name="load", data=[{"n": i} for i in range(10)], batch_size=10)
+        halve = Halve(name="halve", on_error="null")
+        (
+            load
+            >> halve
+            >> TextGeneration(
+                name="gen",
+                llm=answer_unless(set()),
+                input_mappings={"instruction": "half"},
+            )
+        )
+    distiset = pipeline.run(progress=False)
+
+    assert distiset.failed_rows == {"halve": 2}  # rows 3 and 8; gen let them pass
+    assert distiset.failure_summary() == (
+        "2 of 10 rows failed (halve 2); their errors are in the synthflow_error column"
+    )

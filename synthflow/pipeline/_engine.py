@@ -242,7 +242,10 @@ def _disk_full(
     options: RunOptions,
 ) -> DiskFullError:
     """``error`` with what the run kept: rows saved, rows made but not saved, and where the
-    LLM answers already received are (the response cache) or that they are lost."""
+    LLM answers already received are (the response cache) or that they are lost. The response
+    cache's own full disk is reported as it says (it counts the answers it couldn't keep)."""
+    if calls.cache is not None and error.path == str(calls.cache.path):
+        return error
     cause = error.__cause__
     reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no space left"
     saved = sum(w.saved for w in writers.values())
