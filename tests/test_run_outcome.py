@@ -196,7 +196,7 @@ def test_a_full_disk_without_the_response_cache_says_what_is_lost(
 
     message = one_line(info.value)
     assert "run the pipeline again (it starts over)" in message
-    assert "the response cache is off: LLM answers of rows not saved are lost" in message
+    assert "LLM answers of rows not saved are lost (gen not using the response cache)" in message
 
 
 def test_a_full_disk_at_the_start_names_the_bookkeeping_file(

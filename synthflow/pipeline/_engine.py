@@ -251,10 +251,17 @@ def _disk_full(
     saved = sum(w.saved for w in writers.values())
     unsaved = sum(w.count - w.saved for w in writers.values())
     kept = f"{saved} rows are saved" + (f", {unsaved} made since then are not" if unsaved else "")
-    if calls.cache is not None:
+    tasks = [s for s in plan.steps.values() if isinstance(s, Task)]
+    uncached = [
+        t.name for t in tasks if calls.cache is None or not (t.use_cache and t.llm.cacheable)
+    ]
+    if tasks and not uncached:
         kept += "; LLM answers already received are in the response cache (not paid again)"
-    elif any(isinstance(s, Task) for s in plan.steps.values()):
-        kept += "; the response cache is off: LLM answers of rows not saved are lost"
+    elif uncached:
+        kept += (
+            f"; LLM answers of rows not saved are lost ({', '.join(uncached)} "
+            "not using the response cache)"
+        )
     message = (
         f"disk full: writing {error.path} failed ({reason}); "
         f"{_disk_full_advice(plan, options)}; {kept}"
