@@ -310,6 +310,7 @@ def test_a_real_full_disk_stops_the_run_and_a_rerun_resumes_once_space_is_freed(
     small_disk: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(_sink, "PART_ROWS", 20)  # parts of ~400 KB: the disk holds a few
+    monkeypatch.setenv(_disk.MIN_FREE_ENV, "1")  # warn below 1 GiB free (the default)
 
     def build() -> Pipeline:
         with Pipeline(name="blobs", cache_dir=small_disk) as pipeline:
