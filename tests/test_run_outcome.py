@@ -401,3 +401,22 @@ def test_failed_rows_are_counted_once_in_the_step_where_they_failed() -> None:
     assert distiset.failure_summary() == (
         "2 of 10 rows failed (halve 2); their errors are in the synthflow_error column"
     )
+
+
+class WritesScratch(GlobalStep):
+    """A global step whose own scratch file meets a full disk."""
+
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/scratch/rows.tmp")
+        yield inputs  # pragma: no cover (a generator all the same)
+
+
+def test_a_step_that_meets_a_full_disk_stops_the_run_the_same_way() -> None:
+    with Pipeline(name="scratch") as pipeline:
+        LoadDataFromDicts(data=[{"n": 1}]) >> WritesScratch(name="scratch")
+    with pytest.raises(DiskFullError) as info:
+        pipeline.run(progress=False)
+    assert info.value.path == "/scratch/rows.tmp"
+    assert one_line(info.value).startswith(
+        "disk full: writing /scratch/rows.tmp failed (No space left on device); free space"
+    )

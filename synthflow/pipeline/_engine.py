@@ -13,6 +13,7 @@ worker outlives the run.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -246,8 +247,13 @@ def _disk_full(
     cache's own full disk is reported as it says (it counts the answers it couldn't keep)."""
     if calls.cache is not None and error.path == str(calls.cache.path):
         return error
+    reason = "No space left on device"
     cause = error.__cause__
-    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no space left"
+    while cause is not None:  # the OSError at the bottom says which: no space, or over quota
+        if isinstance(cause, OSError) and cause.errno:
+            reason = os.strerror(cause.errno)
+            break
+        cause = cause.__cause__
     saved = sum(w.saved for w in writers.values())
     unsaved = sum(w.count - w.saved for w in writers.values())
     kept = f"{saved} rows are saved" + (f", {unsaved} made since then are not" if unsaved else "")
@@ -320,7 +326,7 @@ async def _run_step(ctx: StepContext) -> None:
             error = first_error(group)
             raise error from error.__cause__
     except Exception as exc:
-        full = _disk_full_cause(exc)
+        full = _disk_full_cause(exc, name)
         if full is not None:  # not the step's fault: the run stops, resumable, naming the path
             raise full from exc
         if isinstance(exc, StepError):
@@ -331,14 +337,15 @@ async def _run_step(ctx: StepContext) -> None:
             await ctx.outlet.aclose()
 
 
-def _disk_full_cause(exc: BaseException) -> DiskFullError | None:
-    """The full disk behind ``exc`` (itself, or along its causes), if there is one."""
+def _disk_full_cause(exc: BaseException, step: str) -> DiskFullError | None:
+    """The full disk behind ``exc`` (itself, or along its causes), if there is one: a step's
+    own writes (a global step's spilled input, say) stop the run as the engine's do."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, DiskFullError):
             return seen
         if isinstance(seen, OSError) and _disk.is_disk_full(seen):
-            path = str(seen.filename or "a file the step writes")
+            path = str(seen.filename or f"the files of step {step!r}")
             return DiskFullError(f"disk full: writing {path} failed", path=path)
         seen = seen.__cause__
     return None
