@@ -114,12 +114,12 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     streams: list[MemoryObjectSendStream[Chunk] | MemoryObjectReceiveStream[Chunk]] = []
     inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
     outputs: dict[str, list[MemoryObjectSendStream[Chunk]]] = {n: [] for n in plan.steps}
-    for name in plan.steps:
-        for succ in plan.successors[name]:
+    for name in plan.steps:  # a step's inputs in the order its predecessors were connected
+        for pred in plan.predecessors[name]:
             send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
             streams += (send, receive)
-            outputs[name].append(send)
-            inputs[succ].append(receive)
+            outputs[pred].append(send)
+            inputs[name].append(receive)
 
     sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
     for leaf in plan.leaves:

@@ -112,8 +112,10 @@ class Outlet:
         if not rows and upto <= self._sent_upto:
             return  # nothing new: no rows and no progress
         self._sent_upto = max(upto, self._sent_upto)
-        for i, stream in enumerate(self._streams):
-            payload = rows if i == 0 else [row.copy() for row in rows]
+        # Every copy is made before the first send: a successor may change its rows in place
+        # as soon as it has them, while this step still waits to send to the next one.
+        payloads = [rows] + [[row.copy() for row in rows] for _ in self._streams[1:]]
+        for stream, payload in zip(self._streams, payloads, strict=True):
             await stream.send(Chunk(payload, self._sent_upto, ordered))
         self.stats.rows_out += len(rows)
 

@@ -1,7 +1,20 @@
-"""LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, ChatGeneration``."""
+"""LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, UltraFeedback``."""
 
 from synthflow.steps.base import METADATA_COLUMN
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
+from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
+from synthflow.steps.tasks.prometheus_eval import PrometheusEval
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
+from synthflow.steps.tasks.ultrafeedback import UltraFeedback
 
-__all__ = ["ERROR_COLUMN", "METADATA_COLUMN", "ChatGeneration", "Task", "TextGeneration"]
+__all__ = [
+    "ERROR_COLUMN",
+    "METADATA_COLUMN",
+    "ChatGeneration",
+    "ComplexityScorer",
+    "PrometheusEval",
+    "QualityScorer",
+    "Task",
+    "TextGeneration",
+    "UltraFeedback",
+]
