@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from synthflow.errors import LLMConnectionError, LLMError, LLMStatusError, LLMTimeoutError
+from synthflow.errors import (
+    LLMConnectionError,
+    LLMEmptyAnswerError,
+    LLMError,
+    LLMStatusError,
+    LLMTimeoutError,
+)
 from synthflow.llms.base import Usage
 from synthflow.llms.litellm import LiteLLM
 
@@ -143,7 +149,7 @@ async def test_litellm_errors_become_synthflow_errors(
 @pytest.mark.anyio
 async def test_an_empty_answer_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     install_litellm(monkeypatch, lambda kw: [])
-    with pytest.raises(LLMError, match="no choices"):
+    with pytest.raises(LLMEmptyAnswerError, match="no text for 1 of 1 generations"):
         await LiteLLM(model="x/y").agenerate(MESSAGES)
 
 

@@ -19,6 +19,7 @@ from synthflow.errors import (
     LLMStatusError,
     LLMTimeoutError,
 )
+from synthflow.llms.answers import require_answers
 from synthflow.llms.base import LLM, CacheIdentity, ChatType, GenerateOutput, NoAnswer, Usage
 from synthflow.llms.local import missing_extra
 from synthflow.llms.openai import read_choice
@@ -84,6 +85,10 @@ class LiteLLM(LLM):
         return kwargs
 
     async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        output = await self._generate(messages, num_generations)
+        return require_answers(output, num_generations, who=type(self).__name__)
+
+    async def _generate(self, messages: ChatType, num_generations: int) -> GenerateOutput:
         if self.supports_n or num_generations == 1:
             output = await self._complete(messages, num_generations)
             # Some providers (or drop_params=True) answer fewer than n: ask for the rest.
@@ -105,9 +110,13 @@ class LiteLLM(LLM):
             for i in range(num_generations):
                 tg.start_soon(one, i)
         return GenerateOutput(
-            generations=[g for out in outputs for g in out.generations],
+            generations=[out.generations[0] if out.generations else None for out in outputs],
             usage=sum((out.usage for out in outputs), Usage()),
-            no_answer={i: out.no_answer[0] for i, out in enumerate(outputs) if 0 in out.no_answer},
+            no_answer={
+                i: out.no_answer.get(0) or NoAnswer("missing")
+                for i, out in enumerate(outputs)
+                if not out.generations or out.generations[0] is None
+            },
         )
 
     async def _complete(self, messages: ChatType, num_generations: int) -> GenerateOutput:
