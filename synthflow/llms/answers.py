@@ -181,9 +181,11 @@ class AnswerPool:
         self.attempts += 1
         wanted = self.wanted
         missing = missing_answers(output, wanted)
+        # Only the choices asked for count (a server that sends more is not trusted further).
+        output.generations = output.generations[:wanted]
         good = _with_text(output)
-        self.kept.generations.extend(good.generations[:wanted])
-        self._logprobs.extend((good.logprobs or [None] * len(good.generations))[:wanted])
+        self.kept.generations.extend(good.generations)
+        self._logprobs.extend(good.logprobs or [None] * len(good.generations))
         self.kept.usage = self.kept.usage + output.usage
         self.kept.raw = output.raw
         has_logprobs = any(lp is not None for lp in self._logprobs)
