@@ -11,6 +11,7 @@ import random
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -458,3 +459,26 @@ def test_a_real_full_disk_stops_the_calls_and_a_rerun_pays_only_for_the_lost(
             again = [_call(calls, llm(api), p, 1, ("gen", i)) for i, p in enumerate(prompts)]
         assert all(isinstance(r, GenerateOutput) for r in again)
         assert len(api.requests) - before == len(prompts) - stored
+
+
+def test_a_pipeline_stops_asking_once_its_cache_disk_is_full(small_disk: Path) -> None:
+    big = "x" * 8000
+
+    def decide(prompt: str, nth: int) -> Reply:
+        message = {"content": f"{prompt} {big}"}
+        return Reply(body={"choices": [{"index": 0, "message": message}], "usage": {}})
+
+    with fake_api(scripted(decide)) as api:
+        with Pipeline(name="disk", cache_dir=small_disk) as pipeline:
+            load = LoadDataFromDicts(data=[{"instruction": f"row {i}"} for i in range(200)])
+            load >> TextGeneration(name="gen", llm=llm(api), concurrency=4)
+        # The run ends in an error (DiskFullError once the engine re-raises it; today the
+        # leaf's writer, on the same full disk, raises ENOSPC).
+        with pytest.raises((DiskFullError, OSError)):
+            pipeline.run(progress=False)
+
+    cache = f"file:{pipeline.run_dir / 'llm-cache.sqlite'}?mode=ro"
+    with closing(sqlite3.connect(cache, uri=True)) as db:
+        stored = db.execute("SELECT count(*) FROM generations").fetchone()[0]
+    # Only the calls in flight when the disk filled were paid for and lost.
+    assert 0 < stored < len(api.requests) <= stored + 4
