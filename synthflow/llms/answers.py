@@ -195,8 +195,7 @@ class AnswerPool:
         raise _error(
             self.who,
             self.asked,
-            # Renumbered past the generations already kept, for the message's count.
-            {len(self.kept.generations) + k: r for k, r in enumerate(missing.values())},
+            missing,
             self.kept,
             sampling=self.sampling,
             attempts=self.attempts,
