@@ -8,6 +8,7 @@ from typing import Any, Literal, cast
 
 from pydantic import create_model
 
+from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import GeneratorStep, GlobalStep, Step, StepOutput, _Step
 
 StepType = Literal["normal", "global", "generator"]
@@ -19,8 +20,8 @@ _BASES: dict[str, type[_Step]] = {
 
 
 def step(
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
+    inputs: list[str] | dict[str, bool] | None = None,
+    outputs: list[str] | dict[str, bool] | None = None,
     step_type: StepType = "normal",
 ) -> Callable[[Callable[..., StepOutput]], type[_Step]]:
     """Make a Step class from a function that yields batches of rows.
@@ -38,13 +39,13 @@ def step(
     if step_type not in _BASES:
         raise ValueError(f"step_type must be one of {sorted(_BASES)}, got {step_type!r}")
     base = _BASES[step_type]
-    in_cols = list(inputs or [])
+    in_cols = list(inputs or [])  # a dict ({column: required}) gives its keys, as distilabel's
     out_cols = list(outputs or [])
 
     def decorator(func: Callable[..., StepOutput]) -> type[_Step]:
         signature = inspect.signature(func)
         fields: dict[str, Any] = {}
-        hints = inspect.get_annotations(func, eval_str=True)
+        hints = _field_annotations(func)
         params = list(signature.parameters.values())
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         for param in params:
@@ -88,3 +89,29 @@ def step(
         return cls
 
     return decorator
+
+
+def _field_annotations(func: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters' annotations, evaluated one by one.
+
+    distilabel's docs import ``StepOutput`` and friends under ``if TYPE_CHECKING:`` and write them
+    as strings (or the module uses ``from __future__ import annotations``): such a name doesn't
+    exist at run time. Only the keyword parameters' annotations matter (they type the fields),
+    so the return annotation is never evaluated, and a parameter whose annotation can't be
+    evaluated is typed ``Any`` (kept a runtime parameter when written ``RuntimeParameter[...]``).
+    """
+    raw = inspect.get_annotations(func)
+    namespace = dict(getattr(func, "__globals__", {}))
+    hints: dict[str, Any] = {}
+    for name, annotation in raw.items():
+        if name == "return":
+            continue
+        if not isinstance(annotation, str):
+            hints[name] = annotation
+            continue
+        try:
+            hints[name] = eval(annotation, namespace)  # what eval_str=True does, one name at a time
+        except Exception:
+            runtime = annotation.replace(" ", "").startswith("RuntimeParameter[")
+            hints[name] = RuntimeParameter[Any] if runtime else Any
+    return hints
