@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import create_model
 
-from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.runtime_parameters import RUNTIME
 from synthflow.steps.base import GeneratorStep, GlobalStep, Step, StepOutput, _Step
 
 StepType = Literal["normal", "global", "generator"]
@@ -113,5 +113,5 @@ def _field_annotations(func: Callable[..., Any]) -> dict[str, Any]:
             hints[name] = eval(annotation, namespace)  # what eval_str=True does, one name at a time
         except Exception:
             runtime = annotation.replace(" ", "").startswith("RuntimeParameter[")
-            hints[name] = RuntimeParameter[Any] if runtime else Any
+            hints[name] = Annotated[Any, RUNTIME] if runtime else Any
     return hints
