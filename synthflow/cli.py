@@ -366,7 +366,8 @@ def apply_parameters(pipeline: Pipeline, params_file: str | None, params: list[s
         text, fmt = read_source(params_file)
         expected = "a mapping of runtime parameters ({step: {name: value}})"
         data = parse_text(text, fmt, source=params_file, expected=expected)
-        pipeline.validate({k: v for k, v in data.items() if "." not in str(k)})
+        plain = {k: v for k, v in data.items() if "." not in str(k)}
+        pipeline.validate(plain, require_all=False)
         for key, value in data.items():
             if "." in str(key):
                 _apply_one(pipeline, _split_path(str(key), str(key)), value, None)
@@ -410,7 +411,7 @@ def _apply_one(pipeline: Pipeline, parts: list[str], value: Any, raw: str | None
     first: RuntimeParameterError | None = None
     for candidate in candidates:
         try:
-            pipeline.validate(_nest(pipeline, parts, candidate))
+            pipeline.validate(_nest(pipeline, parts, candidate), require_all=False)
             return
         except RuntimeParameterError as exc:
             first = first or exc

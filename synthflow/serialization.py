@@ -46,7 +46,11 @@ import orjson
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from synthflow.errors import SerializationError
-from synthflow.runtime_parameters import is_runtime_field, runtime_parameters_info
+from synthflow.runtime_parameters import (
+    is_runtime_field,
+    runtime_parameters_info,
+    unset_to_leave_out,
+)
 from synthflow.steps.base import _Step
 
 if TYPE_CHECKING:
@@ -495,7 +499,7 @@ def _instantiate(
     kwargs = {
         key: _revive(value, allowed, where, f"{path}{key}")
         for key, value in spec.items()
-        if key not in _SKIP_KEYS
+        if key not in _SKIP_KEYS and not unset_to_leave_out(cls, key, value)
     }
     try:
         return cls(**kwargs)

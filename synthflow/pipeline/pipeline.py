@@ -125,11 +125,16 @@ class Pipeline:
         if edge not in self._edges:
             self._edges.append(edge)
 
-    def validate(self, parameters: Mapping[str, Any] | None = None) -> None:
-        """Run every build-time check; raise on the first problem. ``run`` calls it too."""
+    def validate(
+        self, parameters: Mapping[str, Any] | None = None, *, require_all: bool = True
+    ) -> None:
+        """Run every build-time check; raise on the first problem. ``run`` calls it too.
+
+        ``parameters`` are applied first. ``require_all=False`` leaves out the check that every
+        runtime parameter the run needs has a value (for parameters given one at a time)."""
         from synthflow.pipeline._validate import plan
 
-        plan(self._steps, self._edges, parameters)
+        plan(self._steps, self._edges, parameters, require_all=require_all)
 
     # -- identity --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import orjson
 from pydantic import Field, PrivateAttr, field_validator
 
 from synthflow.errors import PipelineValidationError
-from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.runtime_parameters import GIVEN_LATER, RuntimeParameter
 from synthflow.steps.base import Executor, GeneratorStep, Row
 
 
@@ -113,7 +113,8 @@ class LoadDataFromHub(_StreamedDataset):
     """
 
     repo_id: RuntimeParameter[str] = Field(
-        description="The dataset: a Hub repo id ('org/name') or a local directory."
+        default=GIVEN_LATER,  # through run(parameters=...) or --param
+        description="The dataset: a Hub repo id ('org/name') or a local directory.",
     )
     split: RuntimeParameter[str] = Field(default="train", description="The split to read.")
     config: RuntimeParameter[str | None] = Field(
@@ -149,7 +150,8 @@ class LoadDataFromFileSystem(_StreamedDataset):
     paths or glob patterns (``data/*.jsonl``), local or any fsspec URL ``datasets`` reads."""
 
     data_files: RuntimeParameter[str | list[str]] = Field(
-        description="A path or glob pattern, or a list of them."
+        default=GIVEN_LATER,  # through run(parameters=...) or --param
+        description="A path or glob pattern, or a list of them.",
     )
     filetype: RuntimeParameter[str | None] = Field(
         default=None,
