@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from synthflow._sync import run_sync
 from synthflow.errors import PipelineValidationError
 from synthflow.pipeline._progress import Progress, ProgressMode
 from synthflow.steps.base import GeneratorStep, _Step
@@ -262,8 +262,7 @@ class Pipeline:
             "prices": prices,
             "progress": progress,
         }
-        arun = functools.partial(self.arun, parameters, **kwargs)
-        return _run_in_thread(arun) if _loop_is_running() else anyio.run(arun)
+        return run_sync(functools.partial(self.arun, parameters, **kwargs))
 
     async def arun(
         self,
@@ -327,29 +326,3 @@ class Pipeline:
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)}, edges=[{edges}])"
-
-
-def _loop_is_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _run_in_thread(arun: Callable[[], Awaitable[Distiset]]) -> Distiset:
-    """Run on a fresh event loop in a worker thread, for callers already inside a loop.
-
-    Ctrl+C (KeyboardInterrupt in this thread) cancels the run in the worker and waits for it to
-    wind down, so no step or process outlives the interrupted cell.
-    """
-    from anyio.from_thread import start_blocking_portal
-
-    with start_blocking_portal() as portal:
-        future = portal.start_task_soon(arun)
-        try:
-            distiset: Distiset = future.result()
-            return distiset
-        except KeyboardInterrupt:
-            future.cancel()
-            raise

@@ -60,9 +60,15 @@ def step(
             fields[param.name] = (annotation, default)
         field_names = list(fields)
 
-        def process(self: _Step, *args: Any) -> StepOutput:
+        named = {p.name for p in positional}
+
+        def process(self: _Step, *args: Any, **given: Any) -> StepOutput:
+            # distilabel users call process(inputs=rows): for a function taking *inputs, that
+            # is its first positional argument.
+            if "inputs" in given and "inputs" not in named:
+                args = (given.pop("inputs"), *args)
             kwargs = {name: getattr(self, name) for name in field_names}
-            return func(*args, **kwargs)
+            return func(*args, **given, **kwargs)
 
         namespace: dict[str, Any] = {
             "process": process,

@@ -9,12 +9,13 @@ one slow call never holds back the rows behind it. (Steps that need source order
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 from pydantic import Field, PrivateAttr
 
+from synthflow._sync import run_sync
 from synthflow.llms.base import LLM, ChatType, GenerateOutput
 from synthflow.llms.calls import LLMCalls, LLMCallStats
 from synthflow.runtime_parameters import RuntimeParameter
@@ -143,5 +144,18 @@ class Task(Step, ABC):
                 tg.start_soon(one, i, row)
         return [r for rs in results for r in rs]
 
-    async def process(self, *inputs: StepInput) -> AsyncIterator[list[Row]]:
-        yield await self.process_rows(inputs[0])
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        """The task used alone, as in distilabel: ``task.load()``, then
+        ``next(task.process(rows))`` gives the rows with the task's columns.
+
+        The rows' calls run concurrently on a private event loop, and the LLM's async resources
+        are closed before the batch is yielded. (In a pipeline the engine calls ``process_row``
+        per row instead, with no batch barrier.)"""
+
+        async def batch() -> list[Row]:
+            try:
+                return await self.process_rows(inputs)
+            finally:
+                await self.llm.aclose()
+
+        yield run_sync(batch)
