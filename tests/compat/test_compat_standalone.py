@@ -119,7 +119,7 @@ def openai_answer(request: Request) -> Reply:
                     "index": i,
                     "message": {
                         "role": "assistant",
-                        "content": f"{content}/{body.get('temperature')}",
+                        "content": content,
                     },
                     "finish_reason": "stop",
                 }
