@@ -2,6 +2,7 @@
 
 from synthflow.steps.base import METADATA_COLUMN
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
+from synthflow.steps.tasks.decorator import task
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
 
-__all__ = ["ERROR_COLUMN", "METADATA_COLUMN", "ChatGeneration", "Task", "TextGeneration"]
+__all__ = ["ERROR_COLUMN", "METADATA_COLUMN", "ChatGeneration", "Task", "TextGeneration", "task"]

@@ -51,6 +51,11 @@ class Task(Step, ABC):
         description="Record the raw response in 'synthflow_metadata' (the LLM must keep it: "
         "include_raw=True on API clients).",
     )
+    add_raw_input: bool = Field(
+        default=False,
+        description="Record the messages sent (format_input's result) in 'synthflow_metadata' "
+        "as 'raw_input_<task>'.",
+    )
     use_cache: bool = Field(
         default=True,
         description="Serve answers from the run's response cache and store new ones there.",
@@ -119,8 +124,9 @@ class Task(Step, ABC):
         return out
 
     def _metadata(self, row: Row, result: GenerateOutput) -> dict[str, Any] | None:
-        if not (self.add_statistics or self.add_raw_output):
+        if not (self.add_statistics or self.add_raw_output or self.add_raw_input):
             return None
+        raw_input = self.format_input(row) if self.add_raw_input else None
         # A new dict, not an update in place: branches of a fan-out share the old one.
         metadata = dict(row.pop(METADATA_COLUMN, None) or {})
         if self.add_statistics:
@@ -130,6 +136,8 @@ class Task(Step, ABC):
             }
         if self.add_raw_output:
             metadata[f"raw_output_{self.name}"] = result.raw
+        if self.add_raw_input:
+            metadata[f"raw_input_{self.name}"] = raw_input
         return metadata
 
     async def process_rows(self, rows: StepInput) -> list[Row]:
