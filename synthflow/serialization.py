@@ -276,13 +276,18 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def save_pipeline(pipeline: Pipeline, path: str | os.PathLike[str]) -> Path:
+def save_pipeline(
+    pipeline: Pipeline, path: str | os.PathLike[str], fmt: Format | None = None
+) -> Path:
+    """Write ``pipeline`` to ``path`` in ``fmt``, or in the format its name tells."""
     target = Path(path)
-    fmt = format_of(target)
+    if fmt is not None and fmt not in ("yaml", "json"):
+        raise SerializationError(f"format must be 'yaml' or 'json', got {fmt!r}")
+    fmt = fmt or format_of(target)
     if fmt is None:
         raise SerializationError(
             f"can't tell the format of {str(path)!r} from its name; use a .yaml, .yml or .json "
-            "file name"
+            "file name, or pass format='yaml' or 'json'"
         )
     write_text_atomic(target, to_text(dump_pipeline(pipeline), fmt))
     return target
@@ -401,10 +406,31 @@ def load_file(
     *,
     allowed_modules: Iterable[str] = (),
     cache_dir: str | os.PathLike[str] | None = None,
+    fmt: Format | None = None,
 ) -> Pipeline:
-    text, fmt = read_source(source)
-    data = parse_text(text, fmt, source=os.fspath(source))
+    """Load a pipeline file; ``fmt`` when the caller knows the format (else from the name,
+    else sniffed)."""
+    text, named = read_source(source)
+    data = parse_text(text, fmt or named, source=os.fspath(source))
     return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+
+def is_path(value: str | bytes | os.PathLike[str]) -> bool:
+    """Whether ``from_yaml``/``from_json`` got a file (a path, as distilabel's take) rather
+    than the text itself: a PathLike, an existing file, or one line naming a .yaml/.yml/.json
+    file or an http(s) URL."""
+    if isinstance(value, bytes):
+        return False
+    if isinstance(value, os.PathLike):
+        return True
+    if "\n" in value or not value.strip():
+        return False
+    if value.startswith(("http://", "https://")) or format_of(value) is not None:
+        return True
+    try:
+        return Path(value).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def load_pipeline(

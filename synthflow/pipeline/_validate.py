@@ -16,6 +16,7 @@ from synthflow.llms.pricing import Price, price_of
 from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import missing_runtime_parameters, set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step
+from synthflow.steps.resources import apply_resources
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def plan(
 
     if parameters:
         _apply_parameters(steps, parameters)
+    for step in steps.values():
+        apply_resources(step)  # replicas may have come with the parameters
     if require_all:
         _check_missing_parameters(steps)
     if require_all or not any(missing_runtime_parameters(s) for s in steps.values()):

@@ -11,8 +11,14 @@ from synthflow.steps.base import (
 )
 from synthflow.steps.columns import CombineColumns, KeepColumns
 from synthflow.steps.decorator import step
-from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
+from synthflow.steps.generators import (
+    LoadDataFromDicts,
+    LoadDataFromFileSystem,
+    LoadDataFromHub,
+    make_generator_step,
+)
 from synthflow.steps.globals import DropDuplicates
+from synthflow.steps.resources import StepResources
 
 __all__ = [
     "ROW_ID",
@@ -28,5 +34,7 @@ __all__ = [
     "Step",
     "StepInput",
     "StepOutput",
+    "StepResources",
+    "make_generator_step",
     "step",
 ]

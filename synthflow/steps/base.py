@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.steps.resources import StepResources, apply_resources
 
 if TYPE_CHECKING:
     from synthflow.pipeline.pipeline import Pipeline
@@ -112,12 +113,29 @@ class _Step(BaseModel):
         default=1, ge=1, description="Threads or processes for executor='thread'/'process'."
     )
 
+    resources: StepResources = Field(
+        default_factory=StepResources,
+        description="distilabel's resource request; replicas become workers (see "
+        "synthflow.steps.resources).",
+    )
+
     _pipeline: Pipeline | None = PrivateAttr(default=None)
+    _workers_from_resources: bool = PrivateAttr(default=False)
+
+    def __init__(self, /, **data: Any) -> None:
+        # distilabel's Step(pipeline=p): join p as if built inside ``with p:``.
+        pipeline = data.pop("pipeline", None)
+        if pipeline is None:
+            super().__init__(**data)
+        else:
+            with pipeline:
+                super().__init__(**data)
 
     # Steps register with the pipeline that is open in a ``with Pipeline():`` block, if any.
     def model_post_init(self, context: Any, /) -> None:
         from synthflow.pipeline.pipeline import current_pipeline
 
+        apply_resources(self)
         pipeline = current_pipeline()
         if pipeline is not None:
             pipeline.add_step(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import Field, PrivateAttr, field_validator
@@ -12,6 +12,10 @@ from pydantic import Field, PrivateAttr, field_validator
 from synthflow.errors import PipelineValidationError
 from synthflow.runtime_parameters import GIVEN_LATER, RuntimeParameter
 from synthflow.steps.base import Executor, GeneratorStep, Row
+from synthflow.steps.resources import StepResources
+
+if TYPE_CHECKING:
+    from synthflow.pipeline.pipeline import Pipeline
 
 
 class LoadDataFromDicts(GeneratorStep):
@@ -197,8 +201,8 @@ class RowsOfDataset(GeneratorStep):
         pass  # made by run(), never part of a pipeline being built
 
     @classmethod
-    def of(cls, dataset: Any, name: str) -> RowsOfDataset:
-        step = cls(name=name)
+    def of(cls, dataset: Any, name: str, batch_size: int = 50) -> RowsOfDataset:
+        step = cls(name=name, batch_size=batch_size)
         if hasattr(dataset, "to_dict") and hasattr(dataset, "columns"):  # a pandas DataFrame
             dataset = dataset.to_dict("records")
         if isinstance(dataset, list):
@@ -237,3 +241,40 @@ class RowsOfDataset(GeneratorStep):
         for batch in rows.iter(batch_size=self.batch_size):  # columns of equal length
             names, columns = list(batch), list(batch.values())
             yield [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def make_generator_step(
+    dataset: Any,
+    pipeline: Pipeline | None = None,
+    batch_size: int = 50,
+    input_mappings: dict[str, str] | None = None,
+    output_mappings: dict[str, str] | None = None,
+    resources: StepResources | None = None,
+    repo_id: str | None = None,
+) -> LoadDataFromDicts:
+    """A source step holding ``dataset``'s rows (distilabel's helper): a list of dicts, a pandas
+    DataFrame or a ``datasets.Dataset``. The rows are kept inline, so the pipeline saves and
+    loads with them. (``repo_id`` is accepted for distilabel's signature; the rows are never
+    read from the Hub.)"""
+    if hasattr(dataset, "to_dict") and hasattr(dataset, "columns"):  # a pandas DataFrame
+        rows = dataset.to_dict("records")
+    elif hasattr(dataset, "column_names") and hasattr(dataset, "to_list"):  # datasets.Dataset
+        rows = dataset.to_list()
+    elif isinstance(dataset, list) and all(isinstance(row, dict) for row in dataset):
+        rows = dataset
+    else:
+        raise TypeError(
+            "make_generator_step takes a list of dicts, a pandas DataFrame or a "
+            f"datasets.Dataset, got {type(dataset).__name__}"
+        )
+    kwargs: dict[str, Any] = {
+        "data": rows,
+        "batch_size": batch_size,
+        "input_mappings": input_mappings or {},
+        "output_mappings": output_mappings or {},
+    }
+    if resources is not None:
+        kwargs["resources"] = resources
+    if pipeline is not None:
+        kwargs["pipeline"] = pipeline
+    return LoadDataFromDicts(**kwargs)
