@@ -4,6 +4,7 @@ from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import (
     ROW_ID,
     GeneratorStep,
+    GeneratorStepOutput,
     GlobalStep,
     Step,
     StepInput,
@@ -25,6 +26,7 @@ __all__ = [
     "CombineColumns",
     "DropDuplicates",
     "GeneratorStep",
+    "GeneratorStepOutput",
     "GlobalStep",
     "KeepColumns",
     "LoadDataFromDicts",

@@ -36,6 +36,10 @@ StepInput = list[Row]
 """A batch of rows, as ``process`` receives it."""
 StepOutput = Iterator[list[Row]] | AsyncIterator[list[Row]]
 """What ``process`` returns: an iterator (or async iterator) of batches of rows."""
+GeneratorStepOutput = (
+    Iterator[tuple[list[Row], bool]] | Iterator[list[Row]] | AsyncIterator[list[Row]]
+)
+"""What a generator step's ``process`` returns: batches, or distilabel's ``(batch, is_last)``."""
 
 
 def batch_rows(batch: Any) -> list[Row]:
