@@ -36,7 +36,7 @@ from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.stats import StepStats
 from synthflow.runtime_parameters import runtime_parameters_info
-from synthflow.steps.base import GlobalStep, Step, _Step
+from synthflow.steps.base import GlobalStep, _Step, takes_separate_inputs
 from synthflow.steps.tasks.base import Task
 
 COMPLETE_MARKER = "COMPLETE"
@@ -64,17 +64,6 @@ class RunOutput:
 
 def _runs_rows_unordered(step: _Step) -> bool:
     return isinstance(step, Task) and step.executor == "loop"
-
-
-def _separate_inputs(step: _Step) -> bool:
-    if not isinstance(step, Step) or isinstance(step, Task):
-        return False
-    if step.separate_inputs is not None:
-        return step.separate_inputs
-    import inspect
-
-    params = list(inspect.signature(step.process).parameters.values())
-    return any(p.kind is p.VAR_POSITIONAL for p in params) or len(params) > 1
 
 
 async def _prewarm_imports() -> None:
@@ -158,7 +147,8 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                 else None,
                 control=control,
                 offset=offset,
-                separate_inputs=_separate_inputs(step),
+                separate_inputs=takes_separate_inputs(step),
+                owners=plan.owners.get(name),
                 spill_dir=run_dir / "spill" / name,
                 thread_limiter=(
                     anyio.CapacityLimiter(step.workers) if step.executor == "thread" else None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from synthflow.errors import StepError
 from synthflow.llms import OpenAILLM
 from synthflow.steps import Step, StepInput, StepOutput, step
 from synthflow.steps.tasks import TextGeneration
@@ -163,3 +166,26 @@ def test_a_task_alone_calls_an_api_llm() -> None:
         rows = next(task.process(inputs=[{"instruction": "a"}, {"instruction": "b"}]))
         assert [r["generation"] for r in rows] == ["a/0.1", "b/0.1"]
         assert api.requests[0].json["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def failing(messages: list[dict[str, Any]]) -> str:
+    if messages[-1]["content"] == "bad":
+        raise RuntimeError("the endpoint broke")
+    return "fine"
+
+
+def test_a_task_alone_follows_its_error_policy() -> None:
+    rows = [{"instruction": "ok"}, {"instruction": "bad"}]
+    nulls = TextGeneration(name="gen", llm=FunctionLLM(fn=failing))
+    nulls.load()
+    out = next(nulls.process([dict(r) for r in rows]))
+    assert [r["generation"] for r in out] == ["fine", None]
+    assert "the endpoint broke" in out[1]["synthflow_error"]
+    assert all(not k.startswith("_sf_") for r in out for k in r)
+    drops = TextGeneration(name="gen", llm=FunctionLLM(fn=failing), on_error="drop")
+    drops.load()
+    assert len(next(drops.process([dict(r) for r in rows]))) == 1
+    fails = TextGeneration(name="gen", llm=FunctionLLM(fn=failing), on_error="fail")
+    fails.load()
+    with pytest.raises(StepError, match="the endpoint broke"):
+        next(fails.process([dict(r) for r in rows]))
