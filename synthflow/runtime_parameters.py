@@ -57,7 +57,19 @@ class RuntimeParameterInfo:
 
 def is_runtime_field(model: type[BaseModel], name: str) -> bool:
     field = model.model_fields[name]
-    return any(meta is RUNTIME for meta in field.metadata)
+    return any(meta is RUNTIME for meta in field.metadata) or _marked(field.annotation)
+
+
+def _marked(annotation: Any) -> bool:
+    """Whether a union holds a ``RuntimeParameter[...]``: distilabel writes
+    ``Optional[RuntimeParameter[str]]``, which leaves the marker inside the union, where
+    pydantic doesn't lift it into the field's metadata."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return any(meta is RUNTIME for meta in typing.get_args(annotation)[1:])
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_marked(arg) for arg in typing.get_args(annotation))
+    return False
 
 
 def _allows_none(annotation: Any) -> bool:

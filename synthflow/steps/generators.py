@@ -59,6 +59,15 @@ class _StreamedDataset(GeneratorStep):
         description="Columns to keep (and to declare to the steps after it); default: every "
         "column of the dataset, read from its first row.",
     )
+    streaming: RuntimeParameter[bool] = Field(
+        default=False,
+        description="Accepted as distilabel's: synthflow always streams the rows, never loading "
+        "the whole dataset first.",
+    )
+    storage_options: dict[str, Any] | None = Field(
+        default=None,
+        description="Options for the filesystem the data is on (fsspec), e.g. credentials.",
+    )
 
     # (the source, the columns of its first row): runtime parameters may change the source.
     _first_row_columns: tuple[str, list[str]] | None = PrivateAttr(default=None)
@@ -70,6 +79,9 @@ class _StreamedDataset(GeneratorStep):
     def _source(self) -> str:
         """The dataset, in words, for error messages."""
         raise NotImplementedError
+
+    def _storage(self) -> dict[str, Any]:
+        return {"storage_options": self.storage_options} if self.storage_options else {}
 
     def _stream(self) -> Any:
         try:
@@ -137,6 +149,7 @@ class LoadDataFromHub(_StreamedDataset):
             split=self.split,
             revision=self.revision,
             streaming=True,
+            **self._storage(),
         )
 
     def _source(self) -> str:
@@ -161,12 +174,19 @@ class LoadDataFromFileSystem(_StreamedDataset):
         default=None,
         description="json, csv, parquet, arrow or text; default: from the files' extension.",
     )
+    split: RuntimeParameter[str] = Field(
+        default="train", description="The split: 'train' unless data_files maps splits to files."
+    )
 
     def _open(self) -> Any:
         from datasets import load_dataset
 
         return load_dataset(
-            self._filetype(), data_files=self.data_files, split="train", streaming=True
+            self._filetype(),
+            data_files=self.data_files,
+            split=self.split,
+            streaming=True,
+            **self._storage(),
         )
 
     def _filetype(self) -> str:

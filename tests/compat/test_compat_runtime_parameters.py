@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from pydantic import Field
+from typer.testing import CliRunner
 
+from synthflow.cli import app
+from synthflow.distiset import Distiset
 from synthflow.errors import RuntimeParameterError
 from synthflow.pipeline import Pipeline
 from synthflow.runtime_parameters import RuntimeParameter
@@ -22,7 +26,7 @@ from synthflow.steps import (
 )
 from synthflow.steps.tasks import TextGeneration
 from synthflow.testing import OfflineLLM
-from tests.test_cli import synthflow
+from tests.test_cli import assert_one_line_error
 
 
 class AddPrefix(Step):
@@ -102,21 +106,51 @@ def test_a_pipeline_waiting_for_parameters_round_trips(tmp_path: Path, hub_dir: 
     assert len(distiset["default"]["train"]) == 3
 
 
-def test_data_files_from_the_cli(tmp_path: Path) -> None:
+def test_data_files_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"instruction": f"q{i}", "x": i}) + "\n" for i in range(4)))
     with Pipeline(name="files") as pipeline:
         LoadDataFromFileSystem(name="load") >> KeepColumns(name="keep", columns=["instruction"])
-    config = pipeline.save(tmp_path / "files.yaml")
+    config = str(pipeline.save(tmp_path / "files.yaml"))
     out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
 
-    missing = synthflow("pipeline", "run", "--config", str(config), "--progress", "plain")
-    assert missing.returncode != 0
-    assert "load.data_files" in missing.stderr and "Traceback" not in missing.stderr
+    missing = runner.invoke(app, ["pipeline", "run", "--config", config, "--progress", "plain"])
+    assert_one_line_error(missing, 2, "missing runtime parameter load.data_files")
 
-    result = synthflow(
-        "pipeline", "run", "--config", str(config), "--progress", "plain",
-        "--param", f"load.data_files={rows}", "--output", str(out),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert (out / "default").exists() or any(out.iterdir())
+    given = ["--param", f"load.data_files={rows}", "--output", str(out)]
+    result = runner.invoke(app, ["pipeline", "run", "--config", config, *given])
+    assert result.exit_code == 0, result.stderr
+    saved = Distiset.load_from_disk(out)
+    assert saved["default"]["train"]["instruction"] == ["q0", "q1", "q2", "q3"]
+
+
+class Repeat(Step):
+    """distilabel writes optional runtime parameters as Optional[RuntimeParameter[T]]."""
+
+    times: Optional[RuntimeParameter[int]] = Field(default=None, description="Copies.")  # noqa: UP045
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["instruction"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["repeated"]
+
+    def process(self, inputs: StepInput) -> StepOutput:
+        for row in inputs:
+            row["repeated"] = row["instruction"] * (self.times or 1)
+        yield inputs
+
+
+def test_optional_runtime_parameters_written_distilabels_way(hub_dir: Path) -> None:
+    with Pipeline(name="optional") as pipeline:
+        load = LoadDataFromHub(name="load", streaming=True)  # accepted: synthflow streams
+        load >> Repeat(name="repeat")
+    distiset = pipeline.run(
+        parameters={"load": {"repo_id": str(hub_dir), "split": "test"}, "repeat": {"times": 2}},
+        progress=False,
+    )
+    assert distiset["default"]["train"]["repeated"] == ["q0q0", "q1q1", "q2q2"]
