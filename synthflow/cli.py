@@ -175,7 +175,7 @@ def _show_value(spec: dict[str, Any], param: dict[str, Any]) -> str:
             value = param.get("value", _MISSING)
             break
         value = value[part]
-    if value is _MISSING:
+    if value is _MISSING or (value is None and not param.get("optional", True)):
         return "(required)" if not param.get("optional", True) else "(not shown)"
     text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
     return text if len(text) <= 80 else text[:77] + "..."

@@ -694,6 +694,10 @@ def _suggest(name: str, choices: list[str]) -> str:
 # -- summaries ----------------------------------------------------------------------------------
 
 
+_RESOURCES_INFO = {"module": "synthflow.steps.resources", "name": "StepResources"}
+"""Every step's ``resources``: a nested model, but not one of its models."""
+
+
 def models_of(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """The nested models of a step spec (its LLMs): ``(class name, model name or None)``."""
     found: list[tuple[str, str | None]] = []
@@ -701,7 +705,7 @@ def models_of(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     def visit(value: Any) -> None:
         if isinstance(value, dict):
             info = value.get("type_info")
-            if isinstance(info, dict) and _is_type_info(info):
+            if isinstance(info, dict) and _is_type_info(info) and info != _RESOURCES_INFO:
                 model = value.get("model") or value.get("model_id") or value.get("model_name")
                 found.append((info["name"], str(model) if model is not None else None))
             for key, item in value.items():

@@ -346,12 +346,21 @@ class Pipeline:
         edges = [(name, root) for root in roots] + self._edges
         return steps, edges, run_dir.with_name(f"{run_dir.name}-data-{source.fingerprint()}")
 
-    def dry_run(self, parameters: Mapping[str, Any] | None = None, batch_size: int = 1) -> Distiset:
-        """Run the pipeline on the first ``batch_size`` rows of each source, without the
-        response cache, to check it end to end (distilabel's ``dry_run``). The pipeline is
-        left as it was; the dry run keeps a cache directory of its own."""
+    def dry_run(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        batch_size: int = 1,
+        dataset: Any = None,
+    ) -> Distiset:
+        """Run the pipeline on the first ``batch_size`` rows of each source (or of
+        ``dataset``), without the response cache, to check it end to end (distilabel's
+        ``dry_run``). The pipeline is left as it was; the dry run keeps a cache directory of
+        its own."""
         from synthflow.cli import limit_sources
 
+        if dataset is not None:  # the pipeline then has no sources of its own to limit
+            rows = _first_rows(dataset, batch_size)
+            return self.run(parameters, dataset=rows, use_cache=False, progress=False)
         self.validate(parameters, require_all=False)  # the parameters reach the real sources
         steps = dict(self._steps)
         sources = [s for s in steps.values() if isinstance(s, GeneratorStep)]
@@ -375,3 +384,14 @@ class Pipeline:
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)}, edges=[{edges}])"
+
+
+def _first_rows(dataset: Any, n: int) -> Any:
+    """The first ``n`` rows of a list of dicts, a pandas DataFrame or a ``datasets.Dataset``."""
+    if isinstance(dataset, list):
+        return dataset[:n]
+    if hasattr(dataset, "head") and hasattr(dataset, "columns"):  # a pandas DataFrame
+        return dataset.head(n)
+    if hasattr(dataset, "select") and hasattr(dataset, "column_names"):  # datasets.Dataset
+        return dataset.select(range(min(n, len(dataset))))
+    return dataset  # run(dataset=...) says what it takes

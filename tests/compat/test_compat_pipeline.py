@@ -103,6 +103,13 @@ def test_a_dry_run_takes_one_row_and_leaves_the_pipeline_as_it_was() -> None:
     assert len(pipeline.run(progress=False)["default"]["train"]) == 10
 
 
+def test_a_dry_run_over_a_dataset() -> None:
+    with Pipeline(name="dry-fed") as pipeline:
+        Double(name="double")
+    distiset = pipeline.dry_run(dataset=numbers(5), batch_size=2)
+    assert distiset["default"]["train"]["double"] == [0, 2]
+
+
 def test_ray_says_it_is_coming() -> None:
     with pytest.raises(NotImplementedError) as info:
         saved_pipeline().ray()
