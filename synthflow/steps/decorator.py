@@ -39,8 +39,8 @@ def step(
     if step_type not in _BASES:
         raise ValueError(f"step_type must be one of {sorted(_BASES)}, got {step_type!r}")
     base = _BASES[step_type]
-    in_cols = list(inputs or [])  # a dict ({column: required}) gives its keys, as distilabel's
-    out_cols = list(outputs or [])
+    in_cols = column_names(inputs, required_only=True)
+    out_cols = column_names(outputs)
 
     def decorator(func: Callable[..., StepOutput]) -> type[_Step]:
         signature = inspect.signature(func)
@@ -95,6 +95,17 @@ def step(
         return cls
 
     return decorator
+
+
+def column_names(
+    columns: list[str] | dict[str, bool] | None, *, required_only: bool = False
+) -> list[str]:
+    """Column names from a list, or from distilabel's ``{column: required}`` mapping: with
+    ``required_only``, the columns marked optional (False) are left out, since a step's
+    inputs are the columns an earlier step must produce."""
+    if isinstance(columns, dict):
+        return [name for name, required in columns.items() if required or not required_only]
+    return list(columns or [])
 
 
 def _field_annotations(func: Callable[..., Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ def Shout(inputs: StepInput, suffix: RuntimeParameter[str] = "!") -> "StepOutput
     yield inputs
 
 
-@step(inputs={"instruction": True}, outputs={"length": True})
+@step(inputs={"instruction": True, "system_prompt": False}, outputs={"length": True})
 def Length(*inputs: StepInput, unit: "Unknown" = 1) -> "StepOutput":  # type: ignore[name-defined]  # noqa: F821
     for row in inputs[0]:
         row["length"] = len(row["instruction"]) * unit
@@ -36,6 +36,7 @@ def test_string_annotations_under_type_checking_define_the_class() -> None:
     assert Shout.model_fields["suffix"].default == "!"
     assert Shout(name="shout").inputs == ["instruction"]
     assert Length(name="length").outputs == ["length"]
+    assert Length(name="length").inputs == ["instruction"]  # optional inputs aren't required
 
 
 def test_steps_with_such_annotations_run_in_a_pipeline() -> None:

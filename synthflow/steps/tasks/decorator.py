@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from synthflow.llms.base import ChatType
 from synthflow.steps.base import Row
+from synthflow.steps.decorator import column_names
 from synthflow.steps.tasks.base import Task
 
 FormatOutput = Callable[..., dict[str, Any]]
@@ -40,15 +41,15 @@ def task(
 ) -> Callable[[FormatOutput], type[Task]]:
     """Make a Task class from ``func(output, input) -> columns`` and its docstring's prompts.
 
-    ``outputs`` gets ``model_name`` added, as every task writes it. A dict (distilabel's
-    ``{column: required}``) gives its keys."""
-    in_cols = list(inputs or [])
-    out_cols = list(outputs or [])
+    ``outputs`` gets ``model_name`` added, as every task writes it. distilabel's ``{column:
+    required}`` mappings are taken too; an optional input may appear in the prompts."""
+    in_cols = column_names(inputs, required_only=True)
+    out_cols = column_names(outputs)
     if "model_name" not in out_cols:
         out_cols.append("model_name")
 
     def decorator(func: FormatOutput) -> type[Task]:
-        system_prompt, user_template = _prompts(func, in_cols)
+        system_prompt, user_template = _prompts(func, column_names(inputs))
 
         def format_input(self: Task, row: Row) -> ChatType:
             return [
