@@ -3,6 +3,7 @@ dataset, dry runs, ray(), StepResources, make_generator_step and the pipeline te
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,13 @@ import pytest
 from pydantic import Field
 
 import synthflow.steps.tasks
-from synthflow.llms import LLM
+from synthflow.llms import LLM, OpenAILLM
 from synthflow.pipeline import InstructionResponsePipeline, Pipeline
 from synthflow.steps import (
     GeneratorStep,
     KeepColumns,
     LoadDataFromDicts,
+    LoadDataFromHub,
     Step,
     StepInput,
     StepOutput,
@@ -25,6 +27,7 @@ from synthflow.steps import (
 )
 from synthflow.steps.tasks import TextGeneration
 from synthflow.testing import OfflineLLM
+from tests.servers import Reply, Request, fake_api
 
 
 class Double(Step):
@@ -188,3 +191,59 @@ def test_keep_columns_after_a_pipeline_given_step() -> None:
     keep = KeepColumns(columns=["n"], pipeline=pipeline)
     load >> keep
     assert pipeline.run(progress=False)["default"]["train"].column_names == ["n"]
+
+
+def openai_answer(request: Request) -> Reply:
+    body = request.json
+    return Reply(
+        body={
+            "id": "c",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": body["messages"][-1]["content"]},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+    )
+
+
+def test_a_distilabel_docs_shaped_pipeline_end_to_end(tmp_path: Path) -> None:
+    """The shape of distilabel's quickstart: names assigned by the pipeline, the loader's source
+    and the LLM's generation kwargs given at run time, a template over two columns."""
+    data = tmp_path / "repo" / "data"
+    data.mkdir(parents=True)
+    rows = [{"prompt": f"p{i}", "topic": "cats"} for i in range(3)]
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with fake_api(openai_answer) as api:
+        with Pipeline(name="simple-text-generation", description="docs shape") as pipeline:
+            load_dataset = LoadDataFromHub(output_mappings={"prompt": "instruction"})
+            text_generation = TextGeneration(
+                llm=OpenAILLM(model="gpt-4o-mini", base_url=f"{api.url}/v1", api_key="sk-t"),
+                template="About {{ topic }}: {{ instruction }}",
+                columns=["instruction", "topic"],
+                add_raw_input=True,
+            )
+            load_dataset >> text_generation
+        distiset = pipeline.run(
+            parameters={
+                load_dataset.name: {"repo_id": str(data.parent), "split": "test"},
+                text_generation.name: {"llm": {"generation_kwargs": {"temperature": 0.7}}},
+            },
+            use_cache=False,
+            progress=False,
+        )
+    assert (load_dataset.name, text_generation.name) == (
+        "load_data_from_hub_0",
+        "text_generation_0",
+    )
+    out = distiset["default"]["train"].to_list()
+    assert [r["generation"] for r in out] == ["About cats: p0", "About cats: p1", "About cats: p2"]
+    assert {r["model_name"] for r in out} == {"gpt-4o-mini"}
+    metadata = out[0]["synthflow_metadata"]
+    assert metadata["raw_input_text_generation_0"][-1]["content"] == "About cats: p0"
+    assert api.requests[0].json["temperature"] == 0.7
