@@ -155,6 +155,7 @@ def _check_columns(
     available: dict[str, set[str]] = {}
     for name in order:
         step = steps[name]
+        _check_outputs_distinct(step)
         upstream: set[str] = set()
         for pred in predecessors[name]:
             upstream |= available[pred]
@@ -168,6 +169,18 @@ def _check_columns(
                 "'<column>'}"
             )
         available[name] = upstream | set(step.mapped_outputs())
+
+
+def _check_outputs_distinct(step: _Step) -> None:
+    landed: dict[str, str] = {}
+    for output in step.outputs:
+        column = step.output_mappings.get(output, output)
+        if column in landed:
+            raise PipelineValidationError(
+                f"step {step.name!r} writes both {landed[column]!r} and {output!r} to column "
+                f"{column!r}; map one of them to another column with output_mappings"
+            )
+        landed[column] = output
 
 
 def _fan_in_owners(

@@ -12,6 +12,7 @@ from synthflow.steps.base import (
 )
 from synthflow.steps.columns import CombineColumns, KeepColumns
 from synthflow.steps.decorator import step
+from synthflow.steps.embeddings import EmbeddingGeneration
 from synthflow.steps.generators import (
     LoadDataFromDicts,
     LoadDataFromFileSystem,
@@ -25,6 +26,7 @@ __all__ = [
     "ROW_ID",
     "CombineColumns",
     "DropDuplicates",
+    "EmbeddingGeneration",
     "GeneratorStep",
     "GeneratorStepOutput",
     "GlobalStep",

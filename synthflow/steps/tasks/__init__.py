@@ -1,11 +1,14 @@
-"""LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, ChatGeneration``."""
+"""LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, UltraFeedback``."""
 
 from synthflow.llms.base import ChatMessage as ChatItem
 from synthflow.llms.base import ChatType
 from synthflow.steps.base import METADATA_COLUMN
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 from synthflow.steps.tasks.decorator import task
+from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
+from synthflow.steps.tasks.prometheus_eval import PrometheusEval
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
+from synthflow.steps.tasks.ultrafeedback import UltraFeedback
 
 __all__ = [
     "ERROR_COLUMN",
@@ -13,7 +16,11 @@ __all__ = [
     "ChatGeneration",
     "ChatItem",
     "ChatType",
+    "ComplexityScorer",
+    "PrometheusEval",
+    "QualityScorer",
     "Task",
     "TextGeneration",
+    "UltraFeedback",
     "task",
 ]
