@@ -89,9 +89,8 @@ CATALOG_SYNTHESIS_ISSUE_10 = {
 """Catalog 1 of 3: tasks that synthesize instructions, conversations and training data."""
 
 CATALOG_JUDGES_ISSUE_11 = {
-    "ArgillaLabeller", "ComplexityScorer", "EmbeddingGeneration", "FaissNearestNeighbour",
-    "GenerateEmbeddings", "PairRM", "PrometheusEval", "QualityScorer", "RewardModelScore",
-    "TextClassification", "UltraFeedback",
+    "ArgillaLabeller", "FaissNearestNeighbour", "GenerateEmbeddings", "PairRM",
+    "RewardModelScore", "TextClassification",
 }  # fmt: skip
 """Catalog 2 of 3: judges, scorers, reward models and embeddings."""
 
