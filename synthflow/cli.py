@@ -190,7 +190,7 @@ def _show_value(spec: dict[str, Any], param: dict[str, Any]) -> str:
             value = param.get("value", _MISSING)
             break
         value = value[part]
-    if value is _MISSING:
+    if value is _MISSING or (value is None and not param.get("optional", True)):
         return "(required)" if not param.get("optional", True) else "(not shown)"
     text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
     return text if len(text) <= 80 else text[:77] + "..."
@@ -451,7 +451,8 @@ def apply_parameters(pipeline: Pipeline, params_file: str | None, params: list[s
         text, fmt = read_source(params_file)
         expected = "a mapping of runtime parameters ({step: {name: value}})"
         data = parse_text(text, fmt, source=params_file, expected=expected)
-        pipeline.validate({k: v for k, v in data.items() if "." not in str(k)})
+        plain = {k: v for k, v in data.items() if "." not in str(k)}
+        pipeline.validate(plain, require_all=False)
         for key, value in data.items():
             if "." in str(key):
                 _apply_one(pipeline, _split_path(str(key), str(key)), value, None)
@@ -495,7 +496,7 @@ def _apply_one(pipeline: Pipeline, parts: list[str], value: Any, raw: str | None
     first: RuntimeParameterError | None = None
     for candidate in candidates:
         try:
-            pipeline.validate(_nest(pipeline, parts, candidate))
+            pipeline.validate(_nest(pipeline, parts, candidate), require_all=False)
             return
         except RuntimeParameterError as exc:
             first = first or exc

@@ -5,6 +5,15 @@ A field is a runtime parameter when its annotation is ``RuntimeParameter[T]``::
     class MyStep(Step):
         temperature: RuntimeParameter[float] = 0.7
 
+A runtime parameter the run can't do without may be left out when the step is built, as in
+distilabel: declare it with ``default=None`` but a type that doesn't allow None, and supply it
+later through ``run(parameters=...)`` or the CLI's ``--param``::
+
+    class LoadThings(GeneratorStep):
+        repo_id: RuntimeParameter[str] = Field(default=None, description="...")
+
+When the run starts, ``missing_runtime_parameters`` names every one still unset, in one error.
+
 Parameters nest: a field holding an LLM exposes the LLM's runtime parameters under its name, so
 ``{"gen": {"llm": {"generation_kwargs": {"temperature": 0.7}}}}`` reaches
 ``gen.llm.generation_kwargs``.
@@ -13,6 +22,8 @@ Parameters nest: a field holding an LLM exposes the LLM's runtime parameters und
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -31,6 +42,10 @@ class _RuntimeMarker:
 RUNTIME = _RuntimeMarker()
 RuntimeParameter = Annotated[_T, RUNTIME]
 
+GIVEN_LATER: Any = None
+"""The default of a runtime parameter the run needs but the step may be built without
+(``Field(default=GIVEN_LATER)``): None, as distilabel writes it, typed so checkers accept it."""
+
 
 @dataclass(frozen=True, slots=True)
 class RuntimeParameterInfo:
@@ -42,7 +57,69 @@ class RuntimeParameterInfo:
 
 def is_runtime_field(model: type[BaseModel], name: str) -> bool:
     field = model.model_fields[name]
-    return any(meta is RUNTIME for meta in field.metadata)
+    return any(meta is RUNTIME for meta in field.metadata) or _marked(field.annotation)
+
+
+def _marked(annotation: Any) -> bool:
+    """Whether a union holds a ``RuntimeParameter[...]``: distilabel writes
+    ``Optional[RuntimeParameter[str]]``, which leaves the marker inside the union, where
+    pydantic doesn't lift it into the field's metadata."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return any(meta is RUNTIME for meta in typing.get_args(annotation)[1:])
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_marked(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _allows_none(annotation: Any) -> bool:
+    if annotation is None or annotation is type(None) or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _allows_none(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_allows_none(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _required_at_run(model: type[BaseModel], name: str) -> bool:
+    """Whether the run needs a value: no default, or distilabel's ``default=None`` on a type
+    that doesn't allow None (a value to be given later)."""
+    field = model.model_fields[name]
+    if field.is_required():
+        return True
+    return field.default is None and not _allows_none(field.annotation)
+
+
+def missing_runtime_parameters(model: BaseModel, prefix: str = "") -> list[str]:
+    """The dotted paths of ``model``'s runtime parameters that the run needs but that are still
+    unset (None), recursing into nested models such as the LLM."""
+    cls = type(model)
+    missing = [
+        f"{prefix}{name}"
+        for name in cls.model_fields
+        if is_runtime_field(cls, name)
+        and getattr(model, name, None) is None
+        and _required_at_run(cls, name)
+    ]
+    for name in cls.model_fields:
+        value = getattr(model, name, None)
+        if isinstance(value, BaseModel):
+            missing.extend(missing_runtime_parameters(value, prefix=f"{prefix}{name}."))
+    return missing
+
+
+def unset_to_leave_out(model: type[BaseModel], name: str, value: Any) -> bool:
+    """Whether a saved ``value`` is a runtime parameter still waiting for its value (None on a
+    type that doesn't allow None): loading leaves it out, so the default applies again."""
+    return (
+        value is None
+        and name in model.model_fields
+        and is_runtime_field(model, name)
+        and _required_at_run(model, name)
+        and not model.model_fields[name].is_required()
+    )
 
 
 def _nested_models(model: BaseModel) -> dict[str, BaseModel]:
@@ -65,7 +142,7 @@ def runtime_parameters_info(model: BaseModel, prefix: str = "") -> list[RuntimeP
                 RuntimeParameterInfo(
                     path=f"{prefix}{name}",
                     description=field.description,
-                    optional=not field.is_required(),
+                    optional=not _required_at_run(cls, name),
                     value=getattr(model, name, None),
                 )
             )

@@ -46,7 +46,11 @@ import orjson
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from synthflow.errors import SerializationError
-from synthflow.runtime_parameters import is_runtime_field, runtime_parameters_info
+from synthflow.runtime_parameters import (
+    is_runtime_field,
+    runtime_parameters_info,
+    unset_to_leave_out,
+)
 from synthflow.steps.base import _Step
 
 if TYPE_CHECKING:
@@ -272,13 +276,18 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def save_pipeline(pipeline: Pipeline, path: str | os.PathLike[str]) -> Path:
+def save_pipeline(
+    pipeline: Pipeline, path: str | os.PathLike[str], fmt: Format | None = None
+) -> Path:
+    """Write ``pipeline`` to ``path`` in ``fmt``, or in the format its name tells."""
     target = Path(path)
-    fmt = format_of(target)
+    if fmt is not None and fmt not in ("yaml", "json"):
+        raise SerializationError(f"format must be 'yaml' or 'json', got {fmt!r}")
+    fmt = fmt or format_of(target)
     if fmt is None:
         raise SerializationError(
             f"can't tell the format of {str(path)!r} from its name; use a .yaml, .yml or .json "
-            "file name"
+            "file name, or pass format='yaml' or 'json'"
         )
     write_text_atomic(target, to_text(dump_pipeline(pipeline), fmt))
     return target
@@ -397,10 +406,31 @@ def load_file(
     *,
     allowed_modules: Iterable[str] = (),
     cache_dir: str | os.PathLike[str] | None = None,
+    fmt: Format | None = None,
 ) -> Pipeline:
-    text, fmt = read_source(source)
-    data = parse_text(text, fmt, source=os.fspath(source))
+    """Load a pipeline file; ``fmt`` when the caller knows the format (else from the name,
+    else sniffed)."""
+    text, named = read_source(source)
+    data = parse_text(text, fmt or named, source=os.fspath(source))
     return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+
+def is_path(value: str | bytes | os.PathLike[str]) -> bool:
+    """Whether ``from_yaml``/``from_json`` got a file (a path, as distilabel's take) rather
+    than the text itself: a PathLike, an existing file, or one line naming a .yaml/.yml/.json
+    file or an http(s) URL."""
+    if isinstance(value, bytes):
+        return False
+    if isinstance(value, os.PathLike):
+        return True
+    if "\n" in value or not value.strip():
+        return False
+    if value.startswith(("http://", "https://")) or format_of(value) is not None:
+        return True
+    try:
+        return Path(value).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def load_pipeline(
@@ -495,7 +525,7 @@ def _instantiate(
     kwargs = {
         key: _revive(value, allowed, where, f"{path}{key}")
         for key, value in spec.items()
-        if key not in _SKIP_KEYS
+        if key not in _SKIP_KEYS and not unset_to_leave_out(cls, key, value)
     }
     try:
         return cls(**kwargs)
@@ -664,6 +694,10 @@ def _suggest(name: str, choices: list[str]) -> str:
 # -- summaries ----------------------------------------------------------------------------------
 
 
+_RESOURCES_INFO = {"module": "synthflow.steps.resources", "name": "StepResources"}
+"""Every step's ``resources``: a nested model, but not one of its models."""
+
+
 def models_of(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """The nested models of a step spec (its LLMs): ``(class name, model name or None)``."""
     found: list[tuple[str, str | None]] = []
@@ -671,7 +705,7 @@ def models_of(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     def visit(value: Any) -> None:
         if isinstance(value, dict):
             info = value.get("type_info")
-            if isinstance(info, dict) and _is_type_info(info):
+            if isinstance(info, dict) and _is_type_info(info) and info != _RESOURCES_INFO:
                 model = value.get("model") or value.get("model_id") or value.get("model_name")
                 found.append((info["name"], str(model) if model is not None else None))
             for key, item in value.items():

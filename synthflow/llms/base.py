@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NamedTuple
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthflow.runtime_parameters import RuntimeParameter
@@ -127,3 +128,59 @@ class LLM(BaseModel, ABC):
         Reads ``self.generation_kwargs``. Raises an exception (ideally ``LLMError``) on failure;
         the calling task applies its error policy.
         """
+
+    # -- distilabel's synchronous front ----------------------------------------------------
+
+    def generate(
+        self, inputs: list[ChatType], num_generations: int = 1, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """``num_generations`` completions for each conversation in ``inputs``, synchronously,
+        in distilabel's shape: one ``{"generations": [...], "statistics": {"input_tokens":
+        [n], "output_tokens": [m]}}`` per input (with ``"logprobs"`` when the model gave them).
+
+        The calls run concurrently on a private event loop, and the LLM's async resources are
+        closed before it returns. ``kwargs`` override ``generation_kwargs`` for this call only.
+        """
+        from synthflow._sync import run_sync
+
+        async def all_of_them() -> list[GenerateOutput]:
+            results: list[GenerateOutput | None] = [None] * len(inputs)
+
+            async def one(i: int) -> None:
+                results[i] = await self.agenerate(inputs[i], num_generations=num_generations)
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    for i in range(len(inputs)):
+                        tg.start_soon(one, i)
+            finally:
+                await self.aclose()
+            return [r for r in results if r is not None]
+
+        saved = self.generation_kwargs
+        if kwargs:
+            self.generation_kwargs = {**saved, **kwargs}
+        try:
+            outputs = run_sync(all_of_them)
+        finally:
+            self.generation_kwargs = saved
+        return [_distilabel_output(output) for output in outputs]
+
+    def generate_outputs(
+        self, inputs: list[ChatType], num_generations: int = 1, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """distilabel's other name for ``generate``."""
+        return self.generate(inputs, num_generations, **kwargs)
+
+
+def _distilabel_output(output: GenerateOutput) -> dict[str, Any]:
+    shaped: dict[str, Any] = {
+        "generations": list(output.generations),
+        "statistics": {
+            "input_tokens": [output.usage.input_tokens],
+            "output_tokens": [output.usage.output_tokens],
+        },
+    }
+    if output.logprobs is not None:
+        shaped["logprobs"] = output.logprobs
+    return shaped

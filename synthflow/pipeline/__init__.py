@@ -2,5 +2,6 @@
 
 from synthflow.pipeline.pipeline import Pipeline
 from synthflow.pipeline.stats import StepStats
+from synthflow.pipeline.templates import InstructionResponsePipeline
 
-__all__ = ["Pipeline", "StepStats"]
+__all__ = ["InstructionResponsePipeline", "Pipeline", "StepStats"]

@@ -14,8 +14,9 @@ from typing import Any
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
 from synthflow.llms.pricing import Price, price_of
 from synthflow.pipeline._execution import check_picklable
-from synthflow.runtime_parameters import set_runtime_parameters
+from synthflow.runtime_parameters import missing_runtime_parameters, set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step, takes_separate_inputs
+from synthflow.steps.resources import apply_resources
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,11 @@ def plan(
     steps: Mapping[str, _Step],
     edges: list[tuple[str, str]],
     parameters: Mapping[str, Any] | None = None,
+    *,
+    require_all: bool = True,
 ) -> Plan:
+    """The checked plan. ``require_all``: every runtime parameter the run needs has a value
+    (False while parameters are still being given, one by one, as the CLI does)."""
     if not steps:
         raise PipelineValidationError(
             "the pipeline has no steps; create steps inside 'with Pipeline() as p:'"
@@ -68,8 +73,15 @@ def plan(
 
     if parameters:
         _apply_parameters(steps, parameters)
-    _check_columns(steps, order, predecessors)
-    owners = _fan_in_owners(steps, order, predecessors)
+    for step in steps.values():
+        apply_resources(step)  # replicas may have come with the parameters
+    if require_all:
+        _check_missing_parameters(steps)
+    owners: dict[str, dict[str, int]] = {}
+    # A source's columns may need its parameters: they are checked once all are given.
+    if require_all or not any(missing_runtime_parameters(s) for s in steps.values()):
+        _check_columns(steps, order, predecessors)
+        owners = _fan_in_owners(steps, order, predecessors)
     problems = check_picklable(s for s in steps.values() if s.executor == "process")
     if problems:
         raise PipelineValidationError(problems[0])
@@ -117,6 +129,24 @@ def _apply_parameters(steps: Mapping[str, _Step], parameters: Mapping[str, Any])
             hint = f"did you mean {close[0]!r}?" if close else f"steps: {', '.join(steps)}"
             raise RuntimeParameterError(f"parameters name unknown step {name!r}: {hint}")
         set_runtime_parameters(steps[name], values, name)
+
+
+def _check_missing_parameters(steps: Mapping[str, _Step]) -> None:
+    missing = [
+        f"{name}.{path}"
+        for name, step in steps.items()
+        for path in missing_runtime_parameters(step)
+    ]
+    if missing:
+        example = "..."
+        for part in reversed(missing[0].split(".")):
+            example = f"{{{part!r}: {example}}}"
+        several = len(missing) > 1
+        raise RuntimeParameterError(
+            f"missing runtime parameter{'s' if several else ''} {', '.join(missing)}: give "
+            f"{'them' if several else 'it'} when building the step, or when running: "
+            f"run(parameters={example}) or --param {missing[0]}=..."
+        )
 
 
 def _check_columns(

@@ -6,19 +6,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import anyio
 
+from synthflow._sync import run_sync
 from synthflow.errors import PipelineValidationError
 from synthflow.pipeline._progress import Progress, ProgressMode
 from synthflow.steps.base import GeneratorStep, _Step
@@ -125,11 +125,16 @@ class Pipeline:
         if edge not in self._edges:
             self._edges.append(edge)
 
-    def validate(self, parameters: Mapping[str, Any] | None = None) -> None:
-        """Run every build-time check; raise on the first problem. ``run`` calls it too."""
+    def validate(
+        self, parameters: Mapping[str, Any] | None = None, *, require_all: bool = True
+    ) -> None:
+        """Run every build-time check; raise on the first problem. ``run`` calls it too.
+
+        ``parameters`` are applied first. ``require_all=False`` leaves out the check that every
+        runtime parameter the run needs has a value (for parameters given one at a time)."""
         from synthflow.pipeline._validate import plan
 
-        plan(self._steps, self._edges, parameters)
+        plan(self._steps, self._edges, parameters, require_all=require_all)
 
     # -- identity --------------------------------------------------------------------------
 
@@ -154,11 +159,14 @@ class Pipeline:
 
         return dump_pipeline(self)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the pipeline to ``path``: YAML for ``.yaml``/``.yml``, JSON for ``.json``."""
+    def save(
+        self, path: str | os.PathLike[str], format: Literal["yaml", "json"] | None = None
+    ) -> Path:
+        """Write the pipeline to ``path``: in ``format`` when given (distilabel's argument),
+        else YAML for ``.yaml``/``.yml`` and JSON for ``.json``."""
         from synthflow.serialization import save_pipeline
 
-        return save_pipeline(self, path)
+        return save_pipeline(self, path, format)
 
     @classmethod
     def from_file(
@@ -177,28 +185,42 @@ class Pipeline:
     @classmethod
     def from_yaml(
         cls,
-        text: str,
+        path_or_text: str | os.PathLike[str],
         *,
         allowed_modules: Iterable[str] = (),
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> Pipeline:
-        from synthflow.serialization import load_pipeline, parse_text
-
-        data = parse_text(text, "yaml")
-        return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+        """Load a pipeline from a YAML file (a path or URL, as distilabel's takes) or from
+        YAML text."""
+        return cls._from_text_or_file(path_or_text, "yaml", allowed_modules, cache_dir)
 
     @classmethod
     def from_json(
         cls,
-        text: str | bytes,
+        path_or_text: str | bytes | os.PathLike[str],
         *,
         allowed_modules: Iterable[str] = (),
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> Pipeline:
-        from synthflow.serialization import load_pipeline, parse_text
+        """Load a pipeline from a JSON file (a path or URL, as distilabel's takes) or from
+        JSON text."""
+        return cls._from_text_or_file(path_or_text, "json", allowed_modules, cache_dir)
 
-        raw = text.decode() if isinstance(text, bytes) else text
-        data = parse_text(raw, "json")
+    @classmethod
+    def _from_text_or_file(
+        cls,
+        source: str | bytes | os.PathLike[str],
+        fmt: Literal["yaml", "json"],
+        allowed_modules: Iterable[str],
+        cache_dir: str | os.PathLike[str] | None,
+    ) -> Pipeline:
+        from synthflow.serialization import is_path, load_file, load_pipeline, parse_text
+
+        if is_path(source):
+            assert not isinstance(source, bytes)
+            return load_file(source, allowed_modules=allowed_modules, cache_dir=cache_dir, fmt=fmt)
+        text = source.decode() if isinstance(source, bytes) else os.fspath(source)
+        data = parse_text(text, fmt)
         return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
 
     @classmethod
@@ -225,6 +247,7 @@ class Pipeline:
         parameters: Mapping[str, Any] | None = None,
         *,
         dataset: Any = None,
+        dataset_batch_size: int = 50,
         use_cache: bool = True,
         max_cost: float | None = None,
         max_tokens: int | None = None,
@@ -237,6 +260,7 @@ class Pipeline:
             parameters: runtime parameters, ``{step_name: {field: value, "llm": {...}}}``.
             dataset: rows to feed the pipeline's first steps, which then need no generator
                 step: a list of dicts, a pandas DataFrame or a ``datasets.Dataset``.
+            dataset_batch_size: rows per batch read from ``dataset``.
             use_cache: serve LLM answers from this pipeline's response cache and store new
                 ones; ``False`` calls the LLMs again (and doesn't touch the cache).
             max_cost: stop issuing LLM calls once they cost this much (USD, by the price
@@ -257,20 +281,21 @@ class Pipeline:
         """
         kwargs: dict[str, Any] = {
             "dataset": dataset,
+            "dataset_batch_size": dataset_batch_size,
             "use_cache": use_cache,
             "max_cost": max_cost,
             "max_tokens": max_tokens,
             "prices": prices,
             "progress": progress,
         }
-        arun = functools.partial(self.arun, parameters, **kwargs)
-        return _run_in_thread(arun) if _loop_is_running() else anyio.run(arun)
+        return run_sync(functools.partial(self.arun, parameters, **kwargs))
 
     async def arun(
         self,
         parameters: Mapping[str, Any] | None = None,
         *,
         dataset: Any = None,
+        dataset_batch_size: int = 50,
         use_cache: bool = True,
         max_cost: float | None = None,
         max_tokens: int | None = None,
@@ -284,7 +309,7 @@ class Pipeline:
 
         steps, edges, run_dir = self._steps, self._edges, self.run_dir
         if dataset is not None:
-            steps, edges, run_dir = self._fed_by(dataset, run_dir)
+            steps, edges, run_dir = self._fed_by(dataset, run_dir, dataset_batch_size)
         built = plan(steps, edges, parameters)
         check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
@@ -302,7 +327,7 @@ class Pipeline:
         return distiset
 
     def _fed_by(
-        self, dataset: Any, run_dir: Path
+        self, dataset: Any, run_dir: Path, batch_size: int = 50
     ) -> tuple[dict[str, _Step], list[tuple[str, str]], Path]:
         """The steps and edges with ``dataset``'s rows as the source of the first steps, and
         the run's own directory beside ``run_dir`` (runs over different datasets don't share
@@ -317,43 +342,65 @@ class Pipeline:
                     f"run(dataset=...) feeds the pipeline's first steps, but {name!r} is a "
                     "generator step with rows of its own; remove it, or run without dataset"
                 )
+        if batch_size < 1:
+            raise PipelineValidationError(f"dataset_batch_size must be 1 or more, not {batch_size}")
         name = DATASET_SOURCE
         while name in self._steps:
             name += "_rows"
         try:
-            source = RowsOfDataset.of(dataset, name=name)
+            source = RowsOfDataset.of(dataset, name=name, batch_size=batch_size)
         except TypeError as exc:
             raise PipelineValidationError(f"run(dataset=...): {exc}") from None
         steps = {name: source, **self._steps}
         edges = [(name, root) for root in roots] + self._edges
         return steps, edges, run_dir.with_name(f"{run_dir.name}-data-{source.fingerprint()}")
 
+    def dry_run(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        batch_size: int = 1,
+        dataset: Any = None,
+    ) -> Distiset:
+        """Run the pipeline on the first ``batch_size`` rows of each source (or of
+        ``dataset``), without the response cache, to check it end to end (distilabel's
+        ``dry_run``). The pipeline is left as it was; the dry run keeps a cache directory of
+        its own."""
+        from synthflow.cli import limit_sources
+
+        if dataset is not None:  # the pipeline then has no sources of its own to limit
+            rows = _first_rows(dataset, batch_size)
+            return self.run(parameters, dataset=rows, use_cache=False, progress=False)
+        self.validate(parameters, require_all=False)  # the parameters reach the real sources
+        steps = dict(self._steps)
+        sources = [s for s in steps.values() if isinstance(s, GeneratorStep)]
+        sizes = [source.batch_size for source in sources]
+        try:
+            limit_sources(self, rows=batch_size)
+            return self.run(use_cache=False, progress=False)
+        finally:
+            self._steps = steps
+            for source, size in zip(sources, sizes, strict=True):
+                source.batch_size = size
+
+    def ray(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """distilabel's ``pipeline.ray()``: not yet; Ray support is issue 16."""
+        raise NotImplementedError(
+            "pipeline.ray() is not supported yet: Ray support is coming (open issue 16, 'Scale "
+            "out on Ray'); run the pipeline with pipeline.run(), which uses every core of this "
+            "machine"
+        )
+
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)}, edges=[{edges}])"
 
 
-def _loop_is_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _run_in_thread(arun: Callable[[], Awaitable[Distiset]]) -> Distiset:
-    """Run on a fresh event loop in a worker thread, for callers already inside a loop.
-
-    Ctrl+C (KeyboardInterrupt in this thread) cancels the run in the worker and waits for it to
-    wind down, so no step or process outlives the interrupted cell.
-    """
-    from anyio.from_thread import start_blocking_portal
-
-    with start_blocking_portal() as portal:
-        future = portal.start_task_soon(arun)
-        try:
-            distiset: Distiset = future.result()
-            return distiset
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
+def _first_rows(dataset: Any, n: int) -> Any:
+    """The first ``n`` rows of a list of dicts, a pandas DataFrame or a ``datasets.Dataset``."""
+    if isinstance(dataset, list):
+        return dataset[:n]
+    if hasattr(dataset, "head") and hasattr(dataset, "columns"):  # a pandas DataFrame
+        return dataset.head(n)
+    if hasattr(dataset, "select") and hasattr(dataset, "column_names"):  # datasets.Dataset
+        return dataset.select(range(min(n, len(dataset))))
+    return dataset  # run(dataset=...) says what it takes

@@ -4,6 +4,7 @@ from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import (
     ROW_ID,
     GeneratorStep,
+    GeneratorStepOutput,
     GlobalStep,
     Step,
     StepInput,
@@ -12,8 +13,14 @@ from synthflow.steps.base import (
 from synthflow.steps.columns import CombineColumns, KeepColumns
 from synthflow.steps.decorator import step
 from synthflow.steps.embeddings import EmbeddingGeneration
-from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
+from synthflow.steps.generators import (
+    LoadDataFromDicts,
+    LoadDataFromFileSystem,
+    LoadDataFromHub,
+    make_generator_step,
+)
 from synthflow.steps.globals import DropDuplicates
+from synthflow.steps.resources import StepResources
 
 __all__ = [
     "ROW_ID",
@@ -21,6 +28,7 @@ __all__ = [
     "DropDuplicates",
     "EmbeddingGeneration",
     "GeneratorStep",
+    "GeneratorStepOutput",
     "GlobalStep",
     "KeepColumns",
     "LoadDataFromDicts",
@@ -30,5 +38,7 @@ __all__ = [
     "Step",
     "StepInput",
     "StepOutput",
+    "StepResources",
+    "make_generator_step",
     "step",
 ]

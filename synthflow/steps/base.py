@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.steps.resources import StepResources, apply_resources
 
 if TYPE_CHECKING:
     from synthflow.pipeline.pipeline import Pipeline
@@ -35,6 +36,10 @@ StepInput = list[Row]
 """A batch of rows, as ``process`` receives it."""
 StepOutput = Iterator[list[Row]] | AsyncIterator[list[Row]]
 """What ``process`` returns: an iterator (or async iterator) of batches of rows."""
+GeneratorStepOutput = (
+    Iterator[tuple[list[Row], bool]] | Iterator[list[Row]] | AsyncIterator[list[Row]]
+)
+"""What a generator step's ``process`` returns: batches, or distilabel's ``(batch, is_last)``."""
 
 
 def batch_rows(batch: Any) -> list[Row]:
@@ -146,12 +151,29 @@ class _Step(BaseModel):
         "off for a step with side effects: the policy then applies to the whole batch.",
     )
 
+    resources: StepResources = Field(
+        default_factory=StepResources,
+        description="distilabel's resource request; replicas become workers (see "
+        "synthflow.steps.resources).",
+    )
+
     _pipeline: Pipeline | None = PrivateAttr(default=None)
+    _workers_from_resources: bool = PrivateAttr(default=False)
+
+    def __init__(self, /, **data: Any) -> None:
+        # distilabel's Step(pipeline=p): join p as if built inside ``with p:``.
+        pipeline = data.pop("pipeline", None)
+        if pipeline is None:
+            super().__init__(**data)
+        else:
+            with pipeline:
+                super().__init__(**data)
 
     # Steps register with the pipeline that is open in a ``with Pipeline():`` block, if any.
     def model_post_init(self, context: Any, /) -> None:
         from synthflow.pipeline.pipeline import current_pipeline
 
+        apply_resources(self)
         pipeline = current_pipeline()
         if pipeline is not None:
             pipeline.add_step(self)

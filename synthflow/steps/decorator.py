@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import create_model
 
+from synthflow.runtime_parameters import RUNTIME
 from synthflow.steps.base import GeneratorStep, GlobalStep, Step, StepOutput, _Step
 
 StepType = Literal["normal", "global", "generator"]
@@ -19,8 +20,8 @@ _BASES: dict[str, type[_Step]] = {
 
 
 def step(
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
+    inputs: list[str] | dict[str, bool] | None = None,
+    outputs: list[str] | dict[str, bool] | None = None,
     step_type: StepType = "normal",
 ) -> Callable[[Callable[..., StepOutput]], type[_Step]]:
     """Make a Step class from a function that yields batches of rows.
@@ -38,13 +39,13 @@ def step(
     if step_type not in _BASES:
         raise ValueError(f"step_type must be one of {sorted(_BASES)}, got {step_type!r}")
     base = _BASES[step_type]
-    in_cols = list(inputs or [])
-    out_cols = list(outputs or [])
+    in_cols = column_names(inputs, required_only=True)
+    out_cols = column_names(outputs)
 
     def decorator(func: Callable[..., StepOutput]) -> type[_Step]:
         signature = inspect.signature(func)
         fields: dict[str, Any] = {}
-        hints = inspect.get_annotations(func, eval_str=True)
+        hints = _field_annotations(func)
         params = list(signature.parameters.values())
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         for param in params:
@@ -59,9 +60,15 @@ def step(
             fields[param.name] = (annotation, default)
         field_names = list(fields)
 
-        def process(self: _Step, *args: Any) -> StepOutput:
+        named = {p.name for p in positional}
+
+        def process(self: _Step, *args: Any, **given: Any) -> StepOutput:
+            # distilabel users call process(inputs=rows): for a function taking *inputs, that
+            # is its first positional argument.
+            if "inputs" in given and "inputs" not in named:
+                args = (given.pop("inputs"), *args)
             kwargs = {name: getattr(self, name) for name in field_names}
-            return func(*args, **kwargs)
+            return func(*args, **given, **kwargs)
 
         namespace: dict[str, Any] = {
             "process": process,
@@ -88,3 +95,40 @@ def step(
         return cls
 
     return decorator
+
+
+def column_names(
+    columns: list[str] | dict[str, bool] | None, *, required_only: bool = False
+) -> list[str]:
+    """Column names from a list, or from distilabel's ``{column: required}`` mapping: with
+    ``required_only``, the columns marked optional (False) are left out, since a step's
+    inputs are the columns an earlier step must produce."""
+    if isinstance(columns, dict):
+        return [name for name, required in columns.items() if required or not required_only]
+    return list(columns or [])
+
+
+def _field_annotations(func: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters' annotations, evaluated one by one.
+
+    distilabel's docs import ``StepOutput`` and friends under ``if TYPE_CHECKING:`` and write them
+    as strings (or the module uses ``from __future__ import annotations``): such a name doesn't
+    exist at run time. Only the keyword parameters' annotations matter (they type the fields),
+    so the return annotation is never evaluated, and a parameter whose annotation can't be
+    evaluated is typed ``Any`` (kept a runtime parameter when written ``RuntimeParameter[...]``).
+    """
+    raw = inspect.get_annotations(func)
+    namespace = dict(getattr(func, "__globals__", {}))
+    hints: dict[str, Any] = {}
+    for name, annotation in raw.items():
+        if name == "return":
+            continue
+        if not isinstance(annotation, str):
+            hints[name] = annotation
+            continue
+        try:
+            hints[name] = eval(annotation, namespace)  # what eval_str=True does, one name at a time
+        except Exception:
+            runtime = annotation.replace(" ", "").startswith("RuntimeParameter[")
+            hints[name] = Annotated[Any, RUNTIME] if runtime else Any
+    return hints

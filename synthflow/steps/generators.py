@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import Field, PrivateAttr, field_validator
 
 from synthflow.errors import PipelineValidationError
-from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.runtime_parameters import GIVEN_LATER, RuntimeParameter
 from synthflow.steps.base import Executor, GeneratorStep, Row
+from synthflow.steps.resources import StepResources
+
+if TYPE_CHECKING:
+    from synthflow.pipeline.pipeline import Pipeline
 
 
 class LoadDataFromDicts(GeneratorStep):
@@ -55,6 +59,15 @@ class _StreamedDataset(GeneratorStep):
         description="Columns to keep (and to declare to the steps after it); default: every "
         "column of the dataset, read from its first row.",
     )
+    streaming: RuntimeParameter[bool] = Field(
+        default=False,
+        description="Accepted as distilabel's: synthflow always streams the rows, never loading "
+        "the whole dataset first.",
+    )
+    storage_options: dict[str, Any] | None = Field(
+        default=None,
+        description="Options for the filesystem the data is on (fsspec), e.g. credentials.",
+    )
 
     # (the source, the columns of its first row): runtime parameters may change the source.
     _first_row_columns: tuple[str, list[str]] | None = PrivateAttr(default=None)
@@ -66,6 +79,9 @@ class _StreamedDataset(GeneratorStep):
     def _source(self) -> str:
         """The dataset, in words, for error messages."""
         raise NotImplementedError
+
+    def _storage(self) -> dict[str, Any]:
+        return {"storage_options": self.storage_options} if self.storage_options else {}
 
     def _stream(self) -> Any:
         try:
@@ -113,7 +129,8 @@ class LoadDataFromHub(_StreamedDataset):
     """
 
     repo_id: RuntimeParameter[str] = Field(
-        description="The dataset: a Hub repo id ('org/name') or a local directory."
+        default=GIVEN_LATER,  # through run(parameters=...) or --param
+        description="The dataset: a Hub repo id ('org/name') or a local directory.",
     )
     split: RuntimeParameter[str] = Field(default="train", description="The split to read.")
     config: RuntimeParameter[str | None] = Field(
@@ -132,6 +149,7 @@ class LoadDataFromHub(_StreamedDataset):
             split=self.split,
             revision=self.revision,
             streaming=True,
+            **self._storage(),
         )
 
     def _source(self) -> str:
@@ -149,18 +167,26 @@ class LoadDataFromFileSystem(_StreamedDataset):
     paths or glob patterns (``data/*.jsonl``), local or any fsspec URL ``datasets`` reads."""
 
     data_files: RuntimeParameter[str | list[str]] = Field(
-        description="A path or glob pattern, or a list of them."
+        default=GIVEN_LATER,  # through run(parameters=...) or --param
+        description="A path or glob pattern, or a list of them.",
     )
     filetype: RuntimeParameter[str | None] = Field(
         default=None,
         description="json, csv, parquet, arrow or text; default: from the files' extension.",
+    )
+    split: RuntimeParameter[str] = Field(
+        default="train", description="The split: 'train' unless data_files maps splits to files."
     )
 
     def _open(self) -> Any:
         from datasets import load_dataset
 
         return load_dataset(
-            self._filetype(), data_files=self.data_files, split="train", streaming=True
+            self._filetype(),
+            data_files=self.data_files,
+            split=self.split,
+            streaming=True,
+            **self._storage(),
         )
 
     def _filetype(self) -> str:
@@ -195,8 +221,8 @@ class RowsOfDataset(GeneratorStep):
         pass  # made by run(), never part of a pipeline being built
 
     @classmethod
-    def of(cls, dataset: Any, name: str) -> RowsOfDataset:
-        step = cls(name=name)
+    def of(cls, dataset: Any, name: str, batch_size: int = 50) -> RowsOfDataset:
+        step = cls(name=name, batch_size=batch_size)
         if hasattr(dataset, "to_dict") and hasattr(dataset, "columns"):  # a pandas DataFrame
             dataset = dataset.to_dict("records")
         if isinstance(dataset, list):
@@ -235,3 +261,40 @@ class RowsOfDataset(GeneratorStep):
         for batch in rows.iter(batch_size=self.batch_size):  # columns of equal length
             names, columns = list(batch), list(batch.values())
             yield [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def make_generator_step(
+    dataset: Any,
+    pipeline: Pipeline | None = None,
+    batch_size: int = 50,
+    input_mappings: dict[str, str] | None = None,
+    output_mappings: dict[str, str] | None = None,
+    resources: StepResources | None = None,
+    repo_id: str | None = None,
+) -> LoadDataFromDicts:
+    """A source step holding ``dataset``'s rows (distilabel's helper): a list of dicts, a pandas
+    DataFrame or a ``datasets.Dataset``. The rows are kept inline, so the pipeline saves and
+    loads with them. (``repo_id`` is accepted for distilabel's signature; the rows are never
+    read from the Hub.)"""
+    if hasattr(dataset, "to_dict") and hasattr(dataset, "columns"):  # a pandas DataFrame
+        rows = dataset.to_dict("records")
+    elif hasattr(dataset, "column_names") and hasattr(dataset, "to_list"):  # datasets.Dataset
+        rows = dataset.to_list()
+    elif isinstance(dataset, list) and all(isinstance(row, dict) for row in dataset):
+        rows = dataset
+    else:
+        raise TypeError(
+            "make_generator_step takes a list of dicts, a pandas DataFrame or a "
+            f"datasets.Dataset, got {type(dataset).__name__}"
+        )
+    kwargs: dict[str, Any] = {
+        "data": rows,
+        "batch_size": batch_size,
+        "input_mappings": input_mappings or {},
+        "output_mappings": output_mappings or {},
+    }
+    if resources is not None:
+        kwargs["resources"] = resources
+    if pipeline is not None:
+        kwargs["pipeline"] = pipeline
+    return LoadDataFromDicts(**kwargs)

@@ -1,7 +1,10 @@
 """LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, UltraFeedback``."""
 
+from synthflow.llms.base import ChatMessage as ChatItem
+from synthflow.llms.base import ChatType
 from synthflow.steps.base import METADATA_COLUMN
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
+from synthflow.steps.tasks.decorator import task
 from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
 from synthflow.steps.tasks.prometheus_eval import PrometheusEval
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
@@ -11,10 +14,13 @@ __all__ = [
     "ERROR_COLUMN",
     "METADATA_COLUMN",
     "ChatGeneration",
+    "ChatItem",
+    "ChatType",
     "ComplexityScorer",
     "PrometheusEval",
     "QualityScorer",
     "Task",
     "TextGeneration",
     "UltraFeedback",
+    "task",
 ]

@@ -9,13 +9,20 @@ one slow call never holds back the rows behind it. (Steps that need source order
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 import anyio
 from pydantic import Field, PrivateAttr
 
-from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, OutputParseError
+from synthflow._sync import run_sync
+from synthflow.errors import (
+    BudgetExceeded,
+    DiskFullError,
+    LLMError,
+    OutputParseError,
+    StepError,
+)
 from synthflow.llms.answers import require_answers
 from synthflow.llms.base import LLM, ChatType, GenerateOutput
 from synthflow.llms.calls import LLMCalls, LLMCallStats
@@ -59,6 +66,11 @@ class Task(Step, ABC):
         default=False,
         description="Record the raw response in 'synthflow_metadata' (the LLM must keep it: "
         "include_raw=True on API clients).",
+    )
+    add_raw_input: bool = Field(
+        default=False,
+        description="Record the messages sent (format_input's result) in 'synthflow_metadata' "
+        "as 'raw_input_<task>'.",
     )
     use_cache: bool = Field(
         default=True,
@@ -167,8 +179,9 @@ class Task(Step, ABC):
         return [c for c in self.outputs if c != "model_name"]
 
     def _metadata(self, row: Row, result: GenerateOutput) -> dict[str, Any] | None:
-        if not (self.add_statistics or self.add_raw_output):
+        if not (self.add_statistics or self.add_raw_output or self.add_raw_input):
             return None
+        raw_input = self.format_input(row) if self.add_raw_input else None
         # A new dict, not an update in place: branches of a fan-out share the old one.
         metadata = dict(row.pop(METADATA_COLUMN, None) or {})
         if self.add_statistics:
@@ -178,6 +191,8 @@ class Task(Step, ABC):
             }
         if self.add_raw_output:
             metadata[f"raw_output_{self.name}"] = result.raw
+        if self.add_raw_input:
+            metadata[f"raw_input_{self.name}"] = raw_input
         return metadata
 
     async def process_rows(self, rows: StepInput) -> list[Row]:
@@ -203,5 +218,30 @@ class Task(Step, ABC):
                 tg.start_soon(one, i, row)
         return [r for rs in results for r in rs]
 
-    async def process(self, *inputs: StepInput) -> AsyncIterator[list[Row]]:
-        yield await self.process_rows(inputs[0])
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        """The task used alone, as in distilabel: ``task.load()``, then
+        ``next(task.process(rows))`` gives the rows with the task's columns.
+
+        The rows' calls run concurrently on a private event loop, and the LLM's async resources
+        are closed before the batch is yielded. A row that fails follows ``on_error`` as in a
+        run: null outputs and the error in ``synthflow_error``, dropped, or raised. (In a
+        pipeline the engine calls ``process_row`` per row instead, with no batch barrier.)"""
+
+        async def batch() -> list[Row]:
+            try:
+                return await self.process_rows(inputs)
+            finally:
+                await self.llm.aclose()
+
+        kept: list[Row] = []
+        for row in run_sync(batch):
+            message = row.pop(FAILED, None)
+            if message is None:
+                kept.append(row)
+            elif self.on_error == "fail":
+                raise StepError(f"step {self.name!r} failed on a row: {message}", step=self.name)
+            elif self.on_error == "null":
+                row.update(dict.fromkeys(self.outputs))
+                row[ERROR_COLUMN] = f"{self.name}: {message}"
+                kept.append(row)
+        yield kept
