@@ -237,7 +237,7 @@ def test_a_local_answer_without_text_fails_its_row_and_is_not_cached() -> None:
     assert good["generation"] == "echo good"
     assert bad["generation"] is None
     assert bad["synthflow_error"].startswith(
-        "LLMEmptyAnswerError: SaysNothingTo returned no text for 1 of 1 generations"
+        "gen: LLMEmptyAnswerError: SaysNothingTo returned no text for 1 of 1 generations"
     )
 
     assert sorted(llm.asked) == ["bad", "good"]

@@ -55,6 +55,9 @@ Handler = Callable[[Request], "Reply | object"]
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog: socketserver's default of 5 overflows when a task opens 64 connections
+    # at once, and a connection the kernel then drops waits out TCP's retransmission backoff.
+    request_queue_size = 256
     connections = 0  # accepted so far, counting TLS handshakes that fail
 
     def get_request(self) -> tuple[socket.socket, Any]:
