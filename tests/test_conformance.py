@@ -1,0 +1,146 @@
+"""Every catalog task and step through synthflow.checks, one pytest case per class and check.
+
+Adding a class to the catalog is one line in CATALOG: the class, the constructor arguments its
+example needs, its example rows when its inputs aren't plain text, and a well-formed answer when
+the built-in OfflineLLM's answer isn't one for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from synthflow.checks import (
+    CHECKS,
+    CheckFailed,
+    StepSpec,
+    check_docstring,
+    check_in_pipeline,
+    check_malformed_answers,
+    check_step,
+    parametrize_with_checks,
+)
+from synthflow.errors import OutputParseError
+from synthflow.llms.base import ChatType
+from synthflow.steps import (
+    CombineColumns,
+    DropDuplicates,
+    KeepColumns,
+    LoadDataFromDicts,
+    Step,
+    StepInput,
+)
+from synthflow.steps.base import Row
+from synthflow.steps.tasks import ChatGeneration, Task, TextGeneration
+
+CATALOG: list[StepSpec] = [
+    # -- steps
+    StepSpec(LoadDataFromDicts, {"data": [{"instruction": "a"}, {"instruction": "b", "n": 1}]}),
+    StepSpec(KeepColumns, {"columns": ["a", "b"]}, rows=[{"a": 1, "b": 2, "c": 3}]),
+    StepSpec(CombineColumns, {"columns": ["generation"]}, rows=[{"generation": "x"}]),
+    StepSpec(DropDuplicates, {"columns": ["a"]}, rows=[{"a": 1}, {"a": 1}, {"a": 2}]),
+    # -- tasks
+    StepSpec(TextGeneration),
+    StepSpec(TextGeneration, {"system_prompt": "Be brief."}, id="TextGeneration-system"),
+    StepSpec(ChatGeneration, rows=[{"messages": [{"role": "user", "content": "Hi"}]}]),
+]
+
+
+@parametrize_with_checks(CATALOG)
+def test_catalog_conforms(spec: StepSpec, check: Callable[[StepSpec], None]) -> None:
+    check(spec)
+
+
+# -- the checks catch what they claim to ------------------------------------------------------
+
+
+class Undocumented(Step):
+    @property
+    def inputs(self) -> list[str]:
+        return ["text"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["length"]
+
+    def process(self, inputs: StepInput) -> Any:
+        for row in inputs:
+            row["length"] = len(row["text"])
+        yield inputs
+
+
+class AddsUndeclared(Step):
+    """Reads ``text``; writes ``length``."""
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["text"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["length"]
+
+    def process(self, inputs: StepInput) -> Any:
+        for row in inputs:
+            row["length"] = len(row["text"])
+            row["words"] = len(row["text"].split())
+        yield inputs
+
+
+class BrittleTask(Task):
+    """Reads ``instruction``; writes ``score`` (an int) and ``model_name``."""
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["instruction"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["score", "model_name"]
+
+    def format_input(self, row: Row) -> ChatType:
+        return [{"role": "user", "content": row["instruction"]}]
+
+    def format_output(self, output: str | None, row: Row) -> dict[str, Any]:
+        return {"score": int(output or "")}  # ValueError on anything but digits
+
+
+class CarefulTask(BrittleTask):
+    """Reads ``instruction``; writes ``score`` (an int) and ``model_name``."""
+
+    def format_output(self, output: str | None, row: Row) -> dict[str, Any]:
+        digits = "".join(ch for ch in output or "" if ch.isdigit())
+        if not digits:
+            raise OutputParseError("the answer holds no number; expected a score like '7'")
+        return {"score": int(digits)}
+
+
+class PaperTask(CarefulTask):
+    """Reads ``instruction``; writes ``score`` and ``model_name``. (From a paper it never cites.)"""
+
+
+def test_an_undocumented_step_fails_the_docstring_check() -> None:
+    with pytest.raises(CheckFailed, match="has no docstring"):
+        check_docstring(StepSpec(Undocumented))
+
+
+def test_a_step_that_adds_an_undeclared_column_fails() -> None:
+    with pytest.raises(CheckFailed, match=r"undeclared columns \['words'\]"):
+        check_in_pipeline(StepSpec(AddsUndeclared))
+
+
+def test_a_parser_that_raises_anything_but_output_parse_error_fails() -> None:
+    with pytest.raises(CheckFailed, match=r"raised ValueError.*raise OutputParseError"):
+        check_malformed_answers(StepSpec(BrittleTask))
+
+
+def test_a_paper_task_must_cite_its_paper() -> None:
+    with pytest.raises(CheckFailed, match="doesn't cite its paper"):
+        check_docstring(StepSpec(PaperTask, paper=True))
+
+
+def test_check_step_runs_every_check_on_a_user_task() -> None:
+    check_step(CarefulTask, answer="Score: 7")
+    assert len(CHECKS) == 7
