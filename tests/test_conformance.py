@@ -33,7 +33,33 @@ from synthflow.steps import (
     StepInput,
 )
 from synthflow.steps.base import Row
-from synthflow.steps.tasks import ChatGeneration, Task, TextGeneration
+from synthflow.steps.tasks import (
+    ChatGeneration,
+    EvolComplexity,
+    EvolInstruct,
+    EvolQuality,
+    GenerateSentencePair,
+    SelfInstruct,
+    StructuredGeneration,
+    Task,
+    TextClassification,
+    TextGeneration,
+)
+
+
+def rewrite(messages: ChatType) -> str:
+    """A model that rewrites the prompt in an evolution template: a new text every round."""
+    prompt = str(messages[-1]["content"])
+    if "New response:" in prompt:
+        response = prompt.rsplit("Response:\n", 1)[1].split("\n\nNew response:")[0]
+        return f"New response: {response} With one more detail."
+    if "New prompt:" in prompt:
+        original = prompt.rsplit("Prompt:\n", 1)[1].split("\n\nNew prompt:")[0]
+        return f"New prompt: {original} Explain each step."
+    return "An answer."
+
+
+PAIR = "## Positive\nA cat sat on the mat.\n## Negative\nStocks fell sharply today."
 
 CATALOG: list[StepSpec] = [
     # -- steps
@@ -45,6 +71,64 @@ CATALOG: list[StepSpec] = [
     StepSpec(TextGeneration),
     StepSpec(TextGeneration, {"system_prompt": "Be brief."}, id="TextGeneration-system"),
     StepSpec(ChatGeneration, rows=[{"messages": [{"role": "user", "content": "Hi"}]}]),
+    StepSpec(SelfInstruct, {"num_instructions": 3}, answer="1. a\n2. b\n3. c", paper=True),
+    StepSpec(EvolInstruct, {"num_evolutions": 2}, answer=rewrite, paper=True),
+    StepSpec(
+        EvolInstruct,
+        {"num_evolutions": 2, "store_evolutions": True, "generate_answers": True},
+        answer=rewrite,
+        paper=True,
+        id="EvolInstruct-stored-answered",
+    ),
+    StepSpec(
+        EvolComplexity, {"num_evolutions": 1, "generate_answers": True}, answer=rewrite, paper=True
+    ),
+    StepSpec(EvolQuality, {"num_evolutions": 2}, answer=rewrite, paper=True),
+    StepSpec(
+        EvolQuality,
+        {"num_evolutions": 2, "store_evolutions": True, "include_original_response": True},
+        answer=rewrite,
+        paper=True,
+        id="EvolQuality-stored",
+    ),
+    StepSpec(TextClassification, {"available_labels": ["positive", "negative"]}),
+    StepSpec(
+        TextClassification,
+        {"n": 2, "available_labels": {"sports": "games", "news": "events"}},
+        answer='{"labels": ["sports", "news"]}',
+        id="TextClassification-multi",
+    ),
+    StepSpec(
+        StructuredGeneration,
+        rows=[
+            {
+                "instruction": "A user",
+                "structured_output": {
+                    "format": "json",
+                    "schema": {
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}},
+                        "required": ["name"],
+                    },
+                },
+            }
+        ],
+        answer='{"name": "Ada"}',
+    ),
+    StepSpec(GenerateSentencePair, {"action": "paraphrase"}, answer=PAIR, paper=True),
+    StepSpec(
+        GenerateSentencePair,
+        {"action": "query", "triplet": True, "hard_negative": True, "context": "recipes"},
+        answer=PAIR,
+        paper=True,
+        id="GenerateSentencePair-triplet",
+    ),
+    StepSpec(
+        GenerateSentencePair,
+        {"action": "answer", "triplet": True, "use_default_structured_output": True},
+        paper=True,
+        id="GenerateSentencePair-json",
+    ),
 ]
 
 

@@ -83,11 +83,18 @@ class Task(Step, ABC):
 
     async def generate(self, row: Row) -> GenerateOutput:
         """The completions for ``row``, through the run's cache and accounting when bound."""
-        messages = self.format_input(row)
+        return await self.generate_messages(self.format_input(row), self.num_generations)
+
+    async def generate_messages(
+        self, messages: ChatType, num_generations: int = 1
+    ) -> GenerateOutput:
+        """Completions for any ``messages``, through the run's cache and accounting when bound:
+        what a task that makes several calls per row (``EvolInstruct``) calls from its own
+        ``process_row``."""
         if self._calls is None:
-            return await self.llm.agenerate(messages, num_generations=self.num_generations)
+            return await self.llm.agenerate(messages, num_generations=num_generations)
         return await self._calls.generate(
-            self.llm, messages, self.num_generations, self._call_stats, use_cache=self.use_cache
+            self.llm, messages, num_generations, self._call_stats, use_cache=self.use_cache
         )
 
     async def process_row(self, row: Row) -> list[Row]:
