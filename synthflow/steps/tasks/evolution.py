@@ -101,7 +101,8 @@ QUALITY_TEMPLATES: dict[str, str] = {
 """DEITA's quality evolution: the same response, improved one way per template."""
 
 _LABEL = re.compile(
-    r"#?\s*(?:new|rewritten|created|evolved|improved)\s+(?:prompt|instruction|response)\s*#?\s*:",
+    r"#?\s*(?:new|rewritten|created|evolved|improved)\s+(?:prompt|instruction|response)"
+    r"\s*#?\s*(?:\*\*)?\s*:(?:\s*\*\*)?",
     re.IGNORECASE,
 )
 _TEMPLATE_ECHO = re.compile(r"given prompt|rewritten prompt|#\s*prompt\s*#", re.IGNORECASE)
