@@ -94,3 +94,14 @@ def test_in_a_pipeline_with_a_failed_row_kept() -> None:
     assert rows[0]["model_name"] == "function-llm"
     assert rows[1]["instructions"] is None
     assert rows[1][ERROR_COLUMN].startswith("OutputParseError: the model returned no text")
+
+
+def test_typing_names_import_from_distilabels_paths() -> None:
+    from synthflow.steps.tasks import ChatItem, ChatType
+    from synthflow.steps.tasks.typing import ChatItem as Item
+    from synthflow.steps.tasks.typing import ChatType as Chat
+
+    assert (ChatItem, ChatType) == (Item, Chat)
+    message: ChatItem = {"role": "user", "content": "hi"}
+    conversation: ChatType = [dict(message)]
+    assert conversation[0]["role"] == "user"

@@ -134,3 +134,13 @@ def test_against_an_openai_compatible_server_with_its_json_schema_mode() -> None
     assert body["response_format"]["type"] == "json_schema"
     schema = body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["labels"]["enum"] == ["sports", "politics", "Unclassified"]
+
+
+def test_the_schema_follows_the_labels_when_they_change() -> None:
+    task = TextClassification(llm=OfflineLLM(), available_labels=["a", "b"])
+    task.available_labels = ["c"]
+    assert task.llm.structured_output is not None
+    assert task.llm.structured_output["properties"]["labels"]["enum"] == ["c", "Unclassified"]
+    own = {"title": "Mine", "type": "object"}
+    kept = TextClassification(llm=OfflineLLM(structured_output=own))
+    assert kept.llm.structured_output == own  # a schema the user set is theirs

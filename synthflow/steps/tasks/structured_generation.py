@@ -24,11 +24,15 @@ REGEX_RULE = "Answer with only text that matches this regular expression:\n{patt
 def with_default_schema(data: Any, schema: dict[str, Any]) -> Any:
     """Constructor data (a model ``before`` validator's input) whose ``llm`` asks for
     ``schema``: a copy of the LLM with ``structured_output`` set, when it takes one and has
-    none. The user's LLM object is left as it is (another task may share it)."""
+    none, or has an earlier version of this schema (same title; the task's fields changed). The
+    user's LLM object is left as it is (another task may share it)."""
     if not isinstance(data, dict) or not data.get("use_default_structured_output", True):
         return data
     llm = data.get("llm")
-    if isinstance(llm, StructuredOutputLLM) and llm.structured_output is None:
+    if not isinstance(llm, StructuredOutputLLM) or llm.structured_output == schema:
+        return data
+    current = llm.structured_output
+    if current is None or current.get("title") == schema.get("title"):
         data = {**data, "llm": llm.model_copy(update={"structured_output": schema})}
     return data
 
