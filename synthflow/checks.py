@@ -49,6 +49,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -454,8 +455,6 @@ def _run(spec: StepSpec, llm: LLM | None, rows: list[Row]) -> list[Row]:
     """The rows that come out of ``LoadDataFromDicts(rows) >> step``."""
     pipeline, _ = _pipeline(spec, llm, rows)
     with tempfile.TemporaryDirectory(prefix="synthflow-checks-") as cache:
-        from pathlib import Path
-
         pipeline.cache_dir = Path(cache)
         distiset = pipeline.run(use_cache=False, progress=False)
         return [dict(row) for split in distiset.values() for row in split["train"]]

@@ -20,6 +20,7 @@ from synthflow.checks import (
     check_in_pipeline,
     check_malformed_answers,
     check_step,
+    check_yaml_round_trip,
     parametrize_with_checks,
 )
 from synthflow.errors import OutputParseError
@@ -91,11 +92,12 @@ CATALOG: list[StepSpec] = [
         paper=True,
         id="EvolQuality-stored",
     ),
-    StepSpec(TextClassification, {"available_labels": ["positive", "negative"]}),
+    StepSpec(TextClassification, {"available_labels": ["positive", "negative"]}, paper=True),
     StepSpec(
         TextClassification,
         {"n": 2, "available_labels": {"sports": "games", "news": "events"}},
         answer='{"labels": ["sports", "news"]}',
+        paper=True,
         id="TextClassification-multi",
     ),
     StepSpec(
@@ -173,6 +175,25 @@ class AddsUndeclared(Step):
         yield inputs
 
 
+class HoldsAFunction(Step):
+    """Reads ``text``; writes ``length``, measured by ``measure``."""
+
+    measure: Callable[[str], int] = len
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["text"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["length"]
+
+    def process(self, inputs: StepInput) -> Any:
+        for row in inputs:
+            row["length"] = self.measure(row["text"])
+        yield inputs
+
+
 class BrittleTask(Task):
     """Reads ``instruction``; writes ``score`` (an int) and ``model_name``."""
 
@@ -213,6 +234,11 @@ def test_an_undocumented_step_fails_the_docstring_check() -> None:
 def test_a_step_that_adds_an_undeclared_column_fails() -> None:
     with pytest.raises(CheckFailed, match=r"undeclared columns \['words'\]"):
         check_in_pipeline(StepSpec(AddsUndeclared))
+
+
+def test_a_step_that_cant_be_saved_fails_the_round_trip() -> None:
+    with pytest.raises(CheckFailed, match="yaml round trip failed: SerializationError"):
+        check_yaml_round_trip(StepSpec(HoldsAFunction))
 
 
 def test_a_parser_that_raises_anything_but_output_parse_error_fails() -> None:
