@@ -217,7 +217,8 @@ def check_standalone(spec: StepSpec) -> None:
     try:
         out = _process(step, copy.deepcopy(rows))
     except Exception as exc:
-        _fail(spec, f"process raised {type(exc).__name__}: {exc}")
+        cause = _unwrap(exc)
+        _fail(spec, f"process raised {type(cause).__name__}: {cause}")
     finally:
         step.unload()
     if not out and not isinstance(step, GlobalStep):
@@ -357,6 +358,13 @@ def parametrize_with_checks(specs: Sequence[StepSpec]) -> Any:
 
 def _fail(spec: StepSpec, message: str) -> Any:
     raise CheckFailed(f"{spec.name}: {message}")
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one error inside task-group wrappers (``process_rows`` runs rows in a task group)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _own_fields(cls: type[_Step]) -> list[str]:

@@ -39,7 +39,11 @@ from synthflow.steps.tasks import (
     EvolComplexity,
     EvolInstruct,
     EvolQuality,
+    GenerateLongTextMatchingData,
     GenerateSentencePair,
+    GenerateShortTextMatchingData,
+    GenerateTextClassificationData,
+    GenerateTextRetrievalData,
     SelfInstruct,
     StructuredGeneration,
     Task,
@@ -60,6 +64,9 @@ def rewrite(messages: ChatType) -> str:
     return "An answer."
 
 
+RETRIEVAL = '{"user_query": "q", "positive_document": "p", "hard_negative_document": "n"}'
+MATCHING = '```json\n{"input": "a", "positive_document": "b"}\n```'
+CLASSIFIED = 'Here: {"input_text": "t", "label": "l", "misleading_label": "m"}'
 PAIR = "## Positive\nA cat sat on the mat.\n## Negative\nStocks fell sharply today."
 
 CATALOG: list[StepSpec] = [
@@ -131,6 +138,15 @@ CATALOG: list[StepSpec] = [
         paper=True,
         id="GenerateSentencePair-json",
     ),
+    StepSpec(GenerateTextRetrievalData, answer=RETRIEVAL, paper=True),
+    StepSpec(
+        GenerateTextRetrievalData,
+        {"query_type": "common", "num_words": 50, "use_default_structured_output": True},
+        id="GenerateTextRetrievalData-json",
+    ),
+    StepSpec(GenerateShortTextMatchingData, answer=MATCHING, paper=True),
+    StepSpec(GenerateLongTextMatchingData, answer=MATCHING, paper=True),
+    StepSpec(GenerateTextClassificationData, {"difficulty": "PhD"}, answer=CLASSIFIED, paper=True),
 ]
 
 

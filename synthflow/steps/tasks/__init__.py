@@ -6,7 +6,13 @@ from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQu
 from synthflow.steps.tasks.self_instruct import SelfInstruct
 from synthflow.steps.tasks.structured_generation import StructuredGeneration
 from synthflow.steps.tasks.text_classification import TextClassification
-from synthflow.steps.tasks.text_embeddings import GenerateSentencePair
+from synthflow.steps.tasks.text_embeddings import (
+    GenerateLongTextMatchingData,
+    GenerateSentencePair,
+    GenerateShortTextMatchingData,
+    GenerateTextClassificationData,
+    GenerateTextRetrievalData,
+)
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
 from synthflow.steps.tasks.typing import ChatItem, ChatType
 
@@ -19,7 +25,11 @@ __all__ = [
     "EvolComplexity",
     "EvolInstruct",
     "EvolQuality",
+    "GenerateLongTextMatchingData",
     "GenerateSentencePair",
+    "GenerateShortTextMatchingData",
+    "GenerateTextClassificationData",
+    "GenerateTextRetrievalData",
     "SelfInstruct",
     "StructuredGeneration",
     "Task",

@@ -64,15 +64,16 @@ def list_items(output: str | None, what: str = "a list") -> list[str]:
 
 def json_value(output: str | None, what: str = "a JSON object") -> Any:
     """The first JSON object or array in the answer: the whole text, a fenced block, or the
-    first one embedded in prose."""
+    first one embedded in prose. Raw newlines and tabs inside strings, which models often
+    write in long texts, are accepted."""
     text = require_text(output, what)
+    decoder = json.JSONDecoder(strict=False)
     candidates = [text, *(m.group(1) for m in _FENCE_RE.finditer(text))]
     for candidate in candidates:
         try:
-            return json.loads(candidate)
+            return decoder.decode(candidate.strip())
         except ValueError:
             pass
-    decoder = json.JSONDecoder()
     for match in re.finditer(r"[{\[]", text):
         try:
             value, _ = decoder.raw_decode(text, match.start())
