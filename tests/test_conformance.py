@@ -44,6 +44,7 @@ from synthflow.steps.tasks import (
     GenerateShortTextMatchingData,
     GenerateTextClassificationData,
     GenerateTextRetrievalData,
+    InstructionBacktranslation,
     SelfInstruct,
     StructuredGeneration,
     Task,
@@ -139,6 +140,7 @@ CATALOG: list[StepSpec] = [
         id="GenerateSentencePair-json",
     ),
     StepSpec(GenerateTextRetrievalData, answer=RETRIEVAL, paper=True),
+    StepSpec(InstructionBacktranslation, answer="Clear and complete.\nScore: 4", paper=True),
     StepSpec(
         GenerateTextRetrievalData,
         {"query_type": "common", "num_words": 50, "use_default_structured_output": True},

@@ -1,6 +1,7 @@
 """LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, EvolInstruct, ...``."""
 
 from synthflow.steps.base import METADATA_COLUMN
+from synthflow.steps.tasks.backtranslation import InstructionBacktranslation
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQuality
 from synthflow.steps.tasks.self_instruct import SelfInstruct
@@ -30,6 +31,7 @@ __all__ = [
     "GenerateShortTextMatchingData",
     "GenerateTextClassificationData",
     "GenerateTextRetrievalData",
+    "InstructionBacktranslation",
     "SelfInstruct",
     "StructuredGeneration",
     "Task",
