@@ -28,7 +28,8 @@ The checks (``CHECKS``, in order):
   the configuration, like ``KeepColumns(columns=[...])``, are exempt), every runtime parameter the
   class adds, and, for a task from a paper (``paper=True``), cites it with an arXiv id.
 - ``check_standalone``: ``load()``, then ``process`` (sync or async) on the example rows, then
-  ``unload()``: every row comes out with the declared ``outputs``, and adds no other column.
+  ``unload()``: every row comes out with the declared ``outputs``, and adds no other column; the
+  step's configuration is unchanged.
 - ``check_in_pipeline``: the same through ``LoadDataFromDicts >> step`` in a pipeline run.
 - ``check_yaml_round_trip``: the pipeline saved as YAML and JSON and loaded back has the same
   signature, the same dump, and the step the same columns.
@@ -210,9 +211,13 @@ def check_docstring(spec: StepSpec) -> None:
 
 
 def check_standalone(spec: StepSpec) -> None:
-    """``load()``, ``process`` and ``unload()`` outside a pipeline, as distilabel users do."""
+    """``load()``, ``process`` and ``unload()`` outside a pipeline, as distilabel users do; its
+    configuration is the same afterwards (a run must not change what the pipeline is)."""
+    from synthflow.serialization import dump_step
+
     step = spec.build(spec.answering_llm())
     rows = spec.input_rows(step)
+    before = dump_step(step)
     step.load()
     try:
         out = _process(step, copy.deepcopy(rows))
@@ -223,6 +228,8 @@ def check_standalone(spec: StepSpec) -> None:
         step.unload()
     if not out and not isinstance(step, GlobalStep):
         _fail(spec, "process yielded no rows for the example input")
+    if dump_step(step) != before:
+        _fail(spec, "running it changed its configuration; keep run state in private attributes")
     _check_columns(spec, step, rows, out, where="standalone")
 
 

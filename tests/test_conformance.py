@@ -19,6 +19,7 @@ from synthflow.checks import (
     check_docstring,
     check_in_pipeline,
     check_malformed_answers,
+    check_standalone,
     check_step,
     check_yaml_round_trip,
     parametrize_with_checks,
@@ -212,6 +213,26 @@ class HoldsAFunction(Step):
         yield inputs
 
 
+class CountsInAField(Step):
+    """Reads ``text``; writes ``length``; counts rows in ``seen`` (which it shouldn't)."""
+
+    seen: int = 0
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["text"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["length"]
+
+    def process(self, inputs: StepInput) -> Any:
+        for row in inputs:
+            self.seen += 1
+            row["length"] = len(row["text"])
+        yield inputs
+
+
 class BrittleTask(Task):
     """Reads ``instruction``; writes ``score`` (an int) and ``model_name``."""
 
@@ -257,6 +278,11 @@ def test_a_step_that_adds_an_undeclared_column_fails() -> None:
 def test_a_step_that_cant_be_saved_fails_the_round_trip() -> None:
     with pytest.raises(CheckFailed, match="yaml round trip failed: SerializationError"):
         check_yaml_round_trip(StepSpec(HoldsAFunction))
+
+
+def test_a_step_that_changes_its_configuration_while_running_fails() -> None:
+    with pytest.raises(CheckFailed, match="changed its configuration"):
+        check_standalone(StepSpec(CountsInAField))
 
 
 def test_a_parser_that_raises_anything_but_output_parse_error_fails() -> None:
