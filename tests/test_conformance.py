@@ -298,3 +298,11 @@ def test_a_paper_task_must_cite_its_paper() -> None:
 def test_check_step_runs_every_check_on_a_user_task() -> None:
     check_step(CarefulTask, answer="Score: 7")
     assert len(CHECKS) == 7
+
+
+def test_every_catalog_name_imports_from_synthflow_steps_tasks() -> None:
+    import synthflow.steps.tasks as tasks
+
+    for name in tasks.__all__:
+        assert getattr(tasks, name) is not None
+    assert {spec.cls.__name__ for spec in CATALOG if spec.takes_llm} <= set(tasks.__all__)

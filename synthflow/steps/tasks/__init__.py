@@ -1,21 +1,62 @@
-"""LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, EvolInstruct, ...``."""
+"""LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, EvolInstruct, ...``.
+
+The catalog's task modules are imported when one of their names is first used, so importing
+this package stays fast however large the catalog grows.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from synthflow.steps.base import METADATA_COLUMN
-from synthflow.steps.tasks.backtranslation import InstructionBacktranslation
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
-from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQuality
-from synthflow.steps.tasks.self_instruct import SelfInstruct
-from synthflow.steps.tasks.structured_generation import StructuredGeneration
-from synthflow.steps.tasks.text_classification import TextClassification
-from synthflow.steps.tasks.text_embeddings import (
-    GenerateLongTextMatchingData,
-    GenerateSentencePair,
-    GenerateShortTextMatchingData,
-    GenerateTextClassificationData,
-    GenerateTextRetrievalData,
-)
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
 from synthflow.steps.tasks.typing import ChatItem, ChatType
+
+if TYPE_CHECKING:
+    from synthflow.steps.tasks.backtranslation import InstructionBacktranslation
+    from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQuality
+    from synthflow.steps.tasks.self_instruct import SelfInstruct
+    from synthflow.steps.tasks.structured_generation import StructuredGeneration
+    from synthflow.steps.tasks.text_classification import TextClassification
+    from synthflow.steps.tasks.text_embeddings import (
+        GenerateLongTextMatchingData,
+        GenerateSentencePair,
+        GenerateShortTextMatchingData,
+        GenerateTextClassificationData,
+        GenerateTextRetrievalData,
+    )
+
+_CATALOG: dict[str, str] = {
+    "EvolComplexity": "evolution",
+    "EvolInstruct": "evolution",
+    "EvolQuality": "evolution",
+    "GenerateLongTextMatchingData": "text_embeddings",
+    "GenerateSentencePair": "text_embeddings",
+    "GenerateShortTextMatchingData": "text_embeddings",
+    "GenerateTextClassificationData": "text_embeddings",
+    "GenerateTextRetrievalData": "text_embeddings",
+    "InstructionBacktranslation": "backtranslation",
+    "SelfInstruct": "self_instruct",
+    "StructuredGeneration": "structured_generation",
+    "TextClassification": "text_classification",
+}
+"""Catalog task name -> the module of this package that defines it."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _CATALOG.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ERROR_COLUMN",
