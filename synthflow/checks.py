@@ -68,6 +68,7 @@ from synthflow.steps.base import (
     _Step,
     batch_rows,
 )
+from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 
 if TYPE_CHECKING:
     from synthflow.pipeline.pipeline import Pipeline
@@ -85,7 +86,7 @@ MALFORMED_ANSWERS: tuple[str | None, ...] = (
 """What ``check_malformed_answers`` scripts the LLM to answer: empty, nothing, broken JSON with
 prose, a refusal, well-formed JSON of the wrong shape, a numbered list with nothing in it."""
 
-_IGNORED = frozenset({METADATA_COLUMN, ROW_ID, "synthflow_error"})
+_IGNORED = frozenset({METADATA_COLUMN, ROW_ID, ERROR_COLUMN})
 """Columns every task may add besides its outputs (per-row metadata, lineage, the row's error)."""
 
 _ARXIV_RE = re.compile(r"arXiv[:\s]*\d{4}\.\d{4,5}|arxiv\.org/abs/\d{4}\.\d{4,5}", re.IGNORECASE)
@@ -240,7 +241,7 @@ def check_in_pipeline(spec: StepSpec) -> None:
     step = spec.build()
     if not out and not isinstance(step, GlobalStep):
         _fail(spec, "the pipeline produced no rows")
-    errors = [r["synthflow_error"] for r in out if r.get("synthflow_error")]
+    errors = [r[ERROR_COLUMN] for r in out if r.get(ERROR_COLUMN)]
     if errors:
         _fail(spec, f"rows failed in the pipeline on well-formed answers: {errors[0]}")
     _check_columns(spec, step, rows, out, where="in a pipeline")
@@ -376,8 +377,6 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _own_fields(cls: type[_Step]) -> list[str]:
     """Fields the class adds to the step kind it builds on."""
-    from synthflow.steps.tasks.base import Task
-
     bases = [b for b in (Task, GlobalStep, Step, GeneratorStep) if issubclass(cls, b)]
     inherited = set().union(*(b.model_fields for b in bases)) if bases else set()
     return [name for name in cls.model_fields if name not in inherited]
