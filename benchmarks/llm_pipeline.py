@@ -2,7 +2,8 @@
 
     python benchmarks/llm_pipeline.py [pipeline|storm|high|all] [--n 2000]
 
-- pipeline: two chained TextGeneration tasks, each with its own OpenAILLM pointed at the mock;
+- pipeline: two chained TextGeneration tasks (the second reads the first's `generation` through
+  `input_mappings`, as distilabel users chain them), each with its own OpenAILLM on the mock;
   N = 2000, latency 200 ms, concurrency 64 per task. Ideal wall time N*L/C + L (the stages
   overlap). Targets: achieved/ideal >= 0.90, <= 1.5 CPU-s per 1,000 requests, peak RSS <= 200 MB.
   Runs the pipeline twice in one process and reports both: the first run also pays one-time
@@ -42,18 +43,24 @@ def _run(base_url: str, n: int, stages: int, concurrency: int) -> dict[str, Any]
     with tempfile.TemporaryDirectory() as cache, Pipeline("llm-bench", cache_dir=cache) as p:
         previous: Any = LoadDataFromDicts(name="load", data=data)
         for stage in range(stages):
+            # Chained as distilabel users chain tasks: each later stage reads the previous
+            # stage's answer as its instruction and replaces `generation` with its own.
             task = TextGeneration(
                 name=f"gen_{stage}",
                 llm=OpenAILLM(model="mock", base_url=base_url, api_key="sk-bench"),
                 concurrency=concurrency,
-                input_mappings={} if stage == 0 else {"instruction": f"text_{stage - 1}"},
-                output_mappings={"generation": f"text_{stage}", "model_name": f"model_{stage}"},
+                input_mappings={} if stage == 0 else {"instruction": "generation"},
             )
             previous >> task
             previous = task
+        sent_before = fetch_stats(base_url)["requests"]
         wall0, cpu0 = time.perf_counter(), time.process_time()
         distiset = p.run(progress=False, use_cache=False)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        # Every stage's request reaches the server: none is mistaken for another's answer.
+        reached = fetch_stats(base_url)["requests"] - sent_before
+        if reached < n * stages:
+            raise SystemExit(f"only {reached} of {n * stages} requests reached the server")
         # Taken before the check below turns every row into a Python dict.
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = list(distiset["default"]["train"])
@@ -64,6 +71,7 @@ def _run(base_url: str, n: int, stages: int, concurrency: int) -> dict[str, Any]
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),
         "requests": requests,
+        "requests_reaching_server": reached,
         "retries": retries,
         "failed_rows": failed,
         "cpu_s_per_1000_requests": round(cpu / max(requests, 1) * 1000, 3),

@@ -59,6 +59,7 @@ from synthflow.errors import OutputParseError
 from synthflow.llms.base import LLM, ChatType
 from synthflow.runtime_parameters import is_runtime_field
 from synthflow.steps.base import (
+    FAILED,
     METADATA_COLUMN,
     ROW_ID,
     GeneratorStep,
@@ -229,6 +230,9 @@ def check_standalone(spec: StepSpec) -> None:
         step.unload()
     if not out and not isinstance(step, GlobalStep):
         _fail(spec, "process yielded no rows for the example input")
+    failed = [row[FAILED] for row in out if row.get(FAILED)]
+    if failed:
+        _fail(spec, f"process failed a row on a well-formed answer: {failed[0]}")
     if dump_step(step) != before:
         _fail(spec, "running it changed its configuration; keep run state in private attributes")
     _check_columns(spec, step, rows, out, where="standalone")

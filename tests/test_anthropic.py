@@ -178,7 +178,7 @@ def test_one_failed_generation_fails_the_row_with_its_own_error_and_counts_the_r
         distiset = run_texts(llm(api), ["q"], num_generations=2, group_generations=True)
     row = distiset["default"]["train"][0]
     assert row["generation"] is None
-    assert row[ERROR_COLUMN].startswith("LLMStatusError: POST ")  # not "ExceptionGroup: ..."
+    assert row[ERROR_COLUMN].startswith("gen: LLMStatusError: POST ")  # not "ExceptionGroup: ..."
     assert "answered 400" in row[ERROR_COLUMN]
     stats = distiset.stats["gen"].llm
     assert (stats.failures, stats.input_tokens, stats.output_tokens) == (1, 10, 5)

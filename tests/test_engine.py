@@ -241,7 +241,7 @@ def test_error_policies() -> None:
     distiset = pipeline.run()
     kept = rows_of(distiset, "keep")
     assert [r["generation"] for r in kept] == ["fine", None, "fine"]
-    assert kept[1][ERROR_COLUMN] == "RuntimeError: endpoint exploded"
+    assert kept[1][ERROR_COLUMN] == "keep: RuntimeError: endpoint exploded"
     assert kept[0][ERROR_COLUMN] is None
     assert [r["generation"] for r in rows_of(distiset, "drop")] == ["fine", "fine"]
     assert distiset.stats["keep"].errors == 1
@@ -489,7 +489,7 @@ def test_a_failed_row_gets_nulls_under_its_mapped_output_columns() -> None:
     row = rows_of(pipeline.run())[0]
     assert row["answer"] is None  # not the stale value of the same column
     assert "generation" not in row
-    assert row[ERROR_COLUMN] == "RuntimeError: down"
+    assert row[ERROR_COLUMN] == "gen: RuntimeError: down"
 
 
 def test_mapped_names_never_clobber_the_columns_the_row_has() -> None:

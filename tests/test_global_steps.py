@@ -110,7 +110,7 @@ def test_a_global_step_that_fails_before_yielding_follows_its_error_policy() -> 
     rows = rows_of(pipeline.run(progress=False))
     assert [r["n"] for r in rows] == list(range(5))
     assert all(r["score"] is None for r in rows)
-    assert all(r[ERROR_COLUMN] == "RuntimeError: judge unavailable" for r in rows)
+    assert all(r[ERROR_COLUMN] == "judge: RuntimeError: judge unavailable" for r in rows)
 
 
 def test_a_global_step_that_fails_after_yielding_fails_the_run() -> None:

@@ -199,7 +199,8 @@ def test_a_bad_round_fails_only_its_row() -> None:
     task = EvolInstruct(name="evol", llm=FunctionLLM(fn=refuses_primes), num_evolutions=2)
     rows = run_rows(task, [{"instruction": "Name a prime."}, {"instruction": "Add 2 and 3."}])
     assert rows[0]["evolved_instruction"] is None
-    assert "OutputParseError: the model declined" in rows[0][ERROR_COLUMN]
+    assert rows[0][ERROR_COLUMN].startswith("evol: OutputParseError: the model declined")
+    assert rows[0]["synthflow_metadata"]["raw_output_evol"] == "Sorry, I can't do that."
     assert rows[1]["evolved_instruction"] == "Add 2 and 3. Justify it. Justify it."
 
 

@@ -93,7 +93,7 @@ def test_in_a_pipeline_with_a_failed_row_kept() -> None:
     assert rows[0]["instructions"] == ["What is a sonnet?", "Write a haiku about rain."]
     assert rows[0]["model_name"] == "function-llm"
     assert rows[1]["instructions"] is None
-    assert rows[1][ERROR_COLUMN].startswith("OutputParseError: the model returned no text")
+    assert rows[1][ERROR_COLUMN].startswith("instruct: OutputParseError: the model returned no")
 
 
 def test_typing_names_import_from_distilabels_paths() -> None:

@@ -17,11 +17,12 @@ import inspect
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
-from synthflow.errors import BudgetExceeded, LLMError, StepError
+from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, StepError
+from synthflow.pipeline._columns import ColumnMappings
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
 from synthflow.pipeline._execution import (
     StepProcessPool,
@@ -32,6 +33,7 @@ from synthflow.pipeline._spill import RowBuffer
 from synthflow.pipeline._streams import END, Inlet, Joined, Outlet
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import (
+    FAILED,
     ROW_ID,
     GeneratorStep,
     GlobalStep,
@@ -71,90 +73,86 @@ class StepContext:
     pool: StepProcessPool | None = None
     spill_dir: Any = None
     thread_limiter: anyio.CapacityLimiter | None = None
+    owners: dict[str, int] | None = None
+    """For a step that merges its branches' rows: the branch each written column comes from."""
+
+    def __post_init__(self) -> None:
+        self.mappings = ColumnMappings.of(self.step)
+        self.inputs = self.step.mapped_inputs()
+        self.outputs = self.step.mapped_outputs()
+
+    def enter(self, rows: Sequence[Row]) -> None:
+        if self.mappings is not None:
+            self.mappings.enter(rows)
+
+    def leave(self, rows: Sequence[Row]) -> None:
+        if self.mappings is not None:
+            self.mappings.leave(rows)
 
 
-# -- column mappings and error policy ---------------------------------------------------------
+# -- errors ------------------------------------------------------------------------------------
 
 
-def _rename(rows: Sequence[Row], mapping: dict[str, str]) -> None:
-    for row in rows:
-        for old, new in mapping.items():
-            if old in row:
-                row[new] = row.pop(old)
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
-_SET_ASIDE = "_sf_set_aside:"
-"""Prefix of the key under which a row's own column waits while the step uses its name: a judge
-that reads ``judge_prompt`` as its ``instruction``, or writes its ``generation`` that is then
-renamed to ``verdict``, must not lose the row's ``instruction`` or ``generation``."""
-
-
-def _borrowed_names(step: _Step) -> tuple[dict[str, str], list[str]]:
-    """The step's mapped input names (name -> the row column read under it), and its mapped
-    output names: the names the step uses that may already be columns of the row."""
-    inputs = {name: col for name, col in step.input_mappings.items() if col != name}
-    outputs = [
-        name for name, col in step.output_mappings.items() if col != name and name not in inputs
-    ]
-    return inputs, outputs
-
-
-def _before(step: _Step, rows: Sequence[Row]) -> None:
-    """Give each mapped input column the name the step reads, setting the row's own columns of
-    the names the step uses aside until ``_after``."""
-    inputs, outputs = _borrowed_names(step)
-    if not inputs and not outputs:
-        return
-    reads = set(step.inputs)
-    for row in rows:
-        for name in outputs:
-            if name in row:  # copied, not moved, when the step also reads it
-                row[_SET_ASIDE + name] = row[name] if name in reads else row.pop(name)
-        for name, col in inputs.items():
-            if col in row:
-                if name in row:
-                    row[_SET_ASIDE + name] = row.pop(name)
-                row[name] = row.pop(col)
-
-
-def _after(step: _Step, rows: Sequence[Row]) -> None:
-    """Undo ``_before``: mapped inputs back under their own names, outputs renamed, and the
-    columns set aside back."""
-    inputs, outputs = _borrowed_names(step)
-    if inputs:
-        _rename(rows, inputs)
-    if step.output_mappings:
-        _rename(rows, step.output_mappings)
-    for name in [*inputs, *outputs]:
-        aside = _SET_ASIDE + name
-        for row in rows:
-            if aside in row:
-                row[name] = row.pop(aside)
-
-
-def _failed_rows(step: _Step, rows: list[Row], exc: BaseException) -> list[Row]:
-    """Apply the step's error policy to rows whose processing raised ``exc``."""
+def _raise_failed(step: _Step, rows: Sequence[Row], cause: BaseException | str) -> NoReturn:
     first = rows[0].get(ROW_ID) if rows else None
-    if step.on_error == "fail":
-        where = f"row {first}" if len(rows) == 1 else f"a batch of {len(rows)} rows from {first}"
-        raise StepError(
-            f"step {step.name!r} failed on {where}: {type(exc).__name__}: {exc}",
-            step=step.name,
-            row_id=first,
-        ) from exc
-    if step.on_error == "drop":
-        return []
-    message = f"{type(exc).__name__}: {exc}"
-    columns = step.mapped_outputs()  # rows are back under their own column names by now
+    where = f"row {first}" if len(rows) == 1 else f"a batch of {len(rows)} rows from {first}"
+    text = cause if isinstance(cause, str) else _error_text(cause)
+    error = StepError(f"step {step.name!r} failed on {where}: {text}", step=step.name, row_id=first)
+    if isinstance(cause, BaseException):
+        raise error from cause
+    raise error
+
+
+def _fail(ctx: StepContext, rows: list[Row], exc: BaseException) -> list[Row]:
+    """Apply the step's error policy to ``rows`` (back under their own column names), which
+    failed with ``exc``."""
+    if ctx.step.on_error == "fail":
+        _raise_failed(ctx.step, rows, exc)
     for row in rows:
-        for col in columns:
-            row[col] = None  # not a value an earlier step left under the same name
-        row[ERROR_COLUMN] = message
+        row[FAILED] = _error_text(exc)
+    return _settle(ctx, rows)
+
+
+def _settle(ctx: StepContext, rows: list[Row]) -> list[Row]:
+    """Apply the step's error policy to the rows it marked as failed (``FAILED``): each is
+    counted once, here, and keeps its own error, which names the step."""
+    step = ctx.step
+    kept: list[Row] = []
+    for row in rows:
+        message = row.pop(FAILED, None)
+        if message is None:
+            kept.append(row)
+            continue
+        ctx.stats.errors += 1
+        if step.on_error == "fail":
+            _raise_failed(step, [row], message)
+        if step.on_error == "null":
+            for column in ctx.outputs:
+                row[column] = None  # not a value an earlier step left under the same name
+            row[ERROR_COLUMN] = f"{step.name}: {message}"
+            kept.append(row)
+    return kept
+
+
+def _failed_upstream(ctx: StepContext, row: Row) -> bool:
+    """A row that failed in an earlier step and lacks an input this step needs: it is not
+    processed (the step would only fail again and hide the first error)."""
+    return row.get(ERROR_COLUMN) is not None and any(row.get(c) is None for c in ctx.inputs)
+
+
+def _pass_through(ctx: StepContext, rows: list[Row]) -> list[Row]:
+    for row in rows:
+        for column in ctx.outputs:
+            row[column] = None
     return rows
 
 
-def _merge_joined(rows: list[Joined]) -> list[Row]:
-    return [merge_rows(parts) for parts in rows]
+def _merge_joined(ctx: StepContext, rows: list[Joined]) -> list[Row]:
+    return [merge_rows(parts, ctx.owners) for parts in rows]
 
 
 def _fix_lineage(rows: list[Row], fallback: int) -> list[Row]:
@@ -197,7 +195,6 @@ async def run_generator(ctx: StepContext) -> None:
 
 
 async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None:
-    step = ctx.step
     next_id = ctx.offset
     async for batch in batches:
         if ctx.control.stop_reason is not None:
@@ -207,7 +204,7 @@ async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None
         for row in rows:
             row[ROW_ID] = next_id
             next_id += 1
-        _after(step, rows)
+        ctx.leave(rows)
         ctx.stats.busy_seconds += time.perf_counter() - start
         ctx.stats.batches += 1
         await ctx.outlet.send(rows, next_id - 1)
@@ -260,33 +257,73 @@ async def _call_process(ctx: StepContext, method: str, args: tuple[Any, ...]) ->
 
 
 async def _process_batch(ctx: StepContext, batch: list[Any]) -> list[Row]:
-    step = ctx.step
-    if ctx.separate_inputs and batch and isinstance(batch[0], tuple):
-        inputs = [list(parts) for parts in zip(*batch, strict=True)]
-        flat = [row for part in inputs for row in part]
-    else:
-        inputs = [_merge_joined(batch) if batch and isinstance(batch[0], tuple) else batch]
-        flat = inputs[0]
-    if not flat:
+    if not batch:
         return []
     fallback = _lead_id(batch[-1])
-    for part in inputs:
-        _before(step, part)
+    passed: list[Row] = []
+    if not ctx.separate_inputs and isinstance(batch[0], tuple):
+        batch = _merge_joined(ctx, batch)
+    if not ctx.separate_inputs and ctx.inputs:
+        passed = [row for row in batch if _failed_upstream(ctx, row)]
+        if passed:
+            batch = [row for row in batch if not _failed_upstream(ctx, row)]
     start = time.perf_counter()
     try:
-        method = "process_rows" if isinstance(step, Task) else "process"
-        args: tuple[Any, ...] = (inputs[0],) if isinstance(step, Task) else tuple(inputs)
-        rows = await _call_process(ctx, method, args)
-    except Exception as exc:
-        _after(step, inputs[0])
-        rows = _failed_rows(step, inputs[0], exc)
-        ctx.stats.errors += 1
-    else:
-        _after(step, rows)
+        rows = await _process_isolating(ctx, batch) if batch else []
     finally:
         ctx.stats.busy_seconds += time.perf_counter() - start
         ctx.stats.batches += 1
-    return _fix_lineage(rows, fallback)
+    return _fix_lineage(_settle(ctx, rows) + _pass_through(ctx, passed), fallback)
+
+
+async def _process_isolating(ctx: StepContext, batch: list[Any]) -> list[Row]:
+    """``process`` on ``batch``; when it raises, the error policy applies to the rows that
+    fail, never to their neighbours: the batch is run again in halves until each failing row
+    is alone (about log2(batch) more calls per failing row; ``isolate_failures=False`` turns
+    it off for steps with side effects, and the policy then applies to the whole batch)."""
+    step = ctx.step
+    isolate = step.on_error != "fail" and step.isolate_failures and len(batch) > 1
+    originals = [_copy_item(item) for item in batch] if step.on_error != "fail" else None
+    inputs = _step_inputs(ctx, batch)
+    for part in inputs:
+        ctx.enter(part)
+    method = "process_rows" if isinstance(step, Task) else "process"
+    args: tuple[Any, ...] = (inputs[0],) if isinstance(step, Task) else tuple(inputs)
+    try:
+        rows = await _call_process(ctx, method, args)
+    except (DiskFullError, BudgetExceeded):
+        raise
+    except Exception as exc:
+        if isinstance(exc, LLMError) and exc.fatal:  # no row can succeed: don't retry halves
+            raise StepError(
+                f"step {step.name!r} failed: {_error_text(exc)}", step=step.name
+            ) from exc
+        if originals is None:
+            ctx.leave(inputs[0])
+            _raise_failed(step, inputs[0], exc)
+        if not isolate:
+            return _fail(ctx, _step_inputs(ctx, originals)[0], exc)
+        half = len(originals) // 2
+        return [
+            *await _process_isolating(ctx, originals[:half]),
+            *await _process_isolating(ctx, originals[half:]),
+        ]
+    ctx.leave(rows)
+    return rows
+
+
+def _step_inputs(ctx: StepContext, batch: list[Any]) -> list[list[Row]]:
+    """The arguments of ``process``: one batch per predecessor when the step takes them apart,
+    otherwise one batch of rows."""
+    if ctx.separate_inputs and isinstance(batch[0], tuple):
+        return [list(parts) for parts in zip(*batch, strict=True)]
+    return [batch]
+
+
+def _copy_item(item: Row | Joined) -> Any:
+    if isinstance(item, tuple):
+        return tuple(dict(part) for part in item)
+    return dict(item)
 
 
 async def run_step(ctx: StepContext) -> None:
@@ -322,29 +359,33 @@ async def run_task(ctx: StepContext) -> None:
         assert ctx.inlet is not None
         async for items, upto in ctx.inlet:
             ctx.stats.rows_in += len(items)
-            rows = [merge_rows(item) if isinstance(item, tuple) else item for item in items]
+            rows = [
+                merge_rows(item, ctx.owners) if isinstance(item, tuple) else item for item in items
+            ]
             yield rows, upto
 
     async def one_row(row: Row) -> list[Row]:
-        _before(task, [row])
+        if _failed_upstream(ctx, row):
+            return _pass_through(ctx, [row])
+        ctx.enter([row])
         try:
             rows = await task.process_row(row)
         except BudgetExceeded:
             return []  # the run is winding down: rows not yet generated are left out
+        except DiskFullError:
+            raise
         except LLMError as exc:
             if exc.fatal:  # no row of this run can succeed: stop with the cause
                 raise StepError(
                     f"step {task.name!r} failed: {type(exc).__name__}: {exc}", step=task.name
                 ) from exc
-            _after(task, [row])
-            ctx.stats.errors += 1
-            return _failed_rows(task, [row], exc)
+            ctx.leave([row])
+            return _fail(ctx, [row], exc)
         except Exception as exc:
-            _after(task, [row])
-            ctx.stats.errors += 1
-            return _failed_rows(task, [row], exc)
-        _after(task, rows)
-        return rows
+            ctx.leave([row])
+            return _fail(ctx, [row], exc)
+        ctx.leave(rows)
+        return _settle(ctx, rows)
 
     limit = task.concurrency
     await unordered_map(
@@ -366,8 +407,8 @@ async def run_global_step(ctx: StepContext) -> None:
         async for items, _upto in ctx.inlet:
             ctx.stats.rows_in += len(items)
             if items and isinstance(items[0], tuple):
-                items = _merge_joined(items)
-            _before(step, items)  # now, not later: rows on disk are not renamed in place
+                items = _merge_joined(ctx, items)
+            ctx.enter(items)  # now, not later: rows on disk are not renamed in place
             buffer.extend(items)
         ctx.stats.spilled = buffer.spilled
         # Inside the try: a spilled input is read from its file while process() runs.
@@ -394,20 +435,21 @@ async def _send_global_output(ctx: StepContext, inputs: Sequence[Row]) -> None:
             try:
                 rows = await anext(batches, None)
             except Exception as exc:
-                ctx.stats.errors += 1
                 if sent or step.on_error == "fail" or not isinstance(inputs, list):
+                    ctx.stats.errors += 1
                     raise StepError(
                         f"step {step.name!r} failed: {type(exc).__name__}: {exc}", step=step.name
                     ) from exc
-                _after(step, inputs)
-                await ctx.outlet.send(_failed_rows(step, inputs, exc), END)
+                ctx.leave(inputs)
+                await ctx.outlet.send(_fail(ctx, inputs, exc), END)
                 return
             finally:
                 ctx.stats.busy_seconds += time.perf_counter() - start
             if rows is None:
                 return
             ctx.stats.batches += 1
-            _after(step, rows)
+            ctx.leave(rows)
+            rows = _settle(ctx, rows)
             for row in rows:
                 rid = row.get(ROW_ID, -1)
                 renumbering = renumbering or rid <= last_id

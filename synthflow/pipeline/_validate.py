@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
 from synthflow.llms.pricing import Price, price_of
 from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import set_runtime_parameters
-from synthflow.steps.base import GeneratorStep, _Step
+from synthflow.steps.base import GeneratorStep, _Step, takes_separate_inputs
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class Plan:
     steps: dict[str, _Step]  # in topological order
     predecessors: dict[str, list[str]]
     successors: dict[str, list[str]]
+    owners: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per fan-in step that merges its branches' rows: column -> the branch that wrote it."""
 
     @property
     def leaves(self) -> list[str]:
@@ -67,10 +69,11 @@ def plan(
     if parameters:
         _apply_parameters(steps, parameters)
     _check_columns(steps, order, predecessors)
+    owners = _fan_in_owners(steps, order, predecessors)
     problems = check_picklable(s for s in steps.values() if s.executor == "process")
     if problems:
         raise PipelineValidationError(problems[0])
-    return Plan({name: steps[name] for name in order}, predecessors, successors)
+    return Plan({name: steps[name] for name in order}, predecessors, successors, owners)
 
 
 def _topological_order(
@@ -122,6 +125,7 @@ def _check_columns(
     available: dict[str, set[str]] = {}
     for name in order:
         step = steps[name]
+        _check_outputs_distinct(step)
         upstream: set[str] = set()
         for pred in predecessors[name]:
             upstream |= available[pred]
@@ -135,6 +139,68 @@ def _check_columns(
                 "'<column>'}"
             )
         available[name] = upstream | set(step.mapped_outputs())
+
+
+def _check_outputs_distinct(step: _Step) -> None:
+    landed: dict[str, str] = {}
+    for output in step.outputs:
+        column = step.output_mappings.get(output, output)
+        if column in landed:
+            raise PipelineValidationError(
+                f"step {step.name!r} writes both {landed[column]!r} and {output!r} to column "
+                f"{column!r}; map one of them to another column with output_mappings"
+            )
+        landed[column] = output
+
+
+def _fan_in_owners(
+    steps: Mapping[str, _Step], order: list[str], predecessors: dict[str, list[str]]
+) -> dict[str, dict[str, int]]:
+    """For each step that merges several branches into one row: which branch each column
+    written after the paths split comes from. Two branches that write the same column are an
+    error (the joined row could keep only one of them), unless the step takes the branches
+    apart itself (``process(*inputs)``)."""
+    lines: dict[str, set[str]] = {}  # each step and every step before it
+    for name in order:
+        lines[name] = {name}.union(*(lines[p] for p in predecessors[name]))
+    owners: dict[str, dict[str, int]] = {}
+    for name in order:
+        preds = predecessors[name]
+        if len(preds) < 2 or takes_separate_inputs(steps[name]):
+            continue
+        branches = [lines[p] for p in preds]
+        shared = set.intersection(*branches)
+        writers: dict[str, list[set[str]]] = {}  # column -> per branch, the steps writing it
+        for i, branch in enumerate(branches):
+            for step_name in sorted(branch - shared):
+                for column in steps[step_name].mapped_outputs():
+                    per_branch = writers.setdefault(column, [set() for _ in branches])
+                    per_branch[i].add(step_name)
+        found: dict[str, int] = {}
+        for column, per_branch in writers.items():
+            ranked = sorted(range(len(preds)), key=lambda i: len(per_branch[i]), reverse=True)
+            top = ranked[0]
+            for i in ranked[1:]:
+                if per_branch[i] and not per_branch[i] <= per_branch[top]:
+                    raise _conflict(steps, name, column, per_branch[top], per_branch[i])
+            found[column] = top
+        if found:
+            owners[name] = found
+    return owners
+
+
+def _conflict(
+    steps: Mapping[str, _Step], join: str, column: str, a: set[str], b: set[str]
+) -> PipelineValidationError:
+    first, second = sorted(a - b)[0], sorted(b - a)[0]
+    step = steps[second]
+    output = next((k for k, v in step.output_mappings.items() if v == column), column)
+    return PipelineValidationError(
+        f"steps {first!r} and {second!r} both write column {column!r} and their rows meet in "
+        f"{join!r}, which could keep only one: rename one (output_mappings={{{output!r}: "
+        f"'{column}_2'}} on {second!r}) or join them with a step that takes the branches "
+        "apart (GroupColumns, or a step whose process takes *inputs)"
+    )
 
 
 def check_cost_budget(

@@ -11,6 +11,7 @@ from synthflow.steps.base import (
 )
 from synthflow.steps.columns import CombineColumns, KeepColumns
 from synthflow.steps.decorator import step
+from synthflow.steps.embeddings import EmbeddingGeneration
 from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
 from synthflow.steps.globals import DropDuplicates
 
@@ -18,6 +19,7 @@ __all__ = [
     "ROW_ID",
     "CombineColumns",
     "DropDuplicates",
+    "EmbeddingGeneration",
     "GeneratorStep",
     "GlobalStep",
     "KeepColumns",

@@ -20,7 +20,7 @@ row of the batch it came from.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -48,23 +48,50 @@ def batch_rows(batch: Any) -> list[Row]:
 ROW_ID = "_sf_row_id"
 """The key under which every row carries its lineage id. It never reaches the final dataset."""
 
+FAILED = "_sf_failed"
+"""Private key a step sets on a row it could not process, with the error text as its value (a
+task does so for a row whose answer it can't parse). The engine takes it off and applies the
+step's ``on_error`` policy to that row alone."""
+
 METADATA_COLUMN = "synthflow_metadata"
 """Column of per-row details from each task: ``statistics_<task>`` (the call's input and output
 tokens) and, with ``add_raw_output``, ``raw_output_<task>`` (the raw response body)."""
 
 
-def merge_rows(parts: Sequence[Row]) -> Row:
-    """One row from a fan-in's branch rows: a later branch wins a column they share, except
-    ``METADATA_COLUMN``, whose per-task entries from every branch are kept."""
+def merge_rows(parts: Sequence[Row], owners: Mapping[str, int] | None = None) -> Row:
+    """One row from a fan-in's branch rows (one per predecessor, in connection order).
+
+    Branches carry their common ancestors' columns alike. A column that one branch wrote after
+    the paths split is taken from that branch (``owners``: column -> branch index, worked out
+    when the pipeline is validated, which refuses columns that several branches write).
+    ``METADATA_COLUMN`` keeps every branch's per-task entries.
+    """
     row: Row = {}
     metadata: dict[str, Any] = {}
     for part in parts:
         row.update(part)
         if isinstance(part.get(METADATA_COLUMN), dict):
             metadata.update(part[METADATA_COLUMN])
+    if owners:
+        for column, branch in owners.items():
+            if column in parts[branch]:
+                row[column] = parts[branch][column]
     if metadata:
         row[METADATA_COLUMN] = metadata
     return row
+
+
+def takes_separate_inputs(step: _Step) -> bool:
+    """Whether a step with several predecessors gets one batch per predecessor (its
+    ``process`` takes ``*inputs``, or several parameters) rather than merged rows."""
+    if not isinstance(step, Step):
+        return False
+    if step.separate_inputs is not None:
+        return step.separate_inputs
+    import inspect
+
+    params = list(inspect.signature(step.process).parameters.values())
+    return any(p.kind is p.VAR_POSITIONAL for p in params) or len(params) > 1
 
 
 ErrorPolicy = Literal["fail", "null", "drop"]
@@ -110,6 +137,13 @@ class _Step(BaseModel):
     )
     workers: int = Field(
         default=1, ge=1, description="Threads or processes for executor='thread'/'process'."
+    )
+    isolate_failures: bool = Field(
+        default=True,
+        description="When process raises on a batch and on_error is 'null' or 'drop', run the "
+        "batch again in halves to find the rows that fail, so the policy applies to them alone, "
+        "each with its own error (about log2(batch size) more calls per failing row). Turn it "
+        "off for a step with side effects: the policy then applies to the whole batch.",
     )
 
     _pipeline: Pipeline | None = PrivateAttr(default=None)

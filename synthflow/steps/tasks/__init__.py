@@ -1,7 +1,8 @@
 """LLM tasks: ``from synthflow.steps.tasks import Task, TextGeneration, EvolInstruct, ...``.
 
 The catalog's task modules are imported when one of their names is first used, so importing
-this package stays fast however large the catalog grows.
+this package stays fast however large the catalog grows. A new task is one line in _CATALOG
+(and in ``__all__`` and the TYPE_CHECKING imports, for type checkers).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from synthflow.steps.tasks.typing import ChatItem, ChatType
 
 if TYPE_CHECKING:
     from synthflow.steps.tasks.backtranslation import InstructionBacktranslation
+    from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
     from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQuality
+    from synthflow.steps.tasks.prometheus_eval import PrometheusEval
     from synthflow.steps.tasks.self_instruct import SelfInstruct
     from synthflow.steps.tasks.structured_generation import StructuredGeneration
     from synthflow.steps.tasks.text_classification import TextClassification
@@ -27,8 +30,10 @@ if TYPE_CHECKING:
         GenerateTextClassificationData,
         GenerateTextRetrievalData,
     )
+    from synthflow.steps.tasks.ultrafeedback import UltraFeedback
 
 _CATALOG: dict[str, str] = {
+    "ComplexityScorer": "deita_scorers",
     "EvolComplexity": "evolution",
     "EvolInstruct": "evolution",
     "EvolQuality": "evolution",
@@ -38,9 +43,12 @@ _CATALOG: dict[str, str] = {
     "GenerateTextClassificationData": "text_embeddings",
     "GenerateTextRetrievalData": "text_embeddings",
     "InstructionBacktranslation": "backtranslation",
+    "PrometheusEval": "prometheus_eval",
+    "QualityScorer": "deita_scorers",
     "SelfInstruct": "self_instruct",
     "StructuredGeneration": "structured_generation",
     "TextClassification": "text_classification",
+    "UltraFeedback": "ultrafeedback",
 }
 """Catalog task name -> the module of this package that defines it."""
 
@@ -64,6 +72,7 @@ __all__ = [
     "ChatGeneration",
     "ChatItem",
     "ChatType",
+    "ComplexityScorer",
     "EvolComplexity",
     "EvolInstruct",
     "EvolQuality",
@@ -73,9 +82,12 @@ __all__ = [
     "GenerateTextClassificationData",
     "GenerateTextRetrievalData",
     "InstructionBacktranslation",
+    "PrometheusEval",
+    "QualityScorer",
     "SelfInstruct",
     "StructuredGeneration",
     "Task",
     "TextClassification",
     "TextGeneration",
+    "UltraFeedback",
 ]

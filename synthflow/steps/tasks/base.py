@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 from pydantic import Field, PrivateAttr
 
+from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, OutputParseError
 from synthflow.llms.base import LLM, ChatType, GenerateOutput
 from synthflow.llms.calls import LLMCalls, LLMCallStats
 from synthflow.runtime_parameters import RuntimeParameter
-from synthflow.steps.base import METADATA_COLUMN, ErrorPolicy, Row, Step, StepInput
+from synthflow.steps.base import FAILED, METADATA_COLUMN, ErrorPolicy, Row, Step, StepInput
 
 ERROR_COLUMN = "synthflow_error"
 """Column that holds the error of a row whose step failed under ``on_error="null"``."""
@@ -59,6 +60,8 @@ class Task(Step, ABC):
         description="What a failed row does: 'null' (default for tasks) keeps it with null "
         "outputs and the error in 'synthflow_error'; 'fail' cancels the run; 'drop' drops it.",
     )
+
+    separate_inputs: ClassVar[bool | None] = False  # a task reads one (merged) row at a time
 
     _calls: LLMCalls | None = PrivateAttr(default=None)
     _call_stats: LLMCallStats = PrivateAttr(default_factory=LLMCallStats)
@@ -102,27 +105,49 @@ class Task(Step, ABC):
         return self.rows_from_output(row, await self.generate(row))
 
     def rows_from_output(self, row: Row, result: GenerateOutput) -> list[Row]:
-        columns = [self.format_output(text, row) for text in result.generations]
+        columns: list[dict[str, Any]] = []
+        errors: list[OutputParseError | None] = []
+        for text in result.generations:
+            try:
+                columns.append(self.format_output(text, row))
+                errors.append(None)
+            except OutputParseError as exc:
+                columns.append(dict.fromkeys(self._answer_columns()))
+                errors.append(exc)
         model_name = self.llm.model_name
         metadata = self._metadata(row, result)
+        unreadable = [text for text, e in zip(result.generations, errors, strict=True) if e]
+        if unreadable:  # what the model said stays with the row, to see why it didn't parse
+            metadata = metadata if metadata is not None else dict(row.get(METADATA_COLUMN) or {})
+            metadata[f"raw_output_{self.name}"] = (
+                unreadable if self.group_generations else unreadable[0]
+            )
+        failures: list[tuple[Row, OutputParseError | None]]
         if self.group_generations or len(columns) == 1:
             if len(columns) == 1 and not self.group_generations:
                 row.update(columns[0])
             else:
                 for key in dict.fromkeys(k for c in columns for k in c):
                     row[key] = [c.get(key) for c in columns]
-            out = [row]
+            # A grouped row fails only when none of its generations could be read.
+            failures = [(row, errors[0] if all(errors) else None)]
         else:
-            out = []
-            for i, cols in enumerate(columns):
+            failures = []
+            for i, (cols, error) in enumerate(zip(columns, errors, strict=True)):
                 new = row if i == len(columns) - 1 else row.copy()
                 new.update(cols)
-                out.append(new)
-        for new in out:
+                failures.append((new, error))
+        for new, error in failures:
             new["model_name"] = model_name
             if metadata is not None:
                 new[METADATA_COLUMN] = metadata
-        return out
+            if error is not None:
+                new[FAILED] = f"{type(error).__name__}: {error}"
+        return [new for new, _ in failures]
+
+    def _answer_columns(self) -> list[str]:
+        """The columns an answer fills: the outputs but ``model_name``."""
+        return [c for c in self.outputs if c != "model_name"]
 
     def _metadata(self, row: Row, result: GenerateOutput) -> dict[str, Any] | None:
         if not (self.add_statistics or self.add_raw_output):
@@ -143,7 +168,18 @@ class Task(Step, ABC):
         results: list[list[Row]] = [[] for _ in rows]
 
         async def one(i: int, row: Row) -> None:
-            results[i] = await self.process_row(row)
+            try:
+                results[i] = await self.process_row(row)
+            except (BudgetExceeded, DiskFullError):
+                raise
+            except LLMError as exc:
+                if exc.fatal:
+                    raise
+                row[FAILED] = f"{type(exc).__name__}: {exc}"
+                results[i] = [row]
+            except Exception as exc:  # this row fails alone; the engine applies on_error
+                row[FAILED] = f"{type(exc).__name__}: {exc}"
+                results[i] = [row]
 
         async with anyio.create_task_group() as tg:
             for i, row in enumerate(rows):

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from synthflow.errors import OutputParseError
 from synthflow.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
-from synthflow.steps.base import METADATA_COLUMN, Row
+from synthflow.steps.base import FAILED, METADATA_COLUMN, Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import after_marker, require_text
 
@@ -160,13 +160,27 @@ class _Evolution(Task):
     def _ask(self, prompt: str) -> ChatType:
         return [{"role": "user", "content": prompt}]
 
-    def _finish(self, row: Row, columns: dict[str, Any], usage: Usage) -> list[Row]:
+    def _finish(
+        self, row: Row, columns: dict[str, Any], usage: Usage, unreadable: Any = None
+    ) -> list[Row]:
         row.update(columns)
         row["model_name"] = self.llm.model_name
         metadata = self._metadata(row, GenerateOutput(generations=[], usage=usage))
+        if unreadable is not None:  # the answer that stopped the row stays, to see why
+            metadata = metadata if metadata is not None else dict(row.get(METADATA_COLUMN) or {})
+            metadata[f"raw_output_{self.name}"] = unreadable
         if metadata is not None:
             row[METADATA_COLUMN] = metadata
         return [row]
+
+    def _unreadable(
+        self, row: Row, output: str | None, error: OutputParseError, usage: Usage
+    ) -> list[Row]:
+        """The row failed by a round whose answer can't be read: outputs null, the error
+        marked for the engine's ``on_error`` policy, the answer kept in the metadata."""
+        row[FAILED] = f"{type(error).__name__}: {error}"
+        nulls = dict.fromkeys(c for c in self.outputs if c != "model_name")
+        return self._finish(row, nulls, usage, unreadable=output)
 
 
 class EvolInstruct(_Evolution):
@@ -263,7 +277,10 @@ class EvolInstruct(_Evolution):
                 self._ask(template.replace(PROMPT_SLOT, previous))
             )
             usage += result.usage
-            chain.append(self.parse_evolution(result.generations[0], previous))
+            try:
+                chain.append(self.parse_evolution(result.generations[0], previous))
+            except OutputParseError as exc:
+                return self._unreadable(row, result.generations[0], exc, usage)
         kept = chain if self.include_original_instruction else chain[1:]
         answers = None
         if self.generate_answers:
@@ -396,7 +413,10 @@ class EvolQuality(_Evolution):
         for round_no in range(self.num_evolutions):
             result = await self.generate_messages(self._prompt(instruction, chain[-1], round_no))
             usage += result.usage
-            chain.append(self.parse_evolution(result.generations[0]))
+            try:
+                chain.append(self.parse_evolution(result.generations[0]))
+            except OutputParseError as exc:
+                return self._unreadable(row, result.generations[0], exc, usage)
         kept = chain if self.include_original_response else chain[1:]
         return self._finish(row, self._columns(kept), usage)
 
