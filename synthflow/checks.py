@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic import BaseModel
 
 from synthflow.errors import OutputParseError
 from synthflow.llms.base import LLM, ChatType
@@ -257,7 +258,8 @@ def check_yaml_round_trip(spec: StepSpec) -> None:
     from synthflow.serialization import to_text
 
     pipeline, step = _pipeline(spec, None, spec.input_rows(spec.build()))
-    allowed = [spec.cls.__module__]
+    # The class's module, and those of the models given to it (a user's LLM, embeddings).
+    allowed = [spec.cls.__module__, *(type(v).__module__ for v in _models(spec.kwargs))]
     for fmt in ("yaml", "json"):
         try:
             text = to_text(pipeline.dump(), fmt)
@@ -388,6 +390,17 @@ def _own_fields(cls: type[_Step]) -> list[str]:
 
 def _mentions(doc: str, word: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])", doc) is not None
+
+
+def _models(value: Any) -> list[BaseModel]:
+    """The pydantic models in a configuration value."""
+    if isinstance(value, BaseModel):
+        return [value]
+    if isinstance(value, Mapping):
+        return [m for v in value.values() for m in _models(v)]
+    if isinstance(value, list | tuple):
+        return [m for v in value for m in _models(v)]
+    return []
 
 
 def _strings(value: Any) -> set[str]:

@@ -7,7 +7,7 @@ the built-in OfflineLLM's answer isn't one for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from synthflow.checks import (
     check_yaml_round_trip,
     parametrize_with_checks,
 )
+from synthflow.embeddings import Embeddings
 from synthflow.errors import OutputParseError
 from synthflow.llms.base import ChatType
 from synthflow.steps import (
@@ -35,8 +36,10 @@ from synthflow.steps import (
     StepInput,
 )
 from synthflow.steps.base import Row
+from synthflow.steps.embeddings import EmbeddingGeneration
 from synthflow.steps.tasks import (
     ChatGeneration,
+    ComplexityScorer,
     EvolComplexity,
     EvolInstruct,
     EvolQuality,
@@ -46,12 +49,26 @@ from synthflow.steps.tasks import (
     GenerateTextClassificationData,
     GenerateTextRetrievalData,
     InstructionBacktranslation,
+    PrometheusEval,
+    QualityScorer,
     SelfInstruct,
     StructuredGeneration,
     Task,
     TextClassification,
     TextGeneration,
+    UltraFeedback,
 )
+
+
+class LengthEmbeddings(Embeddings):
+    """A deterministic embedding model for the checks: a text's length and its word count."""
+
+    @property
+    def model_name(self) -> str:
+        return "length"
+
+    def encode(self, inputs: Sequence[str]) -> list[list[float]]:
+        return [[float(len(text)), float(len(text.split()))] for text in inputs]
 
 
 def rewrite(messages: ChatType) -> str:
@@ -150,6 +167,45 @@ CATALOG: list[StepSpec] = [
     StepSpec(GenerateShortTextMatchingData, answer=MATCHING, paper=True),
     StepSpec(GenerateLongTextMatchingData, answer=MATCHING, paper=True),
     StepSpec(GenerateTextClassificationData, {"difficulty": "PhD"}, answer=CLASSIFIED, paper=True),
+    # -- judges and scorers
+    StepSpec(
+        UltraFeedback,
+        rows=[{"instruction": "q", "generations": ["g1", "g2"]}],
+        answer="Text 1:\nRating: 4\nRationale: a\n\nText 2:\nRating: 2\nRationale: b",
+        paper=True,
+    ),
+    StepSpec(
+        UltraFeedback,
+        {"aspect": "helpfulness"},
+        rows=[{"instruction": "q", "generations": ["g1", "g2"]}],
+        answer="Text 1:\nType: 1\nRationale: a\nRating: 4\nRationale: b\n\n"
+        "Text 2:\nType: None\nRationale: c\nRating: 2\nRationale: d",
+        paper=True,
+        id="UltraFeedback-helpfulness",
+    ),
+    StepSpec(
+        ComplexityScorer,
+        rows=[{"instructions": ["a", "b"]}],
+        answer="[1] Score: 1\n[2] Score: 3",
+        paper=True,
+    ),
+    StepSpec(
+        QualityScorer,
+        rows=[{"instruction": "q", "responses": ["r1", "r2"]}],
+        answer="[1] Score: 5\n[2] Score: 3",
+        paper=True,
+    ),
+    StepSpec(PrometheusEval, answer="Feedback: fine. [RESULT] 4", paper=True),
+    StepSpec(
+        PrometheusEval,
+        {"mode": "relative", "reference": True},
+        rows=[{"instruction": "q", "generations": ["g1", "g2"], "reference": "ref"}],
+        answer="Feedback: x [RESULT] A",
+        paper=True,
+        id="PrometheusEval-relative",
+    ),
+    # -- embeddings
+    StepSpec(EmbeddingGeneration, {"embeddings": LengthEmbeddings()}),
 ]
 
 
