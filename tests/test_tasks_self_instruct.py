@@ -80,9 +80,9 @@ def test_unreadable_answers_raise_output_parse_error(answer: str | None) -> None
 
 
 def test_in_a_pipeline_with_a_failed_row_kept() -> None:
-    def model(messages: ChatType) -> str | None:
+    def model(messages: ChatType) -> str:
         if "broken" in str(messages[0]["content"]):
-            return None
+            return "1.\n2."
         return "Sure:\n1. What is a sonnet?\n2. Write a haiku about rain."
 
     with Pipeline(name="self-instruct") as pipeline:
@@ -93,7 +93,11 @@ def test_in_a_pipeline_with_a_failed_row_kept() -> None:
     assert rows[0]["instructions"] == ["What is a sonnet?", "Write a haiku about rain."]
     assert rows[0]["model_name"] == "function-llm"
     assert rows[1]["instructions"] is None
-    assert rows[1][ERROR_COLUMN].startswith("instruct: OutputParseError: the model returned no")
+    assert rows[1][ERROR_COLUMN] == (
+        "instruct: OutputParseError: the answer's list is empty; expected a numbered list of 2 "
+        "instructions"
+    )
+    assert rows[1]["synthflow_metadata"]["raw_output_instruct"] == "1.\n2."
 
 
 def test_typing_names_import_from_distilabels_paths() -> None:

@@ -274,7 +274,7 @@ class EvolInstruct(_Evolution):
             previous = chain[-1]
             template = self.mutation_templates[self._mutation(previous, round_no)]
             result = await self.generate_messages(
-                self._ask(template.replace(PROMPT_SLOT, previous))
+                self._ask(template.replace(PROMPT_SLOT, previous)), row
             )
             usage += result.usage
             try:
@@ -284,16 +284,17 @@ class EvolInstruct(_Evolution):
         kept = chain if self.include_original_instruction else chain[1:]
         answers = None
         if self.generate_answers:
-            answers, answer_usage = await self._answer(kept if self.store_evolutions else kept[-1:])
+            targets = kept if self.store_evolutions else kept[-1:]
+            answers, answer_usage = await self._answer(targets, row)
             usage += answer_usage
         return self._finish(row, self._columns(kept, answers), usage)
 
-    async def _answer(self, instructions: list[str]) -> tuple[list[str | None], Usage]:
+    async def _answer(self, instructions: list[str], row: Row) -> tuple[list[str | None], Usage]:
         answers: list[str | None] = [None] * len(instructions)
         usages = [Usage() for _ in instructions]
 
         async def one(i: int) -> None:
-            result = await self.generate_messages(self._ask(instructions[i]))
+            result = await self.generate_messages(self._ask(instructions[i]), row)
             answers[i], usages[i] = result.generations[0], result.usage
 
         async with anyio.create_task_group() as tg:
@@ -411,7 +412,8 @@ class EvolQuality(_Evolution):
         instruction = _text_column(row, "instruction")
         chain, usage = [_text_column(row, "response")], Usage()
         for round_no in range(self.num_evolutions):
-            result = await self.generate_messages(self._prompt(instruction, chain[-1], round_no))
+            messages = self._prompt(instruction, chain[-1], round_no)
+            result = await self.generate_messages(messages, row)
             usage += result.usage
             try:
                 chain.append(self.parse_evolution(result.generations[0]))
