@@ -170,7 +170,7 @@ def test_a_refusal_is_a_failed_call_even_with_text_before_it() -> None:
         distiset = run_texts(llm(api), ["q"])
     row = distiset["default"]["train"][0]
     assert row["generation"] is None
-    assert row[ERROR_COLUMN].startswith("LLMEmptyAnswerError: AnthropicLLM returned no text")
+    assert row[ERROR_COLUMN].startswith("gen: LLMEmptyAnswerError: AnthropicLLM returned no text")
     assert "refused: 'I can start, but'" in row[ERROR_COLUMN]
     assert len(api.requests) == 1  # a refusal is not asked again
 

@@ -63,7 +63,7 @@ def test_a_filtered_or_refused_answer_fails_its_row_is_not_cached_and_is_asked_a
     assert good["generation"] == answer_text("good", 0) and good[ERROR_COLUMN] is None
     assert bad["generation"] is None
     assert bad[ERROR_COLUMN] == (
-        f"LLMEmptyAnswerError: OpenAILLM returned no text for 1 of 1 generations: {reason} "
+        f"gen: LLMEmptyAnswerError: OpenAILLM returned no text for 1 of 1 generations: {reason} "
         "(not cached: a re-run asks again)"
     )
     stats = first.stats["gen"]

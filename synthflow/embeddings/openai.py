@@ -146,4 +146,6 @@ class _EmbeddingsWire(OpenAILLM):
             vectors.append([float(x) for x in vector])
         usage = data.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
-        return GenerateOutput(generations=[], usage=Usage(tokens, 0), raw=vectors)
+        # One placeholder generation: the chat call path checks that every asked-for generation
+        # came back with text; the vectors travel in ``raw``.
+        return GenerateOutput(generations=[""], usage=Usage(tokens, 0), raw=vectors)
