@@ -114,16 +114,23 @@ class Task(Step, ABC):
 
     async def generate(self, row: Row) -> GenerateOutput:
         """The completions for ``row``, through the run's cache and accounting when bound."""
-        messages = self.format_input(row)
+        return await self.generate_messages(self.format_input(row), row, self.num_generations)
+
+    async def generate_messages(
+        self, messages: ChatType, row: Row, num_generations: int = 1
+    ) -> GenerateOutput:
+        """Completions for any ``messages`` on behalf of ``row``, through the run's cache and
+        accounting when bound: what a task that makes several calls per row (``EvolInstruct``)
+        calls from its own ``process_row``."""
         if self._calls is None:
-            output = await self.llm.agenerate(messages, num_generations=self.num_generations)
-            return require_answers(output, self.num_generations, who=type(self.llm).__name__)
+            output = await self.llm.agenerate(messages, num_generations=num_generations)
+            return require_answers(output, num_generations, who=type(self.llm).__name__)
         # A sample belongs to its row (lineage ids are stable across re-runs and resumes).
         owner = None if self.cache_scope == "prompt" else (self.name, row.get(ROW_ID))
         return await self._calls.generate(
             self.llm,
             messages,
-            self.num_generations,
+            num_generations,
             self._call_stats,
             use_cache=self.use_cache,
             owner=owner,
