@@ -3,15 +3,25 @@
 from synthflow.steps.base import METADATA_COLUMN
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
+from synthflow.steps.tasks.generator_task import GeneratorTask
 from synthflow.steps.tasks.prometheus_eval import PrometheusEval
+from synthflow.steps.tasks.text_embeddings_sources import (
+    BitextRetrievalGenerator,
+    EmbeddingTaskGenerator,
+    MonolingualTripletGenerator,
+)
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
 from synthflow.steps.tasks.ultrafeedback import UltraFeedback
 
 __all__ = [
     "ERROR_COLUMN",
     "METADATA_COLUMN",
+    "BitextRetrievalGenerator",
     "ChatGeneration",
     "ComplexityScorer",
+    "EmbeddingTaskGenerator",
+    "GeneratorTask",
+    "MonolingualTripletGenerator",
     "PrometheusEval",
     "QualityScorer",
     "Task",
