@@ -6,6 +6,11 @@ from synthflow.steps.tasks.clair import CLAIR
 from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
 from synthflow.steps.tasks.generator_task import GeneratorTask
 from synthflow.steps.tasks.genstruct import Genstruct
+from synthflow.steps.tasks.math_shepherd import (
+    FormatPRM,
+    MathShepherdCompleter,
+    MathShepherdGenerator,
+)
 from synthflow.steps.tasks.prometheus_eval import PrometheusEval
 from synthflow.steps.tasks.text_embeddings_sources import (
     BitextRetrievalGenerator,
@@ -25,8 +30,11 @@ __all__ = [
     "ChatGeneration",
     "ComplexityScorer",
     "EmbeddingTaskGenerator",
+    "FormatPRM",
     "GeneratorTask",
     "Genstruct",
+    "MathShepherdCompleter",
+    "MathShepherdGenerator",
     "MonolingualTripletGenerator",
     "PrometheusEval",
     "QualityScorer",
