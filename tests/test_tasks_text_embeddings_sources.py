@@ -385,3 +385,45 @@ def test_offline_llm_runs_every_source() -> None:
     for name in distiset:
         (row,) = rows_of(distiset, name)
         assert row[ERROR_COLUMN] and row["model_name"] == "synthflow-offline"
+
+
+def test_against_an_openai_compatible_server_with_the_runs_accounting() -> None:
+    from synthflow.llms.openai import OpenAILLM
+    from tests.servers import Reply, Request, fake_api
+
+    triplets = [
+        '{"S1": "The cat sleeps.", "S2": "The cat is asleep.", "S3": "The cat sleeps badly."}',
+        "```json\n" + '{"S1": "Rain.", "S2": "Rainfall.", "S3": "Brain."}' + "\n```",
+    ]
+
+    def handler(request: Request) -> Reply:
+        body = request.json
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": triplets[i]}}
+            for i in range(body.get("n", 1))
+        ]
+        for choice in choices:
+            choice["finish_reason"] = "stop"
+        return Reply(
+            body={
+                "id": "c",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": choices,
+                "usage": {"prompt_tokens": 80, "completion_tokens": 30, "total_tokens": 110},
+            }
+        )
+
+    with fake_api(handler) as api:
+        llm = OpenAILLM(model="writer", base_url=f"{api.url}/v1", api_key="sk-test")
+        task = MonolingualTripletGenerator(name="sts", llm=llm, num_generations=2, unit="sentence")
+        distiset = run(task)
+
+    rows = rows_of(distiset)
+    assert [r["S2"] for r in rows] == ["The cat is asleep.", "Rainfall."]
+    assert {r["model_name"] for r in rows} == {"writer"}
+    (request,) = api.requests  # one call: its two completions are the two rows
+    assert request.json["n"] == 2
+    assert "Write three sentences in English" in request.json["messages"][0]["content"]
+    stats = distiset.stats["sts"].llm
+    assert stats is not None and (stats.requests, stats.input_tokens) == (1, 80)
