@@ -5,9 +5,10 @@ Python.
     synthflow pipeline run --config https://host/pipeline.yaml \\
         --param generate.llm.generation_kwargs.temperature=0.2 --output out/
 
-Exit codes: 0 done; 1 the run failed (a step, saving or pushing its result); 2 bad input (usage, a
-file that can't be read or loaded, an unknown or ill-typed parameter, an output that can't be
-written); 130 interrupted (Ctrl+C). Expected errors print one line on stderr, no traceback.
+Exit codes (``EXIT_CODES``): 0 done; 1 the run failed (a step, saving or pushing its result); 2 bad
+input; 3 more rows failed than ``--max-failed-rows`` allows (the data is still saved); 4 a disk
+is full (free space and run again: it resumes); 130 interrupted (Ctrl+C). Expected errors print
+one line on stderr, no traceback.
 """
 
 from __future__ import annotations
@@ -21,20 +22,34 @@ import sys
 import traceback
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
 import typer
 from pydantic import BaseModel, Field
 
-from synthflow.errors import RuntimeParameterError, SynthflowError
+from synthflow.errors import DiskFullError, RuntimeParameterError, SynthflowError
 from synthflow.pipeline.pipeline import Pipeline
 from synthflow.steps.base import GeneratorStep, Row, batch_rows
 
+if TYPE_CHECKING:
+    from synthflow.distiset import Distiset
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_ROWS_FAILED = 3
+EXIT_DISK_FULL = 4
 EXIT_INTERRUPTED = 130
+
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 the run failed (a step, or saving or pushing its result); 2 bad "
+    "input (usage, a file that can't be read, an unknown or ill-typed parameter, an output "
+    "that can't be written); 3 more rows failed than --max-failed-rows allows (the data is "
+    "still saved, not pushed); 4 a disk is full (free space and run again: it resumes); "
+    "130 interrupted (Ctrl+C)."
+)
 
 app = typer.Typer(
     name="synthflow",
@@ -219,7 +234,7 @@ def draw_dag(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
 # -- run ----------------------------------------------------------------------------------------
 
 
-@pipeline_app.command("run")
+@pipeline_app.command("run", epilog=EXIT_CODES)
 def run(
     config: ConfigOption = None,
     script: ScriptOption = None,
@@ -304,15 +319,28 @@ def run(
     progress: Annotated[
         ProgressChoice, typer.Option("--progress", help="How to show live per-step progress.")
     ] = ProgressChoice.auto,
+    max_failed_rows: Annotated[
+        str,
+        typer.Option(
+            "--max-failed-rows",
+            metavar="N|P%",
+            help="How many rows may fail (a count, or a percentage of the rows the sources "
+            "made, e.g. 5%) before the run exits with code 3. The data is saved either way; "
+            "it is pushed (--repo-id) only within the tolerance. A run in which every row "
+            "failed exits 3 whatever this says.",
+        ),
+    ] = "0",
 ) -> None:
     """Run a pipeline from a file, a URL or a Python script; save and push its result."""
     from synthflow.distiset import check_output_dir, check_repo_id
     from synthflow.errors import DistisetError
+    from synthflow.pipeline._disk import warn_if_low
     from synthflow.pipeline._validate import check_cost_budget
 
     params = list(param or [])
     allowed = list(allow_module or [])
     with _exit_on(EXIT_USAGE):
+        tolerance = FailureTolerance.parse(max_failed_rows)
         if dry_run and repo_id:
             raise UsageError("--dry-run makes a one-row sample; it can't be pushed (--repo-id)")
         if repo_id:
@@ -323,6 +351,7 @@ def run(
         check_cost_budget(pipeline.steps.values(), max_cost, None)
         if output is not None:
             check_output_dir(output.expanduser().absolute())
+            warn_if_low(output.expanduser().absolute(), "the output")
         if dry_run:
             limit_sources(pipeline, rows=1)
             typer.echo("dry run: each source yields its first row only", err=True)
@@ -347,15 +376,71 @@ def run(
             for row in datasets["train"]:
                 typer.echo(f"{subset}: {orjson.dumps(row, default=str).decode()}")
 
+    too_many = tolerance.exceeded_by(distiset)
     with _exit_on(EXIT_FAILED):
         try:
             if output is not None:
                 typer.echo(f"saved to {distiset.save_to_disk(output)}")
-            if repo_id:
+            if repo_id and not too_many:
                 url = distiset.push_to_hub(repo_id, private=private, token=token)
                 typer.echo(f"pushed to {url}")
         except DistisetError as exc:
             raise DistisetError(f"the run finished, but {exc}") from None
+    if too_many:
+        where = f"saved to {output}" if output is not None else f"in {pipeline.run_dir / 'data'}"
+        pushed = f", not pushed to {repo_id}" if repo_id else ""
+        _fail(
+            f"{too_many}; the data is {where}{pushed}; to accept failed rows, set "
+            "--max-failed-rows N or P%",
+            EXIT_ROWS_FAILED,
+        )
+
+
+@dataclass(frozen=True)
+class FailureTolerance:
+    """How many rows may fail before a run counts as failed: a count, or a percentage of the
+    rows its sources made. A run in which every row failed never passes."""
+
+    rows: int = 0
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FailureTolerance:
+        raw = text.strip()
+        try:
+            if raw.endswith("%"):
+                percent = float(raw[:-1])
+                if 0 <= percent <= 100:
+                    return cls(percent=percent)
+            else:
+                rows = int(raw)
+                if rows >= 0:
+                    return cls(rows=rows)
+        except ValueError:
+            pass
+        raise UsageError(
+            f"--max-failed-rows {text!r}: give a number of rows (e.g. 10) or a percentage of "
+            "the rows (e.g. 5%), at least 0"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.rows)
+
+    def exceeded_by(self, distiset: Distiset) -> str | None:
+        """Why ``distiset``'s failed rows are beyond this tolerance (one line), or None."""
+        summary = distiset.failure_summary()
+        if summary is None:
+            return None
+        if distiset.all_rows_failed:
+            return f"every row failed: {summary}"
+        failed = sum(distiset.failed_rows.values())
+        if self.percent is not None:
+            allowed = self.percent / 100 * distiset.source_rows
+        else:
+            allowed = self.rows
+        if failed <= allowed:
+            return None
+        return f"{summary}; more than --max-failed-rows {self} allows"
 
 
 def apply_parameters(pipeline: Pipeline, params_file: str | None, params: list[str]) -> None:
@@ -492,6 +577,13 @@ class FirstRows(GeneratorStep):
     def outputs(self) -> list[str]:
         return self.source.outputs
 
+    def total_rows(self) -> int | None:
+        """For progress: at most ``rows``, fewer when the source is known to be shorter."""
+        from synthflow.pipeline._progress import source_size
+
+        size = source_size(self.source)
+        return self.rows if size is None else min(self.rows, size)
+
     def load(self) -> None:
         self.source.load()
 
@@ -615,6 +707,8 @@ def _exit_on(code: int) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         _fail("interrupted", EXIT_INTERRUPTED)
+    except DiskFullError as exc:
+        _fail(str(exc), EXIT_DISK_FULL)
     except (SynthflowError, UsageError) as exc:
         _fail(str(exc), code)
 

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from synthflow.errors import DistisetError, SerializationError
+from synthflow.errors import DiskFullError, DistisetError, SerializationError
+from synthflow.pipeline import _disk
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -51,8 +52,8 @@ class Distiset(dict[str, "DatasetDict"]):
     """Maps each leaf step's name to a ``DatasetDict`` with one ``train`` split.
 
     With a single leaf, the key is ``"default"``, as in distilabel. ``stats`` holds per-step
-    counters of the run that made it; ``pipeline_config`` the pipeline, as ``Pipeline.dump()``
-    wrote it when the run ended.
+    counters of the run that made it (``failed_rows`` sums up its failures); ``pipeline_config``
+    the pipeline, as ``Pipeline.dump()`` wrote it when the run ended.
     """
 
     stats: dict[str, StepStats]
@@ -83,6 +84,54 @@ class Distiset(dict[str, "DatasetDict"]):
             distiset["default" if single else leaf] = DatasetDict({"train": dataset})
         distiset.stats = stats
         return distiset
+
+    # -- how the run went ------------------------------------------------------------------
+
+    @property
+    def failed_rows(self) -> dict[str, int]:
+        """Rows that failed in the run, per step that failed them (steps without failures are
+        left out). A row is counted once, in the step where it failed; it is in the data with
+        null outputs and its error in the ``synthflow_error`` column (``on_error="null"``, the
+        default), or left out (``"drop"``)."""
+        return {name: s.errors for name, s in self.stats.items() if s.errors}
+
+    @property
+    def source_rows(self) -> int:
+        """Rows the run's sources made (in a resumed run: those made after it resumed)."""
+        return sum(s.rows_out for s in self.stats.values() if s.source)
+
+    @property
+    def all_rows_failed(self) -> bool:
+        """True when rows failed and none came out without an error: such a run is never a
+        success, whatever the tolerance."""
+        failed = sum(self.failed_rows.values())
+        if not failed:
+            return False
+        return failed >= self.source_rows or self._rows_without_error() == 0
+
+    def failure_summary(self) -> str | None:
+        """One line saying how many rows failed in which step, or None when none did."""
+        failed = self.failed_rows
+        if not failed:
+            return None
+        total = sum(failed.values())
+        steps = ", ".join(f"{name} {count}" for name, count in failed.items())
+        made = self.source_rows
+        of = f" of {made}" if made else ""
+        return f"{total}{of} rows failed ({steps}); their errors are in the synthflow_error column"
+
+    def _rows_without_error(self) -> int:
+        from synthflow.steps.tasks.base import ERROR_COLUMN
+
+        clean = 0
+        for splits in self.values():
+            for dataset in splits.values():
+                if ERROR_COLUMN not in dataset.column_names:
+                    clean += len(dataset)
+                else:
+                    errors = dataset.with_format("arrow")[ERROR_COLUMN]
+                    clean += errors.null_count
+        return clean
 
     def llm_usage(self) -> LLMCallStats:
         """LLM figures of the whole run: requests, cache hits, 429s, retries, tokens, cost."""
@@ -126,13 +175,18 @@ class Distiset(dict[str, "DatasetDict"]):
         An existing directory is replaced only if it is empty or holds a saved Distiset."""
         target = Path(directory).expanduser().absolute()
         check_output_dir(target)
+        then = "free space there and save again (nothing of the run is lost)"
         try:
-            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+            with _disk.when_full(target, then):
+                tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
         except OSError as exc:
             raise DistisetError(f"can't write to {target.parent}: {_reason(exc)}") from None
         try:
-            self._write_tree(tmp, repo_id=None)
-            _move_into_place(tmp, target)
+            with _disk.when_full(target, then):
+                self._write_tree(tmp, repo_id=None)
+                _move_into_place(tmp, target)
+        except DiskFullError:
+            raise
         except OSError as exc:
             raise DistisetError(f"can't save the distiset to {target}: {_reason(exc)}") from None
         finally:
@@ -193,17 +247,19 @@ class Distiset(dict[str, "DatasetDict"]):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _write_parquet(dataset, path)
         if self.pipeline_config is not None:
-            (root / PIPELINE_FILE).write_text(self.pipeline_yaml or "", encoding="utf-8")
+            _disk.write_bytes(root / PIPELINE_FILE, (self.pipeline_yaml or "").encode())
         record = {
             "synthflow": {"format": RUN_FORMAT},
             "run": self.run_info,
             "stop_reason": self.stop_reason,
             "subsets": {s: {split: len(ds) for split, ds in dd.items()} for s, dd in self.items()},
+            "failed_rows": self.failed_rows,
             "stats": {name: self._stats_record(name, s) for name, s in self.stats.items()},
         }
         options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-        (root / RUN_FILE).write_bytes(orjson.dumps(record, option=options, default=str) + b"\n")
-        (root / CARD_FILE).write_text(self.dataset_card(repo_id), encoding="utf-8")
+        encoded = orjson.dumps(record, option=options, default=str) + b"\n"
+        _disk.write_bytes(root / RUN_FILE, encoded)
+        _disk.write_bytes(root / CARD_FILE, self.dataset_card(repo_id).encode())
 
     def _stats_record(self, name: str, stats: StepStats) -> dict[str, Any]:
         record = stats.as_dict()
@@ -238,7 +294,10 @@ class Distiset(dict[str, "DatasetDict"]):
         name = (self.pipeline_config or {}).get("pipeline", {}).get("name", "distiset")
         with tempfile.TemporaryDirectory(prefix="synthflow-push-") as tmp:
             folder = Path(tmp)
-            self._write_tree(folder, repo_id=repo_id)
+            with _disk.when_full(
+                folder, "free space there (the temporary directory) and push again"
+            ):
+                self._write_tree(folder, repo_id=repo_id)
             try:
                 api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
                 api.upload_folder(
@@ -302,7 +361,7 @@ class Distiset(dict[str, "DatasetDict"]):
                 "",
                 "## Run",
                 "",
-                "| step | rows in | rows out | errors |",
+                "| step | rows in | rows out | failed rows |",
                 "|---|---|---|---|",
             ]
             for s in self.stats.values():
@@ -424,7 +483,7 @@ def _write_parquet(dataset: Dataset, path: Path) -> None:
     import pyarrow.parquet as pq
 
     schema = dataset.features.arrow_schema  # carries the datasets features as metadata
-    with pq.ParquetWriter(str(path), schema) as writer:
+    with _disk.open_for_writing(path) as sink, pq.ParquetWriter(sink, schema) as writer:
         for table in dataset.with_format("arrow").iter(batch_size=_WRITE_BATCH_ROWS):
             writer.write_table(table.cast(schema))
 

@@ -14,7 +14,9 @@
           ├── LLMTimeoutError      the request timed out
           ├── LLMConnectionError   the connection failed or was reset
           ├── LLMCertificateError  the server's TLS certificate can't be verified (not retried)
-          └── LLMResponseError     the endpoint answered 2xx with a body we can't read
+          ├── LLMResponseError     the endpoint answered 2xx with a body we can't read
+          └── LLMEmptyAnswerError  the answer has no text: null content, fewer choices than
+                                   asked, a refusal, a content filter (never cached)
 
 Messages are one line and say how to fix the problem.
 """
@@ -130,6 +132,32 @@ class LLMCertificateError(LLMError):
 
 class LLMResponseError(LLMError):
     """The endpoint answered with a success status but a body that can't be read."""
+
+
+class LLMEmptyAnswerError(LLMError):
+    """The endpoint answered, but without text for every generation asked for: null content,
+    empty ``choices``, fewer choices than ``n``, a refusal or a content filter. No such answer is
+    ever a value or cached; the row fails, and a re-run asks again.
+
+    ``retryable`` says whether asking again may help (a missing choice, or null content while
+    sampling); refusals, filters and answers cut off by the token limit are not retried.
+    ``output`` holds the generations that did come back with text (a ``GenerateOutput``, or
+    None): they are cached, so a re-run asks only for the rest. ``reasons`` says, in a few
+    words each, why generations had no text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        output: Any = None,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.output = output
+        self.reasons = reasons
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from synthflow.errors import LLMError
+from synthflow.errors import LLMEmptyAnswerError, LLMError
 from synthflow.llms.anthropic import AnthropicLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
@@ -153,11 +153,26 @@ def test_text_blocks_are_joined_and_cached_prompt_tokens_count_as_input() -> Non
     assert out.logprobs is None
 
 
-def test_an_answer_without_text_is_none() -> None:
+def test_an_answer_cut_off_before_any_text_fails_without_retries() -> None:
     reply = Reply(body={"content": [], "stop_reason": "max_tokens", "usage": {}})
+    with (
+        fake_api(lambda r: reply) as api,
+        pytest.raises(LLMEmptyAnswerError, match=r"stop_reason 'max_tokens'.*max_new_tokens"),
+    ):
+        generate(llm(api))
+    assert len(api.requests) == 1
+
+
+def test_a_refusal_is_a_failed_call_even_with_text_before_it() -> None:
+    content = [{"type": "text", "text": "I can start, but"}]
+    reply = Reply(body={"content": content, "stop_reason": "refusal", "usage": {}})
     with fake_api(lambda r: reply) as api:
-        out = generate(llm(api))
-    assert out.generations == [None]
+        distiset = run_texts(llm(api), ["q"])
+    row = distiset["default"]["train"][0]
+    assert row["generation"] is None
+    assert row[ERROR_COLUMN].startswith("LLMEmptyAnswerError: AnthropicLLM returned no text")
+    assert "refused: 'I can start, but'" in row[ERROR_COLUMN]
+    assert len(api.requests) == 1  # a refusal is not asked again
 
 
 def test_num_generations_send_one_request_each() -> None:
@@ -243,7 +258,8 @@ def test_structured_output_states_the_schema_and_reasks_a_bad_answer() -> None:
 
 
 def test_a_reask_after_an_empty_answer_leaves_out_the_empty_turn() -> None:
-    empty = Reply(body={"content": [], "usage": {"input_tokens": 1, "output_tokens": 0}})
+    blank = [{"type": "text", "text": ""}]  # text, but not JSON: re-asked with an empty turn
+    empty = Reply(body={"content": blank, "usage": {"input_tokens": 1, "output_tokens": 0}})
     handler = sequence(empty, lambda r: message(r, ['{"score": 1, "reason": "ok"}']))
     with fake_api(handler) as api:
         out = generate(llm(api, structured_output=Verdict))

@@ -37,12 +37,28 @@ def cache(tmp_path: Path) -> Iterator[ResponseCache]:
 def test_round_trip(cache: ResponseCache) -> None:
     stored = {
         key(index=0): CachedGeneration("7", [{"token": "7", "logprob": -0.1}], 12, 1, 1.5),
-        key(index=1): CachedGeneration(None, None, 12, 0, 2.5),
+        key(index=1): CachedGeneration("", None, 12, 0, 2.5),  # empty text is still text
     }
     cache.put_many(list(stored.items()))
 
     assert cache.get_many([*stored, key(index=2)]) == stored
     assert cache.get_many([]) == {}
+
+
+def test_a_generation_without_text_is_never_stored(cache: ResponseCache) -> None:
+    items = [(key(index=0), CachedGeneration("a")), (key(index=1), CachedGeneration(None))]
+
+    with pytest.raises(ValueError, match="never cached"):
+        cache.put_many(items)
+
+    assert cache.get_many([k for k, _ in items]) == {}
+
+
+def test_a_null_text_an_older_version_stored_is_not_served(cache: ResponseCache) -> None:
+    with closing(sqlite3.connect(cache.path)) as other, other:
+        other.execute("INSERT INTO generations VALUES (?, NULL, NULL, 1, 0, 0.0)", (key(index=0),))
+
+    assert cache.get_many([key(index=0)]) == {}
 
 
 def test_put_replaces_an_existing_entry(cache: ResponseCache) -> None:
@@ -85,11 +101,20 @@ def test_each_generation_index_has_its_own_key(cache: ResponseCache) -> None:
         {"schema": None},
         {"schema": {**SCHEMA, "required": ["n"]}},
         {"index": 1},
+        {"endpoint": "http://127.0.0.1:9/v1"},
+        {"owner": ("gen", 0)},
     ],
     ids=lambda change: next(iter(change)),
 )
 def test_key_changes_with_each_input(change: dict[str, Any]) -> None:
     assert key(**change) != key()
+
+
+def test_each_row_and_task_owns_its_samples() -> None:
+    assert key(owner=("gen", 0)) != key(owner=("gen", 1))
+    assert key(owner=("gen", 0)) != key(owner=("judge", 0))
+    assert key(owner=("gen", 0)) == key(owner=["gen", 0])  # as JSON: a tuple is a list
+    assert key(endpoint="http://a/v1") != key(endpoint="http://b/v1")
 
 
 def test_key_is_stable_and_ignores_dict_order() -> None:

@@ -472,3 +472,112 @@ def test_dag_drawing_marks_joins() -> None:
         "`-> b",
         "    `-> join  (see above)",
     ]
+
+
+# -- how a run ends: failed rows, a full disk -----------------------------------------------------
+
+FLAKY = """
+import os
+from synthflow.pipeline import Pipeline
+from synthflow.steps import LoadDataFromDicts
+from synthflow.steps.tasks import TextGeneration
+from synthflow.testing import FunctionLLM
+
+FAILING = set(os.environ.get("FAIL", "").split(","))
+
+def answer(messages):
+    prompt = messages[-1]["content"]
+    if prompt in FAILING:
+        raise RuntimeError("refused")
+    return "ok " + prompt
+
+with Pipeline(name="flaky") as pipeline:
+    load = LoadDataFromDicts(name="load", data=[{"instruction": f"q{i}"} for i in range(4)])
+    load >> TextGeneration(name="gen", llm=FunctionLLM(fn=answer))
+"""
+
+
+def run_flaky(tmp_path: Path, failing: str, *flags: str) -> Any:
+    script = tmp_path / "flaky.py"
+    script.write_text(FLAKY)
+    args = ["pipeline", "run", "--script", str(script), "--progress", "off", *flags]
+    return runner.invoke(app, args, env={"FAIL": failing})
+
+
+def test_rows_failed_beyond_the_tolerance_exit_3_and_the_data_is_saved(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_flaky(tmp_path, "q1", "-o", str(out))
+
+    assert result.exit_code == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == (
+        "error: 1 of 4 rows failed (gen 1); their errors are in the synthflow_error column; "
+        "more than --max-failed-rows 0 allows; the data is saved to "
+        f"{out}; to accept failed rows, set --max-failed-rows N or P%"
+    )
+    assert "Traceback" not in result.stderr
+    saved = Distiset.load_from_disk(out)
+    assert saved["default"]["train"]["generation"] == ["ok q0", None, "ok q2", "ok q3"]
+    assert saved.failed_rows == {"gen": 1}
+    assert orjson.loads((out / "run.json").read_bytes())["failed_rows"] == {"gen": 1}
+
+
+@pytest.mark.parametrize(
+    ("failing", "tolerance", "code"),
+    [
+        ("", "0", 0),
+        ("q1", "1", 0),
+        ("q1,q2", "1", 3),
+        ("q1", "25%", 0),
+        ("q1", "24.9%", 3),
+        ("q0,q1,q2,q3", "100%", 3),  # every row failed: never a success
+        ("q0,q1,q2,q3", "10", 3),
+    ],
+)
+def test_the_failed_row_tolerance(tmp_path: Path, failing: str, tolerance: str, code: int) -> None:
+    result = run_flaky(tmp_path, failing, "--max-failed-rows", tolerance)
+    assert result.exit_code == code, result.stderr
+    if failing == "q0,q1,q2,q3":
+        assert (
+            result.stderr.strip()
+            .splitlines()[-1]
+            .startswith("error: every row failed: 4 of 4 rows failed (gen 4)")
+        )
+
+
+def test_rows_failed_beyond_the_tolerance_are_not_pushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Any] = []
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda **kwargs: made.append(kwargs))
+    result = run_flaky(tmp_path, "q1", "--repo-id", "org/data")
+    assert result.exit_code == 3
+    assert "not pushed to org/data" in result.stderr.strip().splitlines()[-1]
+    assert made == []
+
+
+@pytest.mark.parametrize("tolerance", ["-1", "ten", "101%", "5%%", ""])
+def test_a_bad_tolerance_is_a_usage_error(tmp_path: Path, tolerance: str) -> None:
+    result = run_flaky(tmp_path, "", "--max-failed-rows", tolerance)
+    assert_one_line_error(result, 2, f"--max-failed-rows {tolerance!r}: give a number of rows")
+
+
+def test_a_full_disk_exits_4_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthflow.pipeline import _disk
+
+    def no_space(path: Path) -> Any:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(_disk, "open_for_writing", no_space)
+    result = run_flaky(tmp_path, "")
+    assert_one_line_error(result, 4, "disk full: writing ")
+    assert "parameters.sha256 failed (No space left on device); free space there" in result.stderr
+
+
+def test_help_documents_the_exit_codes() -> None:
+    result = runner.invoke(app, ["pipeline", "run", "--help"])
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "--max-failed-rows" in text
+    for code in ("0 done", "1 the run failed", "2 bad input", "3 more rows failed than"):
+        assert code in text
+    assert "4 a disk is full" in text and "130 interrupted" in text

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from synthflow.errors import LLMError
+from synthflow.errors import LLMEmptyAnswerError, LLMError
 from synthflow.llms.cohere import CohereLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
@@ -126,11 +126,14 @@ def test_text_parts_are_joined_and_billed_units_stand_in_for_missing_token_count
     assert out.logprobs is None
 
 
-def test_a_tool_call_answer_without_text_is_none() -> None:
+def test_an_answer_without_text_is_asked_again_then_fails() -> None:
     reply = Reply(body={"message": {"role": "assistant", "tool_calls": []}, "usage": {}})
-    with fake_api(lambda r: reply) as api:
-        out = generate(llm(api))
-    assert out.generations == [None]
+    with (
+        fake_api(lambda r: reply) as api,
+        pytest.raises(LLMEmptyAnswerError, match="after 3 attempts: null content"),
+    ):
+        generate(llm(api))
+    assert len(api.requests) == 3  # sampling: another attempt may answer
 
 
 def test_num_generations_send_one_request_each() -> None:
@@ -186,7 +189,8 @@ def test_structured_output_uses_the_native_json_schema_and_reasks_a_bad_answer()
 
 
 def test_a_reask_after_an_empty_answer_leaves_out_the_empty_turn() -> None:
-    empty = Reply(body={"message": {"role": "assistant", "content": []}, "usage": {}})
+    blank = [{"type": "text", "text": ""}]  # text, but not JSON: re-asked with an empty turn
+    empty = Reply(body={"message": {"role": "assistant", "content": blank}, "usage": {}})
     handler = sequence(empty, lambda r: chat(r, ['{"score": 1, "reason": "ok"}']))
     with fake_api(handler) as api:
         out = generate(llm(api, structured_output=Verdict))

@@ -126,13 +126,13 @@ def test_a_failed_write_leaves_nothing_half_written(
 
     def disk_full(dataset: Any, path: Path) -> None:
         path.write_bytes(b"PAR1 partial")
-        raise OSError(28, "No space left on device")
+        raise OSError(5, "Input/output error")  # a full disk is DiskFullError: test_run_outcome
 
     monkeypatch.setattr("synthflow.distiset._write_parquet", disk_full)
     with pytest.raises(DistisetError) as info:
         distiset.save_to_disk(target)
 
-    assert one_line(info) == f"can't save the distiset to {target}: No space left on device"
+    assert one_line(info) == f"can't save the distiset to {target}: Input/output error"
     after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from synthflow.errors import LLMError
+from synthflow.errors import LLMEmptyAnswerError, LLMError
 from synthflow.llms.gemini import GeminiLLM, VertexAILLM, gemini_schema, retry_delay
 from synthflow.steps.tasks import ERROR_COLUMN
 from tests.helpers import generate, run_texts
@@ -307,16 +307,31 @@ def test_client_errors_are_not_retried_and_never_show_the_key() -> None:
     assert len(api.requests) == 1
 
 
-def test_a_blocked_prompt_fails_the_row_without_retries_and_a_blocked_answer_is_none() -> None:
+def test_a_blocked_prompt_or_answer_fails_the_row_without_retries() -> None:
     blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {}}
     with fake_api(lambda r: Reply(body=blocked)) as api:
         distiset = run_texts(llm(api), ["q"])
     assert "the prompt was blocked (SAFETY)" in distiset["default"]["train"][0][ERROR_COLUMN]
     assert len(api.requests) == 1
 
-    empty = {"candidates": [{"finishReason": "SAFETY", "index": 0}], "usageMetadata": {}}
-    with fake_api(lambda r: Reply(body=empty)) as api:
-        assert generate(llm(api)).generations == [None]
+    # A candidate stopped by a filter: its partial text is not an answer either.
+    parts = {"parts": [{"text": "Sure, here is"}], "role": "model"}
+    stopped = {"candidates": [{"content": parts, "finishReason": "RECITATION", "index": 0}]}
+    with (
+        fake_api(lambda r: Reply(body=stopped)) as api,
+        pytest.raises(LLMEmptyAnswerError, match=r"content filter \(finishReason RECITATION"),
+    ):
+        generate(llm(api))
+    assert len(api.requests) == 1
+
+
+def test_candidates_without_text_are_asked_for_again() -> None:
+    empty = {"candidates": [{"finishReason": "STOP", "index": 0}], "usageMetadata": {}}
+    no_candidates = Reply(body={"usageMetadata": {}})
+    with fake_api(sequence(no_candidates, Reply(body=empty), generate_content)) as api:
+        out = generate(llm(api))
+    assert out.generations == ["answer 0 to q"]
+    assert len(api.requests) == 3
 
 
 def test_api_key_comes_from_gemini_or_google_env_and_is_never_serialized(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from types import SimpleNamespace
@@ -9,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from synthflow.errors import LLMConnectionError, LLMError, LLMStatusError, LLMTimeoutError
+from synthflow.errors import (
+    LLMConnectionError,
+    LLMEmptyAnswerError,
+    LLMError,
+    LLMStatusError,
+    LLMTimeoutError,
+)
 from synthflow.llms.base import Usage
 from synthflow.llms.litellm import LiteLLM
 
@@ -143,7 +150,31 @@ async def test_litellm_errors_become_synthflow_errors(
 @pytest.mark.anyio
 async def test_an_empty_answer_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     install_litellm(monkeypatch, lambda kw: [])
-    with pytest.raises(LLMError, match="no choices"):
+    with pytest.raises(LLMEmptyAnswerError, match="no text for 1 of 1 generations"):
+        await LiteLLM(model="x/y").agenerate(MESSAGES)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("choice", "reason"),
+    [
+        ({"message": {"content": None, "refusal": "No."}}, "refused: 'No.'"),
+        (
+            {"message": {"content": "partial"}, "finish_reason": "content_filter"},
+            "blocked by a content filter",
+        ),
+    ],
+)
+async def test_a_refusal_or_filtered_choice_is_a_failed_call(
+    monkeypatch: pytest.MonkeyPatch, choice: dict[str, Any], reason: str
+) -> None:
+    async def acompletion(**kwargs: Any) -> Any:
+        return {"choices": [{"index": 0, **choice}], "usage": {}}
+
+    module = types.ModuleType("litellm")
+    module.acompletion = acompletion  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "litellm", module)
+    with pytest.raises(LLMEmptyAnswerError, match=re.escape(reason)):
         await LiteLLM(model="x/y").agenerate(MESSAGES)
 
 

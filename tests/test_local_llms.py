@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -208,3 +208,38 @@ def test_importing_the_local_llm_modules_imports_no_heavy_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     )
     assert result.stdout.strip() == "[]"
+
+
+class SaysNothingTo(Scripted):
+    """Answers ``None`` (no text) to the prompt ``silent_on``; ``asked`` lists every prompt."""
+
+    silent_on: str = "bad"
+    asked: ClassVar[list[str]] = []  # not a field: it would change the pipeline's signature
+
+    def generate_batch(
+        self, conversations: list[ChatType], num_generations: int
+    ) -> list[GenerateOutput]:
+        self.asked.extend(str(c[-1]["content"]) for c in conversations)
+        outputs = super().generate_batch(conversations, num_generations)
+        for conversation, output in zip(conversations, outputs, strict=True):
+            if conversation[-1]["content"] == self.silent_on:
+                output.generations = [None] * num_generations
+        return outputs
+
+
+def test_a_local_answer_without_text_fails_its_row_and_is_not_cached() -> None:
+    SaysNothingTo.asked.clear()
+    llm = SaysNothingTo()
+    with Pipeline(name="local-empty") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "good"}, {"instruction": "bad"}])
+        load >> TextGeneration(name="gen", llm=llm)
+    good, bad = pipeline.run(progress=False)["default"]["train"]
+    assert good["generation"] == "echo good"
+    assert bad["generation"] is None
+    assert bad["synthflow_error"].startswith(
+        "LLMEmptyAnswerError: SaysNothingTo returned no text for 1 of 1 generations"
+    )
+
+    assert sorted(llm.asked) == ["bad", "good"]
+    pipeline.run(progress=False)  # the answered row comes from the cache; the other is asked
+    assert sorted(llm.asked) == ["bad", "bad", "good"]

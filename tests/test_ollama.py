@@ -194,3 +194,16 @@ def test_client_errors_are_not_retried() -> None:
         distiset = run_texts(llm(api), ["q"])
     assert "answered 400" in distiset["default"]["train"][0][ERROR_COLUMN]
     assert len(api.requests) == 1
+
+
+def test_an_answer_without_content_fails_and_a_cut_off_one_is_not_retried() -> None:
+    cut_off = {"message": {"role": "assistant", "content": None}, "done_reason": "length"}
+    with fake_api(lambda r: Reply(body=cut_off)) as api:
+        distiset = run_texts(llm(api), ["q"])
+    row = distiset["default"]["train"][0]
+    assert row["generation"] is None
+    assert (
+        "cut off before any text (done_reason 'length'): raise max_new_tokens"
+        in (row[ERROR_COLUMN])
+    )
+    assert len(api.requests) == 1

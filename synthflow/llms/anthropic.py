@@ -23,7 +23,14 @@ import orjson
 
 from synthflow.errors import LLMError
 from synthflow.llms.api import APILLM, Payload, generation_kwarg
-from synthflow.llms.base import ChatMessage, ChatType, GenerateOutput, Usage
+from synthflow.llms.base import (
+    ChatMessage,
+    ChatType,
+    GenerateOutput,
+    NoAnswer,
+    NoAnswerKind,
+    Usage,
+)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -98,6 +105,14 @@ class AnthropicLLM(APILLM):
 
     def parse_response(self, data: Any) -> GenerateOutput:
         texts = [block["text"] for block in data["content"] if block.get("type") == "text"]
+        stop = data.get("stop_reason")
+        no_answer: dict[int, NoAnswer] = {}
+        if stop == "refusal":  # what was written before the refusal is not an answer
+            no_answer[0] = NoAnswer("refused", "".join(texts) or "stop_reason 'refusal'")
+            texts = []
+        elif not texts:
+            kind: NoAnswerKind = "truncated" if stop == "max_tokens" else "empty"
+            no_answer[0] = NoAnswer(kind, f"stop_reason {stop!r}")
         usage = data.get("usage") or {}
         # Prompt tokens served from or written to the prompt cache are reported apart.
         input_tokens = sum(
@@ -107,6 +122,7 @@ class AnthropicLLM(APILLM):
         return GenerateOutput(
             generations=["".join(texts) if texts else None],
             usage=Usage(input_tokens, int(usage.get("output_tokens") or 0)),
+            no_answer=no_answer,
         )
 
     def _check_generation_kwargs(self) -> None:

@@ -5,9 +5,10 @@ conversation, and how to read the response body. Everything else is shared and h
 this order, around each HTTP request:
 
     structured-output re-ask (bounded)
-      └── retries (tenacity; 429, 5xx, timeouts, resets, unreadable bodies)
+      └── retries (tenacity; 429, 5xx, timeouts, resets, unreadable bodies, missing answers)
             └── the endpoint's rate limiter (concurrency, RPM/TPM buckets, 429 pause, AIMD)
-                  └── one HTTP request (synthflow.llms._http)
+                  └── one HTTP request (synthflow.llms._http), its answers checked
+                      (synthflow.llms.answers: no text is a failed call, never a value)
 
 One limiter serves each endpoint and API key, shared by every step and LLM object that uses them.
 API keys are ``SecretStr``: never serialized, logged, or shown in errors.
@@ -27,13 +28,15 @@ from pydantic import Field, PrivateAttr, SecretStr
 from synthflow.errors import (
     FATAL_STATUSES,
     LLMConnectionError,
+    LLMEmptyAnswerError,
     LLMError,
     LLMResponseError,
     LLMStatusError,
     first_error,
 )
 from synthflow.llms._http import HTTPClient, JSONResponse, transport_name
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.llms.answers import AnswerPool, empty_answer_error, samples
+from synthflow.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
 from synthflow.llms.limiter import EndpointLimiter, endpoint_key, get_limiter
 from synthflow.llms.retry import call_with_retries
 from synthflow.llms.structured import StructuredOutputLLM
@@ -103,8 +106,16 @@ class APILLM(StructuredOutputLLM):
     def model_name(self) -> str:
         return self.model
 
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-        return (self.provider, self.model, dict(self.generation_kwargs), self.structured_output)
+    def cache_identity(self) -> CacheIdentity:
+        # The resolved endpoint (argument, environment variable or default): another server
+        # never answers from this one's cache.
+        return CacheIdentity(
+            self.provider,
+            self.model,
+            dict(self.generation_kwargs),
+            self.structured_output,
+            self.endpoint,
+        )
 
     @property
     def endpoint(self) -> str:
@@ -191,6 +202,7 @@ class APILLM(StructuredOutputLLM):
 
     async def _fan_out(self, messages: ChatType, n: int) -> GenerateOutput:
         outputs: list[GenerateOutput] = [GenerateOutput([]) for _ in range(n)]
+        empty: list[LLMEmptyAnswerError] = []
         seed = self.generation_kwargs.get("seed")
         self._client()  # created before any copy below, so that they all share it
 
@@ -201,7 +213,14 @@ class APILLM(StructuredOutputLLM):
                 # generations asks with seed + i (a shallow copy shares the HTTP client).
                 kwargs = {**self.generation_kwargs, "seed": seed + i}
                 caller = self.model_copy(update={"generation_kwargs": kwargs})
-            outputs[i] = await caller._request(messages, 1)
+            try:
+                outputs[i] = await caller._request(messages, 1)
+            except LLMEmptyAnswerError as exc:
+                # Not a reason to cancel the others: their answers are kept (and cached).
+                empty.append(exc)
+                kept = exc.output or GenerateOutput([])
+                kept.retries, kept.rate_limited = exc.retries, exc.rate_limited
+                outputs[i] = kept
 
         try:
             async with anyio.create_task_group() as tg:
@@ -217,14 +236,21 @@ class APILLM(StructuredOutputLLM):
                 failure.retries += done.retries
                 failure.rate_limited += done.rate_limited
             raise failure from failure.__cause__
-        return _combine(outputs)
+        combined = _combine(outputs)
+        if not empty:
+            return combined
+        reasons = [reason for exc in empty for reason in exc.reasons]
+        error = empty_answer_error(type(self).__name__, n, len(empty), reasons, combined)
+        raise error from empty[0]
 
     async def _request(self, messages: ChatType, num_generations: int) -> GenerateOutput:
-        path, payload = self.build_request(messages, num_generations)
         headers = self.auth_headers(self.resolved_api_key())
         limiter = self.limiter()
         estimate = _estimate_tokens(messages, self.generation_kwargs, num_generations)
         counts = {"retries": 0, "rate_limited": 0}
+        pool = AnswerPool(
+            num_generations, who=type(self).__name__, sampling=samples(self.generation_kwargs)
+        )
 
         def on_retry(exc: BaseException) -> None:
             counts["retries"] += 1
@@ -232,6 +258,8 @@ class APILLM(StructuredOutputLLM):
                 counts["rate_limited"] += 1
 
         async def attempt() -> GenerateOutput:
+            # A retry after an answer that lacked some generations asks only for those.
+            path, payload = self.build_request(messages, pool.wanted)
             async with limiter.acquire(estimate) as permit:
                 started = time.monotonic()
                 try:
@@ -244,7 +272,7 @@ class APILLM(StructuredOutputLLM):
                 output = self._read(response)
                 permit.reconcile(output.usage.input_tokens + output.usage.output_tokens)
                 limiter.on_success(time.monotonic() - started)
-                return output
+            return pool.add(output)
 
         try:
             output = await call_with_retries(

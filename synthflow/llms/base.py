@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,9 +32,26 @@ class Usage:
         )
 
 
+NoAnswerKind = Literal["missing", "empty", "refused", "filtered", "truncated"]
+
+
+@dataclass(frozen=True, slots=True)
+class NoAnswer:
+    """Why one generation came back without text, as the client read it from the response.
+
+    ``kind``: ``missing`` (fewer choices than asked), ``empty`` (null content), ``refused`` (the
+    model declined), ``filtered`` (a safety or content filter), ``truncated`` (the token limit
+    was reached before any text). ``detail`` is the provider's finish reason or refusal text.
+    """
+
+    kind: NoAnswerKind
+    detail: str = ""
+
+
 @dataclass(slots=True)
 class GenerateOutput:
-    """What one call returns: one entry per generation (``None`` where the model gave nothing)."""
+    """What one call returns: one entry per generation (``None`` where the model gave nothing;
+    ``no_answer`` maps such an index to the reason, when the client could tell it)."""
 
     generations: list[str | None]
     usage: Usage = field(default_factory=Usage)
@@ -44,6 +61,18 @@ class GenerateOutput:
     """Attempts beyond the first that the call needed."""
     rate_limited: int = 0
     """How many of its attempts were answered 429."""
+    no_answer: dict[int, NoAnswer] = field(default_factory=dict)
+
+
+class CacheIdentity(NamedTuple):
+    """What, besides the messages, decides an LLM's answer; the response cache keys on it."""
+
+    provider: str
+    model: str
+    generation_kwargs: dict[str, Any]
+    schema: dict[str, Any] | None
+    endpoint: str | None = None
+    """Where the answer comes from (an API's resolved base URL); None for in-process models."""
 
 
 class LLM(BaseModel, ABC):
@@ -79,10 +108,12 @@ class LLM(BaseModel, ABC):
     async def aclose(self) -> None:
         """Close async resources (HTTP clients). Called by the engine after the run."""
 
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
+    def cache_identity(self) -> CacheIdentity:
         """What, besides the messages, decides the answer: provider, model, generation kwargs,
-        output schema. The response cache keys on it."""
-        return (type(self).__name__, self.model_name, dict(self.generation_kwargs), None)
+        output schema, endpoint. The response cache keys on it."""
+        return CacheIdentity(
+            type(self).__name__, self.model_name, dict(self.generation_kwargs), None
+        )
 
     @property
     @abstractmethod

@@ -5,19 +5,32 @@ response cache are served from it (they cost nothing and use no rate-limit budge
 missing ones are requested, and each answer is stored as soon as it arrives, so a crash loses at
 most the calls in flight and a re-run pays only for what was never answered.
 
+Cache keys tie each sample to its row: ``owner=(task name, row id)`` (the row's lineage id,
+stable across re-runs and resumes) makes identical prompts in different rows separate samples;
+``owner=None`` shares answers between identical requests (``Task.cache_scope="prompt"``).
+
+An answer without text is a failed call (``synthflow.llms.answers``): the row fails with
+``LLMEmptyAnswerError``. Its generations that do have text are cached; a re-run asks for the rest.
+
 When a budget (``max_cost``, ``max_tokens``) is reached, no new call starts: ``BudgetExceeded`` is
 raised to the task, the calls in flight finish, and ``on_exhausted`` lets the engine stop its
 sources so the run ends with what it has.
+
+When a cache write finds the disk full, the calls stop: that call and every later one raise
+``DiskFullError`` at once (no new request starts), saying which file is full, how many answers
+received could not be stored (lost: a re-run pays for them again) and that the run resumes
+once space is freed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from synthflow.errors import BudgetExceeded, LLMError
+from synthflow.errors import BudgetExceeded, DiskFullError, LLMEmptyAnswerError, LLMError
+from synthflow.llms.answers import require_answers
 from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
 from synthflow.llms.cache import CachedGeneration, ResponseCache
 from synthflow.llms.pricing import Price, cost_at, price_of
@@ -128,6 +141,9 @@ class LLMCalls:
         self.prices = dict(prices or {})
         self._on_exhausted = on_exhausted
         self._prices_by_model: dict[str, Price | None] = {}
+        self.lost_answers = 0
+        """Generations received that could not be stored because the disk was full."""
+        self._disk_full: DiskFullError | None = None
 
     def _price(self, model: str) -> Price | None:
         if model not in self._prices_by_model:
@@ -142,7 +158,17 @@ class LLMCalls:
         stats: LLMCallStats,
         *,
         use_cache: bool = True,
+        owner: Sequence[Any] | None = None,
     ) -> GenerateOutput:
+        """The ``num_generations`` completions of ``messages``, each with text.
+
+        ``owner`` is whom the samples belong to in the cache, ``(task name, row id)``; None
+        shares them between identical requests. Raises ``LLMEmptyAnswerError`` when some
+        generation has no text (those with text are cached), ``DiskFullError`` once the cache's
+        disk is full, ``BudgetExceeded`` once the budget is spent.
+        """
+        if self._disk_full is not None:
+            raise self._stopped()
         if self.budget is not None and (reason := self.budget.exhausted()):
             raise BudgetExceeded(reason)
         cache = self.cache if use_cache and llm.cacheable else None
@@ -150,8 +176,17 @@ class LLMCalls:
         hits: dict[str, CachedGeneration] = {}
         missing = list(range(num_generations))
         if cache is not None:
-            provider, model, kwargs, schema = llm.cache_identity()
-            keys = ResponseCache.keys(provider, model, messages, kwargs, schema, missing)
+            identity = llm.cache_identity()
+            keys = ResponseCache.keys(
+                identity.provider,
+                identity.model,
+                messages,
+                identity.generation_kwargs,
+                identity.schema,
+                missing,
+                endpoint=identity.endpoint,
+                owner=owner,
+            )
             hits = cache.get_many(keys)
             missing = [i for i, key in enumerate(keys) if key not in hits]
             stats.cache_hits += num_generations - len(missing)
@@ -164,6 +199,7 @@ class LLMCalls:
         stats.requests += 1
         try:
             fresh = await llm.agenerate(messages, num_generations=len(missing))
+            fresh = require_answers(fresh, len(missing), who=type(llm).__name__)
         except Exception as exc:
             stats.failures += 1
             if isinstance(exc, LLMError):  # what the failed call cost still counts
@@ -171,17 +207,65 @@ class LLMCalls:
                 stats.rate_limited += exc.rate_limited
                 if isinstance(exc.usage, Usage):
                     self._charge(llm, exc.usage, stats)
+            if isinstance(exc, LLMEmptyAnswerError) and isinstance(exc.output, GenerateOutput):
+                # The generations that have text are paid answers: keep them, so that a
+                # re-run asks only for the missing ones.
+                self._store(cache, keys, missing, exc.output)
             raise
         finally:
             stats.record_latency(time.monotonic() - started)
         stats.retries += fresh.retries
         stats.rate_limited += fresh.rate_limited
         self._charge(llm, fresh.usage, stats)
-        if cache is not None:
-            cache.put_many(list(zip([keys[i] for i in missing], _split(fresh), strict=True)))
+        self._store(cache, keys, missing, fresh)
         if not hits:
             return fresh
         return _assemble(keys, hits, missing, fresh)
+
+    def _store(
+        self,
+        cache: ResponseCache | None,
+        keys: list[str],
+        missing: list[int],
+        output: GenerateOutput,
+    ) -> None:
+        """Cache ``output``'s generations (those with text) under the keys of the ``missing``
+        indices, in order. Once the disk is full, count them lost and raise ``DiskFullError``."""
+        if cache is None:
+            return
+        entries = _split(output)
+        items = [
+            (keys[i], entry)
+            for i, entry in zip(missing, entries, strict=False)
+            if entry.text is not None
+        ]
+        if self._disk_full is not None:  # stopped: answers still arriving can't be kept
+            self.lost_answers += len(items)
+            raise self._stopped()
+        try:
+            cache.put_many(items)
+        except DiskFullError as exc:
+            self.lost_answers += len(items)
+            raise self._stopped(exc.path) from exc
+
+    def _stopped(self, path: str | None = None) -> DiskFullError:
+        """The error every call raises once the cache's disk is full. The first one raised is
+        the one a run reports: later losses update its count too."""
+        first = self._disk_full
+        path = first.path if first is not None else (path or "")
+        lost = self.lost_answers
+        message = (
+            f"the disk is full: no space left to write {path}; no new LLM requests are sent, "
+            f"and {lost} answer{'' if lost == 1 else 's'} received could not be stored (lost: "
+            "a re-run pays for them again). Free space on that disk and run the pipeline again "
+            "to resume: answers already stored are not paid for again"
+        )
+        error = DiskFullError(message, path=path)
+        if first is None:
+            self._disk_full = error
+        else:
+            first.args = (message,)
+        return error
 
     def _charge(self, llm: LLM, usage: Usage, stats: LLMCallStats) -> None:
         """Count billed tokens and their cost, against the budget too."""

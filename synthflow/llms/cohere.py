@@ -15,7 +15,7 @@ import os
 from typing import Any, ClassVar
 
 from synthflow.llms.api import APILLM, Payload
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.llms.base import ChatType, GenerateOutput, NoAnswer, NoAnswerKind, Usage
 
 # synthflow's generation kwarg -> the name in the request body. Others pass through unchanged.
 _RENAMES = {"max_new_tokens": "max_tokens", "top_p": "p", "top_k": "k", "stop": "stop_sequences"}
@@ -60,6 +60,14 @@ class CohereLLM(APILLM):
             texts = [content]
         else:
             texts = [part["text"] for part in content if part.get("type") == "text"]
+        finish = data.get("finish_reason")
+        no_answer: dict[int, NoAnswer] = {}
+        if finish == "ERROR":  # generation failed part way: what came is not an answer
+            no_answer[0] = NoAnswer("empty", "finish_reason 'ERROR'")
+            texts = []
+        elif not texts:
+            kind: NoAnswerKind = "truncated" if finish == "MAX_TOKENS" else "empty"
+            no_answer[0] = NoAnswer(kind, f"finish_reason {finish!r}")
         usage = data.get("usage") or {}
         tokens = usage.get("tokens") or usage.get("billed_units") or {}
         logprobs = data.get("logprobs")
@@ -69,4 +77,5 @@ class CohereLLM(APILLM):
                 int(tokens.get("input_tokens") or 0), int(tokens.get("output_tokens") or 0)
             ),
             logprobs=None if logprobs is None else [logprobs],
+            no_answer=no_answer,
         )

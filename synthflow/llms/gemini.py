@@ -33,10 +33,17 @@ from urllib.parse import urlparse
 import orjson
 from pydantic import Field
 
-from synthflow.errors import LLMError, LLMStatusError
+from synthflow.errors import LLMEmptyAnswerError, LLMError, LLMStatusError
 from synthflow.llms._http import HTTPClient, JSONResponse
 from synthflow.llms.api import APILLM, Payload
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.llms.base import (
+    CacheIdentity,
+    ChatType,
+    GenerateOutput,
+    NoAnswer,
+    NoAnswerKind,
+    Usage,
+)
 
 # synthflow's generation kwarg -> the generationConfig field. Other keys are camel-cased.
 _CONFIG_NAMES = {
@@ -108,21 +115,31 @@ class GeminiLLM(APILLM):
     def parse_response(self, data: Any) -> GenerateOutput:
         if not isinstance(data, dict):
             raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-        candidates = data.get("candidates")
-        if not candidates:
-            reason = (data.get("promptFeedback") or {}).get("blockReason")
-            if reason:  # the same prompt would be blocked again: not worth a retry
-                raise LLMError(f"{type(self).__name__}: the prompt was blocked ({reason})")
-            raise ValueError("the response has no candidates")
+        candidates = data.get("candidates") or []
+        reason = (data.get("promptFeedback") or {}).get("blockReason")
+        if not candidates and reason:  # the same prompt would be blocked again: no retry
+            raise LLMEmptyAnswerError(
+                f"{type(self).__name__}: the prompt was blocked ({reason}); reword it or "
+                "change safety_settings (not cached: a re-run asks again)",
+                reasons=(f"prompt blocked ({reason})",),
+            )
         candidates = sorted(candidates, key=lambda c: c.get("index", 0))
+        generations: list[str | None] = []
+        no_answer: dict[int, NoAnswer] = {}
+        for i, candidate in enumerate(candidates):
+            text, why = _read_candidate(candidate)
+            generations.append(text)
+            if why is not None:
+                no_answer[i] = why
         logprobs = [c.get("logprobsResult") for c in candidates]
         usage = data.get("usageMetadata") or {}
         output_tokens = int(usage.get("candidatesTokenCount") or 0)
         output_tokens += int(usage.get("thoughtsTokenCount") or 0)
         return GenerateOutput(
-            generations=[_text(c) for c in candidates],
+            generations=generations,
             usage=Usage(int(usage.get("promptTokenCount") or 0), output_tokens),
             logprobs=logprobs if any(lp is not None for lp in logprobs) else None,
+            no_answer=no_answer,
         )
 
     def _client(self) -> HTTPClient:
@@ -181,6 +198,11 @@ class VertexAILLM(GeminiLLM):
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def cache_identity(self) -> CacheIdentity:
+        # Another project or region is another source of answers.
+        identity = super().cache_identity()
+        return identity._replace(endpoint=f"{identity.endpoint}{self.model_path()}")
 
     def model_path(self) -> str:
         return (
@@ -253,10 +275,31 @@ def _image_part(image: Any, who: str) -> Payload:
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
 
-def _text(candidate: Payload) -> str | None:
+_FILTERED = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "LANGUAGE",
+    }
+)
+"""Finish reasons that stop a candidate for what it says: its text (if any) is not an answer."""
+
+
+def _read_candidate(candidate: Payload) -> tuple[str | None, NoAnswer | None]:
+    finish = candidate.get("finishReason")
+    if finish in _FILTERED:
+        return None, NoAnswer("filtered", f"finishReason {finish}")
     parts = (candidate.get("content") or {}).get("parts") or []
     texts = [p["text"] for p in parts if "text" in p and not p.get("thought")]
-    return "".join(texts) if texts else None  # None: blocked (finishReason SAFETY, ...)
+    if texts:
+        return "".join(texts), None
+    kind: NoAnswerKind = "truncated" if finish == "MAX_TOKENS" else "empty"
+    return None, NoAnswer(kind, f"finishReason {finish}")
 
 
 def _camel(name: str) -> str:

@@ -14,7 +14,7 @@ vision models and TGI unchanged.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 
@@ -71,15 +71,6 @@ class InferenceEndpointsLLM(OpenAILLM):
     @property
     def model_name(self) -> str:
         return self.model or self.endpoint
-
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-        # Unnamed endpoints are told apart by their URL.
-        return (
-            self.provider,
-            self.model_name,
-            dict(self.generation_kwargs),
-            self.structured_output,
-        )
 
     def resolved_api_key(self) -> str | None:
         if self.api_key is not None:

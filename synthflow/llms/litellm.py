@@ -19,8 +19,10 @@ from synthflow.errors import (
     LLMStatusError,
     LLMTimeoutError,
 )
-from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.llms.answers import require_answers
+from synthflow.llms.base import LLM, CacheIdentity, ChatType, GenerateOutput, NoAnswer, Usage
 from synthflow.llms.local import missing_extra
+from synthflow.llms.openai import read_choice
 from synthflow.runtime_parameters import RuntimeParameter
 
 # synthflow's generation kwarg -> LiteLLM's (OpenAI's) name. Others pass through unchanged.
@@ -59,9 +61,10 @@ class LiteLLM(LLM):
     def model_name(self) -> str:
         return self.model
 
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-        provider = f"litellm:{self.api_base}" if self.api_base else "litellm"
-        return (provider, self.model, dict(self.generation_kwargs), None)
+    def cache_identity(self) -> CacheIdentity:
+        return CacheIdentity(
+            "litellm", self.model, dict(self.generation_kwargs), None, self.api_base
+        )
 
     def load(self) -> None:
         _import_litellm()  # fail before the first row, not on it
@@ -82,11 +85,19 @@ class LiteLLM(LLM):
         return kwargs
 
     async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        output = await self._generate(messages, num_generations)
+        return require_answers(output, num_generations, who=type(self).__name__)
+
+    async def _generate(self, messages: ChatType, num_generations: int) -> GenerateOutput:
         if self.supports_n or num_generations == 1:
             output = await self._complete(messages, num_generations)
             # Some providers (or drop_params=True) answer fewer than n: ask for the rest.
             while len(output.generations) < num_generations:
                 more = await self._complete(messages, num_generations - len(output.generations))
+                if not more.generations:
+                    break  # the shortfall fails the call (synthflow.llms.answers)
+                offset = len(output.generations)
+                output.no_answer.update({offset + i: r for i, r in more.no_answer.items()})
                 output.generations.extend(more.generations)
                 output.usage = output.usage + more.usage
             return output
@@ -99,8 +110,13 @@ class LiteLLM(LLM):
             for i in range(num_generations):
                 tg.start_soon(one, i)
         return GenerateOutput(
-            generations=[g for out in outputs for g in out.generations],
+            generations=[out.generations[0] if out.generations else None for out in outputs],
             usage=sum((out.usage for out in outputs), Usage()),
+            no_answer={
+                i: out.no_answer.get(0) or NoAnswer("missing")
+                for i, out in enumerate(outputs)
+                if not out.generations or out.generations[0] is None
+            },
         )
 
     async def _complete(self, messages: ChatType, num_generations: int) -> GenerateOutput:
@@ -111,15 +127,20 @@ class LiteLLM(LLM):
             )
         except Exception as exc:
             raise _mapped(litellm, exc) from exc
+        texts: list[str | None] = []
+        no_answer: dict[int, NoAnswer] = {}
         try:
             choices = sorted(_get(response, "choices"), key=lambda c: _get(c, "index", 0) or 0)
-            texts: list[str | None] = [_get(_get(c, "message"), "content") for c in choices]
+            for i, choice in enumerate(choices):
+                text, why = read_choice(_as_dict(choice))
+                texts.append(text)
+                if why is not None:
+                    no_answer[i] = why
         except (AttributeError, KeyError, TypeError) as exc:
             raise LLMResponseError(f"LiteLLM could not read the response: {exc}") from exc
-        if not texts:
-            raise LLMResponseError("LiteLLM's response has no choices")
         usage = _get(response, "usage", None)
         return GenerateOutput(
+            no_answer=no_answer,
             generations=texts,
             usage=Usage(
                 int(_get(usage, "prompt_tokens", 0) or 0),
@@ -129,6 +150,18 @@ class LiteLLM(LLM):
 
 
 _MISSING = object()
+
+
+def _as_dict(choice: Any) -> dict[str, Any]:
+    """The fields of a LiteLLM choice that decide whether it is an answer, as a plain dict."""
+    message = _get(choice, "message")
+    return {
+        "finish_reason": _get(choice, "finish_reason", None),
+        "message": {
+            "content": _get(message, "content", None),
+            "refusal": _get(message, "refusal", None),
+        },
+    }
 
 
 def _get(obj: Any, name: str, default: Any = _MISSING) -> Any:

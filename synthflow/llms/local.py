@@ -28,7 +28,7 @@ import orjson
 from pydantic import Field, PrivateAttr
 
 from synthflow.errors import LLMError
-from synthflow.llms.base import ChatType, GenerateOutput
+from synthflow.llms.base import CacheIdentity, ChatType, GenerateOutput
 from synthflow.llms.structured import StructuredOutputLLM
 from synthflow.runtime_parameters import RuntimeParameter
 
@@ -134,8 +134,8 @@ class LocalLLM(StructuredOutputLLM):
 
     _runtime: _Runtime = PrivateAttr(default_factory=_Runtime)
 
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-        return (
+    def cache_identity(self) -> CacheIdentity:
+        return CacheIdentity(
             type(self).__name__,
             self.model_name,
             dict(self.generation_kwargs),
@@ -255,6 +255,8 @@ class HubModelLLM(LocalLLM):
     def model_name(self) -> str:
         return self.model
 
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-        kind, model, kwargs, schema = super().cache_identity()
-        return (kind, f"{model}@{self.revision}" if self.revision else model, kwargs, schema)
+    def cache_identity(self) -> CacheIdentity:
+        identity = super().cache_identity()
+        if not self.revision:
+            return identity
+        return identity._replace(model=f"{identity.model}@{self.revision}")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import anyio
 import orjson
 from pydantic import Field
 
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
 from synthflow.llms.structured import StructuredOutputLLM, example_of
 from synthflow.runtime_parameters import RuntimeParameter
 
@@ -36,8 +36,10 @@ class OfflineLLM(StructuredOutputLLM):
         default=0.0, ge=0, description="Extra random seconds per call, in [0, jitter)."
     )
 
-    def cache_identity(self) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]:
-        return ("offline", self.model, dict(self.generation_kwargs), self.structured_output)
+    def cache_identity(self) -> CacheIdentity:
+        return CacheIdentity(
+            "offline", self.model, dict(self.generation_kwargs), self.structured_output
+        )
 
     cacheable: ClassVar[bool] = False  # answers cost nothing; re-running recomputes them
 

@@ -21,7 +21,14 @@ from pydantic import Field
 
 from synthflow.errors import LLMError
 from synthflow.llms.api import APILLM, Payload
-from synthflow.llms.base import ChatMessage, ChatType, GenerateOutput, Usage
+from synthflow.llms.base import (
+    ChatMessage,
+    ChatType,
+    GenerateOutput,
+    NoAnswer,
+    NoAnswerKind,
+    Usage,
+)
 
 _OPTION_NAMES = {"max_new_tokens": "num_predict", "max_tokens": "num_predict"}
 _TOP_LEVEL = frozenset({"keep_alive", "think", "format", "logprobs", "top_logprobs"})
@@ -90,11 +97,18 @@ class OllamaLLM(APILLM):
 
     def parse_response(self, data: Any) -> GenerateOutput:
         message = data["message"]
+        content = message.get("content")
+        no_answer: dict[int, NoAnswer] = {}
+        if content is None:
+            done = data.get("done_reason")
+            kind: NoAnswerKind = "truncated" if done == "length" else "empty"
+            no_answer[0] = NoAnswer(kind, f"done_reason {done!r}")
         logprobs = data.get("logprobs")
         return GenerateOutput(
-            generations=[message.get("content")],
+            generations=[content],
             usage=Usage(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0)),
             logprobs=[logprobs] if logprobs is not None else None,
+            no_answer=no_answer,
         )
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from synthflow.llms.api import APILLM, Payload
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.llms.base import ChatType, GenerateOutput, NoAnswer, NoAnswerKind, Usage
 from synthflow.llms.structured import schema_name
 
 # synthflow's generation kwarg -> the name in the request body. Others pass through unchanged.
@@ -52,8 +52,14 @@ class OpenAILLM(APILLM):
         return self.chat_path(), payload
 
     def parse_response(self, data: Any) -> GenerateOutput:
-        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-        generations: list[str | None] = [c["message"].get("content") for c in choices]
+        choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
+        generations: list[str | None] = []
+        no_answer: dict[int, NoAnswer] = {}
+        for i, choice in enumerate(choices):
+            text, why = read_choice(choice)
+            generations.append(text)
+            if why is not None:
+                no_answer[i] = why
         logprobs = [c.get("logprobs") for c in choices]
         usage = data.get("usage") or {}
         return GenerateOutput(
@@ -62,7 +68,32 @@ class OpenAILLM(APILLM):
                 int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
             ),
             logprobs=logprobs if any(lp is not None for lp in logprobs) else None,
+            no_answer=no_answer,
         )
+
+
+def read_choice(choice: dict[str, Any]) -> tuple[str | None, NoAnswer | None]:
+    """A chat-completions choice's text, or None and why: a refusal (``message.refusal``), a
+    content filter (``finish_reason: content_filter``, even with partial text), or no content."""
+    message = choice.get("message") or {}
+    finish = choice.get("finish_reason")
+    refusal = message.get("refusal")
+    if refusal:
+        return None, NoAnswer("refused", str(refusal))
+    if finish == "content_filter":
+        return None, NoAnswer("filtered", "finish_reason 'content_filter'")
+    content = message.get("content")
+    if content is None:
+        kind: NoAnswerKind = "truncated" if finish == "length" else "empty"
+        return None, NoAnswer(kind, f"finish_reason {finish!r}")
+    if isinstance(content, list):  # some servers send parts (reasoning, then text)
+        texts = [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if not texts:
+            return None, NoAnswer("empty", f"no text part; finish_reason {finish!r}")
+        return "".join(texts), None
+    if not isinstance(content, str):
+        raise TypeError(f"message content is a {type(content).__name__}, not text")
+    return content, None
 
 
 class AzureOpenAILLM(OpenAILLM):

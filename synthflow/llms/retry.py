@@ -1,11 +1,14 @@
 """The one retry boundary of an LLM call, built on tenacity.
 
 Retried: ``LLMStatusError`` with status 408, 429 or 5xx, ``LLMTimeoutError``,
-``LLMConnectionError`` and ``LLMResponseError``. Any other error (400, 401, 404, a bug) is raised
-at once. Between attempts the wait is exponential with jitter, or what ``Retry-After`` asks for.
-A 429 is reported to the endpoint's limiter, which pauses every request to that endpoint; the
-retry then waits out that same pause rather than a backoff of its own. When ``fn`` acquires its
-permit from the same limiter, the next attempt also queues behind the calls already waiting.
+``LLMConnectionError``, ``LLMResponseError``, and an ``LLMEmptyAnswerError`` marked
+``retryable`` (a missing choice, or null content while sampling), which gets at most
+``EMPTY_ANSWER_ATTEMPTS`` attempts in all. Any other error (400, 401, 404, a refusal, a bug) is
+raised at once. Between attempts the wait is exponential with jitter, or what ``Retry-After``
+asks for. A 429 is reported to the endpoint's limiter, which pauses every request to that
+endpoint; the retry then waits out that same pause rather than a backoff of its own. When ``fn``
+acquires its permit from the same limiter, the next attempt also queues behind the calls
+already waiting.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from synthflow.errors import (
     LLMConnectionError,
+    LLMEmptyAnswerError,
     LLMResponseError,
     LLMStatusError,
     LLMTimeoutError,
 )
 from synthflow.llms._clock import Clock, MonotonicClock
+from synthflow.llms.answers import EMPTY_ANSWER_ATTEMPTS
 from synthflow.llms.limiter import EndpointLimiter
 
 __all__ = ["call_with_retries", "is_retryable", "parse_retry_after", "retry_after_from_headers"]
@@ -34,6 +39,8 @@ T = TypeVar("T")
 
 
 def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, LLMEmptyAnswerError):
+        return exc.retryable
     if isinstance(exc, LLMStatusError):
         return exc.status_code in (408, 429) or exc.status_code >= 500
     return isinstance(exc, LLMTimeoutError | LLMConnectionError | LLMResponseError)
@@ -148,9 +155,15 @@ async def call_with_retries(
             raise first_failure
         return await attempt()
 
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, LLMEmptyAnswerError) and state.attempt_number >= EMPTY_ANSWER_ATTEMPTS:
+            return True  # an endpoint that keeps answering without text won't change soon
+        return stop_after_attempt(max_attempts)(state)
+
     retrying = AsyncRetrying(
         sleep=sleeper.sleep,
-        stop=stop_after_attempt(max_attempts),
+        stop=stop,
         wait=wait,
         retry=retry_if_exception(is_retryable),
         before_sleep=before_sleep,

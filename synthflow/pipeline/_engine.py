@@ -13,6 +13,7 @@ worker outlives the run.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -23,20 +24,21 @@ import anyio.to_thread
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from synthflow.errors import StepError, first_error
+from synthflow.errors import DiskFullError, StepError, first_error
 from synthflow.llms.cache import ResponseCache
 from synthflow.llms.calls import Budget, LLMCalls, LLMCallStats
 from synthflow.llms.pricing import Price
+from synthflow.pipeline import _disk
 from synthflow.pipeline._execution import StepProcessPool
 from synthflow.pipeline._gc import collector_tuned_for_run, freeze_imported
-from synthflow.pipeline._progress import Progress
+from synthflow.pipeline._progress import Progress, expected_rows
 from synthflow.pipeline._runners import RunControl, StepContext, runner_for
 from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.stats import StepStats
 from synthflow.runtime_parameters import runtime_parameters_info
-from synthflow.steps.base import GlobalStep, _Step, takes_separate_inputs
+from synthflow.steps.base import GeneratorStep, GlobalStep, _Step, takes_separate_inputs
 from synthflow.steps.tasks.base import Task
 
 COMPLETE_MARKER = "COMPLETE"
@@ -104,6 +106,10 @@ async def execute(
 async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOptions) -> RunOutput:
     control = RunControl()
     stats = {name: StepStats(name) for name in plan.steps}
+    # The run directory first: a disk that is full already stops the run before anything opens.
+    resume = _start_run_dir(plan, run_dir, options)
+    writers = {leaf: LeafWriter(run_dir / "data" / leaf, resume=resume) for leaf in plan.leaves}
+    calls = _llm_calls(plan, run_dir, options, control)
     # Every stream, so a failed run can close the ones whose task was cancelled before it ran.
     streams: list[MemoryObjectSendStream[Chunk] | MemoryObjectReceiveStream[Chunk]] = []
     inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
@@ -115,22 +121,21 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
             outputs[pred].append(send)
             inputs[name].append(receive)
 
-    resume = _start_run_dir(plan, run_dir, options)
-    writers: dict[str, LeafWriter] = {}
     sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
     for leaf in plan.leaves:
         send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
         streams += (send, receive)
         outputs[leaf].append(send)
-        writers[leaf] = LeafWriter(run_dir / "data" / leaf, resume=resume)
         sinks.append((writers[leaf], receive))
     # Every leaf holds the rows up to its own last id; sources restart after the smallest, and
     # each writer skips what it already has.
     offset = min(w.last_id for w in writers.values()) + 1
     if offset:
         print(f"[synthflow] resuming an interrupted run after row {offset - 1}", file=sys.stderr)
+    for name, total in expected_rows(plan.steps, plan.predecessors, offset).items():
+        stats[name].rows_total = total
+        stats[name].source = isinstance(plan.steps[name], GeneratorStep)
 
-    calls = _llm_calls(plan, run_dir, options, control)
     contexts: list[StepContext] = []
     for name, step in plan.steps.items():
         if isinstance(step, Task):
@@ -139,7 +144,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         contexts.append(
             StepContext(
                 step=step,
-                outlet=Outlet(outputs[name]),
+                outlet=Outlet(outputs[name], stats[name]),
                 stats=stats[name],
                 # An LLM task on the loop takes rows in any order; every other step, in order.
                 inlet=Inlet(inputs[name], ordered=not _runs_rows_unordered(step))
@@ -180,6 +185,8 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             error = first_error(group)
+            if isinstance(error, DiskFullError):
+                raise _disk_full(error, plan, writers, calls, options) from error.__cause__
             raise error from error.__cause__
         completed = True
         progress.finish()
@@ -194,9 +201,14 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         for stream in streams:
             stream.close()
 
-    files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
-    if control.stop_reason is None:  # a run cut short by its budget may be resumed later
-        (run_dir / COMPLETE_MARKER).touch()
+    try:
+        files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
+        if control.stop_reason is None:  # a run cut short by its budget may be resumed later
+            marker = run_dir / COMPLETE_MARKER
+            with _disk.when_full(marker, _disk_full_advice(plan, options)):
+                _disk.write_bytes(marker, b"")
+    except DiskFullError as error:
+        raise _disk_full(error, plan, writers, calls, options) from error.__cause__
     return RunOutput(files, stats, control.stop_reason)
 
 
@@ -205,9 +217,62 @@ def _start_run_dir(plan: Plan, run_dir: Path, options: RunOptions) -> bool:
     fingerprint = parameters_fingerprint(plan)
     resume = _can_resume(plan, run_dir, options, fingerprint)
     (run_dir / COMPLETE_MARKER).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PARAMETERS_FILE).write_text(fingerprint)
+    _disk.warn_if_low(run_dir, "the run directory")
+    with _disk.when_full(run_dir / PARAMETERS_FILE, _disk_full_advice(plan, options)):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _disk.write_bytes(run_dir / PARAMETERS_FILE, fingerprint.encode())
     return resume
+
+
+def _resumable(plan: Plan, options: RunOptions) -> bool:
+    """Whether a run of ``plan`` cut short resumes where it stopped (see ``_can_resume``)."""
+    return options.use_cache and not any(isinstance(s, GlobalStep) for s in plan.steps.values())
+
+
+def _disk_full_advice(plan: Plan, options: RunOptions) -> str:
+    if _resumable(plan, options):
+        return "free space there and run the pipeline again: it resumes where it stopped"
+    return "free space there and run the pipeline again (it starts over)"
+
+
+def _disk_full(
+    error: DiskFullError,
+    plan: Plan,
+    writers: dict[str, LeafWriter],
+    calls: LLMCalls,
+    options: RunOptions,
+) -> DiskFullError:
+    """``error`` with what the run kept: rows saved, rows made but not saved, and where the
+    LLM answers already received are (the response cache) or that they are lost. The response
+    cache's own full disk is reported as it says (it counts the answers it couldn't keep)."""
+    if calls.cache is not None and error.path == str(calls.cache.path):
+        return error
+    reason = "No space left on device"
+    cause = error.__cause__
+    while cause is not None:  # the OSError at the bottom says which: no space, or over quota
+        if isinstance(cause, OSError) and cause.errno:
+            reason = os.strerror(cause.errno)
+            break
+        cause = cause.__cause__
+    saved = sum(w.saved for w in writers.values())
+    unsaved = sum(w.count - w.saved for w in writers.values())
+    kept = f"{saved} rows are saved" + (f", {unsaved} made since then are not" if unsaved else "")
+    tasks = [s for s in plan.steps.values() if isinstance(s, Task)]
+    uncached = [
+        t.name for t in tasks if calls.cache is None or not (t.use_cache and t.llm.cacheable)
+    ]
+    if tasks and not uncached:
+        kept += "; LLM answers already received are in the response cache (not paid again)"
+    elif uncached:
+        kept += (
+            f"; LLM answers of rows not saved are lost ({', '.join(uncached)} "
+            "not using the response cache)"
+        )
+    message = (
+        f"disk full: writing {error.path} failed ({reason}); "
+        f"{_disk_full_advice(plan, options)}; {kept}"
+    )
+    return DiskFullError(message, path=error.path)
 
 
 def _can_resume(plan: Plan, run_dir: Path, options: RunOptions, fingerprint: str) -> bool:
@@ -260,18 +325,35 @@ async def _run_step(ctx: StepContext) -> None:
         except BaseExceptionGroup as group:  # from a runner's own task group
             error = first_error(group)
             raise error from error.__cause__
-    except StepError:
-        raise
     except Exception as exc:
+        full = _disk_full_cause(exc, name)
+        if full is not None:  # not the step's fault: the run stops, resumable, naming the path
+            raise full from exc
+        if isinstance(exc, StepError):
+            raise
         raise StepError(f"step {name!r} failed: {type(exc).__name__}: {exc}", step=name) from exc
     finally:
-        ctx.stats.rows_out = ctx.outlet.rows_out
         with anyio.CancelScope(shield=True):
             await ctx.outlet.aclose()
 
 
+def _disk_full_cause(exc: BaseException, step: str) -> DiskFullError | None:
+    """The full disk behind ``exc`` (itself, or along its causes), if there is one: a step's
+    own writes (a global step's spilled input, say) stop the run as the engine's do."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DiskFullError):
+            return seen
+        if isinstance(seen, OSError) and _disk.is_disk_full(seen):
+            path = str(seen.filename or f"the files of step {step!r}")
+            return DiskFullError(f"disk full: writing {path} failed", path=path)
+        seen = seen.__cause__
+    return None
+
+
 async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk]) -> None:
     reorder = Reorder()  # the dataset is in source order, whatever order rows arrive in
+    full = False
     try:
         async with receive:
             async for chunk in receive:
@@ -279,8 +361,12 @@ async def _run_sink(writer: LeafWriter, receive: MemoryObjectReceiveStream[Chunk
                 if rows:
                     writer.write(rows)
         writer.write(reorder.drain())
+    except DiskFullError:
+        full = True
+        raise
     finally:
-        writer.flush()  # on a crash too: what reached the leaf stays readable, and resumable
+        if not full:  # on a crash too: what reached the leaf stays readable, and resumable
+            writer.flush()
 
 
 async def _shutdown(contexts: list[StepContext], loaded: list[_Step], *, kill: bool) -> None:

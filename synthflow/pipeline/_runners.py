@@ -257,14 +257,13 @@ async def _call_process(ctx: StepContext, method: str, args: tuple[Any, ...]) ->
 
 
 async def _process_batch(ctx: StepContext, batch: list[Any]) -> list[Row]:
-    step = ctx.step
     if not batch:
         return []
     fallback = _lead_id(batch[-1])
     passed: list[Row] = []
     if not ctx.separate_inputs and isinstance(batch[0], tuple):
         batch = _merge_joined(ctx, batch)
-    if not ctx.separate_inputs and ctx.inputs and isinstance(step, Step):
+    if not ctx.separate_inputs and ctx.inputs:
         passed = [row for row in batch if _failed_upstream(ctx, row)]
         if passed:
             batch = [row for row in batch if not _failed_upstream(ctx, row)]
@@ -295,6 +294,10 @@ async def _process_isolating(ctx: StepContext, batch: list[Any]) -> list[Row]:
     except (DiskFullError, BudgetExceeded):
         raise
     except Exception as exc:
+        if isinstance(exc, LLMError) and exc.fatal:  # no row can succeed: don't retry halves
+            raise StepError(
+                f"step {step.name!r} failed: {_error_text(exc)}", step=step.name
+            ) from exc
         if originals is None:
             ctx.leave(inputs[0])
             _raise_failed(step, inputs[0], exc)

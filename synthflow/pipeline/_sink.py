@@ -23,11 +23,14 @@ from typing import Any
 
 import orjson
 
+from synthflow.pipeline import _disk
+from synthflow.pipeline._disk import when_full
 from synthflow.steps.base import ROW_ID, Row
 
 PART_ROWS = 10_000
 PART_SECONDS = 5.0
 PART_SUFFIX = ".arrow"
+RESUMABLE = "free space there and run the pipeline again: it resumes where it stopped"
 
 
 class LeafWriter:
@@ -35,13 +38,14 @@ class LeafWriter:
     skips rows it already holds (``last_id`` is the lineage id of the last one)."""
 
     def __init__(
-        self, directory: Path, *, resume: bool = False, part_rows: int = PART_ROWS
+        self, directory: Path, *, resume: bool = False, part_rows: int | None = None
     ) -> None:
         self.directory = directory
-        self._part_rows = part_rows
+        self._part_rows = part_rows or PART_ROWS  # read now, so tests can make parts small
         self._rows: list[Row] = []
         self._since = time.monotonic()
-        directory.mkdir(parents=True, exist_ok=True)
+        with when_full(directory, RESUMABLE):
+            directory.mkdir(parents=True, exist_ok=True)
         self._parts = sorted(directory.glob(f"part-*{PART_SUFFIX}"))
         self.last_id = -1
         self.count = 0
@@ -52,6 +56,8 @@ class LeafWriter:
                 stale.unlink(missing_ok=True)
             self._parts = []
         self.resumed = self.count
+        self.saved = self.count
+        """Rows in the parts on disk; ``count - saved`` are held in memory."""
 
     def write(self, rows: list[Row]) -> None:
         if self.last_id >= 0 and rows and rows[0][ROW_ID] <= self.last_id:
@@ -69,9 +75,15 @@ class LeafWriter:
         path = self.directory / f"part-{len(self._parts):05d}{PART_SUFFIX}"
         partial = path.with_suffix(".tmp")
         table = _to_table(self._rows)
-        _write_stream(partial, table.schema, [table])
+        try:
+            with when_full(partial, RESUMABLE):
+                _write_stream(partial, table.schema, [table])
+        except BaseException:
+            partial.unlink(missing_ok=True)  # give back what the failed write took
+            raise
         partial.replace(path)  # a crash never leaves a half-written part behind
         self._parts.append(path)
+        self.saved += len(self._rows)
         self._rows = []
         self._since = time.monotonic()
 
@@ -81,7 +93,12 @@ class LeafWriter:
         target = self.directory / "data.arrow"
         schema, as_text = _unified_schema([read_part(p).schema for p in self._parts])
         tables = (_conform(read_part(p), schema, as_text) for p in self._parts)
-        _write_stream(target, schema, tables)
+        try:
+            with when_full(target, RESUMABLE):
+                _write_stream(target, schema, tables)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
         return target
 
 
@@ -97,7 +114,7 @@ def _write_stream(path: Path, schema: Any, tables: Iterable[Any]) -> None:
     """Write ``tables`` (each of ``schema``) to ``path`` as one Arrow IPC stream."""
     import pyarrow as pa
 
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+    with _disk.open_for_writing(path) as sink, pa.ipc.new_stream(sink, schema) as writer:
         for table in tables:
             writer.write_table(table)
 
@@ -157,6 +174,7 @@ def _to_table(rows: list[Row]) -> Any:
 
 def _conform(table: Any, schema: Any, as_text: set[str]) -> Any:
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     pool = pa.system_memory_pool()
     columns = []
@@ -170,7 +188,9 @@ def _conform(table: Any, schema: Any, as_text: set[str]) -> Any:
         elif table.schema.field(field.name).type == field.type:
             columns.append(table.column(field.name))  # as it is: still memory-mapped
         else:
-            columns.append(table.column(field.name).cast(field.type, memory_pool=pool))
+            # pyarrow.compute.cast, not ChunkedArray.cast: the method takes no memory_pool on
+            # pyarrow 26, and the function takes one on every version we support.
+            columns.append(pc.cast(table.column(field.name), field.type, memory_pool=pool))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import ROW_ID, Row
 
 END = sys.maxsize
@@ -92,24 +93,31 @@ class Outlet:
     """A step's output: broadcasts each chunk to every successor.
 
     Every successor but the first gets shallow copies of the rows, so branches can change rows in
-    place without seeing each other's changes.
+    place without seeing each other's changes. Rows are counted into ``stats.rows_out`` as they
+    leave (once every successor has taken them), so live progress shows them as they come.
     """
 
-    def __init__(self, streams: Sequence[MemoryObjectSendStream[Chunk]]) -> None:
+    def __init__(
+        self, streams: Sequence[MemoryObjectSendStream[Chunk]], stats: StepStats | None = None
+    ) -> None:
         self._streams = list(streams)
         self._sent_upto = -1
-        self.rows_out = 0
+        self.stats = stats if stats is not None else StepStats("")
+
+    @property
+    def rows_out(self) -> int:
+        return self.stats.rows_out
 
     async def send(self, rows: list[Row], upto: int, *, ordered: bool = True) -> None:
         if not rows and upto <= self._sent_upto:
             return  # nothing new: no rows and no progress
         self._sent_upto = max(upto, self._sent_upto)
-        self.rows_out += len(rows)
         # Every copy is made before the first send: a successor may change its rows in place
         # as soon as it has them, while this step still waits to send to the next one.
         payloads = [rows] + [[row.copy() for row in rows] for _ in self._streams[1:]]
         for stream, payload in zip(self._streams, payloads, strict=True):
             await stream.send(Chunk(payload, self._sent_upto, ordered))
+        self.stats.rows_out += len(rows)
 
     async def aclose(self) -> None:
         for stream in self._streams:

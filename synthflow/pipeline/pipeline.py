@@ -248,6 +248,12 @@ class Pipeline:
 
         Works from plain scripts and from code where an event loop is already running (Jupyter):
         there, the run gets its own loop in a worker thread, and this call blocks until it ends.
+
+        Rows that fail keep the run going (per each step's ``on_error``); the result says how
+        many failed in which step (``distiset.failed_rows``) and a line on stderr sums them up.
+        A write that fails for lack of space stops the run with ``DiskFullError`` (the path, and
+        how to resume); a run warns at its start when less than 1 GiB is free where it writes
+        (``$SYNTHFLOW_MIN_FREE_GB`` sets that threshold).
         """
         kwargs: dict[str, Any] = {
             "dataset": dataset,
@@ -282,7 +288,7 @@ class Pipeline:
         built = plan(steps, edges, parameters)
         check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
-        output = await execute(built, run_dir, Progress(progress), options)
+        output = await execute(built, run_dir, Progress(progress, self.name), options)
         distiset = await anyio.to_thread.run_sync(
             Distiset.from_leaf_files, output.leaf_files, output.stats
         )
@@ -290,6 +296,9 @@ class Pipeline:
         distiset.record_pipeline(self)
         if output.stop_reason:
             print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
+        summary = distiset.failure_summary()
+        if summary:
+            print(f"[synthflow] {self.name}: {summary}", file=sys.stderr)
         return distiset
 
     def _fed_by(

@@ -10,8 +10,14 @@ from synthflow.llms.calls import LLMCallStats
 
 @dataclass
 class StepStats:
-    """Counters of one step. ``busy_seconds`` is time with work under way; ``queue_fill`` the
-    peak fill (0..1) of its input queue: near 1, this step is the bottleneck."""
+    """Counters of one step, updated while the run is in progress.
+
+    ``rows_out`` counts rows as they leave the step. ``errors`` counts the rows that failed in
+    this step (a row that failed upstream is counted there, not again here). ``rows_total`` is
+    how many rows the step is expected to take in this run when its sources can tell (a
+    dataset of known length), else None; ``source`` marks a generator step. ``busy_seconds`` is
+    time with work under way; ``queue_fill`` the peak fill (0..1) of its input queue: near 1,
+    this step is the bottleneck."""
 
     name: str
     rows_in: int = 0
@@ -21,6 +27,8 @@ class StepStats:
     busy_seconds: float = 0.0
     queue_fill: float = 0.0
     spilled: bool = False
+    source: bool = False
+    rows_total: int | None = None
     llm: LLMCallStats | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 ``FakeAPI(handler)`` runs a threaded HTTP/1.1 server in the background. The handler receives a
 ``Request`` and returns a ``Reply`` (status, JSON body or raw bytes, headers, an optional delay),
 or ``RESET`` to drop the connection without answering. Every request is recorded in
-``api.requests``. Each provider's test module writes the handler that speaks its wire format.
+``api.requests``, and ``api.prompt_counts()`` counts them by the prompt they carry. Each
+provider's test module writes the handler that speaks its wire format; ``tests.servers.chat``
+speaks OpenAI's chat completions, odd answers included (null content, empty or fewer choices,
+refusals, content filters).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import ssl
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -132,6 +136,25 @@ class FakeAPI:
 
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
+
+    def prompt_counts(self) -> Counter[str]:
+        """Requests received per prompt (the text of the last message)."""
+        with self._lock:
+            return Counter(prompt_of(r) for r in self.requests)
+
+
+def prompt_of(request: Request) -> str:
+    """The text of a chat request's last message: ``messages`` (OpenAI, Anthropic, Cohere,
+    Ollama) or ``contents`` (Gemini); "" when there is none."""
+    body = request.json if isinstance(request.json, dict) else {}
+    turns = body.get("messages") or body.get("contents") or []
+    if not turns:
+        return ""
+    last = turns[-1]
+    content = last.get("content", last.get("parts"))
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content or "")
 
 
 @contextmanager

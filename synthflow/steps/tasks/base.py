@@ -10,16 +10,25 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import anyio
 from pydantic import Field, PrivateAttr
 
 from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, OutputParseError
+from synthflow.llms.answers import require_answers
 from synthflow.llms.base import LLM, ChatType, GenerateOutput
 from synthflow.llms.calls import LLMCalls, LLMCallStats
 from synthflow.runtime_parameters import RuntimeParameter
-from synthflow.steps.base import FAILED, METADATA_COLUMN, ErrorPolicy, Row, Step, StepInput
+from synthflow.steps.base import (
+    FAILED,
+    METADATA_COLUMN,
+    ROW_ID,
+    ErrorPolicy,
+    Row,
+    Step,
+    StepInput,
+)
 
 ERROR_COLUMN = "synthflow_error"
 """Column that holds the error of a row whose step failed under ``on_error="null"``."""
@@ -55,6 +64,13 @@ class Task(Step, ABC):
         default=True,
         description="Serve answers from the run's response cache and store new ones there.",
     )
+    cache_scope: Literal["row", "prompt"] = Field(
+        default="row",
+        description="Whose answers the cache keeps: 'row' (default) ties each sample to its "
+        "task and row, so identical prompts in different rows are separate samples; 'prompt' "
+        "shares one answer between identical prompts across rows and tasks (the right choice "
+        "at temperature 0, where every sample would be the same).",
+    )
     on_error: ErrorPolicy = Field(
         default="null",
         description="What a failed row does: 'null' (default for tasks) keeps it with null "
@@ -88,9 +104,17 @@ class Task(Step, ABC):
         """The completions for ``row``, through the run's cache and accounting when bound."""
         messages = self.format_input(row)
         if self._calls is None:
-            return await self.llm.agenerate(messages, num_generations=self.num_generations)
+            output = await self.llm.agenerate(messages, num_generations=self.num_generations)
+            return require_answers(output, self.num_generations, who=type(self.llm).__name__)
+        # A sample belongs to its row (lineage ids are stable across re-runs and resumes).
+        owner = None if self.cache_scope == "prompt" else (self.name, row.get(ROW_ID))
         return await self._calls.generate(
-            self.llm, messages, self.num_generations, self._call_stats, use_cache=self.use_cache
+            self.llm,
+            messages,
+            self.num_generations,
+            self._call_stats,
+            use_cache=self.use_cache,
+            owner=owner,
         )
 
     async def process_row(self, row: Row) -> list[Row]:
