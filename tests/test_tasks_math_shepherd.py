@@ -216,7 +216,8 @@ def continuing(messages: list[dict[str, str]]) -> list[str]:
 
 def test_hard_estimation_labels_each_step() -> None:
     completer = MathShepherdCompleter(name="label", llm=FunctionLLM(fn=continuing), N=2)
-    row = {"instruction": PROBLEM, "golden_solution": GOLDEN, "solutions": [RIGHT, WRONG_AT_2, []]}
+    solutions = [RIGHT, WRONG_AT_2, [], ["The answer is: 27"]]
+    row = {"instruction": PROBLEM, "golden_solution": GOLDEN, "solutions": solutions}
     completer.load()
     import anyio
 
@@ -229,6 +230,7 @@ def test_hard_estimation_labels_each_step() -> None:
             "Step 3: So 27. The answer is: 27 -",
         ],
         [],
+        ["The answer is: 27 -"],  # an answer alone is labelled as a last step
     ]
     assert out["model_name"] == "function-llm"
     assert "statistics_label" in out["synthflow_metadata"]

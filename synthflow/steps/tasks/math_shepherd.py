@@ -436,12 +436,13 @@ class MathShepherdCompleter(Task):
         good, bad = self.tags
         labelled: list[list[str]] = []
         for i, (steps, answer) in enumerate(parsed):
-            if not steps:
-                labelled.append([] if answer is None else [ANSWER_PREFIX + answer])
+            if not steps and answer is None:
+                labelled.append([])  # nothing to label (an empty solution)
                 continue
             out = [f"{step} {good if reached[i, k] else bad}" for k, step in enumerate(steps[:-1])]
             right = answer is not None and _same_answer(answer, golden_answer)
-            last = steps[-1] if answer is None else f"{steps[-1]} {ANSWER_PREFIX}{answer}"
+            stated = "" if answer is None else ANSWER_PREFIX + answer
+            last = f"{steps[-1]} {stated}".strip() if steps else stated
             out.append(f"{last} {good if right else bad}")
             labelled.append(out)
 
