@@ -3,6 +3,7 @@ MonolingualTripletGenerator and BitextRetrievalGenerator, on the GeneratorTask b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from synthflow.errors import OutputParseError
 from synthflow.llms.base import ChatType
 from synthflow.pipeline import Pipeline
 from synthflow.serialization import to_text
+from synthflow.steps import Step, StepInput
 from synthflow.steps.tasks import (
     ERROR_COLUMN,
     BitextRetrievalGenerator,
@@ -427,3 +429,67 @@ def test_against_an_openai_compatible_server_with_the_runs_accounting() -> None:
     assert "Write three sentences in English" in request.json["messages"][0]["content"]
     stats = distiset.stats["sts"].llm
     assert stats is not None and (stats.requests, stats.input_tokens) == (1, 80)
+
+
+POWER_CUT_ON: list[str] = []  # an outside event, not a parameter of the run
+
+
+class PowerCut(Step):
+    """Takes the power down when it sees a task in POWER_CUT_ON."""
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["task"]
+
+    def process(self, inputs: StepInput) -> Iterator[list[dict[str, Any]]]:
+        for row in inputs:
+            if row["task"] in POWER_CUT_ON:
+                raise RuntimeError("power cut")
+        yield inputs
+
+
+def test_a_source_task_resumes_after_a_crash_from_the_cached_answer() -> None:
+    from synthflow.errors import StepError
+    from synthflow.llms.openai import OpenAILLM
+    from tests.servers import Reply, Request, fake_api
+
+    tasks = [f"Task number {i}." for i in range(10)]
+
+    def handler(request: Request) -> Reply:
+        return Reply(
+            body={
+                "id": "c",
+                "object": "chat.completion",
+                "model": request.json["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": str(tasks)},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+            }
+        )
+
+    with fake_api(handler) as api:
+        llm = OpenAILLM(model="writer", base_url=f"{api.url}/v1", api_key="sk-test")
+        with Pipeline(name="resumable-source") as pipeline:
+            source = EmbeddingTaskGenerator(
+                name="brainstorm",
+                category="text-retrieval",
+                flatten_tasks=True,
+                batch_size=2,
+                llm=llm,
+            )
+            source >> PowerCut(name="work", input_batch_size=2)
+        POWER_CUT_ON[:] = [tasks[7]]
+        try:
+            with pytest.raises(StepError, match="power cut"):
+                pipeline.run(progress=False)
+        finally:
+            POWER_CUT_ON.clear()
+        distiset = pipeline.run(progress=False)  # the same run again: it resumes
+
+    assert [r["task"] for r in rows_of(distiset)] == tasks  # each once, in order
+    assert len(api.requests) == 1  # the resumed source got its answer from the run's cache
