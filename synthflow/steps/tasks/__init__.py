@@ -18,8 +18,16 @@ from synthflow.steps.tasks.typing import ChatItem, ChatType
 
 if TYPE_CHECKING:
     from synthflow.steps.tasks.backtranslation import InstructionBacktranslation
+    from synthflow.steps.tasks.clair import CLAIR
     from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
     from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQuality
+    from synthflow.steps.tasks.generator_task import GeneratorTask
+    from synthflow.steps.tasks.genstruct import Genstruct
+    from synthflow.steps.tasks.math_shepherd import (
+        FormatPRM,
+        MathShepherdCompleter,
+        MathShepherdGenerator,
+    )
     from synthflow.steps.tasks.prometheus_eval import PrometheusEval
     from synthflow.steps.tasks.self_instruct import SelfInstruct
     from synthflow.steps.tasks.structured_generation import StructuredGeneration
@@ -31,24 +39,40 @@ if TYPE_CHECKING:
         GenerateTextClassificationData,
         GenerateTextRetrievalData,
     )
+    from synthflow.steps.tasks.text_embeddings_sources import (
+        BitextRetrievalGenerator,
+        EmbeddingTaskGenerator,
+        MonolingualTripletGenerator,
+    )
     from synthflow.steps.tasks.ultrafeedback import UltraFeedback
+    from synthflow.steps.tasks.urial import URIAL
 
 _CATALOG: dict[str, str] = {
+    "BitextRetrievalGenerator": "text_embeddings_sources",
+    "CLAIR": "clair",
     "ComplexityScorer": "deita_scorers",
+    "EmbeddingTaskGenerator": "text_embeddings_sources",
     "EvolComplexity": "evolution",
     "EvolInstruct": "evolution",
     "EvolQuality": "evolution",
+    "FormatPRM": "math_shepherd",
     "GenerateLongTextMatchingData": "text_embeddings",
     "GenerateSentencePair": "text_embeddings",
     "GenerateShortTextMatchingData": "text_embeddings",
     "GenerateTextClassificationData": "text_embeddings",
     "GenerateTextRetrievalData": "text_embeddings",
+    "GeneratorTask": "generator_task",
+    "Genstruct": "genstruct",
     "InstructionBacktranslation": "backtranslation",
+    "MathShepherdCompleter": "math_shepherd",
+    "MathShepherdGenerator": "math_shepherd",
+    "MonolingualTripletGenerator": "text_embeddings_sources",
     "PrometheusEval": "prometheus_eval",
     "QualityScorer": "deita_scorers",
     "SelfInstruct": "self_instruct",
     "StructuredGeneration": "structured_generation",
     "TextClassification": "text_classification",
+    "URIAL": "urial",
     "UltraFeedback": "ultrafeedback",
 }
 """Catalog task name -> the module of this package that defines it."""
@@ -68,21 +92,31 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CLAIR",
     "ERROR_COLUMN",
     "METADATA_COLUMN",
+    "URIAL",
+    "BitextRetrievalGenerator",
     "ChatGeneration",
     "ChatItem",
     "ChatType",
     "ComplexityScorer",
+    "EmbeddingTaskGenerator",
     "EvolComplexity",
     "EvolInstruct",
     "EvolQuality",
+    "FormatPRM",
     "GenerateLongTextMatchingData",
     "GenerateSentencePair",
     "GenerateShortTextMatchingData",
     "GenerateTextClassificationData",
     "GenerateTextRetrievalData",
+    "GeneratorTask",
+    "Genstruct",
     "InstructionBacktranslation",
+    "MathShepherdCompleter",
+    "MathShepherdGenerator",
+    "MonolingualTripletGenerator",
     "PrometheusEval",
     "QualityScorer",
     "SelfInstruct",
