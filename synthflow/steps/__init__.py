@@ -9,7 +9,14 @@ from synthflow.steps.base import (
     StepInput,
     StepOutput,
 )
-from synthflow.steps.columns import CombineColumns, KeepColumns
+from synthflow.steps.columns import (
+    CombineColumns,
+    CombineOutputs,
+    ExpandColumns,
+    GroupColumns,
+    KeepColumns,
+    MergeColumns,
+)
 from synthflow.steps.decorator import step
 from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
 from synthflow.steps.globals import DropDuplicates
@@ -17,13 +24,17 @@ from synthflow.steps.globals import DropDuplicates
 __all__ = [
     "ROW_ID",
     "CombineColumns",
+    "CombineOutputs",
     "DropDuplicates",
+    "ExpandColumns",
     "GeneratorStep",
     "GlobalStep",
+    "GroupColumns",
     "KeepColumns",
     "LoadDataFromDicts",
     "LoadDataFromFileSystem",
     "LoadDataFromHub",
+    "MergeColumns",
     "RuntimeParameter",
     "Step",
     "StepInput",
