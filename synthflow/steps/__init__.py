@@ -18,6 +18,14 @@ from synthflow.steps.columns import (
     MergeColumns,
 )
 from synthflow.steps.decorator import step
+from synthflow.steps.formatting import (
+    ConversationTemplate,
+    FormatChatGenerationDPO,
+    FormatChatGenerationSFT,
+    FormatTextGenerationDPO,
+    FormatTextGenerationSFT,
+    TruncateTextColumn,
+)
 from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
 from synthflow.steps.globals import DropDuplicates
 
@@ -25,8 +33,13 @@ __all__ = [
     "ROW_ID",
     "CombineColumns",
     "CombineOutputs",
+    "ConversationTemplate",
     "DropDuplicates",
     "ExpandColumns",
+    "FormatChatGenerationDPO",
+    "FormatChatGenerationSFT",
+    "FormatTextGenerationDPO",
+    "FormatTextGenerationSFT",
     "GeneratorStep",
     "GlobalStep",
     "GroupColumns",
@@ -39,5 +52,6 @@ __all__ = [
     "Step",
     "StepInput",
     "StepOutput",
+    "TruncateTextColumn",
     "step",
 ]
