@@ -28,12 +28,14 @@ from synthflow.steps.formatting import (
 )
 from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
 from synthflow.steps.globals import DropDuplicates
+from synthflow.steps.sources import DataSampler, LoadDataFromDisk
 
 __all__ = [
     "ROW_ID",
     "CombineColumns",
     "CombineOutputs",
     "ConversationTemplate",
+    "DataSampler",
     "DropDuplicates",
     "ExpandColumns",
     "FormatChatGenerationDPO",
@@ -45,6 +47,7 @@ __all__ = [
     "GroupColumns",
     "KeepColumns",
     "LoadDataFromDicts",
+    "LoadDataFromDisk",
     "LoadDataFromFileSystem",
     "LoadDataFromHub",
     "MergeColumns",
