@@ -18,6 +18,7 @@ from synthflow.steps.columns import (
     MergeColumns,
 )
 from synthflow.steps.decorator import step
+from synthflow.steps.deduplication import MinHashDedup
 from synthflow.steps.formatting import (
     ConversationTemplate,
     FormatChatGenerationDPO,
@@ -51,6 +52,7 @@ __all__ = [
     "LoadDataFromFileSystem",
     "LoadDataFromHub",
     "MergeColumns",
+    "MinHashDedup",
     "RuntimeParameter",
     "Step",
     "StepInput",
