@@ -29,6 +29,7 @@ from synthflow.steps.formatting import (
 )
 from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
 from synthflow.steps.globals import DropDuplicates
+from synthflow.steps.selection import DeitaFiltering
 from synthflow.steps.sources import DataSampler, LoadDataFromDisk
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "CombineOutputs",
     "ConversationTemplate",
     "DataSampler",
+    "DeitaFiltering",
     "DropDuplicates",
     "ExpandColumns",
     "FormatChatGenerationDPO",
