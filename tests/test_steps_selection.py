@@ -109,7 +109,9 @@ def test_manhattan_distance_without_normalising() -> None:
 
 
 def test_one_line_errors() -> None:
-    with pytest.raises(ValueError, match="embeddings must all have one size; got 3 and 2"):
+    with pytest.raises(
+        ValueError, match="embeddings must all have one size; got 3 in row 1 and 2 before"
+    ):
         selected(DeitaFiltering(), [row(1, 1, [1.0, 0.0]), row(1, 1, [1.0, 0.0, 0.0])])
     with pytest.raises(ValueError, match="'embedding' must hold a list of numbers, got str"):
         selected(DeitaFiltering(), [row(1, 1, "vector")])

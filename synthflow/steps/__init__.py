@@ -18,7 +18,8 @@ from synthflow.steps.columns import (
     MergeColumns,
 )
 from synthflow.steps.decorator import step
-from synthflow.steps.deduplication import MinHashDedup
+from synthflow.steps.deduplication import EmbeddingDedup, MinHashDedup
+from synthflow.steps.embeddings import FaissNearestNeighbour
 from synthflow.steps.formatting import (
     ConversationTemplate,
     FormatChatGenerationDPO,
@@ -40,7 +41,9 @@ __all__ = [
     "DataSampler",
     "DeitaFiltering",
     "DropDuplicates",
+    "EmbeddingDedup",
     "ExpandColumns",
+    "FaissNearestNeighbour",
     "FormatChatGenerationDPO",
     "FormatChatGenerationSFT",
     "FormatTextGenerationDPO",

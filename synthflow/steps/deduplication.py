@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
 from synthflow.runtime_parameters import RuntimeParameter
-from synthflow.steps._rows import column
-from synthflow.steps.base import Executor, Row, Step, StepInput
+from synthflow.steps._rows import column, list_column
+from synthflow.steps.base import Executor, GlobalStep, Row, Step, StepInput
 
 KEEP_MINHASH = "keep_row_after_minhash_filtering"
 
@@ -130,3 +130,71 @@ class MinHashDedup(Step):
         for row, flag in zip(inputs, keep, strict=True):
             row[KEEP_MINHASH] = flag
         yield inputs
+
+
+KEEP_EMBEDDING = "keep_row_after_embedding_filtering"
+
+
+class EmbeddingDedup(GlobalStep):
+    """Marks rows whose embedding is too similar to an earlier kept row's, from the nearest
+    neighbours ``FaissNearestNeighbour`` found: row ``i`` is a duplicate when a neighbour
+    ``j`` (a row index of the input) with a score above ``threshold`` is a row kept before it,
+    or lists ``i`` among its own neighbours above the threshold. The first row of each group of
+    near duplicates is kept. Scores are similarities (inner products of normalised embeddings:
+    ``metric_type=0`` in ``FaissNearestNeighbour``). Rows are marked, not dropped.
+
+    (distilabel marks every neighbour above the threshold, so both rows of a similar pair are
+    dropped; here the earlier one stays.)
+
+    Input columns: ``nn_indices`` (list of int), ``nn_scores`` (list of float).
+    Output columns: ``keep_row_after_embedding_filtering`` (bool).
+
+    Fields: ``threshold`` (default 0.9: pairs more similar than this are duplicates).
+    """
+
+    threshold: RuntimeParameter[float] = Field(
+        default=0.9, description="Similarity score above which two rows are duplicates."
+    )
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["nn_scores", "nn_indices"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [KEEP_EMBEDDING]
+
+    def process(self, inputs: Sequence[Row]) -> Iterator[list[Row]]:
+        # One pass to find, for each row, the earlier rows it is too close to (either side may
+        # have listed the other); then one greedy pass in order. Only index pairs are kept.
+        close_to_earlier: dict[int, list[int]] = {}
+        for i, row in enumerate(inputs):
+            indices = list_column("EmbeddingDedup", row, "nn_indices")
+            scores = list_column("EmbeddingDedup", row, "nn_scores")
+            if len(indices) != len(scores):
+                raise ValueError(
+                    f"EmbeddingDedup: row {i} has {len(indices)} nn_indices and {len(scores)} "
+                    "nn_scores; they must pair up"
+                )
+            for j, score in zip(indices, scores, strict=True):
+                if score is None or score <= self.threshold or j == i:
+                    continue
+                if not 0 <= j < len(inputs):
+                    raise ValueError(
+                        f"EmbeddingDedup: row {i} lists neighbour {j}, but the input has "
+                        f"{len(inputs)} rows; nn_indices must be row positions of the input"
+                    )
+                early, late = min(i, j), max(i, j)
+                close_to_earlier.setdefault(late, []).append(early)
+        kept = [True] * len(inputs)
+        for late in sorted(close_to_earlier):
+            kept[late] = not any(kept[early] for early in close_to_earlier[late])
+        batch: list[Row] = []
+        for row, keep in zip(inputs, kept, strict=True):
+            row[KEEP_EMBEDDING] = keep
+            batch.append(row)
+            if len(batch) == 1024:
+                yield batch
+                batch = []
+        if batch:
+            yield batch

@@ -9,11 +9,11 @@ from pydantic import Field
 
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps._rows import column
+from synthflow.steps._vectors import embedding_matrix
 from synthflow.steps.base import GlobalStep, Row
 
 _SCORES = ("evol_instruction_score", "evol_response_score")
 _BLOCK = 256  # candidates compared with the kept rows at once
-_READ = 4096  # embeddings converted to an array at once
 
 
 class DeitaFiltering(GlobalStep):
@@ -96,49 +96,25 @@ class DeitaFiltering(GlobalStep):
 
         scores = np.zeros(len(inputs), dtype=np.float64)
         used: list[list[str]] = []
-        embeddings: Any = None
-        pending: list[tuple[int, Any]] = []
 
-        def convert() -> None:
-            nonlocal embeddings
-            for i, vector in pending:
-                if vector is None:
-                    continue
-                if not isinstance(vector, list | tuple) or not vector:
-                    raise ValueError(
-                        "DeitaFiltering: column 'embedding' must hold a list of numbers, got "
-                        f"{type(vector).__name__}"
-                    )
-                if embeddings is None:
-                    embeddings = np.full((len(inputs), len(vector)), np.nan, dtype=np.float32)
-                if len(vector) != embeddings.shape[1]:
-                    raise ValueError(
-                        f"DeitaFiltering: embeddings must all have one size; got "
-                        f"{len(vector)} and {embeddings.shape[1]}"
-                    )
-                embeddings[i] = vector
-            pending.clear()
+        def embeddings() -> Iterator[Any]:  # one pass: scores on the way, vectors in blocks
+            for i, row in enumerate(inputs):
+                parts = [(name, column("DeitaFiltering", row, name)) for name in _SCORES]
+                present = [(name, value) for name, value in parts if value]  # 0 too, as distilabel
+                score = 1.0
+                for name, value in present:
+                    if isinstance(value, bool) or not isinstance(value, int | float):
+                        raise ValueError(
+                            f"DeitaFiltering: column {name!r} must hold a number, got "
+                            f"{type(value).__name__}"
+                        )
+                    score *= value
+                scores[i] = score if present else 0.0
+                used.append([name for name, _ in present])
+                yield column("DeitaFiltering", row, "embedding")
 
-        for i, row in enumerate(inputs):
-            parts = [(name, column("DeitaFiltering", row, name)) for name in _SCORES]
-            present = [(name, value) for name, value in parts if value]  # as distilabel: 0 too
-            score = 1.0
-            for name, value in present:
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError(
-                        f"DeitaFiltering: column {name!r} must hold a number, got "
-                        f"{type(value).__name__}"
-                    )
-                score *= value
-            scores[i] = score if present else 0.0
-            used.append([name for name, _ in present])
-            pending.append((i, column("DeitaFiltering", row, "embedding")))
-            if len(pending) == _READ:
-                convert()
-        convert()
-        if embeddings is None:
-            embeddings = np.full((len(inputs), 1), np.nan, dtype=np.float32)
-        return scores, used, embeddings
+        matrix = embedding_matrix("DeitaFiltering", embeddings(), len(inputs), allow_missing=True)
+        return scores, used, matrix
 
     def _distances(self, a: Any, b: Any) -> Any:
         import numpy as np
