@@ -151,31 +151,29 @@ def _tokenize_words_without_nltk_data() -> bool:
 
 def run_pipeline(args: argparse.Namespace, n: int) -> dict[str, Any]:
     from synthflow.pipeline import Pipeline
-    from synthflow.steps import GeneratorStep, MinHashDedup
-    from synthflow.steps.base import Row
+    from synthflow.steps import MinHashDedup
 
     corpus = Corpus(n, args.dup_rate, args.changes, args.seed)
-
-    class Documents(GeneratorStep):
-        def process(self, offset: int = 0) -> Iterator[list[Row]]:
-            yield from corpus.batches(n, self.batch_size)
-
-        @property
-        def outputs(self) -> list[str]:
-            return ["id", "text"]
-
-    with tempfile.TemporaryDirectory() as cache, Pipeline("minhash", cache_dir=cache) as p:
-        source = Documents(name="documents", batch_size=args.batch_size)
-        dedup = MinHashDedup(
-            name="dedup",
-            threshold=args.threshold,
-            tokenizer=args.tokenizer,
-            input_batch_size=args.batch_size,
-            executor=args.executor,
-        )
-        source >> dedup
+    with tempfile.TemporaryDirectory() as cache:
+        with Pipeline("minhash", cache_dir=cache) as pipeline:
+            source = Documents(
+                name="documents",
+                n=n,
+                dup_rate=args.dup_rate,
+                changes=args.changes,
+                seed=args.seed,
+                batch_size=args.batch_size,
+            )
+            dedup = MinHashDedup(
+                name="dedup",
+                threshold=args.threshold,
+                tokenizer=args.tokenizer,
+                input_batch_size=args.batch_size,
+                executor=args.executor,
+            )
+            source >> dedup
         start = time.perf_counter()
-        distiset = p.run(progress=False, use_cache=False)
+        distiset = pipeline.run(progress=False, use_cache=False)
         wall = time.perf_counter() - start
         table = distiset["default"]["train"].select_columns(
             ["id", "keep_row_after_minhash_filtering"]
@@ -183,16 +181,40 @@ def run_pipeline(args: argparse.Namespace, n: int) -> dict[str, Any]:
         removed = np.zeros(n, dtype=bool)
         ids = np.asarray(table["id"])
         removed[ids] = ~np.asarray(table["keep_row_after_minhash_filtering"], dtype=bool)
-        stats = distiset.stats["dedup"]
+        busy = distiset.stats["dedup"].busy_seconds
     return {
         "n": n,
         "mode": f"pipeline ({args.executor})",
         **score(corpus, removed),
         "docs_per_s_wall": round(n / wall),
         "wall_s": round(wall, 2),
-        "step_busy_s": round(stats.busy_seconds, 2),
+        "step_busy_s": round(busy, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+
+
+try:  # the distilabel venv runs this file too, without synthflow
+    from synthflow.steps import GeneratorStep
+    from synthflow.steps.base import Row
+
+    class Documents(GeneratorStep):
+        """The corpus as a source (at module level: worker processes unpickle the steps)."""
+
+        n: int
+        dup_rate: float
+        changes: int
+        seed: int
+
+        @property
+        def outputs(self) -> list[str]:
+            return ["id", "text"]
+
+        def process(self, offset: int = 0) -> Iterator[list[Row]]:
+            corpus = Corpus(self.n, self.dup_rate, self.changes, self.seed)
+            yield from corpus.batches(self.n, self.batch_size)
+
+except ImportError:
+    pass
 
 
 def main() -> None:
