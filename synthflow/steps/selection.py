@@ -71,12 +71,13 @@ class DeitaFiltering(GlobalStep):
         scores, used, embeddings = self._read(inputs)
         placed = np.flatnonzero(~np.isnan(embeddings[:, 0]))
         ranked = placed[np.argsort(-scores[placed], kind="stable")]
-        vectors = embeddings[ranked]
-        if self.normalize_embeddings and len(vectors):
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors /= np.where(norms == 0, 1, norms)
-        chosen = self._select(vectors)
-        nearest = self._nearest(vectors[chosen])
+        if self.normalize_embeddings and len(ranked):
+            for lo in range(0, len(embeddings), 8192):  # in place, a block at a time
+                block = embeddings[lo : lo + 8192]
+                norms = np.linalg.norm(block, axis=1, keepdims=True)
+                block /= np.where((norms == 0) | np.isnan(norms), 1, norms)
+        chosen = self._select(embeddings, ranked)
+        nearest = self._nearest(embeddings[ranked[chosen]])
         order = ranked[chosen].tolist()
         position = {index: k for k, index in enumerate(order)}
         picked: list[Row | None] = [None] * len(order)
@@ -127,19 +128,19 @@ class DeitaFiltering(GlobalStep):
             out[:, lo : lo + step] = np.abs(a[:, None, :] - b[None, lo : lo + step, :]).sum(-1)
         return out
 
-    def _select(self, vectors: Any) -> Any:
+    def _select(self, vectors: Any, ranked: Any) -> Any:
         """Positions (in ranked order) of the rows kept: each at least the threshold away from
         every row kept before it, until the budget is spent."""
         import numpy as np
 
-        budget = len(vectors) if self.data_budget is None else self.data_budget
+        budget = len(ranked) if self.data_budget is None else self.data_budget
         threshold = self.diversity_threshold
-        kept = np.empty((min(budget, len(vectors)), vectors.shape[1]), dtype=np.float32)
+        kept = np.empty((min(budget, len(ranked)), vectors.shape[1]), dtype=np.float32)
         chosen: list[int] = []
-        for lo in range(0, len(vectors), _BLOCK):
+        for lo in range(0, len(ranked), _BLOCK):
             if len(chosen) >= budget:
                 break
-            block = vectors[lo : lo + _BLOCK]
+            block = vectors[ranked[lo : lo + _BLOCK]]
             far = np.ones(len(block), dtype=np.bool_)
             if chosen:
                 far = self._distances(block, kept[: len(chosen)]).min(axis=1) >= threshold
