@@ -171,3 +171,14 @@ def test_data_sampler_gives_each_row_of_another_source_its_examples() -> None:
 def test_data_sampler_needs_rows() -> None:
     with pytest.raises(ValueError, match="at least one row"):
         DataSampler(data=[])
+
+
+def test_data_sampler_keeps_its_data_through_yaml() -> None:
+    from synthflow.serialization import to_text
+
+    with Pipeline(name="sampler-yaml") as pipeline:
+        DataSampler(data=[{"x": 1}, {"x": 2}], size=2, samples=3, seed=5)
+    loaded = Pipeline.from_yaml(to_text(pipeline.dump(), "yaml"))
+    assert loaded.signature == pipeline.signature
+    rows = rows_of(loaded.run(progress=False))
+    assert len(rows) == 3 and all(set(r["x"]) <= {1, 2} and len(r["x"]) == 2 for r in rows)
