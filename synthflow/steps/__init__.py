@@ -10,9 +10,25 @@ from synthflow.steps.base import (
     StepInput,
     StepOutput,
 )
-from synthflow.steps.columns import CombineColumns, KeepColumns
+from synthflow.steps.columns import (
+    CombineColumns,
+    CombineOutputs,
+    ExpandColumns,
+    GroupColumns,
+    KeepColumns,
+    MergeColumns,
+)
 from synthflow.steps.decorator import step
-from synthflow.steps.embeddings import EmbeddingGeneration
+from synthflow.steps.deduplication import EmbeddingDedup, MinHashDedup
+from synthflow.steps.embeddings import EmbeddingGeneration, FaissNearestNeighbour
+from synthflow.steps.formatting import (
+    ConversationTemplate,
+    FormatChatGenerationDPO,
+    FormatChatGenerationSFT,
+    FormatTextGenerationDPO,
+    FormatTextGenerationSFT,
+    TruncateTextColumn,
+)
 from synthflow.steps.generators import (
     LoadDataFromDicts,
     LoadDataFromFileSystem,
@@ -21,24 +37,42 @@ from synthflow.steps.generators import (
 )
 from synthflow.steps.globals import DropDuplicates
 from synthflow.steps.resources import StepResources
+from synthflow.steps.selection import DeitaFiltering
+from synthflow.steps.sources import DataSampler, LoadDataFromDisk
 
 __all__ = [
     "ROW_ID",
     "CombineColumns",
+    "CombineOutputs",
+    "ConversationTemplate",
+    "DataSampler",
+    "DeitaFiltering",
     "DropDuplicates",
+    "EmbeddingDedup",
     "EmbeddingGeneration",
+    "ExpandColumns",
+    "FaissNearestNeighbour",
+    "FormatChatGenerationDPO",
+    "FormatChatGenerationSFT",
+    "FormatTextGenerationDPO",
+    "FormatTextGenerationSFT",
     "GeneratorStep",
     "GeneratorStepOutput",
     "GlobalStep",
+    "GroupColumns",
     "KeepColumns",
     "LoadDataFromDicts",
+    "LoadDataFromDisk",
     "LoadDataFromFileSystem",
     "LoadDataFromHub",
+    "MergeColumns",
+    "MinHashDedup",
     "RuntimeParameter",
     "Step",
     "StepInput",
     "StepOutput",
     "StepResources",
+    "TruncateTextColumn",
     "make_generator_step",
     "step",
 ]
