@@ -14,6 +14,7 @@ from synthflow.steps.decorator import step
 from synthflow.steps.embeddings import EmbeddingGeneration
 from synthflow.steps.generators import LoadDataFromDicts, LoadDataFromFileSystem, LoadDataFromHub
 from synthflow.steps.globals import DropDuplicates
+from synthflow.steps.reward_model import RewardModelScore
 
 __all__ = [
     "ROW_ID",
@@ -26,6 +27,7 @@ __all__ = [
     "LoadDataFromDicts",
     "LoadDataFromFileSystem",
     "LoadDataFromHub",
+    "RewardModelScore",
     "RuntimeParameter",
     "Step",
     "StepInput",
