@@ -8,12 +8,19 @@ The models are imported on first use, so that ``synthflow.steps`` (which holds t
 from typing import TYPE_CHECKING, Any
 
 from synthflow.embeddings.base import Embeddings, Vector
+from synthflow.embeddings.hidden_states import HiddenState
 
 if TYPE_CHECKING:
     from synthflow.embeddings.openai import OpenAIEmbeddings
     from synthflow.embeddings.sentence_transformers import SentenceTransformerEmbeddings
 
-__all__ = ["Embeddings", "OpenAIEmbeddings", "SentenceTransformerEmbeddings", "Vector"]
+__all__ = [
+    "Embeddings",
+    "HiddenState",
+    "OpenAIEmbeddings",
+    "SentenceTransformerEmbeddings",
+    "Vector",
+]
 
 
 def __getattr__(name: str) -> Any:

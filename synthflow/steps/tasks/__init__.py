@@ -3,6 +3,7 @@
 from synthflow.steps.base import METADATA_COLUMN
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
+from synthflow.steps.tasks.generate_embeddings import GenerateEmbeddings
 from synthflow.steps.tasks.prometheus_eval import PrometheusEval
 from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
 from synthflow.steps.tasks.ultrafeedback import UltraFeedback
@@ -12,6 +13,7 @@ __all__ = [
     "METADATA_COLUMN",
     "ChatGeneration",
     "ComplexityScorer",
+    "GenerateEmbeddings",
     "PrometheusEval",
     "QualityScorer",
     "Task",
