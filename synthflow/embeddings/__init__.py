@@ -1,17 +1,26 @@
-"""Embedding models: ``from synthflow.embeddings import Embeddings, OpenAIEmbeddings``.
+"""Embedding models: ``from synthflow.embeddings import Embeddings, OpenAIEmbeddings,
+SentenceTransformerEmbeddings``.
 
-The HTTP client is imported on first use, so that ``synthflow.steps`` (which holds the
-``EmbeddingGeneration`` step) does not pull in the HTTP stack.
+The models are imported on first use, so that ``synthflow.steps`` (which holds the
+``EmbeddingGeneration`` step) pulls in neither the HTTP stack nor a local-model library.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from synthflow.embeddings.base import Embeddings, Vector
+from synthflow.embeddings.hidden_states import HiddenState
 
 if TYPE_CHECKING:
     from synthflow.embeddings.openai import OpenAIEmbeddings
+    from synthflow.embeddings.sentence_transformers import SentenceTransformerEmbeddings
 
-__all__ = ["Embeddings", "OpenAIEmbeddings", "Vector"]
+__all__ = [
+    "Embeddings",
+    "HiddenState",
+    "OpenAIEmbeddings",
+    "SentenceTransformerEmbeddings",
+    "Vector",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from synthflow.embeddings.openai import OpenAIEmbeddings
 
         return OpenAIEmbeddings
+    if name == "SentenceTransformerEmbeddings":
+        from synthflow.embeddings.sentence_transformers import SentenceTransformerEmbeddings
+
+        return SentenceTransformerEmbeddings
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

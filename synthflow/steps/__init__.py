@@ -37,6 +37,7 @@ from synthflow.steps.generators import (
 )
 from synthflow.steps.globals import DropDuplicates
 from synthflow.steps.resources import StepResources
+from synthflow.steps.reward_model import RewardModelScore
 from synthflow.steps.selection import DeitaFiltering
 from synthflow.steps.sources import DataSampler, LoadDataFromDisk
 
@@ -67,6 +68,7 @@ __all__ = [
     "LoadDataFromHub",
     "MergeColumns",
     "MinHashDedup",
+    "RewardModelScore",
     "RuntimeParameter",
     "Step",
     "StepInput",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from synthflow.steps.tasks.clair import CLAIR
     from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
     from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQuality
+    from synthflow.steps.tasks.generate_embeddings import GenerateEmbeddings
     from synthflow.steps.tasks.generator_task import GeneratorTask
     from synthflow.steps.tasks.genstruct import Genstruct
     from synthflow.steps.tasks.math_shepherd import (
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         MathShepherdCompleter,
         MathShepherdGenerator,
     )
+    from synthflow.steps.tasks.pair_rm import PairRM
     from synthflow.steps.tasks.prometheus_eval import PrometheusEval
     from synthflow.steps.tasks.self_instruct import SelfInstruct
     from synthflow.steps.tasks.structured_generation import StructuredGeneration
@@ -56,6 +58,7 @@ _CATALOG: dict[str, str] = {
     "EvolInstruct": "evolution",
     "EvolQuality": "evolution",
     "FormatPRM": "math_shepherd",
+    "GenerateEmbeddings": "generate_embeddings",
     "GenerateLongTextMatchingData": "text_embeddings",
     "GenerateSentencePair": "text_embeddings",
     "GenerateShortTextMatchingData": "text_embeddings",
@@ -67,6 +70,7 @@ _CATALOG: dict[str, str] = {
     "MathShepherdCompleter": "math_shepherd",
     "MathShepherdGenerator": "math_shepherd",
     "MonolingualTripletGenerator": "text_embeddings_sources",
+    "PairRM": "pair_rm",
     "PrometheusEval": "prometheus_eval",
     "QualityScorer": "deita_scorers",
     "SelfInstruct": "self_instruct",
@@ -106,6 +110,7 @@ __all__ = [
     "EvolInstruct",
     "EvolQuality",
     "FormatPRM",
+    "GenerateEmbeddings",
     "GenerateLongTextMatchingData",
     "GenerateSentencePair",
     "GenerateShortTextMatchingData",
@@ -117,6 +122,7 @@ __all__ = [
     "MathShepherdCompleter",
     "MathShepherdGenerator",
     "MonolingualTripletGenerator",
+    "PairRM",
     "PrometheusEval",
     "QualityScorer",
     "SelfInstruct",
