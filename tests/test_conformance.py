@@ -41,7 +41,9 @@ from synthflow.steps.tasks import (
     ChatGeneration,
     ComplexityScorer,
     EvolComplexity,
+    EvolComplexityGenerator,
     EvolInstruct,
+    EvolInstructGenerator,
     EvolQuality,
     GenerateLongTextMatchingData,
     GenerateSentencePair,
@@ -111,6 +113,15 @@ CATALOG: list[StepSpec] = [
         EvolComplexity, {"num_evolutions": 1, "generate_answers": True}, answer=rewrite, paper=True
     ),
     StepSpec(EvolQuality, {"num_evolutions": 2}, answer=rewrite, paper=True),
+    StepSpec(
+        EvolInstructGenerator, {"num_instructions": 2, "min_length": 1}, answer=rewrite, paper=True
+    ),
+    StepSpec(
+        EvolComplexityGenerator,
+        {"num_instructions": 2, "min_length": 1, "generate_answers": True},
+        answer=rewrite,
+        paper=True,
+    ),
     StepSpec(
         EvolQuality,
         {"num_evolutions": 2, "store_evolutions": True, "include_original_response": True},

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from synthflow.steps.tasks.clair import CLAIR
     from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
     from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQuality
+    from synthflow.steps.tasks.evolution_generators import (
+        EvolComplexityGenerator,
+        EvolInstructGenerator,
+    )
     from synthflow.steps.tasks.generate_embeddings import GenerateEmbeddings
     from synthflow.steps.tasks.generator_task import GeneratorTask
     from synthflow.steps.tasks.genstruct import Genstruct
@@ -55,7 +59,9 @@ _CATALOG: dict[str, str] = {
     "ComplexityScorer": "deita_scorers",
     "EmbeddingTaskGenerator": "text_embeddings_sources",
     "EvolComplexity": "evolution",
+    "EvolComplexityGenerator": "evolution_generators",
     "EvolInstruct": "evolution",
+    "EvolInstructGenerator": "evolution_generators",
     "EvolQuality": "evolution",
     "FormatPRM": "math_shepherd",
     "GenerateEmbeddings": "generate_embeddings",
@@ -107,7 +113,9 @@ __all__ = [
     "ComplexityScorer",
     "EmbeddingTaskGenerator",
     "EvolComplexity",
+    "EvolComplexityGenerator",
     "EvolInstruct",
+    "EvolInstructGenerator",
     "EvolQuality",
     "FormatPRM",
     "GenerateEmbeddings",
