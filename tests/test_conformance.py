@@ -8,6 +8,7 @@ the built-in OfflineLLM's answer isn't one for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,9 @@ from synthflow.steps import (
 from synthflow.steps.base import Row
 from synthflow.steps.embeddings import EmbeddingGeneration
 from synthflow.steps.tasks import (
+    APIGenExecutionChecker,
+    APIGenGenerator,
+    APIGenSemanticChecker,
     ChatGeneration,
     ComplexityScorer,
     EvolComplexity,
@@ -89,6 +93,10 @@ RETRIEVAL = '{"user_query": "q", "positive_document": "p", "hard_negative_docume
 MATCHING = '```json\n{"input": "a", "positive_document": "b"}\n```'
 CLASSIFIED = 'Here: {"input_text": "t", "label": "l", "misleading_label": "m"}'
 PAIR = "## Positive\nA cat sat on the mat.\n## Negative\nStocks fell sharply today."
+
+APIGEN_ROW = {"examples": "q -> add(1, 2)", "func_name": "add", "func_desc": "Adds a and b."}
+APIGEN_CALLS = '[{"name": "add", "arguments": {"a": 1, "b": 2}}]'
+APIGEN_FUNCTIONS = str(Path(__file__).with_name("apigen_functions.py"))
 
 CATALOG: list[StepSpec] = [
     # -- steps
@@ -178,7 +186,24 @@ CATALOG: list[StepSpec] = [
     StepSpec(GenerateShortTextMatchingData, answer=MATCHING, paper=True),
     StepSpec(GenerateLongTextMatchingData, answer=MATCHING, paper=True),
     StepSpec(GenerateTextClassificationData, {"difficulty": "PhD"}, answer=CLASSIFIED, paper=True),
+    StepSpec(
+        APIGenGenerator,
+        rows=[APIGEN_ROW],
+        answer=f'{{"query": "What is 1 plus 2?", "answers": {APIGEN_CALLS}}}',
+        paper=True,
+    ),
+    StepSpec(
+        APIGenExecutionChecker,
+        {"libpath": APIGEN_FUNCTIONS},
+        rows=[{"answers": APIGEN_CALLS}],
+        paper=True,
+    ),
     # -- judges and scorers
+    StepSpec(
+        APIGenSemanticChecker,
+        answer='{"thought": "The call adds the numbers asked for.", "passes": "yes"}',
+        paper=True,
+    ),
     StepSpec(
         UltraFeedback,
         rows=[{"instruction": "q", "generations": ["g1", "g2"]}],

@@ -17,6 +17,11 @@ from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
 from synthflow.steps.tasks.typing import ChatItem, ChatType
 
 if TYPE_CHECKING:
+    from synthflow.steps.tasks.apigen import (
+        APIGenExecutionChecker,
+        APIGenGenerator,
+        APIGenSemanticChecker,
+    )
     from synthflow.steps.tasks.backtranslation import InstructionBacktranslation
     from synthflow.steps.tasks.clair import CLAIR
     from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
@@ -54,6 +59,9 @@ if TYPE_CHECKING:
     from synthflow.steps.tasks.urial import URIAL
 
 _CATALOG: dict[str, str] = {
+    "APIGenExecutionChecker": "apigen",
+    "APIGenGenerator": "apigen",
+    "APIGenSemanticChecker": "apigen",
     "BitextRetrievalGenerator": "text_embeddings_sources",
     "CLAIR": "clair",
     "ComplexityScorer": "deita_scorers",
@@ -106,6 +114,9 @@ __all__ = [
     "ERROR_COLUMN",
     "METADATA_COLUMN",
     "URIAL",
+    "APIGenExecutionChecker",
+    "APIGenGenerator",
+    "APIGenSemanticChecker",
     "BitextRetrievalGenerator",
     "ChatGeneration",
     "ChatItem",
