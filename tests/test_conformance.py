@@ -62,6 +62,7 @@ from synthflow.steps.tasks import (
     Task,
     TextClassification,
     TextGeneration,
+    TextGenerationWithImage,
     UltraFeedback,
 )
 
@@ -108,6 +109,10 @@ CATALOG: list[StepSpec] = [
     StepSpec(TextGeneration),
     StepSpec(TextGeneration, {"system_prompt": "Be brief."}, id="TextGeneration-system"),
     StepSpec(ChatGeneration, rows=[{"messages": [{"role": "user", "content": "Hi"}]}]),
+    StepSpec(
+        TextGenerationWithImage,
+        rows=[{"instruction": "What is in it?", "image": "https://example.com/cat.jpg"}],
+    ),
     StepSpec(SelfInstruct, {"num_instructions": 3}, answer="1. a\n2. b\n3. c", paper=True),
     StepSpec(EvolInstruct, {"num_evolutions": 2}, answer=rewrite, paper=True),
     StepSpec(

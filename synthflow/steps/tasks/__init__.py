@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         EmbeddingTaskGenerator,
         MonolingualTripletGenerator,
     )
+    from synthflow.steps.tasks.text_generation_with_image import TextGenerationWithImage
     from synthflow.steps.tasks.ultrafeedback import UltraFeedback
     from synthflow.steps.tasks.urial import URIAL
 
@@ -90,6 +91,7 @@ _CATALOG: dict[str, str] = {
     "SelfInstruct": "self_instruct",
     "StructuredGeneration": "structured_generation",
     "TextClassification": "text_classification",
+    "TextGenerationWithImage": "text_generation_with_image",
     "URIAL": "urial",
     "UltraFeedback": "ultrafeedback",
 }
@@ -149,6 +151,7 @@ __all__ = [
     "Task",
     "TextClassification",
     "TextGeneration",
+    "TextGenerationWithImage",
     "UltraFeedback",
     "task",
 ]
