@@ -8,6 +8,7 @@ the built-in OfflineLLM's answer isn't one for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,10 +39,15 @@ from synthflow.steps import (
 from synthflow.steps.base import Row
 from synthflow.steps.embeddings import EmbeddingGeneration
 from synthflow.steps.tasks import (
+    APIGenExecutionChecker,
+    APIGenGenerator,
+    APIGenSemanticChecker,
     ChatGeneration,
     ComplexityScorer,
     EvolComplexity,
+    EvolComplexityGenerator,
     EvolInstruct,
+    EvolInstructGenerator,
     EvolQuality,
     GenerateLongTextMatchingData,
     GenerateSentencePair,
@@ -56,6 +62,7 @@ from synthflow.steps.tasks import (
     Task,
     TextClassification,
     TextGeneration,
+    TextGenerationWithImage,
     UltraFeedback,
 )
 
@@ -88,6 +95,10 @@ MATCHING = '```json\n{"input": "a", "positive_document": "b"}\n```'
 CLASSIFIED = 'Here: {"input_text": "t", "label": "l", "misleading_label": "m"}'
 PAIR = "## Positive\nA cat sat on the mat.\n## Negative\nStocks fell sharply today."
 
+APIGEN_ROW = {"examples": "q -> add(1, 2)", "func_name": "add", "func_desc": "Adds a and b."}
+APIGEN_CALLS = '[{"name": "add", "arguments": {"a": 1, "b": 2}}]'
+APIGEN_FUNCTIONS = str(Path(__file__).with_name("apigen_functions.py"))
+
 CATALOG: list[StepSpec] = [
     # -- steps
     StepSpec(LoadDataFromDicts, {"data": [{"instruction": "a"}, {"instruction": "b", "n": 1}]}),
@@ -98,6 +109,10 @@ CATALOG: list[StepSpec] = [
     StepSpec(TextGeneration),
     StepSpec(TextGeneration, {"system_prompt": "Be brief."}, id="TextGeneration-system"),
     StepSpec(ChatGeneration, rows=[{"messages": [{"role": "user", "content": "Hi"}]}]),
+    StepSpec(
+        TextGenerationWithImage,
+        rows=[{"instruction": "What is in it?", "image": "https://example.com/cat.jpg"}],
+    ),
     StepSpec(SelfInstruct, {"num_instructions": 3}, answer="1. a\n2. b\n3. c", paper=True),
     StepSpec(EvolInstruct, {"num_evolutions": 2}, answer=rewrite, paper=True),
     StepSpec(
@@ -111,6 +126,15 @@ CATALOG: list[StepSpec] = [
         EvolComplexity, {"num_evolutions": 1, "generate_answers": True}, answer=rewrite, paper=True
     ),
     StepSpec(EvolQuality, {"num_evolutions": 2}, answer=rewrite, paper=True),
+    StepSpec(
+        EvolInstructGenerator, {"num_instructions": 2, "min_length": 1}, answer=rewrite, paper=True
+    ),
+    StepSpec(
+        EvolComplexityGenerator,
+        {"num_instructions": 2, "min_length": 1, "generate_answers": True},
+        answer=rewrite,
+        paper=True,
+    ),
     StepSpec(
         EvolQuality,
         {"num_evolutions": 2, "store_evolutions": True, "include_original_response": True},
@@ -167,7 +191,24 @@ CATALOG: list[StepSpec] = [
     StepSpec(GenerateShortTextMatchingData, answer=MATCHING, paper=True),
     StepSpec(GenerateLongTextMatchingData, answer=MATCHING, paper=True),
     StepSpec(GenerateTextClassificationData, {"difficulty": "PhD"}, answer=CLASSIFIED, paper=True),
+    StepSpec(
+        APIGenGenerator,
+        rows=[APIGEN_ROW],
+        answer=f'{{"query": "What is 1 plus 2?", "answers": {APIGEN_CALLS}}}',
+        paper=True,
+    ),
+    StepSpec(
+        APIGenExecutionChecker,
+        {"libpath": APIGEN_FUNCTIONS},
+        rows=[{"answers": APIGEN_CALLS}],
+        paper=True,
+    ),
     # -- judges and scorers
+    StepSpec(
+        APIGenSemanticChecker,
+        answer='{"thought": "The call adds the numbers asked for.", "passes": "yes"}',
+        paper=True,
+    ),
     StepSpec(
         UltraFeedback,
         rows=[{"instruction": "q", "generations": ["g1", "g2"]}],
