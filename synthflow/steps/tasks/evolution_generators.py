@@ -219,7 +219,7 @@ class EvolInstructGenerator(GeneratorTask):
                     tg.start_soon(one, slot)
             rows = [row for slot in slots if (row := done.get(slot)) is not None]
             stopped = len(rows) < len(slots)  # the budget ran out
-            rows = self._settle(rows)
+            # Rows marked FAILED go out as they are: the engine applies on_error and counts them.
             for i in range(0, len(rows), self.batch_size):
                 yield rows[i : i + self.batch_size]
             if stopped:
