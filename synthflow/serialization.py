@@ -11,7 +11,7 @@ A file holds a header and the pipeline::
       - name: generate
         type_info: {module: synthflow.steps.tasks.text_generation, name: TextGeneration}
         llm:                         # nested models carry their own type_info
-          type_info: {module: synthflow.llms.offline, name: OfflineLLM}
+          type_info: {module: synthflow.models.llms.offline, name: OfflineLLM}
           model: synthflow-offline
           ...
         ...                          # every other field, runtime parameters included

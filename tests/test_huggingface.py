@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from synthflow.errors import LLMError
-from synthflow.llms.huggingface import InferenceEndpointsLLM
+from synthflow.models.llms.huggingface import InferenceEndpointsLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration

@@ -23,9 +23,9 @@ from synthflow.errors import (
     OutputParseError,
     StepError,
 )
-from synthflow.llms.answers import require_answers
-from synthflow.llms.base import LLM, ChatType, GenerateOutput
-from synthflow.llms.calls import LLMCalls, LLMCallStats
+from synthflow.models.callpath.answers import require_answers
+from synthflow.models.callpath.calls import LLMCalls, LLMCallStats
+from synthflow.models.llms.base import LLM, ChatType, GenerateOutput
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import (
     FAILED,

@@ -23,7 +23,7 @@ import anyio
 from pydantic import Field, PositiveInt
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.steps.base import METADATA_COLUMN, Row, Step, StepInput
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import json_value, require_text

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
-from synthflow.llms.structured import StructuredOutputLLM, schema_of, validation_error
+from synthflow.models.callpath.structured import StructuredOutputLLM, schema_of, validation_error
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import json_value, require_text

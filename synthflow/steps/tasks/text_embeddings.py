@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, get_args
 from pydantic import Field, model_validator
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import json_object, json_value, require_text
