@@ -1,9 +1,10 @@
 """Structured output: a JSON schema the answer must follow, and the check that it does.
 
-Users give a pydantic model class or a JSON schema dict. The schema is what serializes with the
-LLM; the model class, when given, also validates. Where the API has a native JSON-schema mode the
-client asks for it; everywhere, the answer is checked, and a bad one is re-asked a bounded number
-of times with the validation error.
+Users give a pydantic model class or a JSON schema dict, bare or in distilabel's wrappers
+(``{"schema": ..., "format": "json"}``, and Inference Endpoints' ``{"type": "json", "value":
+...}``). The schema is what serializes with the LLM; the model class, when given, also
+validates. Where the API has a native JSON-schema mode the client asks for it; everywhere, the
+answer is checked, and a bad one is re-asked a bounded number of times with the validation error.
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ class StructuredOutputLLM(LLM):
     @field_validator("structured_output", mode="before")
     @classmethod
     def _to_schema(cls, value: Any) -> Any:
+        value = unwrap_structured_output(value)
         return value if value is None or isinstance(value, dict) else schema_of(value)
 
     def __init__(self, **data: Any) -> None:
-        model_cls = data.get("structured_output")
+        model_cls = unwrap_structured_output(data.get("structured_output"))
         super().__init__(**data)
         if isinstance(model_cls, type) and issubclass(model_cls, BaseModel):
             self._schema_model = model_cls
@@ -98,6 +100,37 @@ class StructuredOutputLLM(LLM):
                 error = validation_error(text, schema, self._schema_model)
             output.generations[i] = text
         return output
+
+
+_OUTLINES_KEYS = frozenset({"schema", "format", "whitespace_pattern"})
+
+
+def unwrap_structured_output(value: Any) -> Any:
+    """The schema (a JSON schema dict or a pydantic class) inside distilabel's forms of
+    ``structured_output``: ``{"schema": ..., "format": "json"}`` (its outlines/instructor form)
+    and ``{"type": "json", "value": ...}`` (its Inference Endpoints form); a schema given as JSON
+    text is parsed. A bare schema is returned as it is."""
+    if isinstance(value, dict):
+        if "schema" in value and value.keys() <= _OUTLINES_KEYS:
+            fmt, value = value.get("format", "json"), value["schema"]
+        elif value.keys() == {"type", "value"} and value["type"] in ("json", "regex"):
+            fmt, value = value["type"], value["value"]
+        else:
+            return value
+        if fmt != "json":
+            raise ValueError(
+                f"structured_output format {fmt!r} is not supported on an LLM: use 'json' with a "
+                "JSON schema, or the StructuredGeneration task for a regular expression"
+            )
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ValueError(
+                "structured_output given as text must be a JSON schema; pass a pydantic model "
+                "class or a JSON schema dict"
+            ) from None
+    return value
 
 
 def schema_of(structured: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
