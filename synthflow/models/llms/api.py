@@ -96,6 +96,9 @@ class APILLM(StructuredOutputLLM):
     include_raw: bool = Field(
         default=False, description="Keep each raw response body in the output."
     )
+    default_headers: dict[str, str] = Field(
+        default_factory=dict, description="More HTTP headers sent with every request."
+    )
 
     _http: HTTPClient | None = PrivateAttr(default=None)
     _limiter: tuple[tuple[Any, ...], EndpointLimiter] | None = PrivateAttr(default=None)
@@ -244,7 +247,7 @@ class APILLM(StructuredOutputLLM):
         raise error from empty[0]
 
     async def _request(self, messages: ChatType, num_generations: int) -> GenerateOutput:
-        headers = self.auth_headers(self.resolved_api_key())
+        headers = {**self.default_headers, **self.auth_headers(self.resolved_api_key())}
         limiter = self.limiter()
         estimate = _estimate_tokens(messages, self.generation_kwargs, num_generations)
         counts = {"retries": 0, "rate_limited": 0}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthflow.runtime_parameters import RuntimeParameter
 
@@ -100,6 +100,16 @@ class LLM(BaseModel, ABC):
         "stop, seed, ...",
     )
 
+    field_aliases: ClassVar[dict[str, str]] = {}
+    """distilabel's names for this class's settings, which the constructor (and a saved
+    pipeline) accepts: ``{"model_id": "model"}``; ``"engine_kwargs.seed"`` puts the value under
+    that key of a dict field."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_distilabel_names(cls, data: Any) -> Any:
+        return rename_fields(data, cls.field_aliases, cls.__name__)
+
     def load(self) -> None:
         """Acquire resources (clients, weights). Called once before the first ``agenerate``."""
 
@@ -171,6 +181,31 @@ class LLM(BaseModel, ABC):
     ) -> list[dict[str, Any]]:
         """distilabel's other name for ``generate``."""
         return self.generate(inputs, num_generations, **kwargs)
+
+
+def rename_fields(data: Any, aliases: dict[str, str], owner: str) -> Any:
+    """Constructor data with the ``aliases`` keys under their synthflow names (see
+    ``LLM.field_aliases``); both names of one setting at once is an error."""
+    if not isinstance(data, dict) or not aliases.keys() & data.keys():
+        return data
+    data = dict(data)
+    for alias, target in aliases.items():
+        if alias not in data:
+            continue
+        value = data.pop(alias)
+        if value is None:  # distilabel's "not set": the synthflow default applies
+            continue
+        field_name, _, key = target.partition(".")
+        if not key:
+            if field_name in data:
+                raise ValueError(f"{owner} got {alias}= and {field_name}=, one setting: pass one")
+            data[field_name] = value
+            continue
+        inner = dict(data.get(field_name) or {})
+        if key in inner:
+            raise ValueError(f"{owner} got {alias}= and {field_name}[{key!r}]: pass one")
+        data[field_name] = {**inner, key: value}
+    return data
 
 
 def _distilabel_output(output: GenerateOutput) -> dict[str, Any]:

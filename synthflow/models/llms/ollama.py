@@ -29,13 +29,14 @@ from synthflow.models.llms.base import (
     NoAnswerKind,
     Usage,
 )
+from synthflow.models.llms.magpie import MagpieSettings
 
 _OPTION_NAMES = {"max_new_tokens": "num_predict", "max_tokens": "num_predict"}
 _TOP_LEVEL = frozenset({"keep_alive", "think", "format", "logprobs", "top_logprobs"})
 DEFAULT_PORT = 11434
 
 
-class OllamaLLM(APILLM):
+class OllamaLLM(APILLM, MagpieSettings):
     """A model served by Ollama. ``base_url`` defaults to ``OLLAMA_HOST`` (``host:port``, with or
     without a scheme, as the Ollama CLI reads it), then ``http://localhost:11434``.
 
@@ -55,6 +56,13 @@ class OllamaLLM(APILLM):
     default_base_url: ClassVar[str] = f"http://localhost:{DEFAULT_PORT}"
     base_url_env: ClassVar[str | None] = "OLLAMA_HOST"
 
+    field_aliases: ClassVar[dict[str, str]] = {"host": "base_url"}
+
+    tokenizer_id: str | None = Field(
+        default=None,
+        description="The model's tokenizer on the Hub (Magpie tasks; Ollama applies the chat "
+        "template itself).",
+    )
     latency_adaptive: bool = Field(
         default=True,
         description="Grow concurrency only while latency stays flat (Ollama queues instead of "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from synthflow.models.callpath.structured import schema_name
 from synthflow.models.llms.api import APILLM, Payload
@@ -158,3 +158,17 @@ class MistralLLM(OpenAILLM):
     api_key_env: ClassVar[str | None] = "MISTRAL_API_KEY"
     base_url_env: ClassVar[str | None] = None
     renames: ClassVar[dict[str, str]] = {**_RENAMES, "seed": "random_seed"}
+    field_aliases: ClassVar[dict[str, str]] = {"max_concurrent_requests": "max_concurrency"}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_is_base_url(cls, data: Any) -> Any:
+        # distilabel's ``endpoint`` is the API's root; synthflow's base_url includes /v1.
+        if not isinstance(data, dict) or data.get("endpoint") is None:
+            return data
+        data = dict(data)
+        endpoint = str(data.pop("endpoint")).rstrip("/")
+        if "base_url" in data:
+            raise ValueError("MistralLLM got endpoint= and base_url=, one setting: pass one")
+        data["base_url"] = endpoint if endpoint.endswith("/v1") else f"{endpoint}/v1"
+        return data

@@ -19,12 +19,13 @@ from synthflow.models.llms.local.base import (
     missing_extra,
     stop_list,
 )
+from synthflow.models.llms.magpie import MagpieSettings
 
 # synthflow's generation kwarg -> create_chat_completion's. Others pass through unchanged.
 _RENAMES = {"max_new_tokens": "max_tokens", "repetition_penalty": "repeat_penalty"}
 
 
-class LlamaCppLLM(LocalLLM):
+class LlamaCppLLM(LocalLLM, MagpieSettings):
     """A GGUF model file run by llama.cpp (``pip install 'synthflow[llama-cpp]'``).
 
     Use it in a task with ``executor="process"``: each worker loads the model once. On the event
@@ -40,6 +41,12 @@ class LlamaCppLLM(LocalLLM):
     """
 
     native_structured_output: ClassVar[bool] = True
+    # distilabel's settings: its extra_kwargs and these go to llama_cpp.Llama as they are.
+    field_aliases: ClassVar[dict[str, str]] = {
+        "extra_kwargs": "model_kwargs",
+        "n_batch": "model_kwargs.n_batch",
+        "seed": "model_kwargs.seed",
+    }
 
     model_path: str = Field(description="Path of the .gguf model file.")
     n_ctx: int = Field(default=4096, ge=0, description="Context length (0: the model's own).")
@@ -52,6 +59,9 @@ class LlamaCppLLM(LocalLLM):
         "template stored in the GGUF file.",
     )
     verbose: bool = Field(default=False, description="Let llama.cpp log to stderr.")
+    tokenizer_id: str | None = Field(
+        default=None, description="The model's tokenizer on the Hub (used by the Magpie tasks)."
+    )
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="More keyword arguments for llama_cpp.Llama."
     )

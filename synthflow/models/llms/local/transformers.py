@@ -6,9 +6,9 @@ imported here: ``torch`` and ``transformers`` load in ``load()``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from synthflow.errors import LLMError
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
@@ -22,9 +22,10 @@ from synthflow.models.llms.local.base import (
     release_gpu_memory,
     stop_list,
 )
+from synthflow.models.llms.magpie import MagpieSettings
 
 
-class TransformersLLM(HubModelLLM):
+class TransformersLLM(HubModelLLM, MagpieSettings):
     """A Hugging Face ``transformers`` causal LM, run in this process.
 
     Needs ``pip install 'synthflow[transformers]'``. Use it in a task with ``executor="process"``
@@ -39,6 +40,8 @@ class TransformersLLM(HubModelLLM):
     Several greedy generations are one generation repeated. ``structured_output`` is enforced
     by validation and re-asking (no constrained decoding); the schema is added to the prompt.
     """
+
+    field_aliases: ClassVar[dict[str, str]] = {"device_map": "model_kwargs.device_map"}
 
     torch_dtype: str = Field(
         default="auto",
@@ -62,6 +65,20 @@ class TransformersLLM(HubModelLLM):
         default_factory=dict,
         description="More keyword arguments for AutoModelForCausalLM.from_pretrained.",
     )
+    use_fast: bool = Field(default=True, description="Use the fast (Rust) tokenizer.")
+    token: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="Hugging Face token for gated models; HF_TOKEN is read when unset.",
+    )
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _gpu_index(cls, value: Any) -> Any:
+        # distilabel also takes a GPU index, and None for "choose".
+        if value is None:
+            return "auto"
+        return f"cuda:{value}" if isinstance(value, int) and not isinstance(value, bool) else value
 
     def load(self) -> None:
         if self.loaded:
@@ -71,8 +88,10 @@ class TransformersLLM(HubModelLLM):
             "revision": self.revision,
             "trust_remote_code": self.trust_remote_code,
         }
+        if self.token is not None:
+            common["token"] = self.token.get_secret_value()
         tokenizer = transformers.AutoTokenizer.from_pretrained(
-            self.tokenizer or self.model, **common
+            self.tokenizer or self.model, use_fast=self.use_fast, **common
         )
         tokenizer.padding_side = "left"  # decoder-only models continue from the right end
         if tokenizer.pad_token_id is None:

@@ -23,10 +23,11 @@ from synthflow.models.llms.local.base import (
     release_gpu_memory,
     stop_list,
 )
+from synthflow.models.llms.magpie import MagpieSettings
 from synthflow.runtime_parameters import RuntimeParameter
 
 
-class vLLM(HubModelLLM):
+class vLLM(HubModelLLM, MagpieSettings):
     """A model served by vLLM's offline engine in this process.
 
     Needs ``pip install 'synthflow[vllm]'`` and a GPU. Use it in a task with
@@ -46,6 +47,14 @@ class vLLM(HubModelLLM):
     """
 
     native_structured_output: ClassVar[bool] = True
+    # distilabel's settings: its extra_kwargs and these go to vllm.LLM as they are.
+    field_aliases: ClassVar[dict[str, str]] = {
+        "extra_kwargs": "engine_kwargs",
+        **{
+            name: f"engine_kwargs.{name}"
+            for name in ("tokenizer_mode", "tokenizer_revision", "skip_tokenizer_init", "seed")
+        },
+    }
 
     dtype: str = Field(default="auto", description="'auto', 'bfloat16', 'float16' or 'float32'.")
     quantization: str | None = Field(
