@@ -108,6 +108,9 @@ class LLM(BaseModel, ABC):
     @model_validator(mode="before")
     @classmethod
     def _accept_distilabel_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in _DISTILABEL_ONLY.keys() & data.keys() - cls.model_fields.keys():
+                raise ValueError(f"{cls.__name__}({name}=...): {_DISTILABEL_ONLY[name]}")
         return rename_fields(data, cls.field_aliases, cls.__name__)
 
     def load(self) -> None:
@@ -181,6 +184,21 @@ class LLM(BaseModel, ABC):
     ) -> list[dict[str, Any]]:
         """distilabel's other name for ``generate``."""
         return self.generate(inputs, num_generations, **kwargs)
+
+
+_NO_BATCH_API = "synthflow has no offline batch generation mode; remove it"
+_NO_PLACEMENT = (
+    "synthflow doesn't assign GPUs to models; remove it and set CUDA_VISIBLE_DEVICES for the "
+    "run (TransformersLLM: device=)"
+)
+_DISTILABEL_ONLY = {
+    "use_offline_batch_generation": _NO_BATCH_API,
+    "offline_batch_generation_block_until_done": _NO_BATCH_API,
+    "jobs_ids": _NO_BATCH_API,
+    "cuda_devices": _NO_PLACEMENT,
+    "disable_cuda_device_placement": _NO_PLACEMENT,
+}
+"""distilabel LLM settings with no counterpart here, and what to do instead."""
 
 
 def rename_fields(data: Any, aliases: dict[str, str], owner: str) -> Any:

@@ -37,8 +37,9 @@ DEFAULT_PORT = 11434
 
 
 class OllamaLLM(APILLM, MagpieSettings):
-    """A model served by Ollama. ``base_url`` defaults to ``OLLAMA_HOST`` (``host:port``, with or
-    without a scheme, as the Ollama CLI reads it), then ``http://localhost:11434``.
+    """A model served by Ollama at ``base_url`` (distilabel's ``host``), which defaults to
+    ``OLLAMA_HOST`` (``host:port``, with or without a scheme, as the Ollama CLI reads it), then
+    ``http://localhost:11434``.
 
     No API key is needed (one given is sent as a bearer token, for a server behind a proxy).
     Ollama has no ``n``: several generations are several requests. Structured output is native:

@@ -151,7 +151,9 @@ class GroqLLM(OpenAILLM):
 
 
 class MistralLLM(OpenAILLM):
-    """Mistral AI (``seed`` is sent as its ``random_seed``)."""
+    """Mistral AI (``seed`` is sent as its ``random_seed``). distilabel's ``endpoint`` (the API
+    root) and ``max_concurrent_requests`` are ``base_url`` (with ``/v1``) and
+    ``max_concurrency``."""
 
     provider: ClassVar[str] = "mistral"
     default_base_url: ClassVar[str] = "https://api.mistral.ai/v1"

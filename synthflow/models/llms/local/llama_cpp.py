@@ -37,7 +37,8 @@ class LlamaCppLLM(LocalLLM, MagpieSettings):
     ``seed``, ``stop``, ``repetition_penalty``, and any other keyword of
     ``Llama.create_chat_completion`` (``min_p``, ``presence_penalty``, ...).
     ``structured_output`` is enforced by llama.cpp's JSON-schema grammar
-    (``response_format``), and every answer is validated and re-asked as well.
+    (``response_format``), and every answer is validated and re-asked as well. distilabel's
+    ``extra_kwargs``, ``n_batch`` and ``seed`` go to ``llama_cpp.Llama`` through ``model_kwargs``.
     """
 
     native_structured_output: ClassVar[bool] = True

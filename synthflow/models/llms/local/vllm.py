@@ -44,6 +44,9 @@ class vLLM(HubModelLLM, MagpieSettings):
     ``structured_output`` uses vLLM's guided decoding when the installed version has it
     (``StructuredOutputsParams``, or the older ``GuidedDecodingParams``); every answer is also
     validated and re-asked. Untested on real hardware (see the module docstring).
+
+    distilabel's ``extra_kwargs``, ``seed``, ``tokenizer_mode``, ``tokenizer_revision`` and
+    ``skip_tokenizer_init`` are accepted and go to ``vllm.LLM`` through ``engine_kwargs``.
     """
 
     native_structured_output: ClassVar[bool] = True
