@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mock_llm_server import fetch_stats, reset_stats, running_server
 
 # "-x8": 8 clients, each worker bound to one; "-rr16": clients of 16 connections, one per request
-# in turn (synthflow.llms._http's scheme).
+# in turn (synthflow.models.callpath._http's scheme).
 STACKS = ("httpx", "httpx2", "aiohttp", "httpx-x8", "httpx2-x8", "httpx2-rr16")
 PAYLOAD = {
     "model": "mock",
@@ -56,7 +56,7 @@ async def _httpx_like(
     """httpx or httpx2 (same API) with the connections split evenly over ``clients`` clients.
 
     Worker ``slot`` always uses client ``slot % clients``; with ``per_request`` the clients are
-    instead taken in turn for each request, as ``synthflow.llms._http`` does.
+    instead taken in turn for each request, as ``synthflow.models.callpath._http`` does.
     """
     module = importlib.import_module(module_name)
     per_client = -(-concurrency // clients)

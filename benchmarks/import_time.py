@@ -16,7 +16,8 @@ import sys
 
 CODE = (
     "import time, sys; t = time.perf_counter();"
-    "import synthflow, synthflow.pipeline, synthflow.steps, synthflow.steps.tasks, synthflow.llms;"
+    "import synthflow, synthflow.pipeline, synthflow.steps, synthflow.steps.tasks;"
+    "import synthflow.models;"
     "print(time.perf_counter() - t);"
     "print(','.join(m for m in ('datasets', 'rich', 'pyarrow') if m in sys.modules))"
 )

@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
 
-    from synthflow.llms import OfflineLLM
+    from synthflow.models.llms import OfflineLLM
     from synthflow.pipeline import Pipeline
     from synthflow.steps import LoadDataFromDicts
     from synthflow.steps.tasks import TextGeneration

@@ -34,7 +34,7 @@ LATENCY = 0.2
 
 
 def _run(base_url: str, n: int, stages: int, concurrency: int) -> dict[str, Any]:
-    from synthflow.llms.openai import OpenAILLM
+    from synthflow.models.llms.openai import OpenAILLM
     from synthflow.pipeline import Pipeline
     from synthflow.steps import LoadDataFromDicts
     from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration

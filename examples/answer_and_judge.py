@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from synthflow.llms import LLM, OfflineLLM
+from synthflow.models.llms import LLM, OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import KeepColumns, LoadDataFromDicts, StepInput, step
 from synthflow.steps.base import Row
@@ -40,7 +40,7 @@ JUDGE_SYSTEM_PROMPT = (
 
 def pick_llm(model_variable: str, default_model: str, **settings: Any) -> LLM:
     if os.environ.get("OPENAI_API_KEY"):
-        from synthflow.llms import OpenAILLM
+        from synthflow.models.llms import OpenAILLM
 
         model = os.environ.get(model_variable, default_model)
         return OpenAILLM(model=model, requests_per_minute=500, **settings)

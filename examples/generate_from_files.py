@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from synthflow.llms import LLM, OfflineLLM
+from synthflow.models.llms import LLM, OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import KeepColumns, LoadDataFromFileSystem
 from synthflow.steps.tasks import TextGeneration
@@ -24,7 +24,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 def pick_llm() -> LLM:
     if os.environ.get("OPENAI_API_KEY"):
-        from synthflow.llms import OpenAILLM
+        from synthflow.models.llms import OpenAILLM
 
         return OpenAILLM(model=os.environ.get("SYNTHFLOW_MODEL", "gpt-4o-mini"))
     return OfflineLLM(latency=0.02)

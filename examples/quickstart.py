@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from synthflow.llms import LLM, OfflineLLM
+from synthflow.models.llms import LLM, OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts, StepInput, step
 from synthflow.steps.base import Row
@@ -20,7 +20,7 @@ from synthflow.steps.tasks import TextGeneration
 
 def pick_llm() -> LLM:
     if os.environ.get("OPENAI_API_KEY"):
-        from synthflow.llms import OpenAILLM
+        from synthflow.models.llms import OpenAILLM
 
         return OpenAILLM(model=os.environ.get("SYNTHFLOW_MODEL", "gpt-4o-mini"))
     return OfflineLLM(latency=0.05)

@@ -5,7 +5,7 @@ The public API lives in subpackages shaped like distilabel's:
     from synthflow.pipeline import Pipeline
     from synthflow.steps import LoadDataFromDicts, step
     from synthflow.steps.tasks import TextGeneration
-    from synthflow.llms import OpenAILLM
+    from synthflow.models.llms import OpenAILLM
 
 Importing this package has no side effects and imports neither ``datasets`` nor ``rich``.
 """

@@ -57,7 +57,7 @@ import anyio
 from pydantic import BaseModel
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import LLM, ChatType
+from synthflow.models.llms.base import LLM, ChatType
 from synthflow.runtime_parameters import is_runtime_field
 from synthflow.steps.base import (
     FAILED,

@@ -32,7 +32,7 @@ from synthflow.pipeline import _disk
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-    from synthflow.llms.calls import LLMCallStats
+    from synthflow.models.callpath.calls import LLMCallStats
     from synthflow.pipeline.pipeline import Pipeline
     from synthflow.pipeline.stats import StepStats
 
@@ -135,7 +135,7 @@ class Distiset(dict[str, "DatasetDict"]):
 
     def llm_usage(self) -> LLMCallStats:
         """LLM figures of the whole run: requests, cache hits, 429s, retries, tokens, cost."""
-        from synthflow.llms.calls import LLMCallStats
+        from synthflow.models.callpath.calls import LLMCallStats
 
         return LLMCallStats.total([s.llm for s in self.stats.values() if s.llm is not None])
 
@@ -505,7 +505,7 @@ def _stats_from_dict(data: dict[str, Any]) -> StepStats:
     llm = data.get("llm")
     if isinstance(llm, dict):
         try:
-            from synthflow.llms.calls import LLMCallStats
+            from synthflow.models.callpath.calls import LLMCallStats
 
             names = {f.name for f in fields(LLMCallStats)}
             stats.llm = LLMCallStats(**{k: v for k, v in llm.items() if k in names})

@@ -78,7 +78,7 @@ class LLMError(SynthflowError):
     """An LLM call failed for good (retries, if any, are exhausted).
 
     What the failed call still cost is kept on the error, for the run's accounting and budget:
-    ``usage`` (a ``synthflow.llms.Usage``) for answers that were billed before the failure (a
+    ``usage`` (a ``synthflow.models.llms.Usage``) for answers that were billed before the failure (a
     structured answer that never fit its schema), ``retries`` and ``rate_limited`` for the
     attempts it made.
 

@@ -11,7 +11,7 @@ A file holds a header and the pipeline::
       - name: generate
         type_info: {module: synthflow.steps.tasks.text_generation, name: TextGeneration}
         llm:                         # nested models carry their own type_info
-          type_info: {module: synthflow.llms.offline, name: OfflineLLM}
+          type_info: {module: synthflow.models.llms.offline, name: OfflineLLM}
           model: synthflow-offline
           ...
         ...                          # every other field, runtime parameters included
@@ -67,6 +67,32 @@ Format = Literal["yaml", "json"]
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _SKIP_KEYS = ("type_info", "runtime_parameters_info")
 _PLAIN = frozenset({str, int, bool, type(None)})  # written as they are, in every mode
+
+
+def _moved_modules() -> dict[str, str]:
+    homes = {
+        "synthflow.llms": {
+            "synthflow.models.callpath": "_http _clock answers cache calls limiter pricing retry "
+            "structured",
+            "synthflow.models.llms": "api base openai anthropic cohere gemini huggingface ollama "
+            "offline",
+            "synthflow.models.llms.local": "transformers vllm llama_cpp litellm",
+        },
+        "synthflow.embeddings": {
+            "synthflow.models.embeddings": "base hidden_states openai sentence_transformers",
+        },
+    }
+    moved = {old: old.replace("synthflow.", "synthflow.models.", 1) for old in homes}
+    moved["synthflow.llms.local"] = "synthflow.models.llms.local.base"
+    for old, news in homes.items():
+        for new, leaves in news.items():
+            moved.update({f"{old}.{leaf}": f"{new}.{leaf}" for leaf in leaves.split()})
+    return moved
+
+
+MOVED_MODULES: dict[str, str] = _moved_modules()
+"""Modules a class was saved under before the model layer moved to ``synthflow.models``
+(pipelines saved then name them), and where they are now; new saves name the new ones."""
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -652,6 +678,7 @@ def import_class(
     """Import the class ``info`` names, after checking its module is allowed."""
     module_name = _module_of(info, where)
     check_module_allowed(module_name, allowed, where=where)
+    module_name = MOVED_MODULES.get(module_name, module_name)
     qualname: str = info["name"]
     path = f"{module_name}.{qualname}"
     if "<locals>" in qualname:

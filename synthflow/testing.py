@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
-from synthflow.llms.offline import OfflineLLM
+from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.models.llms.offline import OfflineLLM
 
 
 class FunctionLLM(LLM):

@@ -32,7 +32,7 @@ def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 @pytest.fixture(params=["httpx2", "aiohttp"])
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test over each HTTP transport (see synthflow/llms/_http.py)."""
+    """Run a test over each HTTP transport (see synthflow/models/callpath/_http.py)."""
     monkeypatch.setenv("SYNTHFLOW_HTTP", request.param)
     return str(request.param)
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from synthflow.errors import LLMEmptyAnswerError, LLMError
-from synthflow.llms.anthropic import AnthropicLLM
+from synthflow.models.llms.anthropic import AnthropicLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration

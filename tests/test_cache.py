@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from synthflow.llms.cache import CachedGeneration, ResponseCache
+from synthflow.models.callpath.cache import CachedGeneration, ResponseCache
 
 MESSAGES = [{"role": "user", "content": "Name a prime."}]
 KWARGS = {"temperature": 0.7, "max_new_tokens": 64}

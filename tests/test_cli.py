@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from synthflow.cli import app, apply_parameters, draw_dag, parse_value
 from synthflow.distiset import Distiset
 from synthflow.errors import RuntimeParameterError
-from synthflow.llms import OfflineLLM
+from synthflow.models.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import KeepColumns, LoadDataFromDicts, RuntimeParameter, StepInput, step
 from synthflow.steps.base import Row
@@ -130,7 +130,7 @@ def test_script_runs_and_its_saved_pipeline_reruns_from_config(tmp_path: Path) -
     script.write_text(
         textwrap.dedent(
             """
-            from synthflow.llms import OfflineLLM
+            from synthflow.models.llms import OfflineLLM
             from synthflow.pipeline import Pipeline
             from synthflow.steps import LoadDataFromDicts, step
             from synthflow.steps.tasks import TextGeneration
@@ -168,7 +168,7 @@ def test_script_runs_and_its_saved_pipeline_reruns_from_config(tmp_path: Path) -
 
 def test_against_a_loopback_openai_compatible_server(tmp_path: Path) -> None:
     try:
-        from synthflow.llms.openai import OpenAILLM
+        from synthflow.models.llms.openai import OpenAILLM
     except ImportError:
         pytest.skip("OpenAILLM is not available yet")
     sys.path.insert(0, str(ROOT))
@@ -203,7 +203,7 @@ def test_a_budget_from_the_cli_ends_the_run_early(tmp_path: Path) -> None:
         from benchmarks.mock_llm_server import running_server
     finally:
         sys.path.remove(str(ROOT))
-    from synthflow.llms.openai import OpenAILLM
+    from synthflow.models.llms.openai import OpenAILLM
 
     with running_server(latency=0.01) as base_url:
         with Pipeline(name="budgeted") as pipeline:
@@ -292,7 +292,7 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
         textwrap.dedent(
             """
             import sys
-            from synthflow.llms import OfflineLLM
+            from synthflow.models.llms import OfflineLLM
             from synthflow.pipeline import Pipeline
             from synthflow.steps import LoadDataFromDicts
             from synthflow.steps.tasks import TextGeneration

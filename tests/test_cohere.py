@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from synthflow.errors import LLMEmptyAnswerError, LLMError
-from synthflow.llms.cohere import CohereLLM
+from synthflow.models.llms.cohere import CohereLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration

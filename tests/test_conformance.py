@@ -25,9 +25,9 @@ from synthflow.checks import (
     check_yaml_round_trip,
     parametrize_with_checks,
 )
-from synthflow.embeddings import Embeddings
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.embeddings import Embeddings
+from synthflow.models.llms.base import ChatType
 from synthflow.steps import (
     CombineColumns,
     DropDuplicates,

@@ -13,7 +13,7 @@ from huggingface_hub import HfApi
 
 from synthflow.distiset import Distiset
 from synthflow.errors import DistisetError
-from synthflow.llms import OfflineLLM
+from synthflow.models.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import KeepColumns, LoadDataFromDicts, StepInput, step
 from synthflow.steps.base import Row

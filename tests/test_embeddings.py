@@ -11,8 +11,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from synthflow.embeddings import Embeddings, OpenAIEmbeddings, Vector
 from synthflow.errors import LLMConnectionError, LLMResponseError, LLMStatusError, StepError
+from synthflow.models.embeddings import Embeddings, OpenAIEmbeddings, Vector
 from synthflow.pipeline import Pipeline
 from synthflow.serialization import to_text
 from synthflow.steps import EmbeddingGeneration, LoadDataFromDicts

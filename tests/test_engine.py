@@ -12,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 from synthflow.errors import PipelineValidationError, StepError
-from synthflow.llms import OfflineLLM
+from synthflow.models.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import (
     CombineColumns,

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from synthflow.errors import LLMEmptyAnswerError, LLMError
-from synthflow.llms.gemini import GeminiLLM, VertexAILLM, gemini_schema, retry_delay
+from synthflow.models.llms.gemini import GeminiLLM, VertexAILLM, gemini_schema, retry_delay
 from synthflow.steps.tasks import ERROR_COLUMN
 from tests.helpers import generate, run_texts
 from tests.servers import FakeAPI, Reply, Request, fake_api, sequence

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from synthflow.errors import LLMCertificateError
-from synthflow.llms.openai import OpenAILLM
+from synthflow.models.llms.openai import OpenAILLM
 from tests.helpers import generate
 from tests.servers import Reply, Request, fake_api
 

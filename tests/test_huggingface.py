@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from synthflow.errors import LLMError
-from synthflow.llms.huggingface import InferenceEndpointsLLM
+from synthflow.models.llms.huggingface import InferenceEndpointsLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration
@@ -187,5 +187,5 @@ def test_token_env_fallbacks_and_clear_errors(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(LLMError, match=r"needs an API key.*HF_TOKEN"):
         InferenceEndpointsLLM(model=MODEL).load()
     InferenceEndpointsLLM(base_url="http://127.0.0.1:1").load()  # an endpoint may be public
-    with pytest.raises(ValueError, match=r"needs model=\.\.\. .* or base_url=\.\.\."):
+    with pytest.raises(ValueError, match=r"needs model_id=\.\.\. .* or base_url=\.\.\."):
         InferenceEndpointsLLM()

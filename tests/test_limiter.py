@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import anyio
 import pytest
 
-from synthflow.llms._clock import FakeClock
-from synthflow.llms.limiter import (
+from synthflow.models.callpath._clock import FakeClock
+from synthflow.models.callpath.limiter import (
     EndpointLimiter,
     endpoint_key,
     get_limiter,

@@ -19,11 +19,11 @@ import anyio
 import pytest
 
 from synthflow.errors import DiskFullError, LLMEmptyAnswerError
-from synthflow.llms.answers import EMPTY_ANSWER_ATTEMPTS
-from synthflow.llms.base import GenerateOutput
-from synthflow.llms.cache import ResponseCache, is_disk_full
-from synthflow.llms.calls import LLMCalls, LLMCallStats
-from synthflow.llms.openai import GroqLLM, OpenAILLM
+from synthflow.models.callpath.answers import EMPTY_ANSWER_ATTEMPTS
+from synthflow.models.callpath.cache import ResponseCache, is_disk_full
+from synthflow.models.callpath.calls import LLMCalls, LLMCallStats
+from synthflow.models.llms.base import GenerateOutput
+from synthflow.models.llms.openai import GroqLLM, OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from synthflow.embeddings.hidden_states import last_hidden_states
-from synthflow.llms.transformers import TransformersLLM
+from synthflow.models.embeddings.hidden_states import last_hidden_states
+from synthflow.models.llms.local.transformers import TransformersLLM
 from synthflow.pipeline import Pipeline
 from synthflow.serialization import to_text
 from synthflow.steps import LoadDataFromDicts

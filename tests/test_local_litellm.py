@@ -17,8 +17,8 @@ from synthflow.errors import (
     LLMStatusError,
     LLMTimeoutError,
 )
-from synthflow.llms.base import Usage
-from synthflow.llms.litellm import LiteLLM
+from synthflow.models.llms.base import Usage
+from synthflow.models.llms.local.litellm import LiteLLM
 
 
 class Timeout(Exception):

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from synthflow.llms.base import Usage
-from synthflow.llms.llama_cpp import LlamaCppLLM
+from synthflow.models.llms.base import Usage
+from synthflow.models.llms.local.llama_cpp import LlamaCppLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import TextGeneration

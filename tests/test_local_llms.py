@@ -12,12 +12,12 @@ import pytest
 from pydantic import BaseModel
 
 from synthflow.errors import LLMError, LLMResponseError
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
-from synthflow.llms.litellm import LiteLLM
-from synthflow.llms.llama_cpp import LlamaCppLLM
-from synthflow.llms.local import LocalLLM, cut_at_stop, plain_prompt
-from synthflow.llms.transformers import TransformersLLM
-from synthflow.llms.vllm import vLLM
+from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.local.base import LocalLLM, cut_at_stop, plain_prompt
+from synthflow.models.llms.local.litellm import LiteLLM
+from synthflow.models.llms.local.llama_cpp import LlamaCppLLM
+from synthflow.models.llms.local.transformers import TransformersLLM
+from synthflow.models.llms.local.vllm import vLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import TextGeneration
@@ -199,8 +199,8 @@ def test_a_missing_extra_says_what_to_pip_install(
 def test_importing_the_local_llm_modules_imports_no_heavy_library() -> None:
     code = (
         "import sys\n"
-        "import synthflow.llms.transformers, synthflow.llms.vllm\n"
-        "import synthflow.llms.llama_cpp, synthflow.llms.litellm\n"
+        "import synthflow.models.llms.local.transformers, synthflow.models.llms.local.vllm\n"
+        "import synthflow.models.llms.local.llama_cpp, synthflow.models.llms.local.litellm\n"
         "heavy = {'torch', 'transformers', 'vllm', 'llama_cpp', 'litellm', 'tokenizers'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from synthflow.embeddings import SentenceTransformerEmbeddings
+from synthflow.models.embeddings import SentenceTransformerEmbeddings
 from synthflow.pipeline import Pipeline
 from synthflow.serialization import to_text
 from synthflow.steps import EmbeddingGeneration, LoadDataFromDicts

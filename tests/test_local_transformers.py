@@ -14,8 +14,8 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from synthflow.errors import LLMResponseError  # noqa: E402
-from synthflow.llms.base import ChatType, GenerateOutput  # noqa: E402
-from synthflow.llms.transformers import TransformersLLM  # noqa: E402
+from synthflow.models.llms.base import ChatType, GenerateOutput  # noqa: E402
+from synthflow.models.llms.local.transformers import TransformersLLM  # noqa: E402
 from synthflow.pipeline import Pipeline  # noqa: E402
 from synthflow.steps import LoadDataFromDicts  # noqa: E402
 from synthflow.steps.tasks import TextGeneration  # noqa: E402

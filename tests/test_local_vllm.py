@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from synthflow.llms.base import Usage
-from synthflow.llms.vllm import vLLM
+from synthflow.models.llms.base import Usage
+from synthflow.models.llms.local.vllm import vLLM
 
 
 class FakeTokenizer:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from synthflow.errors import LLMError, StepError
-from synthflow.llms.ollama import OllamaLLM
+from synthflow.models.llms.ollama import OllamaLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration

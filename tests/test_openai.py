@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from synthflow.errors import PipelineValidationError
-from synthflow.llms.openai import AzureOpenAILLM, GroqLLM, MistralLLM, OpenAILLM
+from synthflow.models.llms.openai import AzureOpenAILLM, GroqLLM, MistralLLM, OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration

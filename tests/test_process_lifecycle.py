@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     from synthflow.pipeline import Pipeline
     from synthflow.steps import LoadDataFromDicts
     from synthflow.steps.tasks import TextGeneration
-    from synthflow.llms import OfflineLLM
+    from synthflow.models.llms import OfflineLLM
     from tests.helpers import RecordPid
 
     with Pipeline(name="sigint") as pipeline:
@@ -78,7 +78,7 @@ def test_import_is_fast_and_free_of_side_effects() -> None:
     code = (
         "import sys, time; t = time.perf_counter();"
         "import synthflow, synthflow.pipeline, synthflow.steps, synthflow.steps.tasks,"
-        " synthflow.llms, synthflow.testing;"
+        " synthflow.models.llms, synthflow.testing;"
         "print(time.perf_counter() - t);"
         "print(sorted(m for m in ('datasets', 'rich', 'pyarrow', 'nest_asyncio')"
         " if m in sys.modules))"

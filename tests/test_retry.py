@@ -14,9 +14,9 @@ from synthflow.errors import (
     LLMStatusError,
     LLMTimeoutError,
 )
-from synthflow.llms._clock import FakeClock
-from synthflow.llms.limiter import EndpointLimiter
-from synthflow.llms.retry import call_with_retries, parse_retry_after
+from synthflow.models.callpath._clock import FakeClock
+from synthflow.models.callpath.limiter import EndpointLimiter
+from synthflow.models.callpath.retry import call_with_retries, parse_retry_after
 
 NOW = 1_700_000_000.0
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from synthflow.errors import PipelineValidationError
-from synthflow.llms import OfflineLLM
+from synthflow.models.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import KeepColumns, LoadDataFromDicts, StepInput, step
 from synthflow.steps.base import Row

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from pydantic import Field, SecretStr, ValidationError
 
-import synthflow.llms
+import synthflow.models.llms
 from synthflow.errors import SerializationError
-from synthflow.llms import LLM, OfflineLLM
+from synthflow.models.llms import LLM, OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.serialization import read_source, to_text
 from synthflow.steps import (
@@ -128,7 +128,10 @@ def test_the_file_lists_steps_llms_connections_and_runtime_parameters() -> None:
         "module": "synthflow.steps.tasks.text_generation",
         "name": "TextGeneration",
     }
-    assert text["llm"]["type_info"] == {"module": "synthflow.llms.offline", "name": "OfflineLLM"}
+    assert text["llm"]["type_info"] == {
+        "module": "synthflow.models.llms.offline",
+        "name": "OfflineLLM",
+    }
     assert text["llm"]["generation_kwargs"] == {"temperature": 0.3}
     shout = next(s for s in body["steps"] if s["name"] == "shout")
     assert shout["type_info"] == {"module": __name__, "name": "Shout"}  # by reference
@@ -164,8 +167,8 @@ NEEDS_NETWORK_TO_RUN = {"OfflineLLM": False}
 
 def exported_llm_classes() -> list[Any]:
     params = []
-    for name in synthflow.llms.__all__:
-        cls = getattr(synthflow.llms, name)
+    for name in synthflow.models.llms.__all__:
+        cls = getattr(synthflow.models.llms, name)
         if isinstance(cls, type) and issubclass(cls, LLM) and not inspect.isabstract(cls):
             params.append(pytest.param(cls, id=name))
     return params
@@ -442,7 +445,7 @@ pipeline:
       data: [{instruction: a}, {instruction: b}]
     - name: gen
       type_info: {module: synthflow.steps.tasks, name: TextGeneration}
-      llm: {type_info: {module: synthflow.llms, name: OfflineLLM}}
+      llm: {type_info: {module: synthflow.models.llms, name: OfflineLLM}}
     - name: keep
       type_info: {module: synthflow.steps, name: KeepColumns}
       columns: [instruction]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from synthflow.errors import StepError
-from synthflow.llms import OfflineLLM
+from synthflow.models.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.serialization import to_text
 from synthflow.steps import (

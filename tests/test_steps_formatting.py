@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from synthflow.llms import OfflineLLM
+from synthflow.models.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import (
     ConversationTemplate,

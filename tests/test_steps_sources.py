@@ -10,7 +10,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from synthflow.errors import PipelineValidationError
-from synthflow.llms import OfflineLLM
+from synthflow.models.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import (
     CombineOutputs,

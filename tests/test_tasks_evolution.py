@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
-from synthflow.llms.openai import OpenAILLM
+from synthflow.models.llms.base import ChatType
+from synthflow.models.llms.openai import OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, EvolComplexity, EvolInstruct, EvolQuality

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, StructuredGeneration

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.openai import OpenAILLM
+from synthflow.models.llms.openai import OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import TextClassification

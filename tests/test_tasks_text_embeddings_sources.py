@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.pipeline import Pipeline
 from synthflow.serialization import to_text
 from synthflow.steps import Step, StepInput
@@ -390,7 +390,7 @@ def test_offline_llm_runs_every_source() -> None:
 
 
 def test_against_an_openai_compatible_server_with_the_runs_accounting() -> None:
-    from synthflow.llms.openai import OpenAILLM
+    from synthflow.models.llms.openai import OpenAILLM
     from tests.servers import Reply, Request, fake_api
 
     triplets = [
@@ -450,7 +450,7 @@ class PowerCut(Step):
 
 def test_a_source_task_resumes_after_a_crash_from_the_cached_answer() -> None:
     from synthflow.errors import StepError
-    from synthflow.llms.openai import OpenAILLM
+    from synthflow.models.llms.openai import OpenAILLM
     from tests.servers import Reply, Request, fake_api
 
     tasks = [f"Task number {i}." for i in range(10)]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.openai import OpenAILLM
+from synthflow.models.llms.openai import OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import CombineColumns, LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration, UltraFeedback

@@ -6,7 +6,7 @@ import anyio
 import orjson
 from pydantic import BaseModel
 
-from synthflow.llms.structured import validation_error
+from synthflow.models.callpath.structured import validation_error
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import TextGeneration

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from synthflow.errors import OutputParseError, PipelineValidationError, StepError
-from synthflow.llms.openai import OpenAILLM
+from synthflow.models.llms.openai import OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts, Step, StepInput, step
 from synthflow.steps.base import Row

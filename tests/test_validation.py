@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
-from synthflow.llms import OfflineLLM
+from synthflow.models.llms import OfflineLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts, Step, StepInput, step
 from synthflow.steps.base import Row

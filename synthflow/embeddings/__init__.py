@@ -1,35 +1,19 @@
-"""Embedding models: ``from synthflow.embeddings import Embeddings, OpenAIEmbeddings,
-SentenceTransformerEmbeddings``.
+"""Embedding models' old home: ``synthflow.embeddings`` re-exports ``synthflow.models.embeddings``.
 
-The models are imported on first use, so that ``synthflow.steps`` (which holds the
-``EmbeddingGeneration`` step) pulls in neither the HTTP stack nor a local-model library.
+Kept so that code written for the old layout (and distilabel's ``distilabel.embeddings``) keeps
+working; its modules (``synthflow.embeddings.base``, ...) are the new ones under their old names.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from synthflow.embeddings.base import Embeddings, Vector
-from synthflow.embeddings.hidden_states import HiddenState
+from synthflow.models import embeddings as _models_embeddings
 
-if TYPE_CHECKING:
-    from synthflow.embeddings.openai import OpenAIEmbeddings
-    from synthflow.embeddings.sentence_transformers import SentenceTransformerEmbeddings
-
-__all__ = [
-    "Embeddings",
-    "HiddenState",
-    "OpenAIEmbeddings",
-    "SentenceTransformerEmbeddings",
-    "Vector",
-]
+__all__ = list(_models_embeddings.__all__)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "OpenAIEmbeddings":
-        from synthflow.embeddings.openai import OpenAIEmbeddings
+    return getattr(_models_embeddings, name)
 
-        return OpenAIEmbeddings
-    if name == "SentenceTransformerEmbeddings":
-        from synthflow.embeddings.sentence_transformers import SentenceTransformerEmbeddings
 
-        return SentenceTransformerEmbeddings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return __all__

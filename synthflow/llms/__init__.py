@@ -1,54 +1,19 @@
-"""LLM clients: ``from synthflow.llms import OpenAILLM, AnthropicLLM, OfflineLLM, ...``.
+"""LLM clients' old home: ``synthflow.llms`` re-exports ``synthflow.models.llms``.
 
-API clients speak each provider's wire protocol over HTTP (no vendor SDK). Local-model clients
-(``TransformersLLM``, ``vLLM``, ``LlamaCppLLM``) and ``LiteLLM`` need optional extras; importing
-them here is cheap, and their ``load()`` says what to ``pip install`` when it is missing.
+Kept so that code written for the old layout (and distilabel's ``distilabel.llms``) keeps
+working; its modules (``synthflow.llms.base``, ...) are the new ones under their old names.
 """
 
-from synthflow.llms.anthropic import AnthropicLLM
-from synthflow.llms.api import APILLM
-from synthflow.llms.base import LLM, ChatType, GenerateOutput, Usage
-from synthflow.llms.cohere import CohereLLM
-from synthflow.llms.gemini import GeminiLLM, VertexAILLM
-from synthflow.llms.huggingface import InferenceEndpointsLLM
-from synthflow.llms.litellm import LiteLLM
-from synthflow.llms.llama_cpp import LlamaCppLLM
-from synthflow.llms.local import LocalLLM
-from synthflow.llms.offline import OfflineLLM
-from synthflow.llms.ollama import OllamaLLM
-from synthflow.llms.openai import (
-    AnyscaleLLM,
-    AzureOpenAILLM,
-    GroqLLM,
-    MistralLLM,
-    OpenAILLM,
-    TogetherLLM,
-)
-from synthflow.llms.transformers import TransformersLLM
-from synthflow.llms.vllm import vLLM
+from typing import Any
 
-__all__ = [
-    "APILLM",
-    "LLM",
-    "AnthropicLLM",
-    "AnyscaleLLM",
-    "AzureOpenAILLM",
-    "ChatType",
-    "CohereLLM",
-    "GeminiLLM",
-    "GenerateOutput",
-    "GroqLLM",
-    "InferenceEndpointsLLM",
-    "LiteLLM",
-    "LlamaCppLLM",
-    "LocalLLM",
-    "MistralLLM",
-    "OfflineLLM",
-    "OllamaLLM",
-    "OpenAILLM",
-    "TogetherLLM",
-    "TransformersLLM",
-    "Usage",
-    "VertexAILLM",
-    "vLLM",
-]
+from synthflow.models import llms as _models_llms
+
+__all__ = list(_models_llms.__all__)
+
+
+def __getattr__(name: str) -> Any:
+    return getattr(_models_llms, name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -25,9 +25,9 @@ import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from synthflow.errors import DiskFullError, StepError, first_error
-from synthflow.llms.cache import ResponseCache
-from synthflow.llms.calls import Budget, LLMCalls, LLMCallStats
-from synthflow.llms.pricing import Price
+from synthflow.models.callpath.cache import ResponseCache
+from synthflow.models.callpath.calls import Budget, LLMCalls, LLMCallStats
+from synthflow.models.callpath.pricing import Price
 from synthflow.pipeline import _disk
 from synthflow.pipeline._execution import StepProcessPool
 from synthflow.pipeline._gc import collector_tuned_for_run, freeze_imported

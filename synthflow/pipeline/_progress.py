@@ -19,7 +19,7 @@ from typing import Any, Literal
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from synthflow.llms.calls import LLMCallStats
+from synthflow.models.callpath.calls import LLMCallStats
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import GeneratorStep, GlobalStep, _Step
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
-from synthflow.llms.pricing import Price, price_of
+from synthflow.models.callpath.pricing import Price, price_of
 from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import missing_runtime_parameters, set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step, takes_separate_inputs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from synthflow.llms.calls import LLMCallStats
+from synthflow.models.callpath.calls import LLMCallStats
 
 
 @dataclass

@@ -8,7 +8,7 @@ from synthflow.pipeline.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from synthflow.distiset import Distiset
-    from synthflow.llms.base import LLM
+    from synthflow.models.llms.base import LLM
 
 DEFAULT_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 
@@ -58,7 +58,7 @@ class InstructionResponsePipeline:
 
 
 def _default_llm(hf_token: str | None) -> LLM:
-    from synthflow.llms import InferenceEndpointsLLM
+    from synthflow.models.llms import InferenceEndpointsLLM
 
     kwargs: dict[str, Any] = {
         "model": DEFAULT_MODEL,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from synthflow.embeddings.base import Embeddings
+from synthflow.models.embeddings.base import Embeddings
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps._rows import column
 from synthflow.steps._vectors import embedding_matrix

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, SecretStr
 
-from synthflow.llms.base import ChatType
-from synthflow.llms.local import missing_extra, release_gpu_memory, text_of
+from synthflow.models.llms.base import ChatType
+from synthflow.models.llms.local.base import missing_extra, release_gpu_memory, text_of
 from synthflow.steps.base import Row, Step, StepInput
 
 
@@ -95,7 +95,7 @@ class RewardModelScore(Step):
     def load(self) -> None:
         if self._loaded.model is not None:
             return
-        from synthflow.llms.transformers import _dtype, _dtype_keyword
+        from synthflow.models.llms.local.transformers import _dtype, _dtype_keyword
 
         try:
             import torch

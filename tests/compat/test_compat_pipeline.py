@@ -12,7 +12,7 @@ import pytest
 from pydantic import Field
 
 import synthflow.steps.tasks
-from synthflow.llms import LLM, OpenAILLM
+from synthflow.models.llms import LLM, OpenAILLM
 from synthflow.pipeline import InstructionResponsePipeline, Pipeline
 from synthflow.steps import (
     GeneratorStep,

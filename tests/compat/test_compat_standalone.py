@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from synthflow.errors import StepError
-from synthflow.llms import OpenAILLM
+from synthflow.models.llms import OpenAILLM
 from synthflow.steps import Step, StepInput, StepOutput, step
 from synthflow.steps.tasks import TextGeneration
 from synthflow.testing import FunctionLLM, OfflineLLM

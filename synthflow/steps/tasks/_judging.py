@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import GenerateOutput
+from synthflow.models.llms.base import GenerateOutput
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import anyio
-from pydantic import Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from synthflow._sync import run_sync
 from synthflow.errors import (
@@ -23,9 +23,14 @@ from synthflow.errors import (
     OutputParseError,
     StepError,
 )
-from synthflow.llms.answers import require_answers
-from synthflow.llms.base import LLM, ChatType, GenerateOutput
-from synthflow.llms.calls import LLMCalls, LLMCallStats
+from synthflow.models.callpath.answers import require_answers
+from synthflow.models.callpath.calls import LLMCalls, LLMCallStats
+from synthflow.models.callpath.structured import (
+    StructuredOutputLLM,
+    schema_of,
+    unwrap_structured_output,
+)
+from synthflow.models.llms.base import LLM, ChatType, GenerateOutput
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import (
     FAILED,
@@ -88,11 +93,38 @@ class Task(Step, ABC):
         description="What a failed row does: 'null' (default for tasks) keeps it with null "
         "outputs and the error in 'synthflow_error'; 'fail' cancels the run; 'drop' drops it.",
     )
+    use_default_structured_output: bool = Field(
+        default=False,
+        description="Ask the LLM for the schema of get_structured_output() (tasks that define "
+        "one), when the LLM takes a structured_output and has none.",
+    )
 
     separate_inputs: ClassVar[bool | None] = False  # a task reads one (merged) row at a time
 
     _calls: LLMCalls | None = PrivateAttr(default=None)
     _call_stats: LLMCallStats = PrivateAttr(default_factory=LLMCallStats)
+
+    def get_structured_output(self) -> dict[str, Any] | type[BaseModel] | None:
+        """The JSON schema (or pydantic class) this task's answers follow, which
+        ``use_default_structured_output`` asks the LLM for; None (the default): no schema."""
+        return None
+
+    @model_validator(mode="after")
+    def _ask_for_default_schema(self) -> Self:
+        if not self.use_default_structured_output:
+            return self
+        default = self.get_structured_output()
+        llm = self.llm
+        if default is None or not isinstance(llm, StructuredOutputLLM):
+            return self
+        schema = schema_of(unwrap_structured_output(default))
+        current = llm.structured_output
+        # Replace no schema of the user's, only none or an earlier version of this one (same
+        # title: the task's fields changed since it was set).
+        if current != schema and (current is None or current.get("title") == schema.get("title")):
+            # A copy, set without re-validating the task: the user's LLM may be shared.
+            self.__dict__["llm"] = llm.model_copy(update={"structured_output": schema})
+        return self
 
     def bind_calls(self, calls: LLMCalls | None, stats: LLMCallStats) -> None:
         """Route this task's LLM calls through a run's cache and accounting (engine use)."""

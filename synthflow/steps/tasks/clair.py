@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import require_text

@@ -25,7 +25,7 @@ import string
 from collections.abc import Callable
 from typing import Any, cast
 
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.decorator import column_names
 from synthflow.steps.tasks.base import Task

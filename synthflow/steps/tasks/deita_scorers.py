@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks._judging import (
     JudgeTask,

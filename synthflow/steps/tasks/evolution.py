@@ -18,7 +18,7 @@ import anyio
 from pydantic import Field, field_validator
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import FAILED, METADATA_COLUMN, Row
 from synthflow.steps.tasks.base import Task

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from synthflow.llms.base import LLM, ChatType
+from synthflow.models.llms.base import LLM, ChatType
 from synthflow.steps.base import Row, Step, StepInput
 
 
@@ -70,7 +70,7 @@ class GenerateEmbeddings(Step):
         )
 
     def process(self, inputs: StepInput) -> Iterator[list[Row]]:
-        from synthflow.embeddings.hidden_states import last_hidden_states
+        from synthflow.models.embeddings.hidden_states import last_hidden_states
 
         todo = [
             (i, self.format_input(row)) for i, row in enumerate(inputs) if row["text"] is not None

@@ -23,7 +23,7 @@ import anyio
 from pydantic import Field, PositiveInt
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.steps.base import METADATA_COLUMN, Row, Step, StepInput
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import json_value, require_text
@@ -253,9 +253,6 @@ class MathShepherdGenerator(Task):
         description="Candidate solutions per problem (column 'solutions'); None writes one "
         "golden solution (column 'golden_solution').",
     )
-    use_default_structured_output: bool = Field(
-        default=False, description="Ask for the solutions as JSON and read them from it."
-    )
 
     @property
     def inputs(self) -> list[str]:
@@ -355,9 +352,6 @@ class MathShepherdCompleter(Task):
         min_length=2,
         max_length=2,
         description="The labels of a good and of a bad step.",
-    )
-    use_default_structured_output: bool = Field(
-        default=False, description="Ask for each continuation as JSON and read it from it."
     )
 
     @property

@@ -81,7 +81,7 @@ class PairRM(Step):
 
     def unload(self) -> None:
         self._loaded.blender = None
-        from synthflow.llms.local import release_gpu_memory
+        from synthflow.models.llms.local.base import release_gpu_memory
 
         release_gpu_memory()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import list_items

@@ -1,5 +1,4 @@
-"""Answers held to a format: a JSON schema or a regular expression per row, and the default
-schema a task asks its LLM for."""
+"""Answers held to a format: a JSON schema or a regular expression per row."""
 
 from __future__ import annotations
 
@@ -11,30 +10,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
-from synthflow.llms.structured import StructuredOutputLLM, schema_of, validation_error
+from synthflow.models.callpath.structured import schema_of, validation_error
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import json_value, require_text
 
 JSON_RULE = "Answer with only a JSON value that follows this JSON schema:\n{schema}"
 REGEX_RULE = "Answer with only text that matches this regular expression:\n{pattern}"
-
-
-def with_default_schema(data: Any, schema: dict[str, Any]) -> Any:
-    """Constructor data (a model ``before`` validator's input) whose ``llm`` asks for
-    ``schema``: a copy of the LLM with ``structured_output`` set, when it takes one and has
-    none, or has an earlier version of this schema (same title; the task's fields changed). The
-    user's LLM object is left as it is (another task may share it)."""
-    if not isinstance(data, dict) or not data.get("use_default_structured_output", True):
-        return data
-    llm = data.get("llm")
-    if not isinstance(llm, StructuredOutputLLM) or llm.structured_output == schema:
-        return data
-    current = llm.structured_output
-    if current is None or current.get("title") == schema.get("title"):
-        data = {**data, "llm": llm.model_copy(update={"structured_output": schema})}
-    return data
 
 
 def row_format(value: Any) -> tuple[str, Any] | None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import json_value, require_text
-from synthflow.steps.tasks.structured_generation import with_default_schema
 
 DEFAULT_SYSTEM_PROMPT = (
     "You label texts. Read the text you are given and answer only with the labels that "
@@ -90,18 +89,13 @@ class TextClassification(Task):
         description="Ask the LLM for the labels' JSON schema when it takes one and has none.",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _ask_for_schema(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        n, available = data.get("n", 1), data.get("available_labels")
-        default = data.get("default_label", cls.model_fields["default_label"].default)
+    def get_structured_output(self) -> dict[str, Any]:
+        available, default = self.available_labels, self.default_label
         choices = None
-        if isinstance(available, list | dict) and available:
+        if available:
             extra = [default] if isinstance(default, str) else list(default or [])
             choices = [*map(str, available), *map(str, extra)]
-        return with_default_schema(data, label_schema(n if isinstance(n, int) else 1, choices))
+        return label_schema(self.n, choices)
 
     @property
     def inputs(self) -> list[str]:

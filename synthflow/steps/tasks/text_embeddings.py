@@ -7,14 +7,13 @@ import random
 import re
 from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import json_object, json_value, require_text
-from synthflow.steps.tasks.structured_generation import with_default_schema
 
 GenerationAction = Literal["paraphrase", "semantically-similar", "query", "answer"]
 
@@ -91,17 +90,9 @@ class GenerateSentencePair(Task):
         default=False, description="Make the negative a hard one (close to the anchor)."
     )
     context: str = Field(default="", description="The domain of the anchors, told to the model.")
-    use_default_structured_output: bool = Field(
-        default=False,
-        description="Ask the LLM for the answer's JSON schema when it takes one and has none.",
-    )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _ask_for_schema(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not data.get("use_default_structured_output", False):
-            return data
-        return with_default_schema(data, pair_schema(bool(data.get("triplet", False))))
+    def get_structured_output(self) -> dict[str, Any]:
+        return pair_schema(self.triplet)
 
     @property
     def inputs(self) -> list[str]:
@@ -197,17 +188,9 @@ class _EmbeddingData(Task):
 
     language: str = Field(default="English", description="The language to write the data in.")
     seed: int = Field(default=42, description="Seeds the draw of the attributes left unset.")
-    use_default_structured_output: bool = Field(
-        default=False,
-        description="Ask the LLM for the example's JSON schema when it takes one and has none.",
-    )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _ask_for_schema(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not data.get("use_default_structured_output", False):
-            return data
-        return with_default_schema(data, example_schema(cls.__name__, cls.keys))
+    def get_structured_output(self) -> dict[str, Any]:
+        return example_schema(type(self).__name__, self.keys)
 
     @property
     def inputs(self) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType, GenerateOutput
+from synthflow.models.llms.base import ChatType, GenerateOutput
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.generator_task import GeneratorTask
 from synthflow.steps.tasks.parsing import json_object, json_value, list_items, require_text

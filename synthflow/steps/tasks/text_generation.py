@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks.base import Task
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 
 
 class ChatItem(TypedDict):

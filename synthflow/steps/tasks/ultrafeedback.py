@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import ChatType
+from synthflow.models.llms.base import ChatType
 from synthflow.steps.base import Row
 from synthflow.steps.tasks._judging import (
     JudgeTask,

@@ -1,0 +1,82 @@
+"""Model clients, as ``distilabel.models``: ``from synthflow.models import OpenAILLM``.
+
+    synthflow.models.llms              LLM clients (API clients; in-process models in llms/local/)
+    synthflow.models.embeddings        embedding models
+    synthflow.models.image_generation  image generation models
+    synthflow.models.callpath          the call path every client shares (HTTP, limits, retries,
+                                       cache, accounting, structured output)
+
+The LLM clients import cheaply (no vendor SDKs); embedding models are imported on first use.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from synthflow.models.embeddings import Embeddings, HiddenState
+from synthflow.models.llms import (
+    APILLM,
+    LLM,
+    AnthropicLLM,
+    AnyscaleLLM,
+    AzureOpenAILLM,
+    ChatType,
+    CohereLLM,
+    GeminiLLM,
+    GenerateOutput,
+    GroqLLM,
+    InferenceEndpointsLLM,
+    LiteLLM,
+    LlamaCppLLM,
+    LocalLLM,
+    MistralLLM,
+    OfflineLLM,
+    OllamaLLM,
+    OpenAILLM,
+    TogetherLLM,
+    TransformersLLM,
+    Usage,
+    VertexAILLM,
+    vLLM,
+)
+
+if TYPE_CHECKING:
+    from synthflow.models.embeddings import OpenAIEmbeddings, SentenceTransformerEmbeddings
+
+__all__ = [
+    "APILLM",
+    "LLM",
+    "AnthropicLLM",
+    "AnyscaleLLM",
+    "AzureOpenAILLM",
+    "ChatType",
+    "CohereLLM",
+    "Embeddings",
+    "GeminiLLM",
+    "GenerateOutput",
+    "GroqLLM",
+    "HiddenState",
+    "InferenceEndpointsLLM",
+    "LiteLLM",
+    "LlamaCppLLM",
+    "LocalLLM",
+    "MistralLLM",
+    "OfflineLLM",
+    "OllamaLLM",
+    "OpenAIEmbeddings",
+    "OpenAILLM",
+    "SentenceTransformerEmbeddings",
+    "TogetherLLM",
+    "TransformersLLM",
+    "Usage",
+    "VertexAILLM",
+    "vLLM",
+]
+
+_LAZY_EMBEDDINGS = ("OpenAIEmbeddings", "SentenceTransformerEmbeddings")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_EMBEDDINGS:
+        from synthflow.models import embeddings
+
+        return getattr(embeddings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,8 @@
+"""The call path every model client shares, apart from the clients themselves.
+
+A task's call goes ``calls`` (the run's response cache, budget and accounting) -> the client's
+``agenerate`` -> for HTTP clients ``retry`` -> ``limiter`` -> ``_http`` (the one transport seam).
+``answers`` decides what counts as an answer, ``structured`` checks answers against a JSON schema
+and re-asks, ``pricing`` turns usage into cost, and ``_clock`` is the injectable clock the
+limiter and retries wait on. Nothing here knows a provider's wire format.
+"""

@@ -1,0 +1,345 @@
+"""APILLM: the base of every LLM reached over HTTP.
+
+A provider module implements three things: the auth headers, the request body for a
+conversation, and how to read the response body. Everything else is shared and happens here, in
+this order, around each HTTP request:
+
+    structured-output re-ask (bounded)
+      └── retries (tenacity; 429, 5xx, timeouts, resets, unreadable bodies, missing answers)
+            └── the endpoint's rate limiter (concurrency, RPM/TPM buckets, 429 pause, AIMD)
+                  └── one HTTP request (synthflow.models.callpath._http), its answers checked
+                      (synthflow.models.callpath.answers: no text is a failed call, never a value)
+
+One limiter serves each endpoint and API key, shared by every step and LLM object that uses them.
+API keys are ``SecretStr``: never serialized, logged, or shown in errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import anyio
+from pydantic import Field, PrivateAttr, SecretStr
+
+from synthflow.errors import (
+    FATAL_STATUSES,
+    LLMConnectionError,
+    LLMEmptyAnswerError,
+    LLMError,
+    LLMResponseError,
+    LLMStatusError,
+    first_error,
+)
+from synthflow.models.callpath._http import HTTPClient, JSONResponse, transport_name
+from synthflow.models.callpath.answers import AnswerPool, empty_answer_error, samples
+from synthflow.models.callpath.limiter import EndpointLimiter, endpoint_key, get_limiter
+from synthflow.models.callpath.retry import call_with_retries
+from synthflow.models.callpath.structured import StructuredOutputLLM
+from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
+from synthflow.runtime_parameters import RuntimeParameter
+
+Payload = dict[str, Any]
+
+
+class APILLM(StructuredOutputLLM):
+    """Shared configuration and call path of HTTP API clients. See the module docstring."""
+
+    provider: ClassVar[str] = "api"
+    billed: ClassVar[bool] = True
+    default_base_url: ClassVar[str] = ""
+    api_key_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None
+    supports_n: ClassVar[bool] = False
+    """The API returns several completions per request (OpenAI's ``n``)."""
+
+    model: str = Field(description="The model to call.")
+    base_url: str | None = Field(
+        default=None, description="The endpoint's base URL; the provider's default when unset."
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="API key; read from the provider's environment variable when unset.",
+    )
+    timeout: RuntimeParameter[float] = Field(
+        default=120.0, gt=0, description="Seconds before one request times out."
+    )
+    max_retries: RuntimeParameter[int] = Field(
+        default=5, ge=0, description="Retries after a 429, 5xx, timeout or connection error."
+    )
+    retry_backoff: RuntimeParameter[float] = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds before the first retry (doubling, with jitter), and the endpoint "
+        "pause after a 429 that has no Retry-After.",
+    )
+    max_concurrency: RuntimeParameter[int | None] = Field(
+        default=None,
+        ge=1,
+        description="Requests in flight to this endpoint, across every step that uses it.",
+    )
+    requests_per_minute: RuntimeParameter[float | None] = Field(
+        default=None, gt=0, description="Request budget per minute for this endpoint and key."
+    )
+    tokens_per_minute: RuntimeParameter[float | None] = Field(
+        default=None, gt=0, description="Token budget per minute for this endpoint and key."
+    )
+    latency_adaptive: bool = Field(
+        default=False,
+        description="For self-hosted servers that never answer 429: grow concurrency only "
+        "while latency stays flat.",
+    )
+    include_raw: bool = Field(
+        default=False, description="Keep each raw response body in the output."
+    )
+    default_headers: dict[str, str] = Field(
+        default_factory=dict, description="More HTTP headers sent with every request."
+    )
+
+    _http: HTTPClient | None = PrivateAttr(default=None)
+    _limiter: tuple[tuple[Any, ...], EndpointLimiter] | None = PrivateAttr(default=None)
+
+    # -- identity and configuration ---------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    def cache_identity(self) -> CacheIdentity:
+        # The resolved endpoint (argument, environment variable or default): another server
+        # never answers from this one's cache.
+        return CacheIdentity(
+            self.provider,
+            self.model,
+            dict(self.generation_kwargs),
+            self.structured_output,
+            self.endpoint,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        env = os.environ.get(self.base_url_env) if self.base_url_env else None
+        return (self.base_url or env or self.default_base_url).rstrip("/")
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+    def load(self) -> None:
+        if not self.endpoint:
+            raise LLMError(f"{type(self).__name__} needs base_url=...")
+        if self.requires_api_key() and self.resolved_api_key() is None:
+            raise LLMError(
+                f"{type(self).__name__} needs an API key: pass api_key=... or set "
+                f"{self.api_key_env}"
+            )
+        # Import the HTTP transport here (a worker thread, before the run starts) rather than
+        # inside the first request, where the event loop would stall on it.
+        importlib.import_module(transport_name())
+
+    def requires_api_key(self) -> bool:
+        """Hosted endpoints need a key; a self-hosted one (another base_url) may not."""
+        return bool(self.api_key_env) and self.endpoint == self.default_base_url.rstrip("/")
+
+    # -- what a provider implements ---------------------------------------------------------
+
+    @abstractmethod
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        """Headers that authenticate a request."""
+
+    @abstractmethod
+    def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
+        """The path (relative to the base URL, or absolute) and JSON body of one request."""
+
+    @abstractmethod
+    def parse_response(self, data: Any) -> GenerateOutput:
+        """Read a 2xx body. May raise KeyError/TypeError/ValueError on an unexpected shape."""
+
+    # -- the call path ----------------------------------------------------------------------
+
+    def _client(self) -> HTTPClient:
+        if self._http is None:
+            self._http = HTTPClient(self.endpoint, timeout=self.timeout)
+        return self._http
+
+    limit_per_model: ClassVar[bool] = False
+    """The provider's quotas are per model (Gemini), not per key: one limiter per model."""
+
+    def limiter(self) -> EndpointLimiter:
+        endpoint = f"{self.endpoint}#{self.model}" if self.limit_per_model else self.endpoint
+        settings = {
+            "max_concurrency": self.max_concurrency,
+            "requests_per_minute": self.requests_per_minute,
+            "tokens_per_minute": self.tokens_per_minute,
+            "latency_adaptive": self.latency_adaptive,
+            "base_pause": self.retry_backoff,
+        }
+        identity = (endpoint, self.resolved_api_key(), tuple(settings.values()))
+        # Looked up on every request: remember it until the endpoint or a setting changes.
+        if self._limiter is None or self._limiter[0] != identity:
+            limiter = get_limiter(endpoint_key(endpoint, identity[1]), **settings)
+            self._limiter = (identity, limiter)
+        return self._limiter[1]
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        if num_generations == 1 or self.supports_n:
+            output = await self._request(messages, num_generations)
+        else:
+            output = await self._fan_out(messages, num_generations)
+        return await self.enforce_schema(messages, output, self._ask_once)
+
+    async def _ask_once(self, messages: ChatType) -> GenerateOutput:
+        return await self._request(messages, 1)
+
+    async def _fan_out(self, messages: ChatType, n: int) -> GenerateOutput:
+        outputs: list[GenerateOutput] = [GenerateOutput([]) for _ in range(n)]
+        empty: list[LLMEmptyAnswerError] = []
+        seed = self.generation_kwargs.get("seed")
+        self._client()  # created before any copy below, so that they all share it
+
+        async def one(i: int) -> None:
+            caller = self
+            if isinstance(seed, int) and i:
+                # With a fixed seed every request would return the same text: the i-th of n
+                # generations asks with seed + i (a shallow copy shares the HTTP client).
+                kwargs = {**self.generation_kwargs, "seed": seed + i}
+                caller = self.model_copy(update={"generation_kwargs": kwargs})
+            try:
+                outputs[i] = await caller._request(messages, 1)
+            except LLMEmptyAnswerError as exc:
+                # Not a reason to cancel the others: their answers are kept (and cached).
+                empty.append(exc)
+                kept = exc.output or GenerateOutput([])
+                kept.retries, kept.rate_limited = exc.retries, exc.rate_limited
+                outputs[i] = kept
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    tg.start_soon(one, i)
+        except BaseExceptionGroup as group:
+            # One failed generation fails the call: report its error alone, with what the
+            # generations that did finish cost.
+            failure = first_error(group)
+            if isinstance(failure, LLMError):
+                done = _combine([out for out in outputs if out.generations])
+                failure.usage = done.usage + (failure.usage or Usage())
+                failure.retries += done.retries
+                failure.rate_limited += done.rate_limited
+            raise failure from failure.__cause__
+        combined = _combine(outputs)
+        if not empty:
+            return combined
+        reasons = [reason for exc in empty for reason in exc.reasons]
+        error = empty_answer_error(type(self).__name__, n, len(empty), reasons, combined)
+        raise error from empty[0]
+
+    async def _request(self, messages: ChatType, num_generations: int) -> GenerateOutput:
+        headers = {**self.default_headers, **self.auth_headers(self.resolved_api_key())}
+        limiter = self.limiter()
+        estimate = _estimate_tokens(messages, self.generation_kwargs, num_generations)
+        counts = {"retries": 0, "rate_limited": 0}
+        pool = AnswerPool(
+            num_generations, who=type(self).__name__, sampling=samples(self.generation_kwargs)
+        )
+
+        def on_retry(exc: BaseException) -> None:
+            counts["retries"] += 1
+            if isinstance(exc, LLMStatusError) and exc.status_code == 429:
+                counts["rate_limited"] += 1
+
+        async def attempt() -> GenerateOutput:
+            # A retry after an answer that lacked some generations asks only for those.
+            path, payload = self.build_request(messages, pool.wanted)
+            async with limiter.acquire(estimate) as permit:
+                started = time.monotonic()
+                try:
+                    response = await self._client().post_json(path, payload, headers)
+                except (LLMStatusError, LLMResponseError):
+                    limiter.answered = True  # an error status or a garbled body: still an answer
+                    raise
+                limiter.answered = True
+                limiter.update_from_headers(response.headers)
+                output = self._read(response)
+                permit.reconcile(output.usage.input_tokens + output.usage.output_tokens)
+                limiter.on_success(time.monotonic() - started)
+            return pool.add(output)
+
+        try:
+            output = await call_with_retries(
+                attempt,
+                max_attempts=self.max_retries + 1,
+                base_delay=self.retry_backoff,
+                limiter=limiter,
+                on_retry=on_retry,
+            )
+        except LLMError as exc:  # the attempts still count
+            exc.retries += counts["retries"]
+            exc.rate_limited += counts["rate_limited"]
+            if isinstance(exc, LLMStatusError) and exc.status_code in FATAL_STATUSES:
+                exc.fatal = not limiter.succeeded
+            if isinstance(exc, LLMConnectionError) and not limiter.answered:
+                unreachable = LLMConnectionError(
+                    f"{exc} (no request to {self.endpoint} has been answered yet: check "
+                    "base_url, and that the server is running)"
+                )
+                unreachable.fatal, unreachable.retries = True, exc.retries
+                unreachable.rate_limited = exc.rate_limited
+                raise unreachable from exc
+            raise
+        output.retries = counts["retries"]
+        output.rate_limited = counts["rate_limited"]
+        return output
+
+    def _read(self, response: JSONResponse) -> GenerateOutput:
+        try:
+            output = self.parse_response(response.data)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise LLMResponseError(
+                f"{type(self).__name__} could not read the response: {type(exc).__name__}: {exc}"
+            ) from exc
+        if self.include_raw:
+            output.raw = response.data
+        return output
+
+
+def _combine(outputs: list[GenerateOutput]) -> GenerateOutput:
+    combined = GenerateOutput(generations=[], usage=Usage())
+    logprobs: list[Any] = []
+    for out in outputs:
+        combined.generations.extend(out.generations)
+        combined.usage = combined.usage + out.usage
+        combined.retries += out.retries
+        combined.rate_limited += out.rate_limited
+        if out.logprobs:
+            logprobs.extend(out.logprobs)
+    combined.logprobs = logprobs or None
+    combined.raw = [out.raw for out in outputs] if any(o.raw for o in outputs) else None
+    return combined
+
+
+def _estimate_tokens(messages: ChatType, kwargs: dict[str, Any], n: int) -> int:
+    """A cheap upper-ish estimate for the TPM bucket (reconciled with real usage later)."""
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    max_out = kwargs.get("max_new_tokens") or kwargs.get("max_tokens") or 256
+    return chars // 4 + int(max_out) * n
+
+
+def generation_kwarg(kwargs: dict[str, Any], *names: str) -> Any:
+    """The first of ``names`` present in ``kwargs`` (synthflow's name first, then aliases)."""
+    for name in names:
+        if name in kwargs:
+            return kwargs[name]
+    return None

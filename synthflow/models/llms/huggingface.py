@@ -1,0 +1,162 @@
+"""Hugging Face's serverless Inference API and dedicated Inference Endpoints.
+
+Both serve text-generation-inference (TGI), whose Messages API is OpenAI's chat completions, so
+``InferenceEndpointsLLM`` is ``OpenAILLM`` with Hugging Face's URLs and token, and two
+differences in the body: TGI has no ``n`` (several generations are several requests), and its
+structured output is a grammar, ``response_format: {"type": "json", "value": <JSON schema>}``.
+TGI compiles the schema into a grammar (with outlines) before the first token: the first
+request with a new schema is slower, and a schema outlines can't compile (recursive ones, some
+``pattern``s and formats) is answered with a 4xx. Every answer is still validated, and re-asked
+when it doesn't follow the schema. Images (``image_url`` parts) and ``logprobs`` pass through to
+vision models and TGI unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar, Self
+
+from pydantic import Field, model_validator
+
+from synthflow.errors import LLMError
+from synthflow.models.llms.api import Payload
+from synthflow.models.llms.base import ChatType
+from synthflow.models.llms.magpie import MagpieSettings
+from synthflow.models.llms.openai import OpenAILLM
+
+_SERVERLESS_HEADERS = {
+    # Wait for a cold model to load instead of answering 503 at once.
+    "x-wait-for-model": "true",
+    # The serverless API caches answers to identical requests, which would make several
+    # generations of one prompt identical; synthflow has its own response cache.
+    "x-use-cache": "false",
+}
+
+
+_TEXT_GENERATION_ONLY = (
+    "do_sample",
+    "repetition_penalty",
+    "return_full_text",
+    "top_k",
+    "top_n_tokens",
+    "typical_p",
+    "watermark",
+)
+"""distilabel's generation kwargs for TGI's raw text-generation route, which the messages API
+doesn't take (distilabel drops them too when it calls the chat route)."""
+
+
+class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
+    """A model on Hugging Face: ``model`` alone is a Hub model id on the serverless Inference API
+    (``https://api-inference.huggingface.co/models/{model}/v1/chat/completions``); ``base_url``
+    is a dedicated Inference Endpoint (or any TGI server), called at ``{base_url}/v1/chat/
+    completions``, where ``model`` is optional and only names the model in the output.
+
+    The token is ``api_key``, else ``HF_TOKEN``, else ``HUGGING_FACE_HUB_TOKEN``; the serverless
+    API requires one. A dedicated endpoint scaled to zero answers 503 while it starts (minutes):
+    raise ``max_retries`` and ``retry_backoff`` for those.
+
+    distilabel's settings work as there: ``model_id`` is ``model``; ``endpoint_name`` (with
+    ``endpoint_namespace``, else the token's user) is a dedicated endpoint whose URL ``load()``
+    looks up with ``huggingface_hub``; ``model_display_name`` is the ``model_name`` column.
+    ``tokenizer_id`` and the Magpie settings are kept for the Magpie tasks: other tasks send
+    chat messages, and the server applies the model's chat template to them, so the
+    text-generation-only kwargs (``do_sample``, ``repetition_penalty``, ``top_k``, ...) are not
+    sent; ``stop_sequences`` is sent as ``stop``.
+    """
+
+    provider: ClassVar[str] = "huggingface"
+    default_base_url: ClassVar[str] = "https://api-inference.huggingface.co"
+    api_key_env: ClassVar[str | None] = "HF_TOKEN"
+    api_key_envs: ClassVar[tuple[str, ...]] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+    base_url_env: ClassVar[str | None] = None
+    supports_n: ClassVar[bool] = False
+    field_aliases: ClassVar[dict[str, str]] = {"model_id": "model"}
+    renames: ClassVar[dict[str, str]] = {**OpenAILLM.renames, "stop_sequences": "stop"}
+
+    model: str = Field(
+        default="",
+        description="A Hub model id (serverless); optional with base_url, where it only names "
+        "the model.",
+    )
+
+    endpoint_name: str | None = Field(
+        default=None, description="A dedicated Inference Endpoint's name (instead of base_url)."
+    )
+    endpoint_namespace: str | None = Field(
+        default=None, description="The endpoint's user or organization; the token's user if unset."
+    )
+    tokenizer_id: str | None = Field(
+        default=None, description="The model's tokenizer on the Hub (used by the Magpie tasks)."
+    )
+    model_display_name: str | None = Field(
+        default=None, description="The name written in the model_name column."
+    )
+
+    @model_validator(mode="after")
+    def _model_or_endpoint(self) -> Self:
+        if not self.model and not self.base_url and not self.endpoint_name:
+            raise ValueError(
+                "InferenceEndpointsLLM needs model_id=... (a Hub model id, for the serverless "
+                "API), endpoint_name=... or base_url=... (an Inference Endpoint)"
+            )
+        return self
+
+    @property
+    def serverless(self) -> bool:
+        return not self.base_url and not self.endpoint_name
+
+    @property
+    def model_name(self) -> str:
+        return self.model_display_name or self.model or self.endpoint_name or self.endpoint
+
+    def load(self) -> None:
+        if self.endpoint_name and not self.base_url:
+            self.base_url = self._endpoint_url()
+        super().load()
+
+    def _endpoint_url(self) -> str:
+        try:
+            from huggingface_hub import get_inference_endpoint
+        except ImportError:
+            raise LLMError(
+                "InferenceEndpointsLLM(endpoint_name=...) looks the endpoint up with "
+                "huggingface_hub: pip install huggingface_hub, or pass base_url=<its URL>"
+            ) from None
+        name, namespace = self.endpoint_name or "", self.endpoint_namespace
+        try:
+            found = get_inference_endpoint(name, namespace=namespace, token=self.resolved_api_key())
+        except Exception as exc:
+            raise LLMError(
+                f"can't look up Inference Endpoint {name!r}: {exc}; check endpoint_name and "
+                "endpoint_namespace, or pass base_url=<its URL>"
+            ) from None
+        if not found.url:
+            raise LLMError(
+                f"Inference Endpoint {name!r} has no URL (status {found.status!r}): resume it "
+                "in the Hugging Face console, or pass base_url=<its URL>"
+            )
+        return str(found.url)
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return next((os.environ[e] for e in self.api_key_envs if os.environ.get(e)), None)
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        headers = super().auth_headers(api_key)
+        return {**headers, **_SERVERLESS_HEADERS} if self.serverless else headers
+
+    def chat_path(self) -> str:
+        if self.serverless:
+            return f"/models/{self.model}/v1/chat/completions"
+        return "/chat/completions" if self.endpoint.endswith("/v1") else "/v1/chat/completions"
+
+    def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
+        path, payload = super().build_request(messages, num_generations)
+        for name in _TEXT_GENERATION_ONLY:
+            payload.pop(name, None)
+        payload["model"] = self.model or "tgi"  # TGI requires the field and ignores its value
+        if self.structured_output is not None:
+            payload["response_format"] = {"type": "json", "value": self.structured_output}
+        return path, payload
