@@ -22,14 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from synthflow.errors import OutputParseError
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import Row, Step, StepInput
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import json_value, require_text
-from synthflow.steps.tasks.structured_generation import with_default_schema
 from synthflow.steps.tasks.typing import ChatType
 
 # -- the generator -------------------------------------------------------------------------------
@@ -105,10 +104,6 @@ class APIGenGenerator(Task):
     system_prompt: str = Field(
         default=GENERATOR_SYSTEM_PROMPT, description="The system message of every call."
     )
-    use_default_structured_output: bool = Field(
-        default=False,
-        description="Ask the LLM for the answer's JSON schema when it takes one and has none.",
-    )
     number: int | list[int] | dict[int, float] = Field(
         default=1,
         description="Calls per query: an int, a list to pick from at random, or a mapping of "
@@ -121,12 +116,8 @@ class APIGenGenerator(Task):
 
     _random: random.Random = PrivateAttr(default_factory=random.Random)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _ask_for_schema(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not data.get("use_default_structured_output", False):
-            return data
-        return with_default_schema(data, QUERY_SCHEMA)
+    def get_structured_output(self) -> dict[str, Any]:
+        return QUERY_SCHEMA
 
     @field_validator("number")
     @classmethod
@@ -322,17 +313,9 @@ class APIGenSemanticChecker(Task):
         description="Don't send rows whose calls failed to run (keep_row_after_execution_check "
         "False): they fail the check without a call.",
     )
-    use_default_structured_output: bool = Field(
-        default=False,
-        description="Ask the LLM for the answer's JSON schema when it takes one and has none.",
-    )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _ask_for_schema(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not data.get("use_default_structured_output", False):
-            return data
-        return with_default_schema(data, CHECKER_SCHEMA)
+    def get_structured_output(self) -> dict[str, Any]:
+        return CHECKER_SCHEMA
 
     @property
     def inputs(self) -> list[str]:
