@@ -36,6 +36,7 @@ from synthflow.steps.generators import (
     make_generator_step,
 )
 from synthflow.steps.globals import DropDuplicates
+from synthflow.steps.hub import PushToHub
 from synthflow.steps.resources import StepResources
 from synthflow.steps.reward_model import RewardModelScore
 from synthflow.steps.selection import DeitaFiltering
@@ -68,6 +69,7 @@ __all__ = [
     "LoadDataFromHub",
     "MergeColumns",
     "MinHashDedup",
+    "PushToHub",
     "RewardModelScore",
     "RuntimeParameter",
     "Step",
