@@ -1,6 +1,7 @@
 """Steps: ``from synthflow.steps import Step, GeneratorStep, GlobalStep, StepInput, step``."""
 
 from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.steps.argilla import PreferenceToArgilla, TextGenerationToArgilla
 from synthflow.steps.base import (
     ROW_ID,
     GeneratorStep,
@@ -69,6 +70,7 @@ __all__ = [
     "LoadDataFromHub",
     "MergeColumns",
     "MinHashDedup",
+    "PreferenceToArgilla",
     "PushToHub",
     "RewardModelScore",
     "RuntimeParameter",
@@ -76,6 +78,7 @@ __all__ = [
     "StepInput",
     "StepOutput",
     "StepResources",
+    "TextGenerationToArgilla",
     "TruncateTextColumn",
     "make_generator_step",
     "step",
