@@ -11,6 +11,7 @@ from synthflow.steps.base import (
     StepInput,
     StepOutput,
 )
+from synthflow.steps.clustering import DBSCAN, UMAP
 from synthflow.steps.columns import (
     CombineColumns,
     CombineOutputs,
@@ -44,7 +45,9 @@ from synthflow.steps.selection import DeitaFiltering
 from synthflow.steps.sources import DataSampler, LoadDataFromDisk
 
 __all__ = [
+    "DBSCAN",
     "ROW_ID",
+    "UMAP",
     "CombineColumns",
     "CombineOutputs",
     "ConversationTemplate",
