@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from synthflow.steps.tasks.self_instruct import SelfInstruct
     from synthflow.steps.tasks.structured_generation import StructuredGeneration
     from synthflow.steps.tasks.text_classification import TextClassification
+    from synthflow.steps.tasks.text_clustering import TextClustering
     from synthflow.steps.tasks.text_embeddings import (
         GenerateLongTextMatchingData,
         GenerateSentencePair,
@@ -76,6 +77,7 @@ _CATALOG: dict[str, str] = {
     "SelfInstruct": "self_instruct",
     "StructuredGeneration": "structured_generation",
     "TextClassification": "text_classification",
+    "TextClustering": "text_clustering",
     "URIAL": "urial",
     "UltraFeedback": "ultrafeedback",
 }
@@ -129,6 +131,7 @@ __all__ = [
     "StructuredGeneration",
     "Task",
     "TextClassification",
+    "TextClustering",
     "TextGeneration",
     "UltraFeedback",
     "task",
