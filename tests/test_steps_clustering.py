@@ -61,6 +61,28 @@ def test_umap_then_dbscan_find_the_groups_in_a_pipeline() -> None:
 
 
 @needs_umap
+def test_the_whole_recipe_names_the_topics() -> None:
+    from synthflow.steps.tasks import TextClustering
+    from synthflow.testing import FunctionLLM
+
+    def name(messages: Any) -> str:
+        group = str(messages[-1]["content"]).split("Example 1:\n", 1)[1][:2]
+        return f'{{"labels": "topic {group}"}}'
+
+    with Pipeline(name="topics") as pipeline:
+        load = LoadDataFromDicts(name="load", data=blobs())
+        umap = UMAP(name="umap", random_state=0)
+        dbscan = DBSCAN(name="dbscan", eps=1.0, min_samples=5)
+        label = TextClustering(name="label", llm=FunctionLLM(fn=name), samples_per_cluster=3)
+        load >> umap >> dbscan >> label
+    rows = pipeline.run(progress=False, use_cache=False)["default"]["train"].to_list()
+
+    assert {(row["group"], row["summary_label"]) for row in rows} == {
+        (g, f'"topic g{g}"') for g in range(3)
+    }
+
+
+@needs_umap
 def test_umap_standalone_projects_to_n_components_and_is_seeded() -> None:
     def project() -> list[list[float]]:
         step = UMAP(n_components=3, random_state=7, metric="cosine")
