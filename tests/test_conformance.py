@@ -61,6 +61,7 @@ from synthflow.steps.tasks import (
     StructuredGeneration,
     Task,
     TextClassification,
+    TextClustering,
     TextGeneration,
     TextGenerationWithImage,
     UltraFeedback,
@@ -247,6 +248,17 @@ CATALOG: list[StepSpec] = [
     ),
     # -- embeddings
     StepSpec(EmbeddingGeneration, {"embeddings": LengthEmbeddings()}),
+    # -- clustering (UMAP and DBSCAN need the clustering extra: tests/test_steps_clustering.py;
+    # the export steps need a loopback server: tests/test_steps_hub.py, test_steps_argilla.py)
+    StepSpec(
+        TextClustering,
+        rows=[
+            {"text": "apple pie", "projection": [0.0, 0.0], "cluster_label": 0},
+            {"text": "a red car", "projection": [5.0, 5.0], "cluster_label": 1},
+            {"text": "lorem", "projection": [9.0, 0.0], "cluster_label": -1},
+        ],
+        answer='{"labels": "Topic"}',
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
 """Steps: ``from synthflow.steps import Step, GeneratorStep, GlobalStep, StepInput, step``."""
 
 from synthflow.runtime_parameters import RuntimeParameter
+from synthflow.steps.argilla import PreferenceToArgilla, TextGenerationToArgilla
 from synthflow.steps.base import (
     ROW_ID,
     GeneratorStep,
@@ -10,6 +11,7 @@ from synthflow.steps.base import (
     StepInput,
     StepOutput,
 )
+from synthflow.steps.clustering import DBSCAN, UMAP
 from synthflow.steps.columns import (
     CombineColumns,
     CombineOutputs,
@@ -36,13 +38,16 @@ from synthflow.steps.generators import (
     make_generator_step,
 )
 from synthflow.steps.globals import DropDuplicates
+from synthflow.steps.hub import PushToHub
 from synthflow.steps.resources import StepResources
 from synthflow.steps.reward_model import RewardModelScore
 from synthflow.steps.selection import DeitaFiltering
 from synthflow.steps.sources import DataSampler, LoadDataFromDisk
 
 __all__ = [
+    "DBSCAN",
     "ROW_ID",
+    "UMAP",
     "CombineColumns",
     "CombineOutputs",
     "ConversationTemplate",
@@ -68,12 +73,15 @@ __all__ = [
     "LoadDataFromHub",
     "MergeColumns",
     "MinHashDedup",
+    "PreferenceToArgilla",
+    "PushToHub",
     "RewardModelScore",
     "RuntimeParameter",
     "Step",
     "StepInput",
     "StepOutput",
     "StepResources",
+    "TextGenerationToArgilla",
     "TruncateTextColumn",
     "make_generator_step",
     "step",

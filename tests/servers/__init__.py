@@ -109,11 +109,17 @@ class FakeAPI:
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
+                if self.command == "HEAD":
+                    return
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)  # fails when the client gave up (a timeout)
 
             do_POST = _handle
             do_GET = _handle
+            do_PUT = _handle  # the Hub's uploads and Argilla's publish and record upserts
+            do_PATCH = _handle
+            do_DELETE = _handle
+            do_HEAD = _handle  # answered with the headers of the GET, and no body
 
         self._server = _Server(("127.0.0.1", 0), _RequestHandler)
         self.port = self._server.server_address[1]

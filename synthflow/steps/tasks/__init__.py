@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from synthflow.steps.tasks.self_instruct import SelfInstruct
     from synthflow.steps.tasks.structured_generation import StructuredGeneration
     from synthflow.steps.tasks.text_classification import TextClassification
+    from synthflow.steps.tasks.text_clustering import TextClustering
     from synthflow.steps.tasks.text_embeddings import (
         GenerateLongTextMatchingData,
         GenerateSentencePair,
@@ -91,6 +92,7 @@ _CATALOG: dict[str, str] = {
     "SelfInstruct": "self_instruct",
     "StructuredGeneration": "structured_generation",
     "TextClassification": "text_classification",
+    "TextClustering": "text_clustering",
     "TextGenerationWithImage": "text_generation_with_image",
     "URIAL": "urial",
     "UltraFeedback": "ultrafeedback",
@@ -150,6 +152,7 @@ __all__ = [
     "StructuredGeneration",
     "Task",
     "TextClassification",
+    "TextClustering",
     "TextGeneration",
     "TextGenerationWithImage",
     "UltraFeedback",
