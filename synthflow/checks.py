@@ -59,7 +59,7 @@ import anyio
 from pydantic import BaseModel
 
 from synthflow.errors import OutputParseError
-from synthflow.llms.base import LLM, ChatType
+from synthflow.llms import LLM
 from synthflow.runtime_parameters import is_runtime_field
 from synthflow.steps.base import (
     FAILED,
@@ -73,6 +73,7 @@ from synthflow.steps.base import (
     batch_rows,
 )
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
+from synthflow.steps.tasks.typing import ChatType
 
 if TYPE_CHECKING:
     from synthflow.pipeline.pipeline import Pipeline

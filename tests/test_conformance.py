@@ -34,7 +34,6 @@ from synthflow.checks import (
 from synthflow.embeddings import Embeddings
 from synthflow.errors import OutputParseError
 from synthflow.llms import TransformersLLM
-from synthflow.llms.base import ChatType
 from synthflow.steps import (
     CombineColumns,
     CombineOutputs,
@@ -69,6 +68,7 @@ from synthflow.steps.tasks import (
     URIAL,
     BitextRetrievalGenerator,
     ChatGeneration,
+    ChatType,
     ComplexityScorer,
     EmbeddingTaskGenerator,
     EvolComplexity,

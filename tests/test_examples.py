@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from synthflow.distiset import Distiset
-from synthflow.llms.structured import example_of
 from synthflow.pipeline import Pipeline
+from synthflow.testing import OfflineLLM
 from tests.servers import Reply, Request, fake_api, prompt_of
 from tests.servers.chat import completion
 
@@ -163,8 +162,9 @@ def model_answer(request: Request) -> Reply:
     prompt = prompt_of(request)
     seed = int.from_bytes(hashlib.blake2b(prompt.encode(), digest_size=4).digest(), "big")
     schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
-    if schema is not None:
-        text = orjson.dumps(example_of(schema, seed)).decode()
+    if schema is not None:  # the offline LLM writes JSON that follows a schema
+        [output] = OfflineLLM(structured_output=schema, seed=seed).generate([body["messages"]])
+        text = output["generations"][0]
     elif "numbered 1." in prompt:
         text = "\n".join(f"{i}. Question {i} ({seed}) about the input?" for i in range(1, 4))
     else:
