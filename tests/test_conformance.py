@@ -33,7 +33,7 @@ from synthflow.checks import (
 )
 from synthflow.embeddings import Embeddings
 from synthflow.errors import OutputParseError
-from synthflow.llms import TransformersLLM
+from synthflow.llms import LLM, TransformersLLM
 from synthflow.steps import (
     CombineColumns,
     CombineOutputs,
@@ -97,6 +97,7 @@ from synthflow.steps.tasks import (
     TextGeneration,
     UltraFeedback,
 )
+from synthflow.testing import OfflineLLM
 
 
 class LengthEmbeddings(Embeddings):
@@ -626,6 +627,34 @@ def test_a_step_that_changes_its_configuration_while_running_fails() -> None:
 def test_a_parser_that_raises_anything_but_output_parse_error_fails() -> None:
     with pytest.raises(CheckFailed, match=r"raised ValueError.*raise OutputParseError"):
         check_malformed_answers(StepSpec(BrittleTask))
+
+
+class MeasuresWithAModel(Step):
+    """Reads ``text``; writes ``length`` and ``model_name``, from ``llm`` without asking it
+    anything (as a step that reads a local model's hidden states does): only the offline LLM
+    can do it."""
+
+    llm: LLM
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["text"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["length", "model_name"]
+
+    def process(self, inputs: StepInput) -> Any:
+        if not isinstance(self.llm, OfflineLLM):
+            raise TypeError(f"{type(self.llm).__name__} can't measure texts")
+        for row in inputs:
+            row["length"] = len(row["text"])
+            row["model_name"] = self.llm.model_name
+        yield inputs
+
+
+def test_a_step_with_an_llm_but_no_answer_to_parse_skips_the_malformed_answer_check() -> None:
+    check_step(MeasuresWithAModel)  # a scripted LLM would fail it; no check gives it one
 
 
 def test_a_paper_task_must_cite_its_paper() -> None:
