@@ -464,6 +464,34 @@ CATALOG: list[StepSpec] = [
         id="UltraFeedback-helpfulness",
     ),
     StepSpec(
+        UltraFeedback,
+        {"use_default_structured_output": True},
+        rows=[{"instruction": "q", "generations": ["g1"]}],  # the offline LLM's JSON: 1 rating
+        paper=True,
+        id="UltraFeedback-json",
+    ),
+    StepSpec(
+        UltraFeedback,
+        {"aspect": "truthfulness", "use_default_structured_output": True},
+        rows=[{"instruction": "q", "generations": ["g1"]}],
+        paper=True,
+        id="UltraFeedback-typed-json",
+    ),
+    StepSpec(
+        ComplexityScorer,
+        {"use_default_structured_output": True},
+        rows=[{"instructions": ["a"]}],
+        paper=True,
+        id="ComplexityScorer-json",
+    ),
+    StepSpec(
+        QualityScorer,
+        {"use_default_structured_output": True},
+        rows=[{"instruction": "q", "responses": ["r1"]}],
+        paper=True,
+        id="QualityScorer-json",
+    ),
+    StepSpec(
         ComplexityScorer,
         rows=[{"instructions": ["a", "b"]}],
         answer="[1] Score: 1\n[2] Score: 3",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import Field, model_validator
+
 from synthflow.errors import OutputParseError
 from synthflow.llms.base import ChatType
 from synthflow.steps.base import Row
@@ -17,6 +19,7 @@ from synthflow.steps.tasks._judging import (
     present,
     spread,
 )
+from synthflow.steps.tasks.structured_generation import with_default_schema
 
 MIN_TOP_SCORE = 6
 """The top of the scale when a row has six items or fewer (DEITA scores six variants, 1-6)."""
@@ -75,7 +78,38 @@ def _answer_format(k: int, top: int) -> str:
     )
 
 
-class ComplexityScorer(JudgeTask):
+def scores_schema(title: str) -> dict[str, Any]:
+    """The JSON answer ``use_default_structured_output`` asks for: distilabel's
+    ``{"scores": [...]}``, which the parser reads as it reads scored lines. One schema serves
+    every row, so it holds scores to the scale of rows of up to six items (a row with more
+    gets scores from the same range: they still rank its items)."""
+    score = {"type": "integer", "minimum": 1, "maximum": MIN_TOP_SCORE}
+    return {
+        "title": title,
+        "type": "object",
+        "properties": {"scores": {"type": "array", "items": score}},
+        "required": ["scores"],
+    }
+
+
+class _Scorer(JudgeTask):
+    """What the two scorers share: distilabel's ``use_default_structured_output``."""
+
+    use_default_structured_output: bool = Field(
+        default=False,
+        description="Ask the LLM for a JSON answer ({'scores': [...]}) when it takes a JSON "
+        "schema and has none.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ask_for_schema(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("use_default_structured_output", False):
+            return data
+        return with_default_schema(data, scores_schema(cls.__name__))
+
+
+class ComplexityScorer(_Scorer):
     """Scores the complexity of each instruction in ``instructions``, all in one call: the
     judge ranks them against each other and gives each a score from 1 (simplest) up.
 
@@ -137,7 +171,7 @@ class ComplexityScorer(JudgeTask):
         return {"scores": spread(scores, positions, len(instructions))}
 
 
-class QualityScorer(JudgeTask):
+class QualityScorer(_Scorer):
     """Scores the quality of each response in ``responses`` to ``instruction``, all in one
     call: the judge ranks them against each other and gives each a score from 1 (worst) up.
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from synthflow.errors import OutputParseError
 from synthflow.llms.base import ChatType
@@ -20,6 +20,7 @@ from synthflow.steps.tasks._judging import (
     present,
     spread,
 )
+from synthflow.steps.tasks.structured_generation import with_default_schema
 
 Aspect = Literal[
     "helpfulness", "honesty", "instruction-following", "truthfulness", "overall-rating"
@@ -198,6 +199,21 @@ class UltraFeedback(JudgeTask):
     """
 
     aspect: Aspect = Field(default="overall-rating", description="What the judge rates.")
+    use_default_structured_output: bool = Field(
+        default=False,
+        description="Ask the LLM for distilabel's JSON answer ({'ratings': [...], "
+        "'rationales': [...]}) when it takes a JSON schema and has none.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ask_for_schema(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("use_default_structured_output", False):
+            return data
+        rubric = _RUBRICS.get(str(data.get("aspect", "overall-rating")))
+        if rubric is None:
+            return data  # the aspect's own validation says what is wrong
+        return with_default_schema(data, ratings_schema(types=len(rubric.types)))
 
     @property
     def inputs(self) -> list[str]:
@@ -332,6 +348,31 @@ class UltraFeedback(JudgeTask):
                 )[i]
             verdicts.append(verdict)
         return verdicts
+
+
+def ratings_schema(*, types: int) -> dict[str, Any]:
+    """The JSON answer ``use_default_structured_output`` asks for, with distilabel's keys (the
+    parser reads them as it reads rating blocks): a rating from 1 to 5 and a rationale per text,
+    and for the aspects with ``types`` types a type (or null) and a rationale for the rating
+    too."""
+    texts = {"type": "array", "items": {"type": "string"}}
+    properties: dict[str, Any] = {
+        "ratings": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 5}},
+        "rationales": texts,
+    }
+    if types:
+        kind = {"type": ["integer", "null"], "minimum": 1, "maximum": types}
+        properties = {
+            "types": {"type": "array", "items": kind},
+            **properties,
+            "rationales_for_rating": texts,
+        }
+    return {
+        "title": "UltraFeedback",  # one title: a task with another aspect replaces it
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+    }
 
 
 def _blocks(output: str) -> list[list[tuple[str, str]]]:
