@@ -170,8 +170,8 @@ def reference(nodes: list[Node], data: list[dict[str, Any]]) -> tuple[dict, Coun
                 new = dict.fromkeys(outputs)
             elif node.kind == "task":
                 prompts[f"{node.name}|{value}"] += 1
-                if fails(node.name, value):
-                    new = dict.fromkeys(outputs)
+                if fails(node.name, value):  # null outputs, but the model's name
+                    new = {outputs[0]: None, outputs[1]: "function-llm"}
                     new[ERROR_COLUMN] = f"{node.name}: RuntimeError: llm refused"
                 else:
                     values = [answer(node.name, value), "function-llm"]

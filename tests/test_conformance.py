@@ -66,13 +66,18 @@ from synthflow.steps.base import Row
 from synthflow.steps.tasks import (
     CLAIR,
     URIAL,
+    APIGenExecutionChecker,
+    APIGenGenerator,
+    APIGenSemanticChecker,
     BitextRetrievalGenerator,
     ChatGeneration,
     ChatType,
     ComplexityScorer,
     EmbeddingTaskGenerator,
     EvolComplexity,
+    EvolComplexityGenerator,
     EvolInstruct,
+    EvolInstructGenerator,
     EvolQuality,
     FormatPRM,
     GenerateEmbeddings,
@@ -95,6 +100,7 @@ from synthflow.steps.tasks import (
     Task,
     TextClassification,
     TextGeneration,
+    TextGenerationWithImage,
     UltraFeedback,
 )
 from synthflow.testing import OfflineLLM
@@ -127,6 +133,10 @@ RETRIEVAL = '{"user_query": "q", "positive_document": "p", "hard_negative_docume
 MATCHING = '```json\n{"input": "a", "positive_document": "b"}\n```'
 CLASSIFIED = 'Here: {"input_text": "t", "label": "l", "misleading_label": "m"}'
 PAIR = "## Positive\nA cat sat on the mat.\n## Negative\nStocks fell sharply today."
+
+APIGEN_ROW = {"examples": "q -> add(1, 2)", "func_name": "add", "func_desc": "Adds a and b."}
+APIGEN_CALLS = '[{"name": "add", "arguments": {"a": 1, "b": 2}}]'
+APIGEN_FUNCTIONS = str(Path(__file__).with_name("apigen_functions.py"))
 
 
 class BrainstormTitles(GeneratorTask):
@@ -378,6 +388,10 @@ CATALOG: list[StepSpec] = [
     StepSpec(TextGeneration),
     StepSpec(TextGeneration, {"system_prompt": "Be brief."}, id="TextGeneration-system"),
     StepSpec(ChatGeneration, rows=[{"messages": [{"role": "user", "content": "Hi"}]}]),
+    StepSpec(
+        TextGenerationWithImage,
+        rows=[{"instruction": "What is in it?", "image": "https://example.com/cat.jpg"}],
+    ),
     StepSpec(SelfInstruct, {"num_instructions": 3}, answer="1. a\n2. b\n3. c", paper=True),
     StepSpec(EvolInstruct, {"num_evolutions": 2}, answer=rewrite, paper=True),
     StepSpec(
@@ -391,6 +405,15 @@ CATALOG: list[StepSpec] = [
         EvolComplexity, {"num_evolutions": 1, "generate_answers": True}, answer=rewrite, paper=True
     ),
     StepSpec(EvolQuality, {"num_evolutions": 2}, answer=rewrite, paper=True),
+    StepSpec(
+        EvolInstructGenerator, {"num_instructions": 2, "min_length": 1}, answer=rewrite, paper=True
+    ),
+    StepSpec(
+        EvolComplexityGenerator,
+        {"num_instructions": 2, "min_length": 1, "generate_answers": True},
+        answer=rewrite,
+        paper=True,
+    ),
     StepSpec(
         EvolQuality,
         {"num_evolutions": 2, "store_evolutions": True, "include_original_response": True},
@@ -447,7 +470,24 @@ CATALOG: list[StepSpec] = [
     StepSpec(GenerateShortTextMatchingData, answer=MATCHING, paper=True),
     StepSpec(GenerateLongTextMatchingData, answer=MATCHING, paper=True),
     StepSpec(GenerateTextClassificationData, {"difficulty": "PhD"}, answer=CLASSIFIED, paper=True),
+    StepSpec(
+        APIGenGenerator,
+        rows=[APIGEN_ROW],
+        answer=f'{{"query": "What is 1 plus 2?", "answers": {APIGEN_CALLS}}}',
+        paper=True,
+    ),
+    StepSpec(
+        APIGenExecutionChecker,
+        {"libpath": APIGEN_FUNCTIONS},
+        rows=[{"answers": APIGEN_CALLS}],
+        paper=True,
+    ),
     # -- judges and scorers
+    StepSpec(
+        APIGenSemanticChecker,
+        answer='{"thought": "The call adds the numbers asked for.", "passes": "yes"}',
+        paper=True,
+    ),
     StepSpec(
         UltraFeedback,
         rows=[{"instruction": "q", "generations": ["g1", "g2"]}],

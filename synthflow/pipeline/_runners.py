@@ -80,6 +80,11 @@ class StepContext:
         self.mappings = ColumnMappings.of(self.step)
         self.inputs = self.step.mapped_inputs()
         self.outputs = self.step.mapped_outputs()
+        # A failed row's outputs: null, but a task's model_name, as distilabel writes it.
+        self.failed_outputs: dict[str, Any] = dict.fromkeys(self.outputs)
+        if isinstance(self.step, Task) and "model_name" in self.step.outputs:
+            model_column = self.step.output_mappings.get("model_name", "model_name")
+            self.failed_outputs[model_column] = self.step.llm.model_name
 
     def enter(self, rows: Sequence[Row]) -> None:
         if self.mappings is not None:
@@ -131,8 +136,7 @@ def _settle(ctx: StepContext, rows: list[Row]) -> list[Row]:
         if step.on_error == "fail":
             _raise_failed(step, [row], message)
         if step.on_error == "null":
-            for column in ctx.outputs:
-                row[column] = None  # not a value an earlier step left under the same name
+            row.update(ctx.failed_outputs)  # not values an earlier step left under those names
             row[ERROR_COLUMN] = f"{step.name}: {message}"
             kept.append(row)
     return kept
@@ -205,6 +209,7 @@ async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None
             row[ROW_ID] = next_id
             next_id += 1
         ctx.leave(rows)
+        rows = _settle(ctx, rows)  # a generator task marks the rows whose answer failed
         ctx.stats.busy_seconds += time.perf_counter() - start
         ctx.stats.batches += 1
         await ctx.outlet.send(rows, next_id - 1)

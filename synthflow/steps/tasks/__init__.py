@@ -17,10 +17,19 @@ from synthflow.steps.tasks.text_generation import ChatGeneration, TextGeneration
 from synthflow.steps.tasks.typing import ChatItem, ChatType
 
 if TYPE_CHECKING:
+    from synthflow.steps.tasks.apigen import (
+        APIGenExecutionChecker,
+        APIGenGenerator,
+        APIGenSemanticChecker,
+    )
     from synthflow.steps.tasks.backtranslation import InstructionBacktranslation
     from synthflow.steps.tasks.clair import CLAIR
     from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
     from synthflow.steps.tasks.evolution import EvolComplexity, EvolInstruct, EvolQuality
+    from synthflow.steps.tasks.evolution_generators import (
+        EvolComplexityGenerator,
+        EvolInstructGenerator,
+    )
     from synthflow.steps.tasks.generate_embeddings import GenerateEmbeddings
     from synthflow.steps.tasks.generator_task import GeneratorTask
     from synthflow.steps.tasks.genstruct import Genstruct
@@ -46,16 +55,22 @@ if TYPE_CHECKING:
         EmbeddingTaskGenerator,
         MonolingualTripletGenerator,
     )
+    from synthflow.steps.tasks.text_generation_with_image import TextGenerationWithImage
     from synthflow.steps.tasks.ultrafeedback import UltraFeedback
     from synthflow.steps.tasks.urial import URIAL
 
 _CATALOG: dict[str, str] = {
+    "APIGenExecutionChecker": "apigen",
+    "APIGenGenerator": "apigen",
+    "APIGenSemanticChecker": "apigen",
     "BitextRetrievalGenerator": "text_embeddings_sources",
     "CLAIR": "clair",
     "ComplexityScorer": "deita_scorers",
     "EmbeddingTaskGenerator": "text_embeddings_sources",
     "EvolComplexity": "evolution",
+    "EvolComplexityGenerator": "evolution_generators",
     "EvolInstruct": "evolution",
+    "EvolInstructGenerator": "evolution_generators",
     "EvolQuality": "evolution",
     "FormatPRM": "math_shepherd",
     "GenerateEmbeddings": "generate_embeddings",
@@ -76,6 +91,7 @@ _CATALOG: dict[str, str] = {
     "SelfInstruct": "self_instruct",
     "StructuredGeneration": "structured_generation",
     "TextClassification": "text_classification",
+    "TextGenerationWithImage": "text_generation_with_image",
     "URIAL": "urial",
     "UltraFeedback": "ultrafeedback",
 }
@@ -100,6 +116,9 @@ __all__ = [
     "ERROR_COLUMN",
     "METADATA_COLUMN",
     "URIAL",
+    "APIGenExecutionChecker",
+    "APIGenGenerator",
+    "APIGenSemanticChecker",
     "BitextRetrievalGenerator",
     "ChatGeneration",
     "ChatItem",
@@ -107,7 +126,9 @@ __all__ = [
     "ComplexityScorer",
     "EmbeddingTaskGenerator",
     "EvolComplexity",
+    "EvolComplexityGenerator",
     "EvolInstruct",
+    "EvolInstructGenerator",
     "EvolQuality",
     "FormatPRM",
     "GenerateEmbeddings",
@@ -130,6 +151,7 @@ __all__ = [
     "Task",
     "TextClassification",
     "TextGeneration",
+    "TextGenerationWithImage",
     "UltraFeedback",
     "task",
 ]

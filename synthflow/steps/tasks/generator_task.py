@@ -15,7 +15,7 @@ from pydantic import Field
 
 from synthflow.errors import BudgetExceeded, LLMError
 from synthflow.steps.base import FAILED, ErrorPolicy, GeneratorStep, Row
-from synthflow.steps.tasks.base import ERROR_COLUMN, Task
+from synthflow.steps.tasks.base import Task
 
 
 class GeneratorTask(GeneratorStep, Task, ABC):
@@ -48,7 +48,7 @@ class GeneratorTask(GeneratorStep, Task, ABC):
             rows = [self._failed(row, f"{type(exc).__name__}: {exc}")]
         else:
             rows = self.rows_from_output(row, result)
-        rows = self._settle(rows)
+        # Rows marked FAILED go out as they are: the engine applies on_error and counts them.
         # A resumed run asks for the rows after ``offset``; the cached answer gives the same ones.
         rows = rows[offset:]
         for start in range(0, len(rows), self.batch_size):
@@ -59,19 +59,3 @@ class GeneratorTask(GeneratorStep, Task, ABC):
         row["model_name"] = self.llm.model_name
         row[FAILED] = message
         return row
-
-    def _settle(self, rows: list[Row]) -> list[Row]:
-        """``on_error`` applied to the rows ``rows_from_output`` marked as failed: the engine does
-        this for tasks with inputs, but a source's rows go straight out."""
-        kept: list[Row] = []
-        for row in rows:
-            message = row.pop(FAILED, None)
-            if message is None:
-                kept.append(row)
-            elif self.on_error == "fail":
-                raise ValueError(f"step {self.name!r}: {message}")
-            elif self.on_error == "null":
-                row.update(dict.fromkeys(self._answer_columns()))
-                row[ERROR_COLUMN] = f"{self.name}: {message}"
-                kept.append(row)
-        return kept
