@@ -25,7 +25,8 @@ The checks (``CHECKS``, in order):
 - ``check_constructible``: builds from the spec, with every field the class adds documented (a
   ``Field(description=...)`` or a mention in the docstring) and stored as given.
 - ``check_docstring``: the class docstring names every input and output column (columns named by
-  the configuration, like ``KeepColumns(columns=[...])``, are exempt), every runtime parameter the
+  the configuration, like ``KeepColumns(columns=[...])``, or by the data a loader reads, are
+  exempt), every runtime parameter the
   class adds, and, for a task from a paper (``paper=True``), cites it with an arXiv id.
 - ``check_standalone``: ``load()``, then ``process`` (sync or async) on the example rows, then
   ``unload()``: every row comes out with the declared ``outputs``, and adds no other column; the
@@ -34,9 +35,10 @@ The checks (``CHECKS``, in order):
 - ``check_yaml_round_trip``: the pipeline saved as YAML and JSON and loaded back has the same
   signature, the same dump, and the step the same columns.
 - ``check_picklable``: the step pickles (``executor="process"`` sends it to workers).
-- ``check_malformed_answers`` (tasks): garbage, an empty string, ``None`` and refusals from a
-  scripted LLM never raise out of a pipeline run (each row is kept, its outputs null); standalone,
-  ``format_output`` may raise nothing but ``OutputParseError``.
+- ``check_malformed_answers`` (tasks: the steps that parse an LLM's answer): garbage, an empty
+  string, ``None`` and refusals from a scripted LLM never raise out of a pipeline run (each row
+  is kept, its outputs null); standalone, ``format_output`` may raise nothing but
+  ``OutputParseError``.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ import anyio
 from pydantic import BaseModel
 
 from synthflow.errors import OutputParseError
-from synthflow.models.llms.base import LLM, ChatType
+from synthflow.models.llms.base import LLM
 from synthflow.runtime_parameters import is_runtime_field
 from synthflow.steps.base import (
     FAILED,
@@ -71,6 +73,7 @@ from synthflow.steps.base import (
     batch_rows,
 )
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
+from synthflow.steps.tasks.typing import ChatType
 
 if TYPE_CHECKING:
     from synthflow.pipeline.pipeline import Pipeline
@@ -110,6 +113,8 @@ class StepSpec:
         answer: for tasks, a well-formed answer (a text, or a function of the messages) to
             script the LLM with; default: the built-in ``OfflineLLM`` answers.
         paper: whether the class implements a paper, which its docstring must cite.
+        data_columns: the output columns are the data's (a loader reading files), so the
+            docstring can't name them.
         id: the name of this case in test ids; default: the class name.
     """
 
@@ -118,6 +123,7 @@ class StepSpec:
     rows: Sequence[Row] | None = None
     answer: Answer = None
     paper: bool = False
+    data_columns: bool = False
     id: str | None = None
 
     @property
@@ -201,7 +207,7 @@ def check_docstring(spec: StepSpec) -> None:
         _fail(spec, "has no docstring: say what it does, its input and output columns")
     step = spec.build()
     configured = _strings(spec.kwargs)
-    for column in [*step.inputs, *step.outputs]:
+    for column in [*step.inputs, *([] if spec.data_columns else step.outputs)]:
         if any(value and value in column for value in configured):
             continue  # named by the configuration, not by the class
         if not _mentions(doc, column):
@@ -292,9 +298,9 @@ def check_picklable(spec: StepSpec) -> None:
 def check_malformed_answers(spec: StepSpec) -> None:
     """A task survives whatever a model writes: no exception leaves a pipeline run, every row is
     kept (outputs null when unreadable); ``format_output`` raises only ``OutputParseError``."""
-    if not spec.takes_llm:
-        return
     step = spec.build()
+    if not spec.takes_llm or not isinstance(step, Task):
+        return  # no answer to parse: a step that reads a model some other way (hidden states)
     rows = spec.input_rows(step)
     format_output = getattr(step, "format_output", None)
     if format_output is not None:

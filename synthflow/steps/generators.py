@@ -126,6 +126,12 @@ class LoadDataFromHub(_StreamedDataset):
 
     Rows are read as they are needed (``datasets`` streaming mode), never all downloaded first.
     Private and gated repos use your token ($HF_TOKEN or the saved ``hf auth login``).
+
+    Output columns: the dataset's columns (or ``columns``).
+
+    Runtime parameters: ``repo_id``, ``split``, ``config``, ``revision``, ``num_examples``
+    (stop after this many rows), ``streaming`` (accepted; rows always stream) and
+    ``batch_size``.
     """
 
     repo_id: RuntimeParameter[str] = Field(
@@ -164,7 +170,13 @@ _FILE_TYPES |= {".txt": "text", ".arrow": "arrow"}
 
 class LoadDataFromFileSystem(_StreamedDataset):
     """Streams rows from data files: JSON Lines, JSON, CSV, Parquet, Arrow or text, given as
-    paths or glob patterns (``data/*.jsonl``), local or any fsspec URL ``datasets`` reads."""
+    paths or glob patterns (``data/*.jsonl``), local or any fsspec URL ``datasets`` reads.
+
+    Output columns: the files' columns (or ``columns``).
+
+    Runtime parameters: ``data_files``, ``filetype``, ``split``, ``num_examples`` (stop after
+    this many rows), ``streaming`` (accepted; rows always stream) and ``batch_size``.
+    """
 
     data_files: RuntimeParameter[str | list[str]] = Field(
         default=GIVEN_LATER,  # through run(parameters=...) or --param

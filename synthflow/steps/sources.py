@@ -32,7 +32,8 @@ class LoadDataFromDisk(_StreamedDataset):
     Output columns: the dataset's columns (or ``columns``).
 
     Fields: ``dataset_path``, ``config`` (default ``"default"``), ``split``, ``is_distiset``,
-    ``keep_in_memory``, ``storage_options``, ``num_examples``, ``columns``, ``batch_size``.
+    ``keep_in_memory``, ``storage_options``, ``num_examples``, ``columns``, ``batch_size``;
+    ``streaming`` is accepted for distilabel's pipelines (rows always stream).
     """
 
     dataset_path: RuntimeParameter[str] = Field(

@@ -75,7 +75,30 @@ def _answer_format(k: int, top: int) -> str:
     )
 
 
-class ComplexityScorer(JudgeTask):
+def scores_schema(title: str) -> dict[str, Any]:
+    """The JSON answer ``use_default_structured_output`` asks for: distilabel's
+    ``{"scores": [...]}``, which the parser reads as it reads scored lines. One schema serves
+    every row, so it holds scores to the scale of rows of up to six items (a row with more
+    gets scores from the same range: they still rank its items)."""
+    score = {"type": "integer", "minimum": 1, "maximum": MIN_TOP_SCORE}
+    return {
+        "title": title,
+        "type": "object",
+        "properties": {"scores": {"type": "array", "items": score}},
+        "required": ["scores"],
+    }
+
+
+class _Scorer(JudgeTask):
+    """What the two scorers share: distilabel's ``use_default_structured_output``."""
+
+    def get_structured_output(self) -> dict[str, Any]:
+        """A JSON answer, ``{"scores": [...]}``, asked of the LLM with
+        ``use_default_structured_output=True``."""
+        return scores_schema(type(self).__name__)
+
+
+class ComplexityScorer(_Scorer):
     """Scores the complexity of each instruction in ``instructions``, all in one call: the
     judge ranks them against each other and gives each a score from 1 (simplest) up.
 
@@ -137,7 +160,7 @@ class ComplexityScorer(JudgeTask):
         return {"scores": spread(scores, positions, len(instructions))}
 
 
-class QualityScorer(JudgeTask):
+class QualityScorer(_Scorer):
     """Scores the quality of each response in ``responses`` to ``instruction``, all in one
     call: the judge ranks them against each other and gives each a score from 1 (worst) up.
 

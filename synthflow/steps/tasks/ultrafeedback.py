@@ -199,6 +199,11 @@ class UltraFeedback(JudgeTask):
 
     aspect: Aspect = Field(default="overall-rating", description="What the judge rates.")
 
+    def get_structured_output(self) -> dict[str, Any]:
+        """distilabel's JSON answer, ``{"ratings": [...], "rationales": [...]}``, asked of the
+        LLM with ``use_default_structured_output=True``."""
+        return ratings_schema(types=len(_RUBRICS[self.aspect].types))
+
     @property
     def inputs(self) -> list[str]:
         return ["instruction", "generations"]
@@ -332,6 +337,31 @@ class UltraFeedback(JudgeTask):
                 )[i]
             verdicts.append(verdict)
         return verdicts
+
+
+def ratings_schema(*, types: int) -> dict[str, Any]:
+    """The JSON answer ``use_default_structured_output`` asks for, with distilabel's keys (the
+    parser reads them as it reads rating blocks): a rating from 1 to 5 and a rationale per text,
+    and for the aspects with ``types`` types a type (or null) and a rationale for the rating
+    too."""
+    texts = {"type": "array", "items": {"type": "string"}}
+    properties: dict[str, Any] = {
+        "ratings": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 5}},
+        "rationales": texts,
+    }
+    if types:
+        kind = {"type": ["integer", "null"], "minimum": 1, "maximum": types}
+        properties = {
+            "types": {"type": "array", "items": kind},
+            **properties,
+            "rationales_for_rating": texts,
+        }
+    return {
+        "title": "UltraFeedback",  # one title: a task with another aspect replaces it
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+    }
 
 
 def _blocks(output: str) -> list[list[tuple[str, str]]]:
