@@ -772,6 +772,16 @@ NOT_IN_CATALOG = frozenset(
 )
 """Names exported from synthflow.steps and synthflow.steps.tasks that are not catalog classes."""
 
+CHECKED_ELSEWHERE = {
+    # Catalog classes whose checks need an optional extra or a loopback server: their own test
+    # modules run check_step on them.
+    "DBSCAN": "tests/test_steps_clustering.py",
+    "UMAP": "tests/test_steps_clustering.py",
+    "PushToHub": "tests/test_steps_hub.py",
+    "TextGenerationToArgilla": "tests/test_steps_argilla.py",
+    "PreferenceToArgilla": "tests/test_steps_argilla.py",
+}
+
 
 def test_every_exported_step_and_task_has_a_spec() -> None:
     exported = {
@@ -783,7 +793,7 @@ def test_every_exported_step_and_task_has_a_spec() -> None:
     missing = sorted(
         name
         for name, value in exported.items()
-        if name not in NOT_IN_CATALOG and value not in specced
+        if name not in NOT_IN_CATALOG and name not in CHECKED_ELSEWHERE and value not in specced
     )
     assert not missing, f"add a StepSpec to CATALOG for {missing}"
     for name in NOT_IN_CATALOG:
