@@ -44,6 +44,17 @@ from synthflow.steps.reward_model import RewardModelScore
 from synthflow.steps.selection import DeitaFiltering
 from synthflow.steps.sources import DataSampler, LoadDataFromDisk
 
+
+def __getattr__(name: str) -> object:
+    # distilabel exports TextClustering (a task) from its steps package: load it on first use,
+    # so importing the steps doesn't import the task modules.
+    if name == "TextClustering":
+        from synthflow.steps.tasks.text_clustering import TextClustering
+
+        return TextClustering
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DBSCAN",
     "ROW_ID",
@@ -81,6 +92,7 @@ __all__ = [
     "StepInput",
     "StepOutput",
     "StepResources",
+    "TextClustering",
     "TextGenerationToArgilla",
     "TruncateTextColumn",
     "make_generator_step",
