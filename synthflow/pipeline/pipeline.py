@@ -318,6 +318,7 @@ class Pipeline:
             Distiset.from_leaf_files, output.leaf_files, output.stats
         )
         distiset.stop_reason = output.stop_reason
+        distiset.artifacts_path = output.artifacts_dir
         distiset.record_pipeline(self)
         if output.stop_reason:
             print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
