@@ -160,6 +160,7 @@ class Task(Step, ABC):
                 errors.append(exc)
         model_name = self.llm.model_name
         texts = result.generations
+        sent = self._sent(row) if self.add_raw_input else None
         # (row, the generation it holds or None for all of them, its parse error)
         made: list[tuple[Row, int | None, OutputParseError | None]]
         if self.group_generations or len(columns) == 1:
@@ -177,7 +178,7 @@ class Task(Step, ABC):
                 new = row if i == len(columns) - 1 else row.copy()
                 new.update(cols)
                 made.append((new, i, error))
-        metadata = [self._metadata(new, result, index) for new, index, _ in made]
+        metadata = [self._metadata(new, result, index, sent) for new, index, _ in made]
         for (new, index, error), meta in zip(made, metadata, strict=True):
             new["model_name"] = model_name
             held = range(len(texts)) if index is None else [index]
@@ -196,8 +197,22 @@ class Task(Step, ABC):
         """The columns an answer fills: the outputs but ``model_name``."""
         return [c for c in self.outputs if c != "model_name"]
 
+    def _sent(self, row: Row) -> ChatType | None:
+        """The messages sent for ``row``, read before its outputs are written into it. None
+        when there are none: a row answered without a call (a judge with nothing to judge)
+        may have no prompt to make, and its ``format_input`` raises. (When a call was made,
+        ``format_input`` already succeeded on this row.)"""
+        try:
+            return self.format_input(row)
+        except Exception:
+            return None
+
     def _metadata(
-        self, row: Row, result: GenerateOutput, generation: int | None = 0
+        self,
+        row: Row,
+        result: GenerateOutput,
+        generation: int | None = 0,
+        sent: ChatType | None = None,
     ) -> dict[str, Any] | None:
         """``row``'s ``synthflow_metadata`` with this task's entries added (None when every
         entry is turned off), as a new dict: branches of a fan-out share the old one.
@@ -205,7 +220,8 @@ class Task(Step, ABC):
         ``generation``: the index of the one generation the row holds (its text is
         ``raw_output_<task>``), or None for a row that holds them all (grouped): then the
         output and the statistics are lists, one item per generation. Each generation's
-        statistics are the call's (distilabel repeats a call's counts the same way)."""
+        statistics are the call's (distilabel repeats a call's counts the same way). ``sent``:
+        the messages sent, when the caller has them (else read with ``_sent``)."""
         if not (self.add_statistics or self.add_raw_output or self.add_raw_input):
             return None
         metadata = dict(row.get(METADATA_COLUMN) or {})
@@ -219,7 +235,7 @@ class Task(Step, ABC):
             if _kept_raw(result.raw):
                 metadata[f"raw_response_{self.name}"] = result.raw
         if self.add_raw_input:
-            metadata[f"raw_input_{self.name}"] = self.format_input(row)
+            metadata[f"raw_input_{self.name}"] = sent if sent is not None else self._sent(row)
         if self.add_statistics:
             usage = result.usage
             metadata[f"statistics_{self.name}"] = (
