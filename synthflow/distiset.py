@@ -275,8 +275,6 @@ class Distiset(dict[str, "DatasetDict"]):
             raise DistisetError(f"can't save the distiset to {target}: {_reason(exc)}") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if self.artifacts_path is not None and _inside(self.artifacts_path, target):
-            self.artifacts_path = target / ARTIFACTS_DIR  # the old copy was replaced
         return target
 
     def _save_remote(
@@ -663,10 +661,6 @@ class _TreeOptions:
 
 def _visible_dirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _inside(path: Path, directory: Path) -> bool:
-    return path.absolute().is_relative_to(directory.absolute())
 
 
 def _is_url(location: str) -> bool:

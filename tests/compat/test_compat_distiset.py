@@ -358,7 +358,10 @@ def test_artifacts_as_in_distilabels_guide(tmp_path: Path, hub: tuple[FakeHub, F
     where = f"artifacts/{step}/text_character_count_distribution"
     assert (target / where / "figure.txt").read_text() == "1 2 3"
     assert orjson.loads((target / where / "metadata.json").read_bytes())["library"] == "matplotlib"
-    assert Distiset.load_from_disk(target).artifacts[step][0]["metadata"]["type"] == "image"
+    loaded = Distiset.load_from_disk(target)
+    assert loaded.artifacts[step][0]["metadata"]["type"] == "image"
+    loaded.save_to_disk(target)  # over the copy its artifacts are read from
+    assert (target / where / "figure.txt").read_text() == "1 2 3"
 
     distiset.push_to_hub("org/artifacts", token="hf_test")
     files = fake.files["org/artifacts"]
