@@ -34,7 +34,7 @@ import orjson
 
 from synthflow.errors import DiskFullError, DistisetError, SerializationError
 from synthflow.pipeline import _disk
-from synthflow.steps.base import ARTIFACTS_DIR
+from synthflow.steps.base import ARTIFACTS_DIR, METADATA_COLUMN
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -99,13 +99,19 @@ class Distiset(dict[str, "DatasetDict"]):
         self._saved_stats: dict[str, Any] = {}  # as read by load_from_disk
 
     @classmethod
-    def from_leaf_files(cls, files: dict[str, Path], stats: dict[str, StepStats]) -> Distiset:
+    def from_leaf_files(
+        cls, files: dict[str, Path], stats: dict[str, StepStats], *, enable_metadata: bool = True
+    ) -> Distiset:
+        """The Distiset of a run's leaf files (``enable_metadata=False`` leaves the
+        ``synthflow_metadata`` column out, as distilabel's ``enable_metadata`` does)."""
         from datasets import Dataset, DatasetDict
 
         distiset = cls()
         single = len(files) == 1
         for leaf, path in files.items():
             dataset = Dataset.from_file(str(path))
+            if not enable_metadata and METADATA_COLUMN in dataset.column_names:
+                dataset = dataset.remove_columns(METADATA_COLUMN)
             distiset["default" if single else leaf] = DatasetDict({"train": dataset})
         distiset.stats = stats
         return distiset
@@ -606,6 +612,47 @@ class Distiset(dict[str, "DatasetDict"]):
             f"<div><p>{title}</p><table><thead><tr><th>subset</th><th>split</th><th>rows</th>"
             f"<th>columns</th></tr></thead><tbody>{rows}</tbody></table>{note}</div>"
         )
+
+
+def create_distiset(
+    data_dir: str | os.PathLike[str],
+    pipeline_path: str | os.PathLike[str] | None = None,
+    log_filename_path: str | os.PathLike[str] | None = None,
+    enable_metadata: bool = False,
+    dag: Any = None,
+) -> Distiset:
+    """The Distiset of a finished run from its directory (``pipeline.run_dir``), as distilabel's
+    helper makes one from its cache: one subset per leaf (``"default"`` with one), the steps'
+    artifacts, and the pipeline from ``pipeline_path`` (a ``pipeline.yaml``) when given. As in
+    distilabel, the ``synthflow_metadata`` column is left out unless ``enable_metadata``.
+    ``dag`` is accepted for distilabel's signature (citations come from the card's pipeline)."""
+    del dag
+    root = Path(data_dir).expanduser()
+    data = root / "data"
+    leaves = sorted(p.parent.name for p in data.glob("*/data.arrow")) if data.is_dir() else []
+    if not leaves:
+        raise DistisetError(
+            f"no finished run in {root}: it has no data/<leaf>/data.arrow; pass the run "
+            "directory of a pipeline that ran to the end (pipeline.run_dir)"
+        )
+    files = {leaf: data / leaf / "data.arrow" for leaf in leaves}
+    distiset = Distiset.from_leaf_files(files, {}, enable_metadata=enable_metadata)
+    artifacts = root / ARTIFACTS_DIR
+    if artifacts.is_dir() and any(artifacts.iterdir()):
+        distiset.artifacts_path = artifacts
+    if pipeline_path is not None:
+        from synthflow.serialization import parse_text
+
+        path = Path(pipeline_path)
+        try:
+            distiset.pipeline_config = parse_text(
+                path.read_text(encoding="utf-8"), "yaml", source=str(path)
+            )
+        except (OSError, SerializationError) as exc:
+            raise DistisetError(f"can't read the pipeline {path}: {_reason(exc)}") from None
+    if log_filename_path is not None:
+        distiset.log_filename_path = Path(log_filename_path)
+    return distiset
 
 
 def _splits(value: Any) -> Mapping[str, Dataset]:

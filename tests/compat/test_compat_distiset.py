@@ -16,7 +16,7 @@ import orjson
 import pytest
 from datasets import Dataset, DatasetDict
 
-from synthflow.distiset import Distiset
+from synthflow.distiset import Distiset, create_distiset
 from synthflow.errors import DistisetError
 from synthflow.pipeline import Pipeline
 from synthflow.steps import GlobalStep, LoadDataFromDicts, Step, StepInput
@@ -460,3 +460,41 @@ def test_raw_output_and_raw_input_can_be_turned_off() -> None:
     )
     row = run_of([{"instruction": "q"}], task)["default"]["train"][0]
     assert list(row["synthflow_metadata"]) == ["statistics_gen"]
+
+
+def test_enable_metadata_false_leaves_the_column_out() -> None:
+    with Pipeline(name="no-metadata", enable_metadata=False) as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "q"}])
+        load >> TextGeneration(llm=FunctionLLM(fn=answer))
+    distiset = pipeline.run(progress=False)
+
+    assert distiset["default"]["train"].column_names == ["instruction", "generation", "model_name"]
+    with Pipeline(name="with-metadata", enable_metadata=True) as kept:
+        load = LoadDataFromDicts(data=[{"instruction": "q"}])
+        load >> TextGeneration(llm=FunctionLLM(fn=answer))
+    assert "synthflow_metadata" in kept.run(progress=False)["default"]["train"].column_names
+
+
+def test_create_distiset_from_a_run_directory(tmp_path: Path) -> None:
+    with Pipeline(name="cached") as pipeline:
+        load = LoadDataFromDicts(name="load", data=TEXTS)
+        load >> [
+            SaveBatchSizes(name="saver"),
+            TextGeneration(
+                name="gen", llm=FunctionLLM(fn=answer), input_mappings={"instruction": "text"}
+            ),
+        ]
+    pipeline.run(progress=False)
+    pipeline.save(tmp_path / "pipeline.yaml")
+
+    distiset = create_distiset(pipeline.run_dir, pipeline_path=tmp_path / "pipeline.yaml")
+
+    assert sorted(distiset) == ["gen", "saver"]
+    assert distiset["saver"]["train"]["text"] == ["a", "bb", "ccc"]
+    assert "synthflow_metadata" not in distiset["gen"]["train"].column_names
+    assert [a["name"] for a in distiset.artifacts["saver"]] == ["batch-a"]
+    assert distiset.pipeline_config is not None
+    with_metadata = create_distiset(pipeline.run_dir, enable_metadata=True)
+    assert "synthflow_metadata" in with_metadata["gen"]["train"].column_names
+    with pytest.raises(DistisetError, match="no finished run in"):
+        create_distiset(tmp_path)
