@@ -545,4 +545,6 @@ def test_a_fan_in_keeps_the_metadata_of_every_branchs_task() -> None:
 
     (row,) = rows_of(pipeline.run())
     assert row["models"] == ["A", "B"]
-    assert set(row[METADATA_COLUMN]) == {"statistics_a", "statistics_b"}
+    assert set(row[METADATA_COLUMN]) == {
+        f"{entry}_{task}" for entry in ("statistics", "raw_output", "raw_input") for task in "ab"
+    }

@@ -371,7 +371,8 @@ def test_rows_record_token_statistics_and_optionally_the_raw_response() -> None:
         first = pipeline.run(progress=False)["default"]["train"][0][METADATA_COLUMN]
         again = pipeline.run(progress=False)["default"]["train"][0][METADATA_COLUMN]
     assert first["statistics_gen"] == {"input_tokens": 10, "output_tokens": 5}
-    assert first["raw_output_gen"]["choices"][0]["message"]["content"] == "answer 0 to q"
+    assert first["raw_output_gen"] == "answer 0 to q"
+    assert first["raw_response_gen"]["choices"][0]["message"]["content"] == "answer 0 to q"
     # Served from the cache on the second run: the same statistics, and nothing was paid.
     assert again["statistics_gen"] == first["statistics_gen"]
     assert len(api.requests) == 1

@@ -90,7 +90,11 @@ def test_group_columns_with_output_columns_in_a_pipeline_of_two_branches() -> No
         assert row["generation_models"] == ["model-a", "model-b"]
         assert len(row["generations"]) == 2
         assert "generation" not in row and "model_name" not in row
-        assert set(row[METADATA_COLUMN]) == {"statistics_a", "statistics_b"}
+        assert set(row[METADATA_COLUMN]) == {
+            f"{entry}_{task}"
+            for entry in ("statistics", "raw_output", "raw_input")
+            for task in "ab"
+        }
 
 
 def test_combine_columns_is_group_columns_under_distilabel_1_4s_names() -> None:
@@ -130,7 +134,8 @@ def test_combine_outputs_joins_branches_that_wrote_different_columns() -> None:
     assert [r["length"] for r in rows] == list(range(1, 9))
     assert all(r["generation"] and r["model_name"] == "m" for r in rows)
     assert all(r["score"] == r["length"] % 3 for r in rows)
-    assert all(set(r[METADATA_COLUMN]) == {"statistics_gen"} for r in rows)
+    entries = {"statistics_gen", "raw_output_gen", "raw_input_gen"}
+    assert all(set(r[METADATA_COLUMN]) == entries for r in rows)
 
 
 # -- MergeColumns ---------------------------------------------------------------------------

@@ -341,7 +341,10 @@ def test_standalone_process_yields_the_rows() -> None:
     import anyio
 
     task = MonolingualTripletGenerator(
-        name="sts", llm=scripted('{"S1": "a", "S2": "b", "S3": "c"}')
+        name="sts",
+        llm=scripted('{"S1": "a", "S2": "b", "S3": "c"}'),
+        add_raw_output=False,
+        add_raw_input=False,
     )
     task.load()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import threading
 from dataclasses import dataclass
@@ -38,7 +39,13 @@ from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.stats import StepStats
 from synthflow.runtime_parameters import runtime_parameters_info
-from synthflow.steps.base import GeneratorStep, GlobalStep, _Step, takes_separate_inputs
+from synthflow.steps.base import (
+    ARTIFACTS_DIR,
+    GeneratorStep,
+    GlobalStep,
+    _Step,
+    takes_separate_inputs,
+)
 from synthflow.steps.tasks.base import Task
 
 COMPLETE_MARKER = "COMPLETE"
@@ -62,6 +69,8 @@ class RunOutput:
     stats: dict[str, StepStats]
     stop_reason: str | None = None
     resumed_rows: int = 0
+    artifacts_dir: Path | None = None
+    """The steps' artifacts (``<step>/<artifact>/``), when any step saved one."""
 
 
 def _runs_rows_unordered(step: _Step) -> bool:
@@ -108,6 +117,11 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     stats = {name: StepStats(name) for name in plan.steps}
     # The run directory first: a disk that is full already stops the run before anything opens.
     resume = _start_run_dir(plan, run_dir, options)
+    artifacts = run_dir / ARTIFACTS_DIR
+    if not resume:  # a resumed run keeps what its steps saved before it was interrupted
+        shutil.rmtree(artifacts, ignore_errors=True)
+    for step in plan.steps.values():
+        step._artifacts_root = artifacts
     writers = {leaf: LeafWriter(run_dir / "data" / leaf, resume=resume) for leaf in plan.leaves}
     calls = _llm_calls(plan, run_dir, options, control)
     # Every stream, so a failed run can close the ones whose task was cancelled before it ran.
@@ -200,6 +214,8 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
             calls.cache.close()
         for stream in streams:
             stream.close()
+        for step in plan.steps.values():  # a step used alone after the run keeps nothing
+            step._artifacts_root = None
 
     try:
         files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
@@ -209,7 +225,8 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                 _disk.write_bytes(marker, b"")
     except DiskFullError as error:
         raise _disk_full(error, plan, writers, calls, options) from error.__cause__
-    return RunOutput(files, stats, control.stop_reason)
+    saved = artifacts.is_dir() and any(artifacts.iterdir())
+    return RunOutput(files, stats, control.stop_reason, artifacts_dir=artifacts if saved else None)
 
 
 def _start_run_dir(plan: Plan, run_dir: Path, options: RunOptions) -> bool:

@@ -59,9 +59,12 @@ class Pipeline:
         name: str = "pipeline",
         description: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        enable_metadata: bool = True,
     ) -> None:
         self.name = name
         self.description = description
+        # distilabel's flag; synthflow keeps the column unless told not to (README, Distiset).
+        self.enable_metadata = enable_metadata
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_root()
         self._steps: dict[str, _Step] = {}
         self._edges: list[tuple[str, str]] = []
@@ -315,9 +318,12 @@ class Pipeline:
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
         output = await execute(built, run_dir, Progress(progress, self.name), options)
         distiset = await anyio.to_thread.run_sync(
-            Distiset.from_leaf_files, output.leaf_files, output.stats
+            functools.partial(Distiset.from_leaf_files, enable_metadata=self.enable_metadata),
+            output.leaf_files,
+            output.stats,
         )
         distiset.stop_reason = output.stop_reason
+        distiset.artifacts_path = output.artifacts_dir
         distiset.record_pipeline(self)
         if output.stop_reason:
             print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)

@@ -19,10 +19,13 @@ row of the batch it came from.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from synthflow.runtime_parameters import RuntimeParameter
@@ -59,8 +62,15 @@ task does so for a row whose answer it can't parse). The engine takes it off and
 step's ``on_error`` policy to that row alone."""
 
 METADATA_COLUMN = "synthflow_metadata"
-"""Column of per-row details from each task: ``statistics_<task>`` (the call's input and output
-tokens) and, with ``add_raw_output``, ``raw_output_<task>`` (the raw response body)."""
+"""Column of per-row details from each task, shaped as distilabel's ``distilabel_metadata``:
+``statistics_<task>`` (the call's input and output tokens), ``raw_output_<task>`` (the text the
+model wrote) and ``raw_input_<task>`` (the messages sent); see ``Task``."""
+
+ARTIFACTS_DIR = "artifacts"
+"""Folder of a run's directory (and of a saved Distiset) that holds the steps' artifacts, as
+``artifacts/<step>/<artifact>/``."""
+
+_log = logging.getLogger("synthflow.steps")
 
 
 def merge_rows(parts: Sequence[Row], owners: Mapping[str, int] | None = None) -> Row:
@@ -159,6 +169,9 @@ class _Step(BaseModel):
 
     _pipeline: Pipeline | None = PrivateAttr(default=None)
     _workers_from_resources: bool = PrivateAttr(default=False)
+    # Set by the engine before the step loads (and before it is pickled for a process pool),
+    # so artifacts land in the run's directory whatever worker calls ``save_artifact``.
+    _artifacts_root: Path | None = PrivateAttr(default=None)
 
     def __init__(self, /, **data: Any) -> None:
         # distilabel's Step(pipeline=p): join p as if built inside ``with p:``.
@@ -223,6 +236,45 @@ class _Step(BaseModel):
 
     def unload(self) -> None:
         """Release what ``load`` acquired. Runs once after the last batch."""
+
+    # -- artifacts -------------------------------------------------------------------------
+
+    @property
+    def artifacts_directory(self) -> Path | None:
+        """Where this step's artifacts go in the run in progress (None outside a run)."""
+        if self._artifacts_root is None:
+            return None
+        return self._artifacts_root / self.name
+
+    def save_artifact(
+        self,
+        name: str,
+        write_function: Callable[[Path], None],
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Save a file (or files) made by the step with the run's data, as distilabel does.
+
+        ``write_function`` gets the directory ``artifacts/<step>/<name>/`` to write into, and
+        ``metadata`` is saved beside it as ``metadata.json``. The Distiset lists them
+        (``distiset.artifacts``) and ``save_to_disk`` / ``push_to_hub`` carry them. Outside a
+        run (a step used alone) there is nowhere to keep them: a warning says so, and nothing
+        is written."""
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(f"artifact name {name!r} must be a plain name (no '/'), e.g. 'index'")
+        directory = self.artifacts_directory
+        if directory is None:
+            _log.warning(
+                "step %r: artifact %r not saved: artifacts are kept only while the step runs "
+                "in a pipeline",
+                self.name,
+                name,
+            )
+            return
+        target = directory / name
+        target.mkdir(parents=True, exist_ok=True)
+        write_function(target)
+        encoded = orjson.dumps(metadata or {}, option=orjson.OPT_INDENT_2, default=str)
+        (target / "metadata.json").write_bytes(encoded + b"\n")
 
     # -- connections -----------------------------------------------------------------------
 

@@ -97,16 +97,12 @@ ROUTING_ISSUE_9 = {"routing_batch_function", "sample_n_steps"}
 """Issue 9's ``sample_n_steps`` routing, which needs the engine to send a batch to some of a
 step's successors."""
 
-DISTISET_ISSUE_9 = {"create_distiset"}
-"""Issue 9's Distiset part (artifacts, push and save options)."""
-
 BELONGS_ELSEWHERE = (
     CATALOG_SYNTHESIS_ISSUE_10
     | CATALOG_JUDGES_ISSUE_11
     | MODEL_CLIENTS_ISSUE_9
     | RAY_ISSUE_16
     | ROUTING_ISSUE_9
-    | DISTISET_ISSUE_9
 )
 
 

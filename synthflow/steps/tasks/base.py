@@ -49,6 +49,13 @@ ERROR_COLUMN = "synthflow_error"
 class Task(Step, ABC):
     """Base class of LLM tasks. Subclasses implement ``format_input`` and ``format_output``,
     and list their columns in ``inputs`` and ``outputs`` (``outputs`` includes ``model_name``).
+
+    Each row gets this task's entries in its ``synthflow_metadata`` column, shaped as
+    distilabel's ``distilabel_metadata`` (the same keys and defaults):
+    ``raw_output_<task>`` (the text of the row's generation), ``raw_input_<task>`` (the
+    messages sent) and ``statistics_<task>`` (``{"input_tokens": n, "output_tokens": m}`` of
+    the call). With ``group_generations`` the output and statistics entries hold one item per
+    generation. Earlier tasks' entries stay in the column beside this task's.
     """
 
     llm: LLM = Field(description="The LLM the task calls.")
@@ -67,13 +74,14 @@ class Task(Step, ABC):
         default=True,
         description="Record the call's token usage in the row's 'synthflow_metadata' column.",
     )
-    add_raw_output: bool = Field(
-        default=False,
-        description="Record the raw response in 'synthflow_metadata' (the LLM must keep it: "
-        "include_raw=True on API clients).",
+    add_raw_output: RuntimeParameter[bool] = Field(
+        default=True,
+        description="Record the text the model wrote in 'synthflow_metadata' as "
+        "'raw_output_<task>' (and, when the LLM keeps it with include_raw=True, the response "
+        "body as 'raw_response_<task>').",
     )
-    add_raw_input: bool = Field(
-        default=False,
+    add_raw_input: RuntimeParameter[bool] = Field(
+        default=True,
         description="Record the messages sent (format_input's result) in 'synthflow_metadata' "
         "as 'raw_input_<task>'.",
     )
@@ -183,14 +191,10 @@ class Task(Step, ABC):
                 columns.append(dict.fromkeys(self._answer_columns()))
                 errors.append(exc)
         model_name = self.llm.model_name
-        metadata = self._metadata(row, result)
-        unreadable = [text for text, e in zip(result.generations, errors, strict=True) if e]
-        if unreadable:  # what the model said stays with the row, to see why it didn't parse
-            metadata = metadata if metadata is not None else dict(row.get(METADATA_COLUMN) or {})
-            metadata[f"raw_output_{self.name}"] = (
-                unreadable if self.group_generations else unreadable[0]
-            )
-        failures: list[tuple[Row, OutputParseError | None]]
+        texts = result.generations
+        sent = self._sent(row) if self.add_raw_input else None
+        # (row, the generation it holds or None for all of them, its parse error)
+        made: list[tuple[Row, int | None, OutputParseError | None]]
         if self.group_generations or len(columns) == 1:
             if len(columns) == 1 and not self.group_generations:
                 row.update(columns[0])
@@ -198,40 +202,82 @@ class Task(Step, ABC):
                 for key in dict.fromkeys(k for c in columns for k in c):
                     row[key] = [c.get(key) for c in columns]
             # A grouped row fails only when none of its generations could be read.
-            failures = [(row, errors[0] if all(errors) else None)]
+            index = None if self.group_generations else 0
+            made = [(row, index, errors[0] if all(errors) else None)]
         else:
-            failures = []
+            made = []
             for i, (cols, error) in enumerate(zip(columns, errors, strict=True)):
                 new = row if i == len(columns) - 1 else row.copy()
                 new.update(cols)
-                failures.append((new, error))
-        for new, error in failures:
+                made.append((new, i, error))
+        metadata = [self._metadata(new, result, index, sent) for new, index, _ in made]
+        for (new, index, error), meta in zip(made, metadata, strict=True):
             new["model_name"] = model_name
-            if metadata is not None:
-                new[METADATA_COLUMN] = metadata
+            held = range(len(texts)) if index is None else [index]
+            unreadable = [texts[i] for i in held if errors[i] is not None]
+            if unreadable and not self.add_raw_output:
+                # what the model said stays with the row, to see why it didn't parse
+                meta = meta if meta is not None else dict(new.get(METADATA_COLUMN) or {})
+                meta[f"raw_output_{self.name}"] = unreadable if index is None else unreadable[0]
+            if meta is not None:
+                new[METADATA_COLUMN] = meta
             if error is not None:
                 new[FAILED] = f"{type(error).__name__}: {error}"
-        return [new for new, _ in failures]
+        return [new for new, _, _ in made]
 
     def _answer_columns(self) -> list[str]:
         """The columns an answer fills: the outputs but ``model_name``."""
         return [c for c in self.outputs if c != "model_name"]
 
-    def _metadata(self, row: Row, result: GenerateOutput) -> dict[str, Any] | None:
+    def _sent(self, row: Row) -> ChatType | None:
+        """The messages sent for ``row``, read before its outputs are written into it. None
+        when there are none: a row answered without a call (a judge with nothing to judge)
+        may have no prompt to make, and its ``format_input`` raises. (When a call was made,
+        ``format_input`` already succeeded on this row.)"""
+        try:
+            return self.format_input(row)
+        except Exception:
+            return None
+
+    def _metadata(
+        self,
+        row: Row,
+        result: GenerateOutput,
+        generation: int | None = 0,
+        sent: ChatType | None = None,
+    ) -> dict[str, Any] | None:
+        """``row``'s ``synthflow_metadata`` with this task's entries added (None when every
+        entry is turned off), as a new dict: branches of a fan-out share the old one.
+
+        ``generation``: the index of the one generation the row holds (its text is
+        ``raw_output_<task>``), or None for a row that holds them all (grouped): then the
+        output and the statistics are lists, one item per generation. Each generation's
+        statistics are the call's (distilabel repeats a call's counts the same way). ``sent``:
+        the messages sent, when the caller has them (else read with ``_sent``)."""
         if not (self.add_statistics or self.add_raw_output or self.add_raw_input):
             return None
-        raw_input = self.format_input(row) if self.add_raw_input else None
-        # A new dict, not an update in place: branches of a fan-out share the old one.
-        metadata = dict(row.pop(METADATA_COLUMN, None) or {})
-        if self.add_statistics:
-            metadata[f"statistics_{self.name}"] = {
-                "input_tokens": result.usage.input_tokens,
-                "output_tokens": result.usage.output_tokens,
-            }
+        metadata = dict(row.get(METADATA_COLUMN) or {})
+        texts = result.generations
+        grouped = generation is None and bool(texts)
         if self.add_raw_output:
-            metadata[f"raw_output_{self.name}"] = result.raw
+            if grouped:
+                metadata[f"raw_output_{self.name}"] = list(texts)
+            elif generation is not None and generation < len(texts):
+                metadata[f"raw_output_{self.name}"] = texts[generation]
+            if _kept_raw(result.raw):
+                metadata[f"raw_response_{self.name}"] = result.raw
         if self.add_raw_input:
-            metadata[f"raw_input_{self.name}"] = raw_input
+            metadata[f"raw_input_{self.name}"] = sent if sent is not None else self._sent(row)
+        if self.add_statistics:
+            usage = result.usage
+            metadata[f"statistics_{self.name}"] = (
+                {
+                    "input_tokens": [usage.input_tokens] * len(texts),
+                    "output_tokens": [usage.output_tokens] * len(texts),
+                }
+                if grouped
+                else {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+            )
         return metadata
 
     async def process_rows(self, rows: StepInput) -> list[Row]:
@@ -284,3 +330,10 @@ class Task(Step, ABC):
                 row[ERROR_COLUMN] = f"{self.name}: {message}"
                 kept.append(row)
         yield kept
+
+
+def _kept_raw(raw: Any) -> bool:
+    """Whether the LLM kept a response body (``include_raw=True``): one, or a list of them."""
+    if isinstance(raw, list):
+        return any(item is not None for item in raw)
+    return raw is not None
