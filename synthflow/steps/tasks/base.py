@@ -220,6 +220,7 @@ class Task(Step, ABC):
                 meta = meta if meta is not None else dict(new.get(METADATA_COLUMN) or {})
                 meta[f"raw_output_{self.name}"] = unreadable if index is None else unreadable[0]
             if meta is not None:
+                new.pop(METADATA_COLUMN, None)  # last, after the columns this task wrote
                 new[METADATA_COLUMN] = meta
             if error is not None:
                 new[FAILED] = f"{type(error).__name__}: {error}"
