@@ -47,9 +47,8 @@ from synthflow.steps.tasks import ComplexityScorer, EvolInstruct, EvolQuality, Q
 
 EMBEDDINGS_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EVOLUTIONS = 2
-VARIANTS = (
-    EVOLUTIONS + 1
-)  # the original and each round: the scorers' schema asks for one score each
+# The scorers see the original and each round's variant; their schema asks for a score for each.
+VARIANTS = EVOLUTIONS + 1
 
 
 class Scores(BaseModel):
