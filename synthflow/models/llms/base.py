@@ -63,6 +63,9 @@ class GenerateOutput:
     rate_limited: int = 0
     """How many of its attempts were answered 429."""
     no_answer: dict[int, NoAnswer] = field(default_factory=dict)
+    messages: list[dict[str, Any]] | None = None
+    """The messages a task sent for this output (set by ``Task.generate``), kept so the row's
+    ``raw_input_<task>`` needn't build them a second time."""
 
 
 class CacheIdentity(NamedTuple):

@@ -154,7 +154,10 @@ class Task(Step, ABC):
 
     async def generate(self, row: Row) -> GenerateOutput:
         """The completions for ``row``, through the run's cache and accounting when bound."""
-        return await self.generate_messages(self.format_input(row), row, self.num_generations)
+        messages = self.format_input(row)
+        output = await self.generate_messages(messages, row, self.num_generations)
+        output.messages = messages
+        return output
 
     async def generate_messages(
         self, messages: ChatType, row: Row, num_generations: int = 1
@@ -192,7 +195,9 @@ class Task(Step, ABC):
                 errors.append(exc)
         model_name = self.llm.model_name
         texts = result.generations
-        sent = self._sent(row) if self.add_raw_input else None
+        sent = None
+        if self.add_raw_input:
+            sent = result.messages if result.messages is not None else self._sent(row)
         # (row, the generation it holds or None for all of them, its parse error)
         made: list[tuple[Row, int | None, OutputParseError | None]]
         if self.group_generations or len(columns) == 1:
