@@ -18,6 +18,14 @@ if TYPE_CHECKING:
     from synthflow.pipeline.pipeline import Pipeline
 
 
+def columns_of(rows: list[dict[str, Any]]) -> list[str]:
+    """Every column of ``rows``, in the order they first appear."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
 class LoadDataFromDicts(GeneratorStep):
     """Yields the rows given inline. They are kept when the pipeline is saved to YAML/JSON."""
 
@@ -32,10 +40,7 @@ class LoadDataFromDicts(GeneratorStep):
 
     @property
     def outputs(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for row in self.data:
-            seen.update(dict.fromkeys(row))
-        return list(seen)
+        return columns_of(self.data)
 
     def process(self, offset: int = 0) -> Iterator[list[Row]]:
         for start in range(offset, len(self.data), self.batch_size):

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import GeneratorStep, Row
-from synthflow.steps.generators import _StreamedDataset
+from synthflow.steps.generators import _StreamedDataset, columns_of
 
 _DATASET_FILES = ("state.json", "dataset_info.json")  # what Dataset.save_to_disk writes
 _DATASET_DICT_FILE = "dataset_dict.json"  # what DatasetDict.save_to_disk writes
@@ -186,10 +186,7 @@ class DataSampler(GeneratorStep):
 
     @property
     def outputs(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for row in self.data:
-            seen.update(dict.fromkeys(row))
-        return list(seen)
+        return columns_of(self.data)
 
     def process(self, offset: int = 0) -> Iterator[list[Row]]:
         seed = self.seed if self.seed is not None else random.SystemRandom().getrandbits(63)
