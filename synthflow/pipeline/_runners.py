@@ -42,6 +42,7 @@ from synthflow.steps.base import (
     _Step,
     batch_rows,
     merge_rows,
+    settle_failures,
 )
 from synthflow.steps.tasks.base import ERROR_COLUMN, Task
 
@@ -80,11 +81,7 @@ class StepContext:
         self.mappings = ColumnMappings.of(self.step)
         self.inputs = self.step.mapped_inputs()
         self.outputs = self.step.mapped_outputs()
-        # A failed row's outputs: null, but a task's model_name, as distilabel writes it.
-        self.failed_outputs: dict[str, Any] = dict.fromkeys(self.outputs)
-        if isinstance(self.step, Task) and "model_name" in self.step.outputs:
-            model_column = self.step.output_mappings.get("model_name", "model_name")
-            self.failed_outputs[model_column] = self.step.llm.model_name
+        self.failed_outputs = self.step.outputs_on_failure()
 
     def enter(self, rows: Sequence[Row]) -> None:
         if self.mappings is not None:
@@ -123,22 +120,10 @@ def _fail(ctx: StepContext, rows: list[Row], exc: BaseException) -> list[Row]:
 
 
 def _settle(ctx: StepContext, rows: list[Row]) -> list[Row]:
-    """Apply the step's error policy to the rows it marked as failed (``FAILED``): each is
-    counted once, here, and keeps its own error, which names the step."""
-    step = ctx.step
-    kept: list[Row] = []
-    for row in rows:
-        message = row.pop(FAILED, None)
-        if message is None:
-            kept.append(row)
-            continue
-        ctx.stats.errors += 1
-        if step.on_error == "fail":
-            _raise_failed(step, [row], message)
-        if step.on_error == "null":
-            row.update(ctx.failed_outputs)  # not values an earlier step left under those names
-            row[ERROR_COLUMN] = f"{step.name}: {message}"
-            kept.append(row)
+    """Apply the step's error policy to the rows it marked as failed; each is counted once,
+    here, in the step where it failed."""
+    kept, failed = settle_failures(ctx.step, rows, ctx.failed_outputs)
+    ctx.stats.errors += failed
     return kept
 
 

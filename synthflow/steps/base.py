@@ -61,6 +61,9 @@ FAILED = "_sf_failed"
 task does so for a row whose answer it can't parse). The engine takes it off and applies the
 step's ``on_error`` policy to that row alone."""
 
+ERROR_COLUMN = "synthflow_error"
+"""Column that holds the error of a row whose step failed under ``on_error="null"``."""
+
 METADATA_COLUMN = "synthflow_metadata"
 """Column of per-row details from each task, shaped as distilabel's ``distilabel_metadata``:
 ``statistics_<task>`` (the call's input and output tokens), ``raw_output_<task>`` (the text the
@@ -107,6 +110,43 @@ def takes_separate_inputs(step: _Step) -> bool:
 
     params = list(inspect.signature(step.process).parameters.values())
     return any(p.kind is p.VAR_POSITIONAL for p in params) or len(params) > 1
+
+
+def settle_failures(
+    step: _Step, rows: list[Row], outputs_on_failure: dict[str, Any] | None = None
+) -> tuple[list[Row], int]:
+    """Apply ``step.on_error`` to the rows it marked as failed (``FAILED``); return the rows
+    kept and how many had failed. Each failed row keeps its own error, which names the step:
+    "null" gives it ``outputs_on_failure`` and the error in ``ERROR_COLUMN``, "drop" leaves it
+    out, "fail" raises ``StepError`` naming the row."""
+    from synthflow.errors import StepError
+
+    if outputs_on_failure is None:
+        outputs_on_failure = step.outputs_on_failure()
+    kept: list[Row] = []
+    failed = 0
+    for row in rows:
+        message = row.pop(FAILED, None)
+        if message is None:
+            kept.append(row)
+            continue
+        failed += 1
+        if step.on_error == "fail":
+            row_id = row.get(ROW_ID)
+            where = "a row" if row_id is None else f"row {row_id}"
+            raise StepError(
+                f"step {step.name!r} failed on {where}: {message}",
+                step=step.name,
+                row_id=row_id,
+            )
+        if step.on_error == "null":
+            # Not values an earlier step left under those names.
+            row.update(
+                step.outputs_on_failure() if outputs_on_failure is None else outputs_on_failure
+            )
+            row[ERROR_COLUMN] = f"{step.name}: {message}"
+            kept.append(row)
+    return kept, failed
 
 
 ErrorPolicy = Literal["fail", "null", "drop"]
@@ -227,6 +267,10 @@ class _Step(BaseModel):
     def mapped_outputs(self) -> list[str]:
         """``outputs`` as row column names, after ``output_mappings``."""
         return [self.output_mappings.get(c, c) for c in self.outputs]
+
+    def outputs_on_failure(self) -> dict[str, Any]:
+        """What a row that failed in this step gets in its output columns (row names): null."""
+        return dict.fromkeys(self.mapped_outputs())
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ from synthflow.errors import (
     DiskFullError,
     LLMError,
     OutputParseError,
-    StepError,
 )
 from synthflow.models.callpath.answers import require_answers
 from synthflow.models.callpath.calls import LLMCalls, LLMCallStats
@@ -33,6 +32,7 @@ from synthflow.models.callpath.structured import (
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import (
+    ERROR_COLUMN,
     FAILED,
     METADATA_COLUMN,
     ROW_ID,
@@ -40,10 +40,10 @@ from synthflow.steps.base import (
     Row,
     Step,
     StepInput,
+    settle_failures,
 )
 
-ERROR_COLUMN = "synthflow_error"
-"""Column that holds the error of a row whose step failed under ``on_error="null"``."""
+__all__ = ["ERROR_COLUMN", "Task"]
 
 
 class Task(Step, ABC):
@@ -231,6 +231,13 @@ class Task(Step, ABC):
                 new[FAILED] = f"{type(error).__name__}: {error}"
         return [new for new, _, _ in made]
 
+    def outputs_on_failure(self) -> dict[str, Any]:
+        """Null outputs, but ``model_name``, as distilabel writes it for a failed row."""
+        values = super().outputs_on_failure()
+        if "model_name" in self.outputs:
+            values[self.output_mappings.get("model_name", "model_name")] = self.llm.model_name
+        return values
+
     def _answer_columns(self) -> list[str]:
         """The columns an answer fills: the outputs but ``model_name``."""
         return [c for c in self.outputs if c != "model_name"]
@@ -324,17 +331,7 @@ class Task(Step, ABC):
             finally:
                 await self.llm.aclose()
 
-        kept: list[Row] = []
-        for row in run_sync(batch):
-            message = row.pop(FAILED, None)
-            if message is None:
-                kept.append(row)
-            elif self.on_error == "fail":
-                raise StepError(f"step {self.name!r} failed on a row: {message}", step=self.name)
-            elif self.on_error == "null":
-                row.update(dict.fromkeys(self.outputs))
-                row[ERROR_COLUMN] = f"{self.name}: {message}"
-                kept.append(row)
+        kept, _ = settle_failures(self, run_sync(batch), dict.fromkeys(self.outputs))
         yield kept
 
 
