@@ -1,7 +1,7 @@
 """Build and run pipelines: ``from synthflow.pipeline import Pipeline``."""
 
-from synthflow.pipeline.pipeline import Pipeline
+from synthflow.pipeline.pipeline import Pipeline, RayPipeline
 from synthflow.pipeline.stats import StepStats
 from synthflow.pipeline.templates import InstructionResponsePipeline
 
-__all__ = ["InstructionResponsePipeline", "Pipeline", "StepStats"]
+__all__ = ["InstructionResponsePipeline", "Pipeline", "RayPipeline", "StepStats"]

@@ -34,6 +34,7 @@ from synthflow.pipeline._execution import StepProcessPool
 from synthflow.pipeline._gc import collector_tuned_for_run, freeze_imported
 from synthflow.pipeline._progress import Progress, expected_rows
 from synthflow.pipeline._runners import RunControl, StepContext, runner_for
+from synthflow.pipeline._shards import Shard
 from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
@@ -61,6 +62,8 @@ class RunOptions:
     max_cost: float | None = None
     max_tokens: int | None = None
     prices: dict[str, Price] | None = None
+    shard: Shard | None = None
+    """Run only this shard's part of the sources' rows (a distributed run's worker)."""
 
 
 @dataclass
@@ -168,6 +171,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                 offset=offset,
                 separate_inputs=takes_separate_inputs(step),
                 owners=plan.owners.get(name),
+                shard=options.shard,
                 spill_dir=run_dir / "spill" / name,
                 thread_limiter=(
                     anyio.CapacityLimiter(step.workers) if step.executor == "thread" else None

@@ -24,6 +24,7 @@ import anyio
 from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, StepError
 from synthflow.pipeline._columns import ColumnMappings
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
+from synthflow.pipeline._shards import Shard
 from synthflow.pipeline._execution import (
     StepProcessPool,
     call_in_thread,
@@ -76,6 +77,8 @@ class StepContext:
     thread_limiter: anyio.CapacityLimiter | None = None
     owners: dict[str, int] | None = None
     """For a step that merges its branches' rows: the branch each written column comes from."""
+    shard: Shard | None = None
+    """In a sharded run, the rows this engine owns: a source passes on only those."""
 
     def __post_init__(self) -> None:
         self.mappings = ColumnMappings.of(self.step)
@@ -164,6 +167,12 @@ def _row_id(row: Row) -> int:
 async def run_generator(ctx: StepContext) -> None:
     step = ctx.step
     assert isinstance(step, GeneratorStep)
+    if ctx.shard is not None and isinstance(step, Task):
+        # Its rows cost LLM calls to make, so they can't be made everywhere and kept in part:
+        # the first shard makes them all.
+        if ctx.shard.index != 0:
+            return
+        ctx.shard = None
     if ctx.pool is not None:  # process() runs in the step's worker; batches come a few at a time
         batches = ctx.pool.generate(ctx.offset, rows_per_call=4 * step.batch_size)
         async with contextlib.aclosing(batches):
@@ -190,9 +199,14 @@ async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None
             return
         start = time.perf_counter()
         rows = batch_rows(batch)
-        for row in rows:
-            row[ROW_ID] = next_id
-            next_id += 1
+        if not ctx.step.numbers_rows:  # type: ignore[attr-defined]
+            next_id = rows[-1][ROW_ID] + 1 if rows else next_id
+        else:
+            for row in rows:
+                row[ROW_ID] = next_id
+                next_id += 1
+        if ctx.shard is not None:
+            rows = [row for row in rows if ctx.shard.owns(row[ROW_ID])]
         ctx.leave(rows)
         rows = _settle(ctx, rows)  # a generator task marks the rows whose answer failed
         ctx.stats.busy_seconds += time.perf_counter() - start

@@ -26,10 +26,15 @@ class Plan:
     successors: dict[str, list[str]]
     owners: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per fan-in step that merges its branches' rows: column -> the branch that wrote it."""
+    also_written: tuple[str, ...] = ()
+    """Steps with successors whose rows are kept too, as a leaf's are (a stage of a
+    distributed run hands them to the next)."""
 
     @property
     def leaves(self) -> list[str]:
-        return [name for name in self.steps if not self.successors[name]]
+        return [
+            name for name in self.steps if not self.successors[name] or name in self.also_written
+        ]
 
 
 def plan(

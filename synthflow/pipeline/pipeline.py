@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -24,7 +24,11 @@ from synthflow.pipeline._progress import Progress, ProgressMode
 from synthflow.steps.base import GeneratorStep, _Step
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from synthflow.distiset import Distiset
+    from synthflow.distributed.ray_backend import RayTarget
+    from synthflow.pipeline._engine import RunOptions
 
 _current: ContextVar[Pipeline | None] = ContextVar("synthflow_current_pipeline", default=None)
 
@@ -69,6 +73,8 @@ class Pipeline:
         self._steps: dict[str, _Step] = {}
         self._edges: list[tuple[str, str]] = []
         self._tokens: list[contextvars.Token[Pipeline | None]] = []
+        self._backend: Literal["local", "ray"] = "local"
+        self._ray_target: RayTarget | None = None
 
     # -- building --------------------------------------------------------------------------
 
@@ -256,6 +262,8 @@ class Pipeline:
         max_tokens: int | None = None,
         prices: Mapping[str, tuple[float, float]] | None = None,
         progress: ProgressMode | bool = "auto",
+        backend: Literal["local", "ray"] | None = None,
+        shards: int | None = None,
     ) -> Distiset:
         """Run the pipeline to completion and return its Distiset.
 
@@ -272,6 +280,11 @@ class Pipeline:
             prices: per-model price overrides, ``{model: (usd_per_M_input, usd_per_M_output)}``.
             progress: "auto" (rich in a terminal or notebook, log lines otherwise), "rich",
                 "plain", or False.
+            backend: "local" (this process), or "ray": the rows split into ``shards`` parts,
+                each run by the whole engine in a Ray worker, with one rate budget per endpoint
+                across them (needs ``synthflow[ray]``; see ``Pipeline.ray`` for the cluster).
+                Default: "ray" for a pipeline made by ``ray()`` or a ``RayPipeline``.
+            shards: with the Ray backend, how many parts (default: one per CPU of the cluster).
 
         Works from plain scripts and from code where an event loop is already running (Jupyter):
         there, the run gets its own loop in a worker thread, and this call blocks until it ends.
@@ -290,6 +303,8 @@ class Pipeline:
             "max_tokens": max_tokens,
             "prices": prices,
             "progress": progress,
+            "backend": backend,
+            "shards": shards,
         }
         return run_sync(functools.partial(self.arun, parameters, **kwargs))
 
@@ -304,12 +319,24 @@ class Pipeline:
         max_tokens: int | None = None,
         prices: Mapping[str, tuple[float, float]] | None = None,
         progress: ProgressMode | bool = "auto",
+        backend: Literal["local", "ray"] | None = None,
+        shards: int | None = None,
     ) -> Distiset:
         """Run the pipeline in the current event loop (for async apps). See ``run``."""
         from synthflow.distiset import Distiset
         from synthflow.pipeline._engine import RunOptions, execute
         from synthflow.pipeline._validate import check_cost_budget, plan
 
+        if (backend or self._backend) == "ray" or shards is not None:
+            return await self._run_on_ray(
+                parameters,
+                RunOptions(use_cache, max_cost, max_tokens, dict(prices or {})),
+                shards=shards,
+                dataset=dataset,
+                dataset_batch_size=dataset_batch_size,
+            )
+        if backend not in (None, "local"):
+            raise PipelineValidationError(f"backend must be 'local' or 'ray', not {backend!r}")
         steps, edges, run_dir = self._steps, self._edges, self.run_dir
         if dataset is not None:
             steps, edges, run_dir = self._fed_by(dataset, run_dir, dataset_batch_size)
@@ -388,13 +415,50 @@ class Pipeline:
             for source, size in zip(sources, sizes, strict=True):
                 source.batch_size = size
 
-    def ray(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """distilabel's ``pipeline.ray()``: not yet; Ray support is issue 16."""
-        raise NotImplementedError(
-            "pipeline.ray() is not supported yet: Ray support is coming (open issue 16, 'Scale "
-            "out on Ray'); run the pipeline with pipeline.run(), which uses every core of this "
-            "machine"
+    def ray(
+        self,
+        ray_head_node_url: str | None = None,
+        ray_init_kwargs: Mapping[str, Any] | None = None,
+        *,
+        shards: int | None = None,
+    ) -> Self:
+        """Run this pipeline on Ray from now on (distilabel's ``pipeline.ray()``): returns the
+        pipeline, whose ``run()`` then shards the rows over the cluster at
+        ``ray_head_node_url`` (``ray://host:10001``, ``host:6379``, or None for ``RAY_ADDRESS``
+        or a local cluster), calling ``ray.init(**ray_init_kwargs)`` if Ray isn't started."""
+        from synthflow.distributed.ray_backend import RayTarget, require_ray
+
+        require_ray()  # the missing extra is said now, not at run time
+        self._backend = "ray"
+        self._ray_target = RayTarget(ray_head_node_url, shards, dict(ray_init_kwargs or {}))
+        return self
+
+    async def _run_on_ray(
+        self,
+        parameters: Mapping[str, Any] | None,
+        options: RunOptions,
+        *,
+        shards: int | None,
+        dataset: Any,
+        dataset_batch_size: int,
+    ) -> Distiset:
+        from synthflow.distributed.ray_backend import RayTarget, run_on_ray
+
+        target = self._ray_target or RayTarget()
+        if shards is not None:
+            if shards < 1:
+                raise PipelineValidationError(f"shards must be 1 or more, not {shards}")
+            target = RayTarget(target.address, shards, target.init_kwargs)
+        run = functools.partial(
+            run_on_ray,
+            self,
+            parameters,
+            options,
+            target,
+            dataset=dataset,
+            dataset_batch_size=dataset_batch_size,
         )
+        return await anyio.to_thread.run_sync(run)
 
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
@@ -410,3 +474,22 @@ def _first_rows(dataset: Any, n: int) -> Any:
     if hasattr(dataset, "select") and hasattr(dataset, "column_names"):  # datasets.Dataset
         return dataset.select(range(min(n, len(dataset))))
     return dataset  # run(dataset=...) says what it takes
+
+
+class RayPipeline(Pipeline):
+    """A pipeline that runs on Ray (distilabel's ``RayPipeline``); the same as
+    ``Pipeline(...).ray(ray_head_node_url, ray_init_kwargs)``. Needs ``synthflow[ray]``."""
+
+    def __init__(
+        self,
+        name: str = "pipeline",
+        description: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        enable_metadata: bool = True,
+        requirements: list[str] | None = None,
+        ray_head_node_url: str | None = None,
+        ray_init_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(name, description, cache_dir, enable_metadata)
+        self.requirements = list(requirements or [])
+        self.ray(ray_head_node_url, ray_init_kwargs)

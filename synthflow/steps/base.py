@@ -371,6 +371,11 @@ class GeneratorStep(_Step):
         default=50, ge=1, description="Rows per batch the step yields."
     )
 
+    numbers_rows: ClassVar[bool] = True
+    """Whether the engine gives the rows their lineage ids, in the order they come. False for a
+    source whose rows carry theirs already (a stage of a distributed run), at or above the
+    ``offset`` it is given, in id order."""
+
     def process(self, *args: Any, **kwargs: Any) -> StepOutput:
         """``process(offset=0)``: yield batches of new rows, starting at row ``offset``.
 

@@ -223,6 +223,23 @@ class ResponseCache:
             path=str(self.path),
         )
 
+    def merge_from(self, other: Path | str) -> int:
+        """Copy in the generations of the cache at ``other`` that this one lacks (keys are
+        content hashes, so merging is idempotent); return how many were added. Shards of a
+        distributed run each keep a cache of their own, merged into the run's at its end."""
+        if self._connection is None:
+            raise RuntimeError("the response cache is closed")
+        before = self._connection.total_changes
+        self._connection.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            self._connection.execute(
+                "INSERT OR IGNORE INTO generations SELECT key, text, logprobs, input_tokens,"
+                " output_tokens, created_at FROM other.generations"
+            )
+        finally:
+            self._connection.execute("DETACH DATABASE other")
+        return self._connection.total_changes - before
+
     def close(self) -> None:
         """Close the database; further use raises. Closing twice is fine."""
         if self._connection is not None:

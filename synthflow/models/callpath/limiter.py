@@ -435,6 +435,37 @@ class EndpointLimiter:
         if remaining < 1 and reset is not None:
             self._paused_until = max(self._paused_until, now + reset)
 
+    # --- a share of a budget held elsewhere ----------------------------------------------
+
+    def set_share(
+        self,
+        concurrency: int | None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+    ) -> None:
+        """Hold this process to its share of an endpoint budget kept across processes (a
+        distributed run's budget actor): at most ``concurrency`` in flight (0: wait for a
+        larger share), and the given rates. The limiter's own adaptation works under the share;
+        each new share replaces the last."""
+        now = self._clock.now()
+        if concurrency is not None:
+            self._max_concurrency = max(concurrency, 1)  # the ceiling adaptation grows back to
+            self._limit = concurrency
+        for kind, share in (("requests", requests_per_minute), ("tokens", tokens_per_minute)):
+            if share is None or share <= 0:
+                continue
+            bucket = self._rpm if kind == "requests" else self._tpm
+            if bucket is None:
+                bucket = _TokenBucket(share, now, level=share / 60.0)  # no burst on arrival
+                if kind == "requests":
+                    self._rpm = bucket
+                else:
+                    self._tpm = bucket
+            else:
+                bucket.refill(now)
+                bucket.set_limit(share)
+        self._wake_head()
+
 
 def _parse_number(value: str | None) -> float | None:
     if value is None:

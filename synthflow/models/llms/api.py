@@ -172,8 +172,12 @@ class APILLM(StructuredOutputLLM):
     limit_per_model: ClassVar[bool] = False
     """The provider's quotas are per model (Gemini), not per key: one limiter per model."""
 
+    def limiter_endpoint(self) -> str:
+        """What one rate budget covers: the endpoint, or the endpoint and model."""
+        return f"{self.endpoint}#{self.model}" if self.limit_per_model else self.endpoint
+
     def limiter(self) -> EndpointLimiter:
-        endpoint = f"{self.endpoint}#{self.model}" if self.limit_per_model else self.endpoint
+        endpoint = self.limiter_endpoint()
         settings = {
             "max_concurrency": self.max_concurrency,
             "requests_per_minute": self.requests_per_minute,

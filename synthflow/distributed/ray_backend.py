@@ -1,0 +1,360 @@
+"""Running one pipeline over a Ray cluster: ``pipeline.run(backend="ray")``.
+
+The unit of work is the shard, not the step: each Ray task runs the whole asyncio engine over
+a deterministic part of the sources' rows (``synthflow.pipeline._shards``), in a run directory
+of its own under the pipeline's, with its own response cache on local disk (SQLite must not
+live on a network filesystem), seeded from the run's cache and merged back into it at the end.
+A shard that fails (its worker killed, its node lost) is run again by Ray and resumes from what
+it wrote, as an interrupted one-process run does.
+
+One budget per endpoint: an actor per endpoint holds the limits set on the LLM
+(``max_concurrency``, ``requests_per_minute``, ``tokens_per_minute``) for the whole run, and
+every shard's limiter works under a leased share of them (``synthflow.distributed.budget``).
+
+Ray is imported only here, and only when a run asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+
+from synthflow.distributed.budget import BudgetLedger, EndpointBudget, Share
+from synthflow.distributed.merge import leaf_table, merge_caches, merge_stats, write_leaf
+from synthflow.errors import PipelineValidationError
+from synthflow.pipeline._shards import Shard
+from synthflow.steps.base import GeneratorStep, GlobalStep, _Step
+
+if TYPE_CHECKING:
+    from synthflow.distiset import Distiset
+    from synthflow.models.callpath.limiter import EndpointLimiter
+    from synthflow.pipeline._engine import RunOptions
+    from synthflow.pipeline.pipeline import Pipeline
+    from synthflow.pipeline.stats import StepStats
+
+__all__ = ["run_on_ray"]
+
+SHARDS_DIR = "shards"
+MANIFEST = "shards.json"
+CACHE_FILE = "llm-cache.sqlite"
+LEASE_SECONDS = 2.0
+"""A share not renewed for this long goes back to the other workers."""
+RENEW_EVERY = LEASE_SECONDS / 4
+
+
+def require_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise ImportError(
+            "running on Ray needs Ray installed: pip install 'synthflow[ray]'"
+        ) from None
+    return ray
+
+
+# -- the driver ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RayTarget:
+    """Where and how wide a run on Ray goes."""
+
+    address: str | None = None
+    """A running cluster (``ray://host:10001`` or ``host:6379``); None: Ray's default (the
+    cluster in ``RAY_ADDRESS``, else a local one started for the run)."""
+    shards: int | None = None
+    """How many parts the rows are split into; None: one per CPU of the cluster."""
+    init_kwargs: Mapping[str, Any] | None = None
+
+
+def run_on_ray(
+    pipeline: Pipeline,
+    parameters: Mapping[str, Any] | None,
+    options: RunOptions,
+    target: RayTarget,
+    *,
+    dataset: Any = None,
+    dataset_batch_size: int = 50,
+) -> Distiset:
+    """Run ``pipeline`` sharded over a Ray cluster and return the Distiset one process would."""
+    from synthflow.distiset import Distiset
+    from synthflow.pipeline._validate import plan
+
+    ray = require_ray()
+    steps, edges, run_dir = pipeline._steps, pipeline._edges, pipeline.run_dir
+    if dataset is not None:
+        steps, edges, run_dir = pipeline._fed_by(dataset, run_dir, dataset_batch_size)
+    built = plan(steps, edges, parameters)  # every mistake named here, before any worker starts
+    _refuse_global_steps(built.steps)
+    if not ray.is_initialized():
+        ray.init(address=target.address, **dict(target.init_kwargs or {}))
+    count = target.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    sources = [s for s in built.steps.values() if isinstance(s, GeneratorStep)]
+    block = max((s.batch_size for s in sources), default=50)
+    run_dir = run_dir / "ray"
+    _prepare(run_dir, count, block)
+    shards = [Shard(i, count, block) for i in range(count)]
+    workers = [shard.directory_name for shard in shards]
+
+    budgets = _endpoint_budgets(built.steps)
+    keepers = {
+        key: ray.remote(num_cpus=0)(BudgetKeeper).remote(budget, workers, LEASE_SECONDS)
+        for key, budget in budgets.items()
+    }
+    shard_options = _options_per_shard(options, count)
+    # Ray re-runs a shard whose worker died (max_retries); it resumes from its own directory.
+    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(run_shard)
+    refs = {
+        remote.options(name=f"synthflow:{pipeline.name}:{shard.directory_name}").remote(
+            steps, edges, parameters, shard, str(run_dir), shard_options, keepers
+        ): shard
+        for shard in shards
+    }
+    results: list[ShardResult] = []
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                result = _result_of(ray, ref, refs[ref])
+                results.append(result)
+                print(
+                    f"[synthflow] {pipeline.name}: {refs[ref].directory_name} done "
+                    f"({len(results)} of {count}; {result.rows} rows)",
+                    file=sys.stderr,
+                )
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        for keeper in keepers.values():
+            ray.kill(keeper)
+        merge_caches(run_dir / CACHE_FILE, (run_dir / SHARDS_DIR / w / CACHE_FILE for w in workers))
+
+    results.sort(key=lambda r: r.shard.index)
+    files = {
+        leaf: write_leaf(run_dir / "data" / leaf, [r.leaves.get(leaf) for r in results])
+        for leaf in built.leaves
+    }
+    stats = merge_stats(r.stats for r in results)
+    distiset = Distiset.from_leaf_files(files, stats, enable_metadata=pipeline.enable_metadata)
+    distiset.stop_reason = next((r.stop_reason for r in results if r.stop_reason), None)
+    distiset.record_pipeline(pipeline)
+    if distiset.stop_reason:
+        print(f"[synthflow] run stopped early: {distiset.stop_reason}", file=sys.stderr)
+    summary = distiset.failure_summary()
+    if summary:
+        print(f"[synthflow] {pipeline.name}: {summary}", file=sys.stderr)
+    return distiset
+
+
+def _refuse_global_steps(steps: Mapping[str, _Step]) -> None:
+    found = [name for name, step in steps.items() if isinstance(step, GlobalStep)]
+    if found:
+        raise PipelineValidationError(
+            f"global steps can't run sharded on Ray yet ({', '.join(found)} needs every row "
+            "in one place); run this pipeline with pipeline.run() on one machine"
+        )
+
+
+def _prepare(run_dir: Path, count: int, block: int) -> None:
+    """Keep the shards of an interrupted run of the same split; otherwise start them afresh,
+    keeping their LLM answers in the run's cache (a new split resumes nothing, pays nothing)."""
+    manifest = run_dir / MANIFEST
+    wanted = {"shards": count, "block": block}
+    if manifest.exists() and orjson.loads(manifest.read_bytes()) == wanted:
+        return
+    shards_dir = run_dir / SHARDS_DIR
+    if shards_dir.is_dir():
+        merge_caches(run_dir / CACHE_FILE, shards_dir.glob(f"*/{CACHE_FILE}"))
+        import shutil
+
+        shutil.rmtree(shards_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest.write_bytes(orjson.dumps(wanted))
+
+
+def _options_per_shard(options: RunOptions, count: int) -> RunOptions:
+    """The run's cost and token caps, split evenly between the shards."""
+    return replace(
+        options,
+        max_cost=None if options.max_cost is None else options.max_cost / count,
+        max_tokens=None if options.max_tokens is None else max(1, options.max_tokens // count),
+    )
+
+
+def _endpoint_budgets(steps: Mapping[str, _Step]) -> dict[str, EndpointBudget]:
+    """The limits of every rate-limited endpoint the tasks call, by limiter key."""
+    budgets: dict[str, EndpointBudget] = {}
+    for step in steps.values():
+        key = _limiter_key(getattr(step, "llm", None))
+        if key is None:
+            continue
+        llm = getattr(step, "llm", None)
+        budget = EndpointBudget(
+            max_concurrency=llm.max_concurrency,  # type: ignore[union-attr]
+            requests_per_minute=llm.requests_per_minute,  # type: ignore[union-attr]
+            tokens_per_minute=llm.tokens_per_minute,  # type: ignore[union-attr]
+        )
+        if budget.limited:
+            budgets.setdefault(key, budget)
+    return budgets
+
+
+def _limiter_key(llm: Any) -> str | None:
+    from synthflow.models.callpath.limiter import endpoint_key
+    from synthflow.models.llms.api import APILLM
+
+    if not isinstance(llm, APILLM):
+        return None
+    return endpoint_key(llm.limiter_endpoint(), llm.resolved_api_key())
+
+
+def _result_of(ray: ModuleType, ref: Any, shard: Shard) -> ShardResult:
+    try:
+        result: ShardResult = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        raise type(cause)(*cause.args) if isinstance(cause, Exception) else cause from None
+    except ray.exceptions.RayError as exc:
+        raise RuntimeError(f"{shard.directory_name} failed on Ray: {exc}") from exc
+    return result
+
+
+# -- the budget actor ------------------------------------------------------------------------
+
+
+class BudgetKeeper:
+    """The Ray actor holding one endpoint's budget (a ``BudgetLedger``)."""
+
+    def __init__(self, budget: EndpointBudget, workers: list[str], lease_seconds: float) -> None:
+        self.ledger = BudgetLedger(budget, lease_seconds=lease_seconds, expected_workers=workers)
+
+    def renew(self, worker: str, in_flight: int, rate_limited_total: int) -> Share:
+        return self.ledger.renew(worker, in_flight, rate_limited_total)
+
+    def release(self, worker: str) -> None:
+        self.ledger.release(worker)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "limit": self.ledger.limit,
+            "peak_granted": self.ledger.peak_granted,
+            "rate_limited": self.ledger.rate_limited_total,
+            "workers": self.ledger.workers,
+        }
+
+
+# -- a shard, in its worker -------------------------------------------------------------------
+
+
+@dataclass
+class ShardResult:
+    shard: Shard
+    leaves: dict[str, Any]  # leaf name -> Arrow table with lineage ids (None: no rows)
+    stats: dict[str, StepStats]
+    stop_reason: str | None
+    rows: int
+
+
+def run_shard(
+    steps: dict[str, _Step],
+    edges: list[tuple[str, str]],
+    parameters: Mapping[str, Any] | None,
+    shard: Shard,
+    run_dir: str,
+    options: RunOptions,
+    keepers: dict[str, Any],
+) -> ShardResult:
+    """Run the engine over ``shard``'s rows in its own directory (in a Ray worker)."""
+    from synthflow.pipeline._engine import execute
+    from synthflow.pipeline._progress import Progress
+    from synthflow.pipeline._validate import plan
+
+    root = Path(run_dir)
+    directory = root / SHARDS_DIR / shard.directory_name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "worker.pid").write_text(str(os.getpid()))
+    if options.use_cache and not (directory / CACHE_FILE).exists():
+        merge_caches(directory / CACHE_FILE, [root / CACHE_FILE])  # what earlier runs paid for
+    built = plan(steps, edges, parameters)
+    leases = _Leases(built.steps, keepers, shard.directory_name)
+    options = replace(options, shard=shard)
+
+    async def main() -> Any:
+        leases.renew_all()  # the first share before the first request
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leases.keep_renewing)
+            try:
+                return await execute(
+                    built, directory, Progress(False, shard.directory_name), options
+                )
+            finally:
+                tg.cancel_scope.cancel()
+
+    try:
+        output = anyio.run(main)
+    finally:
+        leases.release_all()
+    leaves = {leaf: leaf_table(directory / "data" / leaf) for leaf in built.leaves}
+    rows = sum(t.num_rows for t in leaves.values() if t is not None)
+    return ShardResult(shard, leaves, output.stats, output.stop_reason, rows)
+
+
+class _Leases:
+    """This worker's shares of the endpoint budgets, renewed in the background."""
+
+    def __init__(self, steps: Mapping[str, _Step], keepers: dict[str, Any], worker: str) -> None:
+        self.worker = worker
+        self.entries: list[tuple[EndpointLimiter, Any]] = []
+        # Ray reuses worker processes, and limiters live as long as theirs: count only the
+        # 429s of this shard's run.
+        self._429s_before: dict[int, int] = {}
+        seen: set[str] = set()
+        for step in steps.values():
+            llm = getattr(step, "llm", None)
+            key = _limiter_key(llm)
+            if key is None or key not in keepers or key in seen:
+                continue
+            seen.add(key)
+            limiter = llm.limiter()  # type: ignore[union-attr]
+            self.entries.append((limiter, keepers[key]))
+            self._429s_before[id(limiter)] = limiter.stats().rate_limited_total
+
+    def renew_all(self) -> None:
+        import ray
+
+        refs = [keeper.renew.remote(self.worker, *self._state(lim)) for lim, keeper in self.entries]
+        for (limiter, _), share in zip(self.entries, ray.get(refs), strict=True):
+            _apply(limiter, share)
+
+    async def keep_renewing(self) -> None:
+        while True:
+            await anyio.sleep(RENEW_EVERY)
+            for limiter, keeper in self.entries:
+                started = time.monotonic()
+                share = await keeper.renew.remote(self.worker, *self._state(limiter))
+                if time.monotonic() - started < LEASE_SECONDS:  # else stale: renew again first
+                    _apply(limiter, share)
+
+    def _state(self, limiter: EndpointLimiter) -> tuple[int, int]:
+        stats = limiter.stats()
+        return stats.in_flight, stats.rate_limited_total - self._429s_before[id(limiter)]
+
+    def release_all(self) -> None:
+        import ray
+
+        if self.entries:
+            ray.get([keeper.release.remote(self.worker) for _, keeper in self.entries])
+
+
+def _apply(limiter: EndpointLimiter, share: Share) -> None:
+    limiter.set_share(share.concurrency, share.requests_per_minute, share.tokens_per_minute)

@@ -1,0 +1,201 @@
+"""Pipelines sharded over a Ray cluster on this machine, against a loopback LLM server.
+
+Every Ray process binds to 127.0.0.1 and keeps its files in a temporary directory of the test's
+own; the cluster is stopped by ``ray.shutdown()``, which stops only what this test started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthflow.models import OpenAILLM
+from synthflow.pipeline import Pipeline, RayPipeline
+from synthflow.steps import LoadDataFromDicts, StepInput, step
+from synthflow.steps.tasks import TextGeneration
+from tests.servers import Reply, Request, fake_api, prompt_of
+from tests.servers.chat import completion
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # else 127.0.0.1 is rewritten
+    temp = tmp_path_factory.mktemp("ray")
+    ray.init(
+        num_cpus=3,
+        _node_ip_address="127.0.0.1",
+        _temp_dir=str(temp),
+        include_dashboard=False,
+        log_to_driver=False,
+        # Steps defined here pickle by reference to this module, imported as pytest did.
+        runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}},
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class InFlight:
+    """An OpenAI-compatible handler that answers after ``delay`` and counts requests in flight."""
+
+    def __init__(self, delay: float = 0.05, fail_above: int | None = None) -> None:
+        self.delay = delay
+        self.fail_above = fail_above
+        self.now = 0
+        self.peak = 0
+        self.rejected = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Reply:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            over = self.fail_above is not None and self.now > self.fail_above
+            if over:
+                self.rejected += 1
+        try:
+            if over:
+                return Reply(429, {"error": {"message": "too many requests"}})
+            time.sleep(self.delay)
+            return completion(request)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+@step(inputs=["generation"], outputs=["length"])
+def Length(inputs: StepInput):  # type: ignore[no-untyped-def]
+    for row in inputs:
+        row["length"] = len(row["generation"])
+    yield inputs
+
+
+def build(
+    pipeline: Pipeline, url: str, rows: int, *, max_concurrency: int | None = None
+) -> Pipeline:
+    with pipeline:
+        load = LoadDataFromDicts(
+            data=[{"instruction": f"question {i}"} for i in range(rows)], batch_size=10
+        )
+        generate = TextGeneration(
+            llm=OpenAILLM(
+                model="m", base_url=f"{url}/v1", api_key="k", max_concurrency=max_concurrency
+            ),
+            input_batch_size=10,
+        )
+        load >> generate >> Length()
+    return pipeline
+
+
+def rows_of(distiset: Any) -> list[dict[str, Any]]:
+    rows = distiset["default"]["train"].to_list()
+    for row in rows:
+        row.pop("synthflow_metadata", None)
+    return rows
+
+
+def test_a_sharded_run_makes_the_dataset_one_process_makes(cluster: None, tmp_path: Path) -> None:
+    handler = InFlight(delay=0.01)
+    with fake_api(handler) as api:
+        local = build(Pipeline("p", cache_dir=tmp_path / "local"), api.url, 95).run(progress=False)
+        api.requests.clear()
+        sharded = build(Pipeline("p", cache_dir=tmp_path / "ray"), api.url, 95).run(
+            backend="ray", shards=3, progress=False
+        )
+        counts = api.prompt_counts()
+        # A second run, split otherwise, pays nothing: the shards' answers were merged into
+        # the run's cache, and a new split starts from it.
+        api.requests.clear()
+        rerun = build(RayPipeline("p", cache_dir=tmp_path / "ray"), api.url, 95).run(
+            shards=2, progress=False
+        )
+        assert api.requests == []
+    assert rows_of(sharded) == rows_of(local)
+    assert sorted(counts) == sorted(f"question {i}" for i in range(95))
+    assert set(counts.values()) == {1}  # every prompt asked once, by one shard
+    assert sharded.stats["text_generation_0"].rows_out == 95
+    assert rows_of(rerun) == rows_of(local)
+
+
+def test_one_concurrency_budget_holds_across_shards(cluster: None, tmp_path: Path) -> None:
+    # Each shard's task would send 10 at once; the endpoint's budget is 6 for all three.
+    handler = InFlight(delay=0.05, fail_above=6)
+    with fake_api(handler) as api:
+        pipeline = build(Pipeline("b", cache_dir=tmp_path), api.url, 120, max_concurrency=6)
+        distiset = pipeline.ray().run(shards=3, progress=False)
+        assert len(api.requests) == 120
+    assert handler.peak <= 6
+    assert handler.rejected == 0
+    assert len(rows_of(distiset)) == 120
+
+
+def test_a_killed_worker_is_replaced_and_nothing_answered_is_paid_twice(
+    cluster: None, tmp_path: Path
+) -> None:
+    handler = InFlight(delay=0.03)
+    killed: list[int] = []
+
+    def kill_first_shard() -> None:
+        pid_file = next_pid_file(tmp_path)
+        if pid_file is None:
+            return
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(api.requests) < 40:
+            time.sleep(0.01)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    with fake_api(handler) as api:
+        pipeline = build(Pipeline("k", cache_dir=tmp_path), api.url, 150, max_concurrency=4)
+        killer = threading.Thread(target=kill_first_shard, daemon=True)
+        killer.start()
+        distiset = pipeline.run(backend="ray", shards=2, progress=False)
+        killer.join()
+        counts = api.prompt_counts()
+    assert killed, "the test never found a worker to kill"
+    assert len(rows_of(distiset)) == 150
+    assert sorted(counts) == sorted(f"question {i}" for i in range(150))
+    # Only what was in flight at the kill (at most the budget) is asked again.
+    assert sum(counts.values()) - 150 <= 4
+
+
+def next_pid_file(root: Path) -> Path | None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = sorted(root.rglob("shard-0000-of-0002/worker.pid"))
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    return None
+
+
+def test_global_steps_are_refused_with_a_clear_error(cluster: None, tmp_path: Path) -> None:
+    from synthflow.errors import PipelineValidationError
+    from synthflow.steps import global_step
+
+    @global_step(inputs=["instruction"])
+    def Everything(inputs: StepInput):  # type: ignore[no-untyped-def]
+        yield inputs
+
+    with Pipeline("g", cache_dir=tmp_path) as pipeline:
+        LoadDataFromDicts(data=[{"instruction": "x"}]) >> Everything()
+    with pytest.raises(PipelineValidationError, match="global steps can't run sharded"):
+        pipeline.run(backend="ray", shards=2, progress=False)
+
+
+def test_prompt_of_is_the_instruction() -> None:  # the counters above read prompts this way
+    assert prompt_of(Request("POST", "/", {}, {"messages": [{"content": "q"}]})) == "q"
