@@ -183,18 +183,55 @@ def next_pid_file(root: Path) -> Path | None:
     return None
 
 
-def test_global_steps_are_refused_with_a_clear_error(cluster: None, tmp_path: Path) -> None:
-    from synthflow.errors import PipelineValidationError
-    from synthflow.steps import global_step
+@step(inputs=["generation"], step_type="global")
+def KeepFirstOfEachLength(inputs: StepInput):  # type: ignore[no-untyped-def]
+    """A global step: it needs every row to know which is the first of its length."""
+    seen: set[int] = set()
+    kept = []
+    for row in inputs:
+        if len(row["instruction"]) not in seen:
+            seen.add(len(row["instruction"]))
+            kept.append(row)
+    yield kept + [row for row in inputs if len(row["instruction"]) % 3 == 0 and row not in kept]
 
-    @global_step(inputs=["instruction"])
-    def Everything(inputs: StepInput):  # type: ignore[no-untyped-def]
-        yield inputs
 
-    with Pipeline("g", cache_dir=tmp_path) as pipeline:
-        LoadDataFromDicts(data=[{"instruction": "x"}]) >> Everything()
-    with pytest.raises(PipelineValidationError, match="global steps can't run sharded"):
-        pipeline.run(backend="ray", shards=2, progress=False)
+def judged(pipeline: Pipeline, url: str) -> Pipeline:
+    """Generate, keep some rows in a global step, then judge them (distilabel's judge pattern)."""
+    llm = OpenAILLM(model="m", base_url=f"{url}/v1", api_key="k", max_concurrency=5)
+    with pipeline:
+        load = LoadDataFromDicts(
+            data=[{"instruction": "q" * (1 + i % 17) + f" {i}"} for i in range(130)],
+            batch_size=10,
+        )
+        generate = TextGeneration(llm=llm, input_batch_size=10)
+        judge = TextGeneration(
+            name="judge",
+            llm=llm,
+            input_mappings={"instruction": "generation"},
+            output_mappings={"generation": "verdict"},
+        )
+        (
+            load
+            >> generate
+            >> KeepFirstOfEachLength()
+            >> judge
+            >> Length(input_mappings={"generation": "verdict"})
+        )
+    return pipeline
+
+
+def test_a_global_step_cuts_the_run_into_stages(cluster: None, tmp_path: Path) -> None:
+    with fake_api(InFlight(delay=0.005)) as api:
+        local = judged(Pipeline("g", cache_dir=tmp_path / "local"), api.url).run(progress=False)
+        api.requests.clear()
+        sharded = judged(Pipeline("g", cache_dir=tmp_path / "ray"), api.url).run(
+            backend="ray", shards=3, progress=False
+        )
+        counts = api.prompt_counts()
+    assert rows_of(sharded) == rows_of(local)
+    assert set(counts.values()) == {1}
+    assert sharded.stats["judge"].rows_out == local.stats["judge"].rows_out
+    assert sharded.stats["load_data_from_dicts_0"].rows_out == 130
 
 
 def test_prompt_of_is_the_instruction() -> None:  # the counters above read prompts this way

@@ -16,11 +16,25 @@ from typing import Any
 
 from synthflow.models.callpath.cache import ResponseCache
 from synthflow.models.callpath.calls import LLMCallStats
-from synthflow.pipeline._sink import PART_SUFFIX, LeafWriter, _conform, _unified_schema, read_part
+from synthflow.pipeline._sink import (
+    PART_SUFFIX,
+    LeafWriter,
+    _conform,
+    _unified_schema,
+    _write_stream,
+    read_part,
+)
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import ROW_ID
 
-__all__ = ["concat_tables", "leaf_table", "merge_caches", "merge_stats", "write_leaf"]
+__all__ = [
+    "concat_tables",
+    "in_id_order",
+    "leaf_table",
+    "merge_caches",
+    "merge_stats",
+    "write_leaf",
+]
 
 
 def leaf_table(directory: Path) -> Any:
@@ -33,17 +47,23 @@ def leaf_table(directory: Path) -> Any:
 def write_leaf(directory: Path, tables: Sequence[Any]) -> Path:
     """Write the rows of ``tables`` (shards' leaf tables, with lineage ids) in id order as the
     leaf's data file in ``directory``; return its path."""
-    import pyarrow.compute as pc
-
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    merged = concat_tables([t for t in tables if t is not None])
+    merged = in_id_order(tables)
     if merged is not None and merged.num_rows:
-        merged = merged.take(pc.sort_indices(merged, sort_keys=[(ROW_ID, "ascending")]))
-        from synthflow.pipeline._sink import _write_stream
-
         _write_stream(directory / f"part-00000{PART_SUFFIX}", merged.schema, [merged])
     return LeafWriter(directory, resume=True).finish()
+
+
+def in_id_order(tables: Sequence[Any]) -> Any:
+    """The rows of ``tables`` (shards' parts of one step's rows) as one table, in the order
+    one process makes them: by lineage id. None when there are no rows."""
+    import pyarrow.compute as pc
+
+    merged = concat_tables([t for t in tables if t is not None])
+    if merged is None or not merged.num_rows:
+        return merged
+    return merged.take(pc.sort_indices(merged, sort_keys=[(ROW_ID, "ascending")]))
 
 
 def concat_tables(tables: Sequence[Any]) -> Any:

@@ -29,15 +29,22 @@ import anyio
 import orjson
 
 from synthflow.distributed.budget import BudgetLedger, EndpointBudget, Share
-from synthflow.distributed.merge import leaf_table, merge_caches, merge_stats, write_leaf
-from synthflow.errors import PipelineValidationError
+from synthflow.distributed.merge import (
+    in_id_order,
+    leaf_table,
+    merge_caches,
+    merge_stats,
+    write_leaf,
+)
+from synthflow.distributed.stages import Stage, stages
 from synthflow.pipeline._shards import Shard
-from synthflow.steps.base import GeneratorStep, GlobalStep, _Step
+from synthflow.steps.base import GeneratorStep, _Step
 
 if TYPE_CHECKING:
     from synthflow.distiset import Distiset
     from synthflow.models.callpath.limiter import EndpointLimiter
     from synthflow.pipeline._engine import RunOptions
+    from synthflow.pipeline._validate import Plan
     from synthflow.pipeline.pipeline import Pipeline
     from synthflow.pipeline.stats import StepStats
 
@@ -94,28 +101,76 @@ def run_on_ray(
     if dataset is not None:
         steps, edges, run_dir = pipeline._fed_by(dataset, run_dir, dataset_batch_size)
     built = plan(steps, edges, parameters)  # every mistake named here, before any worker starts
-    _refuse_global_steps(built.steps)
     if not ray.is_initialized():
         ray.init(address=target.address, **dict(target.init_kwargs or {}))
     count = target.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
     sources = [s for s in built.steps.values() if isinstance(s, GeneratorStep)]
     block = max((s.batch_size for s in sources), default=50)
     run_dir = run_dir / "ray"
+    budgets = _endpoint_budgets(built.steps)
+    shard_options = _options_per_shard(options, count)
+
+    made: dict[str, Any] = {}
+    stats: list[dict[str, StepStats]] = []
+    stop_reason: str | None = None
+    for number, stage in enumerate(stages(built, made)):
+        where = run_dir / f"stage-{number}"
+        if stage.sharded:
+            results = _run_sharded(
+                ray, pipeline.name, stage, where, count, block, shard_options, budgets
+            )
+            for leaf in stage.plan.leaves:
+                made[leaf] = in_id_order([r.leaves.get(leaf) for r in results])
+            parts = [r.stats for r in results]
+            reasons = [r.stop_reason for r in results if r.stop_reason]
+        else:
+            output = _run_here(stage, where, options)
+            made.update(output.leaves)
+            parts, reasons = [output.stats], [output.stop_reason] if output.stop_reason else []
+        # A stage's sources stand for steps of earlier stages, counted there.
+        stats += [{n: s for n, s in part.items() if n not in stage.inputs} for part in parts]
+        if reasons:  # the budget ran out: what follows would only find it spent
+            stop_reason = reasons[0]
+            break
+
+    files = {leaf: write_leaf(run_dir / "data" / leaf, [made.get(leaf)]) for leaf in built.leaves}
+    distiset = Distiset.from_leaf_files(
+        files, merge_stats(stats), enable_metadata=pipeline.enable_metadata
+    )
+    distiset.stop_reason = stop_reason
+    distiset.record_pipeline(pipeline)
+    if stop_reason:
+        print(f"[synthflow] run stopped early: {stop_reason}", file=sys.stderr)
+    summary = distiset.failure_summary()
+    if summary:
+        print(f"[synthflow] {pipeline.name}: {summary}", file=sys.stderr)
+    return distiset
+
+
+def _run_sharded(
+    ray: ModuleType,
+    name: str,
+    stage: Stage,
+    run_dir: Path,
+    count: int,
+    block: int,
+    options: RunOptions,
+    budgets: dict[str, EndpointBudget],
+) -> list[ShardResult]:
+    """Run ``stage`` over ``count`` shards; return their results in shard order."""
     _prepare(run_dir, count, block)
     shards = [Shard(i, count, block) for i in range(count)]
     workers = [shard.directory_name for shard in shards]
-
-    budgets = _endpoint_budgets(built.steps)
     keepers = {
         key: ray.remote(num_cpus=0)(BudgetKeeper).remote(budget, workers, LEASE_SECONDS)
         for key, budget in budgets.items()
     }
-    shard_options = _options_per_shard(options, count)
-    # Ray re-runs a shard whose worker died (max_retries); it resumes from its own directory.
+    plan_ref = ray.put(stage.plan)  # once for every shard: its sources may hold many rows
+    # Ray runs a shard again when its worker dies (max_retries): it resumes from its directory.
     remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(run_shard)
     refs = {
-        remote.options(name=f"synthflow:{pipeline.name}:{shard.directory_name}").remote(
-            steps, edges, parameters, shard, str(run_dir), shard_options, keepers
+        remote.options(name=f"synthflow:{name}:{shard.directory_name}").remote(
+            plan_ref, shard, str(run_dir), options, keepers
         ): shard
         for shard in shards
     }
@@ -128,7 +183,7 @@ def run_on_ray(
                 result = _result_of(ray, ref, refs[ref])
                 results.append(result)
                 print(
-                    f"[synthflow] {pipeline.name}: {refs[ref].directory_name} done "
+                    f"[synthflow] {name}: {run_dir.name} {refs[ref].directory_name} done "
                     f"({len(results)} of {count}; {result.rows} rows)",
                     file=sys.stderr,
                 )
@@ -137,32 +192,29 @@ def run_on_ray(
             ray.cancel(ref, force=True)
         for keeper in keepers.values():
             ray.kill(keeper)
-        merge_caches(run_dir / CACHE_FILE, (run_dir / SHARDS_DIR / w / CACHE_FILE for w in workers))
-
-    results.sort(key=lambda r: r.shard.index)
-    files = {
-        leaf: write_leaf(run_dir / "data" / leaf, [r.leaves.get(leaf) for r in results])
-        for leaf in built.leaves
-    }
-    stats = merge_stats(r.stats for r in results)
-    distiset = Distiset.from_leaf_files(files, stats, enable_metadata=pipeline.enable_metadata)
-    distiset.stop_reason = next((r.stop_reason for r in results if r.stop_reason), None)
-    distiset.record_pipeline(pipeline)
-    if distiset.stop_reason:
-        print(f"[synthflow] run stopped early: {distiset.stop_reason}", file=sys.stderr)
-    summary = distiset.failure_summary()
-    if summary:
-        print(f"[synthflow] {pipeline.name}: {summary}", file=sys.stderr)
-    return distiset
+        caches = (run_dir / SHARDS_DIR / w / CACHE_FILE for w in workers)
+        merge_caches(run_dir / CACHE_FILE, caches)
+    return sorted(results, key=lambda r: r.shard.index)
 
 
-def _refuse_global_steps(steps: Mapping[str, _Step]) -> None:
-    found = [name for name, step in steps.items() if isinstance(step, GlobalStep)]
-    if found:
-        raise PipelineValidationError(
-            f"global steps can't run sharded on Ray yet ({', '.join(found)} needs every row "
-            "in one place); run this pipeline with pipeline.run() on one machine"
-        )
+@dataclass
+class _LocalOutput:
+    leaves: dict[str, Any]
+    stats: dict[str, StepStats]
+    stop_reason: str | None
+
+
+def _run_here(stage: Stage, run_dir: Path, options: RunOptions) -> _LocalOutput:
+    """Run ``stage`` (a global step) in this process, over every row it takes."""
+    from synthflow.pipeline._engine import execute
+    from synthflow.pipeline._progress import Progress
+
+    async def main() -> Any:
+        return await execute(stage.plan, run_dir, Progress(False, run_dir.name), options)
+
+    output = anyio.run(main)
+    leaves = {leaf: leaf_table(run_dir / "data" / leaf) for leaf in stage.plan.leaves}
+    return _LocalOutput(leaves, output.stats, output.stop_reason)
 
 
 def _prepare(run_dir: Path, count: int, block: int) -> None:
@@ -266,18 +318,15 @@ class ShardResult:
 
 
 def run_shard(
-    steps: dict[str, _Step],
-    edges: list[tuple[str, str]],
-    parameters: Mapping[str, Any] | None,
+    plan: Plan,
     shard: Shard,
     run_dir: str,
     options: RunOptions,
     keepers: dict[str, Any],
 ) -> ShardResult:
-    """Run the engine over ``shard``'s rows in its own directory (in a Ray worker)."""
+    """Run the engine over ``shard``'s rows of ``plan`` in its own directory (in a Ray worker)."""
     from synthflow.pipeline._engine import execute
     from synthflow.pipeline._progress import Progress
-    from synthflow.pipeline._validate import plan
 
     root = Path(run_dir)
     directory = root / SHARDS_DIR / shard.directory_name
@@ -285,7 +334,7 @@ def run_shard(
     (directory / "worker.pid").write_text(str(os.getpid()))
     if options.use_cache and not (directory / CACHE_FILE).exists():
         merge_caches(directory / CACHE_FILE, [root / CACHE_FILE])  # what earlier runs paid for
-    built = plan(steps, edges, parameters)
+    built = plan
     leases = _Leases(built.steps, keepers, shard.directory_name)
     options = replace(options, shard=shard)
 

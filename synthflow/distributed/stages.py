@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from synthflow.pipeline._validate import Plan
-from synthflow.steps.base import ROW_ID, GeneratorStep, GlobalStep, StepOutput
+from synthflow.steps.base import ROW_ID, GeneratorStep, GlobalStep, Row
 
 __all__ = ["Stage", "StageRows", "stages"]
 
@@ -35,7 +35,7 @@ class StageRows(GeneratorStep):
     def outputs(self) -> list[str]:
         return list(self.columns)
 
-    def process(self, offset: int = 0) -> StepOutput:  # type: ignore[override]
+    def process(self, offset: int = 0) -> Iterator[list[Row]]:
         if self.table is None:
             return
         for batch in self.table.to_batches(max_chunksize=self.batch_size):
