@@ -330,6 +330,32 @@ def run(
             "failed exits 3 whatever this says.",
         ),
     ] = "0",
+    on_ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run on a Ray cluster (needs synthflow[ray]): the rows split into shards, each "
+            "run by the whole engine in a Ray worker, one rate budget per endpoint across them.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="ADDR",
+            help="With --ray: the cluster (ray://host:10001 or host:6379); default: "
+            "$RAY_ADDRESS, else a local cluster.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            metavar="N",
+            min=1,
+            help="With --ray: how many parts the rows split into (default: one per CPU).",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline from a file, a URL or a Python script; save and push its result."""
     from synthflow.distiset import check_output_dir, check_repo_id
@@ -355,6 +381,13 @@ def run(
         if dry_run:
             limit_sources(pipeline, rows=1)
             typer.echo("dry run: each source yields its first row only", err=True)
+        if (ray_address is not None or shards is not None) and not on_ray:
+            raise UsageError("--ray-address and --shards go with --ray")
+        if on_ray:
+            try:
+                pipeline.ray(ray_address, shards=shards)
+            except ImportError as exc:
+                raise UsageError(str(exc)) from None
 
     with _exit_on(EXIT_FAILED):
         distiset = pipeline.run(

@@ -33,7 +33,7 @@ def test_every_row_belongs_to_exactly_one_shard_in_whole_blocks(count: int, bloc
 
 
 def test_a_shard_outside_its_count_is_refused() -> None:
-    with pytest.raises(ValueError, match="index must be in 0..count-1"):
+    with pytest.raises(ValueError, match=r"index must be in 0\.\.count-1"):
         Shard(3, 3)
 
 

@@ -236,3 +236,32 @@ def test_a_global_step_cuts_the_run_into_stages(cluster: None, tmp_path: Path) -
 
 def test_prompt_of_is_the_instruction() -> None:  # the counters above read prompts this way
     assert prompt_of(Request("POST", "/", {}, {"messages": [{"content": "q"}]})) == "q"
+
+
+def test_the_cli_runs_a_saved_pipeline_on_ray(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from synthflow.cli import app
+
+    config = tmp_path / "pipeline.yaml"
+    with Pipeline("cli", cache_dir=tmp_path / "cache") as pipeline:
+        LoadDataFromDicts(data=[{"instruction": f"q{i}"} for i in range(40)], batch_size=5) >> (
+            TextGeneration(name="generate", llm=OpenAILLM(model="m"))
+        )
+    pipeline.save(config)
+    with fake_api(InFlight(delay=0.0)) as api:
+        # The endpoint and key come from the environment, as a user's would: the workers get
+        # them from the driver's.
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{api.url}/v1")
+        monkeypatch.setenv("SYNTHFLOW_CACHE_DIR", str(tmp_path / "cache"))
+        args = ["pipeline", "run", "--config", str(config), "--ray", "--shards", "2"]
+        result = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out")])
+        assert result.exit_code == 0, result.output
+        assert len(api.requests) == 40
+    assert "shard-0001-of-0002 done" in result.output
+    saved = CliRunner().invoke(app, ["pipeline", "run", "--config", str(config), "--shards", "2"])
+    assert saved.exit_code == 2
+    assert "--ray-address and --shards go with --ray" in saved.output

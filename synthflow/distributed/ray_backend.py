@@ -168,8 +168,12 @@ def _run_sharded(
     plan_ref = ray.put(stage.plan)  # once for every shard: its sources may hold many rows
     # Ray runs a shard again when its worker dies (max_retries): it resumes from its directory.
     remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(run_shard)
+    settings: dict[str, Any] = {}
+    environment = _llm_environment(stage.plan.steps)
+    if environment:  # workers resolve endpoints and keys as the driver would
+        settings["runtime_env"] = {"env_vars": environment}
     refs = {
-        remote.options(name=f"synthflow:{name}:{shard.directory_name}").remote(
+        remote.options(name=f"synthflow:{name}:{shard.directory_name}", **settings).remote(
             plan_ref, shard, str(run_dir), options, keepers
         ): shard
         for shard in shards
@@ -259,6 +263,20 @@ def _endpoint_budgets(steps: Mapping[str, _Step]) -> dict[str, EndpointBudget]:
         if budget.limited:
             budgets.setdefault(key, budget)
     return budgets
+
+
+def _llm_environment(steps: Mapping[str, _Step]) -> dict[str, str]:
+    """The environment variables the tasks' LLMs read their endpoint and key from, as set
+    here. A worker elsewhere may have none of them: it gets the driver's, through Ray's
+    runtime environment."""
+    names: set[str] = set()
+    for step in steps.values():
+        llm = getattr(step, "llm", None)
+        for attribute in ("api_key_env", "base_url_env"):
+            name = getattr(llm, attribute, None)
+            if isinstance(name, str) and name:
+                names.add(name)
+    return {name: os.environ[name] for name in sorted(names) if name in os.environ}
 
 
 def _limiter_key(llm: Any) -> str | None:

@@ -24,12 +24,12 @@ import anyio
 from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, StepError
 from synthflow.pipeline._columns import ColumnMappings
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
-from synthflow.pipeline._shards import Shard
 from synthflow.pipeline._execution import (
     StepProcessPool,
     call_in_thread,
     call_on_loop,
 )
+from synthflow.pipeline._shards import Shard
 from synthflow.pipeline._spill import RowBuffer
 from synthflow.pipeline._streams import END, Inlet, Joined, Outlet
 from synthflow.pipeline.stats import StepStats
