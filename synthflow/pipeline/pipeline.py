@@ -460,6 +460,13 @@ class Pipeline:
         )
         return await anyio.to_thread.run_sync(run)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Steps refer to their pipeline, and are pickled to worker processes (a process pool, a
+        # Ray shard) even from inside the ``with`` block, whose context tokens don't pickle.
+        state = dict(self.__dict__)
+        state["_tokens"] = []
+        return state
+
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)}, edges=[{edges}])"
