@@ -162,7 +162,11 @@ def _run_sharded(
     shards = [Shard(i, count, block) for i in range(count)]
     workers = [shard.directory_name for shard in shards]
     keepers = {
-        key: ray.remote(num_cpus=0)(BudgetKeeper).remote(budget, workers, LEASE_SECONDS)
+        # Restarted if it dies (its node lost): it starts over with every worker expected, and
+        # the workers keep their last shares meanwhile.
+        key: ray.remote(num_cpus=0, max_restarts=-1)(BudgetKeeper).remote(
+            budget, workers, LEASE_SECONDS
+        )
         for key, budget in budgets.items()
     }
     plan_ref = ray.put(stage.plan)  # once for every shard: its sources may hold many rows
@@ -408,7 +412,10 @@ class _Leases:
             await anyio.sleep(RENEW_EVERY)
             for limiter, keeper in self.entries:
                 started = time.monotonic()
-                share = await keeper.renew.remote(self.worker, *self._state(limiter))
+                try:
+                    share = await keeper.renew.remote(self.worker, *self._state(limiter))
+                except Exception:  # the actor is restarting: keep the last share
+                    continue
                 if time.monotonic() - started < LEASE_SECONDS:  # else stale: renew again first
                     _apply(limiter, share)
 
