@@ -4,6 +4,7 @@ dataset, dry runs, ray(), StepResources, make_generator_step and the pipeline te
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,10 +114,15 @@ def test_a_dry_run_over_a_dataset() -> None:
     assert distiset["default"]["train"]["double"] == [0, 2]
 
 
-def test_ray_says_it_is_coming() -> None:
-    with pytest.raises(NotImplementedError) as info:
-        saved_pipeline().ray()
-    assert "Ray support is coming" in str(info.value) and "\n" not in str(info.value)
+def test_ray_makes_the_pipeline_run_on_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = saved_pipeline()
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
+    with pytest.raises(ImportError) as info:
+        pipeline.ray()
+    assert "pip install 'synthflow[ray]'" in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.undo()
+    pytest.importorskip("ray")
+    assert pipeline.ray("ray://head:10001", {"namespace": "n"}) is pipeline  # distilabel's shape
 
 
 def test_step_resources_map_replicas_onto_workers(tmp_path: Path) -> None:
