@@ -84,6 +84,10 @@ class Distiset(dict[str, "DatasetDict"]):
     artifacts_path: Path | None
     """The directory of the steps' artifacts (``<step>/<artifact>/``), or None when there are
     none: the run's directory after a run, the saved copy after ``load_from_disk``."""
+    failures: Path | None
+    """The run's failure record (``failures.jsonl`` in its directory): one JSON line per row
+    that failed, with its source id, step, error, attempts, request and raw response; None when
+    no row failed. ``datasets.load_dataset("json", data_files=str(distiset.failures))`` reads it."""
     log_filename_path: Path | None
     """A log file to save (``pipeline.log``) and push with the data; synthflow runs write none,
     so it is None unless set (or loaded with a saved Distiset that has one)."""
@@ -95,6 +99,7 @@ class Distiset(dict[str, "DatasetDict"]):
         self.pipeline_config = None
         self.run_info = {}
         self.artifacts_path = None
+        self.failures = None
         self.log_filename_path = None
         self._saved_stats: dict[str, Any] = {}  # as read by load_from_disk
 
