@@ -485,3 +485,38 @@ def test_a_worker_that_dies_again_fails_its_rows_with_the_cause(tmp_path: Path) 
     assert [(f["row_id"], f["cause"], f["attempts"]) for f in lines] == [
         (n, "worker", 2) for n in range(4)
     ]
+
+
+POWER_CUT: set[int] = set()
+
+
+class PowerCut(Step):
+    @property
+    def inputs(self) -> list[str]:
+        return ["n"]
+
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        for row in inputs:
+            if row["n"] in POWER_CUT:
+                raise RuntimeError("power cut")
+        yield inputs
+
+
+def test_a_resumed_run_records_each_failed_row_once() -> None:
+    with Pipeline(name="resume-record") as pipeline:
+        load = LoadDataFromDicts(data=[{"n": n} for n in range(60)], batch_size=5)
+        flaky = Flaky(name="flaky", on_error="null", input_batch_size=5)
+        load >> flaky >> PowerCut(name="cut", input_batch_size=5)
+    BROKEN.update({2, 48})
+    POWER_CUT.add(45)
+    try:
+        with pytest.raises(StepError, match="power cut"):
+            pipeline.run(progress=False)
+        POWER_CUT.clear()
+        distiset = pipeline.run(progress=False)  # resumes after the rows saved
+    finally:
+        BROKEN.clear()
+        POWER_CUT.clear()
+    assert distiset.failures is not None
+    lines = [orjson.loads(line) for line in distiset.failures.read_bytes().splitlines()]
+    assert sorted((f["row_id"], f["step"]) for f in lines) == [(2, "flaky"), (48, "flaky")]

@@ -136,11 +136,6 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         step._artifacts_root = artifacts
     leaf_root = run_dir / (RETRY_DIR if retry is not None else "data")
     writers = {leaf: LeafWriter(leaf_root / leaf, resume=resume) for leaf in plan.leaves}
-    failures = FailureRecord(
-        run_dir / (RETRY_FAILURES_FILE if retry is not None else FAILURES_FILE),
-        lineage_of(plan.predecessors, plan.steps),
-        append=resume,
-    )
     calls = _llm_calls(plan, run_dir, options, control)
     # Every stream, so a failed run can close the ones whose task was cancelled before it ran.
     streams: list[MemoryObjectSendStream[Chunk] | MemoryObjectReceiveStream[Chunk]] = []
@@ -164,6 +159,12 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     offset = min(w.last_id for w in writers.values()) + 1
     if offset:
         print(f"[synthflow] resuming an interrupted run after row {offset - 1}", file=sys.stderr)
+    # A resumed run keeps the failures of the rows it doesn't make again.
+    failures = FailureRecord(
+        run_dir / (RETRY_FAILURES_FILE if retry is not None else FAILURES_FILE),
+        lineage_of(plan.predecessors, plan.steps),
+        keep_before=offset if resume else None,
+    )
     for name, total in expected_rows(plan.steps, plan.predecessors, offset).items():
         stats[name].rows_total = total if retry is None else None
         stats[name].source = isinstance(plan.steps[name], GeneratorStep)

@@ -134,22 +134,32 @@ def failure_of(marker: Any) -> RowFailure:
 
 
 class FailureRecord:
-    """Appends one line per failed row to ``path``. A new run starts the file afresh; a
-    resumed one appends to it. Lines are written (not fsynced) as rows fail, so a killed run
-    keeps what failed before it died."""
+    """Appends one line per failed row to ``path``. A new run starts the file afresh; a run
+    resumed at row ``keep_before`` keeps the lines of the rows before it (the others are made
+    again). Lines are written (not fsynced) as rows fail, so a killed run keeps what failed
+    before it died."""
 
     def __init__(
         self,
         path: Path,
         lineage: Mapping[str, Sequence[str]],
         *,
-        append: bool = False,
+        keep_before: int | None = None,
     ) -> None:
         self.path = path
         self._lineage = {step: list(steps) for step, steps in lineage.items()}
         self._lock = threading.Lock()
-        if not append:
+        if keep_before is None:
             path.unlink(missing_ok=True)
+        elif path.exists():
+            kept = [
+                orjson.dumps(r) + b"\n"
+                for r in read_failures(path)
+                if r.get("row_id") is not None and r["row_id"] < keep_before
+            ]
+            partial = path.with_suffix(".tmp")
+            partial.write_bytes(b"".join(kept))
+            partial.replace(path)
         self._file: BinaryIO | None = None  # opened by the first failure
         self.count = 0
 

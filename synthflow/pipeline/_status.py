@@ -206,8 +206,15 @@ def render(status: Mapping[str, Any]) -> str:
         f"LLM: {totals.get('requests', 0)} requests, {totals.get('cache_hits', 0)} cache hits, "
         f"{totals.get('input_tokens', 0)}+{totals.get('output_tokens', 0)} tokens{cost}"
     )
+    if status.get("resumed_after_row") is not None:
+        lines.append(
+            f"(this run resumed after row {status['resumed_after_row']}: "
+            "it counts the rows after it)"
+        )
     if status["state"] == "finished":
         lines.append("resumable: no (finished)")
+    elif status.get("retrying_failed_rows") is not None:
+        lines.append("resumable: run it again with --retry-failed (the data is as before it)")
     else:
         lines.append(
             "resumable: yes (run the same command again)"
