@@ -34,7 +34,7 @@ from synthflow.pipeline._execution import StepProcessPool
 from synthflow.pipeline._failures import FAILURES_FILE, FailureRecord, lineage_of
 from synthflow.pipeline._gc import collector_tuned_for_run, freeze_imported
 from synthflow.pipeline._progress import Progress, expected_rows
-from synthflow.pipeline._retry import RETRY_DIR, RETRY_FAILURES_FILE, merge_leaf, rows_to_retry
+from synthflow.pipeline._retry import RETRY_DIR, RETRY_FAILURES_FILE, finish_retry, rows_to_retry
 from synthflow.pipeline._runners import RunControl, StepContext, runner_for
 from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._status import StatusFile
@@ -258,7 +258,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     try:
         if retry is not None:
             files = await anyio.to_thread.run_sync(
-                _finish_retry, run_dir, writers, retry, control.stop_reason is None
+                finish_retry, run_dir, writers, retry, control.stop_reason is None
             )
         else:
             files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
@@ -292,28 +292,6 @@ def _start_retry(plan: Plan, run_dir: Path) -> frozenset[int]:
         previous.read_text() if previous.exists() else None,
         (run_dir / COMPLETE_MARKER).exists(),
     )
-
-
-def _finish_retry(
-    run_dir: Path, writers: dict[str, LeafWriter], retried: frozenset[int], done: bool
-) -> dict[str, Path]:
-    """Merge the retried rows into each leaf's data, and their failures into the record.
-    A retry cut short (a budget) changes nothing: its answers are in the cache for the next."""
-    files: dict[str, Path] = {}
-    for leaf, writer in writers.items():
-        writer.flush()
-        data = run_dir / "data" / leaf
-        files[leaf] = merge_leaf(data, writer.directory, retried) if done else data / "data.arrow"
-    shutil.rmtree(run_dir / RETRY_DIR, ignore_errors=True)
-    fresh = run_dir / RETRY_FAILURES_FILE
-    if done:
-        if fresh.exists():
-            fresh.replace(run_dir / FAILURES_FILE)
-        else:  # every retried row succeeded
-            (run_dir / FAILURES_FILE).unlink(missing_ok=True)
-    else:
-        fresh.unlink(missing_ok=True)
-    return files
 
 
 def _start_run_dir(plan: Plan, run_dir: Path, options: RunOptions) -> bool:

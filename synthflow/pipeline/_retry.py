@@ -52,6 +52,28 @@ def rows_to_retry(
     return frozenset(failed_row_ids(read_failures(run_dir / FAILURES_FILE)))
 
 
+def finish_retry(
+    run_dir: Path, writers: dict[str, LeafWriter], retried: frozenset[int], done: bool
+) -> dict[str, Path]:
+    """Merge the retried rows into each leaf's data, and their failures into the record.
+    A retry cut short (a budget) changes nothing: its answers are in the cache for the next."""
+    files: dict[str, Path] = {}
+    for leaf, writer in writers.items():
+        writer.flush()
+        data = run_dir / "data" / leaf
+        files[leaf] = merge_leaf(data, writer.directory, retried) if done else data / "data.arrow"
+    shutil.rmtree(run_dir / RETRY_DIR, ignore_errors=True)
+    fresh = run_dir / RETRY_FAILURES_FILE
+    if done:
+        if fresh.exists():
+            fresh.replace(run_dir / FAILURES_FILE)
+        else:  # every retried row succeeded
+            (run_dir / FAILURES_FILE).unlink(missing_ok=True)
+    else:
+        fresh.unlink(missing_ok=True)
+    return files
+
+
 def merge_leaf(data_dir: Path, retried_dir: Path, replaced: frozenset[int]) -> Path:
     """Rewrite the leaf in ``data_dir`` with the rows of ``retried_dir`` in place of its rows
     whose ids are in ``replaced``, in source order; return its ``data.arrow``."""

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import orjson
 
-from synthflow.pipeline._failures import read_failures
+from synthflow.pipeline._failures import read_failures, redact
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import _Step
 
@@ -67,7 +67,7 @@ class StatusFile:
         record = {
             **self._head,
             "state": state,
-            "reason": reason,
+            "reason": None if reason is None else redact(reason),
             "failures_file": self.failures_file.name,
             "updated": time.time(),
             "steps": {name: s.as_dict() for name, s in self._stats.items()},
