@@ -520,3 +520,114 @@ def test_a_resumed_run_records_each_failed_row_once() -> None:
     assert distiset.failures is not None
     lines = [orjson.loads(line) for line in distiset.failures.read_bytes().splitlines()]
     assert sorted((f["row_id"], f["step"]) for f in lines) == [(2, "flaky"), (48, "flaky")]
+
+
+# -- generated cases: a retry's merge against a run that met no fault ---------------------------
+
+FAULTS: dict[str, set[tuple[int, int]]] = {}  # step name -> (n, copy) it raises on
+
+
+class Copies(Step):
+    """Makes two copies (``copy`` 0 and 1, sharing the row's lineage id) of the rows listed."""
+
+    twice: list[int] = []
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["n"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["copy"]
+
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        out = []
+        for row in inputs:
+            for copy in range(2 if row["n"] in self.twice else 1):
+                out.append({**row, "copy": copy})
+        yield out
+
+
+class DropEvery(Step):
+    modulo: int = 5
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["n"]
+
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        yield [row for row in inputs if row["n"] % self.modulo]
+
+
+class Faulty(Step):
+    @property
+    def inputs(self) -> list[str]:
+        return ["n", "copy"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [f"v_{self.name}"]
+
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        for row in inputs:
+            if (row["n"], row["copy"]) in FAULTS.get(self.name, set()):
+                raise ValueError(f"fault on {row['n']}.{row['copy']}")
+            row[f"v_{self.name}"] = 10 * row["n"] + row["copy"]
+        yield inputs
+
+
+def generated_pipeline(seed: int, cache_dir: Path) -> tuple[Pipeline, dict[str, set[Any]]]:
+    """A small random DAG (a fan-out into one or two faulty leaves, rows copied and filtered
+    on the way), and the faults it meets on its first run."""
+    import random
+
+    rng = random.Random(seed)
+    n = rng.randint(5, 40)
+    with Pipeline(name=f"generated-{seed}", cache_dir=cache_dir) as pipeline:
+        load = LoadDataFromDicts(data=[{"n": i} for i in range(n)], batch_size=rng.randint(1, 9))
+        copies = Copies(
+            name="copies", twice=rng.sample(range(n), k=rng.randint(0, n // 2)), input_batch_size=4
+        )
+        drop = DropEvery(name="drop", modulo=rng.randint(2, 7), input_batch_size=rng.randint(1, 8))
+        load >> copies >> drop
+        leaves = ["a"] if rng.random() < 0.5 else ["a", "b"]
+        for leaf in leaves:
+            policy = rng.choice(["null", "drop"])
+            size = rng.randint(1, 8)
+            drop >> Faulty(name=leaf, on_error=policy, input_batch_size=size)
+    faults = {
+        leaf: {(rng.randrange(n), rng.randint(0, 1)) for _ in range(rng.randint(0, 5))}
+        for leaf in leaves
+    }
+    return pipeline, faults
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_generated_retries_end_with_the_data_of_a_run_without_faults(
+    seed: int, tmp_path: Path
+) -> None:
+    pipeline, faults = generated_pipeline(seed, tmp_path / "faulty")
+    FAULTS.update(faults)
+    try:
+        first = pipeline.run(progress=False)
+    finally:
+        FAULTS.clear()
+    record = first.failures
+    failed = {f["row_id"] for f in read_lines(record)} if record is not None else set()
+    assert sum(first.failed_rows.values()) == len(read_lines(record))
+    retried = pipeline.run(progress=False, retry_failed=True)
+    assert retried.failed_rows == {} and retried.failures is None
+    assert retried.stats["load_data_from_dicts_0"].rows_out == len(failed)
+
+    clean, _ = generated_pipeline(seed, tmp_path / "clean")
+    expected = clean.run(progress=False)
+    assert set(retried) == set(expected)
+    for subset in expected:
+        rows = retried[subset]["train"].to_list()
+        assert rows == expected[subset]["train"].to_list(), subset
+
+
+def read_lines(path: Path | None) -> list[dict[str, Any]]:
+    if path is None:
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
