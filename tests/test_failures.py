@@ -334,6 +334,10 @@ def test_rows_that_fail_again_stay_in_the_record() -> None:
     finally:
         BROKEN.clear()
     assert first.failed_rows == {"flaky": 2} and again.failed_rows == {"flaky": 1}
+    assert not again.all_rows_failed  # its other rows are fine
+    assert again.failure_summary() == (
+        "1 of 2 retried rows failed (flaky 1); their errors are in the synthflow_error column"
+    )
     assert again.failures is not None
     lines = [orjson.loads(line) for line in again.failures.read_bytes().splitlines()]
     assert [(f["row_id"], f["step"], f["error"]) for f in lines] == [(7, "flaky", "flaky on 7")]

@@ -79,6 +79,8 @@ class RunOutput:
     """The steps' artifacts (``<step>/<artifact>/``), when any step saved one."""
     failures_file: Path | None = None
     """The failure record (``failures.jsonl``), when a row failed."""
+    retried: int | None = None
+    """How many failed rows the run retried (``retry_failed``), else None."""
 
 
 def _runs_rows_unordered(step: _Step) -> bool:
@@ -279,6 +281,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         control.stop_reason,
         artifacts_dir=artifacts if saved else None,
         failures_file=record if record.exists() else None,
+        retried=None if retry is None else len(retry),
     )
 
 

@@ -339,6 +339,7 @@ class Pipeline:
         distiset.stop_reason = output.stop_reason
         distiset.artifacts_path = output.artifacts_dir
         distiset.failures = output.failures_file
+        distiset.retried_rows = output.retried
         distiset.record_pipeline(self)
         if output.stop_reason:
             print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
