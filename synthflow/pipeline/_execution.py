@@ -149,7 +149,6 @@ class StepProcessPool:
         self._pool = self._start()
         self._generation = 0
         """Counts replacements, so that batches that saw the same break replace it once."""
-        self.replaced = 0
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -165,7 +164,6 @@ class StepProcessPool:
             return
         broken, self._pool = self._pool, self._start()
         self._generation += 1
-        self.replaced += 1
         broken.shutdown(wait=False, cancel_futures=True)
 
     async def call(self, method: str, args: tuple[Any, ...]) -> list[Row]:
