@@ -145,6 +145,7 @@ def assert_counts_add_up(status: dict[str, Any]) -> None:
         assert s["in"] + s["added"] == s["out"] + s["filtered"] + s["failed"], name
 
 
+@pytest.mark.timeout(240)  # five runs and three status calls, each a fresh process
 def test_failures_are_recorded_shown_and_retried_until_the_data_equals_a_clean_run(
     tmp_path: Path,
 ) -> None:
@@ -209,7 +210,8 @@ def test_failures_are_recorded_shown_and_retried_until_the_data_equals_a_clean_r
             "step",
             "ValueError",
         )
-        assert raised["error"] == "check failed on row 4" and raised["attempts"] > 1
+        # alone in its batch, or found by running the batch again in halves
+        assert raised["error"] == "check failed on row 4" and raised["attempts"] >= 1
 
         # -- the faults go away; retry only the failed rows
         server.faulty = False
@@ -401,6 +403,7 @@ SLOW_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.timeout(180)  # two runs and four status calls, each a fresh process
 def test_status_of_a_running_then_killed_run_then_resumed(tmp_path: Path) -> None:
     script = tmp_path / "slow.py"
     script.write_text(SLOW_SCRIPT)
@@ -455,6 +458,7 @@ def test_status_of_a_directory_without_a_run_is_a_usage_error(tmp_path: Path) ->
 # -- a worker process killed mid-batch -----------------------------------------------------------
 
 
+@pytest.mark.timeout(180)
 def test_a_worker_killed_mid_batch_is_replaced_and_its_rows_retried(tmp_path: Path) -> None:
     with Pipeline(name="oom-once") as pipeline:
         load = LoadDataFromDicts(data=[{"n": n} for n in range(12)], batch_size=4)
@@ -467,6 +471,7 @@ def test_a_worker_killed_mid_batch_is_replaced_and_its_rows_retried(tmp_path: Pa
     assert distiset.failed_rows == {}
 
 
+@pytest.mark.timeout(180)  # each death starts new worker processes
 def test_a_worker_that_dies_again_fails_its_rows_with_the_cause(tmp_path: Path) -> None:
     with Pipeline(name="oom-always") as pipeline:
         load = LoadDataFromDicts(data=[{"n": n} for n in range(12)], batch_size=4)
