@@ -356,6 +356,15 @@ def run(
             help="With --ray: how many parts the rows split into (default: one per CPU).",
         ),
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Run only the rows that failed in the last finished run (its failure record, "
+            "failures.jsonl) and merge their results into its data at their source positions; "
+            "answers already received come from the cache.",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline from a file, a URL or a Python script; save and push its result."""
     from synthflow.distiset import check_output_dir, check_repo_id
@@ -395,6 +404,7 @@ def run(
             max_cost=max_cost,
             max_tokens=max_tokens,
             progress=progress.value,
+            retry_failed=retry_failed,
         )
     command = _command(
         *(config, script, allowed, params_file, params),
@@ -427,6 +437,51 @@ def run(
             "--max-failed-rows N or P%",
             EXIT_ROWS_FAILED,
         )
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+@pipeline_app.command("status")
+def status(
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="RUN_DIR",
+            help="A run directory (Pipeline.run_dir); or name the pipeline with --config or "
+            "--script.",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    script: ScriptOption = None,
+    allow_module: AllowOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the status as one JSON object.")
+    ] = False,
+) -> None:
+    """Show what the last run of a pipeline did, finished, running or interrupted: rows in and
+    out per step, filtered, failed (by step and cause), LLM requests, cache hits, tokens, cost,
+    and whether it can be resumed."""
+    import orjson
+
+    from synthflow.pipeline._status import read_status, render
+
+    with _exit_on(EXIT_USAGE):
+        if run_dir is not None:
+            if config is not None or script is not None:
+                raise UsageError("give a run directory, or --config / --script, not both")
+            where = run_dir.expanduser()
+        else:
+            where = _load(config, script, list(allow_module or [])).run_dir
+        found = read_status(where)
+        if found is None:
+            raise UsageError(
+                f"no run found in {where}: run the pipeline first (synthflow pipeline run)"
+            )
+    if as_json:
+        typer.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(render(found))
 
 
 @dataclass(frozen=True)

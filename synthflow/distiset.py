@@ -84,6 +84,10 @@ class Distiset(dict[str, "DatasetDict"]):
     artifacts_path: Path | None
     """The directory of the steps' artifacts (``<step>/<artifact>/``), or None when there are
     none: the run's directory after a run, the saved copy after ``load_from_disk``."""
+    failures: Path | None
+    """The run's failure record (``failures.jsonl`` in its directory): one JSON line per row
+    that failed, with its source id, step, error, attempts, request and raw response; None when
+    no row failed. ``datasets.load_dataset("json", data_files=str(distiset.failures))`` reads it."""
     log_filename_path: Path | None
     """A log file to save (``pipeline.log``) and push with the data; synthflow runs write none,
     so it is None unless set (or loaded with a saved Distiset that has one)."""
@@ -95,6 +99,9 @@ class Distiset(dict[str, "DatasetDict"]):
         self.pipeline_config = None
         self.run_info = {}
         self.artifacts_path = None
+        self.failures = None
+        self.retried_rows: int | None = None
+        """In a run that retried failed rows (``retry_failed=True``): how many it retried."""
         self.log_filename_path = None
         self._saved_stats: dict[str, Any] = {}  # as read by load_from_disk
 
@@ -138,6 +145,8 @@ class Distiset(dict[str, "DatasetDict"]):
         failed = sum(self.failed_rows.values())
         if not failed:
             return False
+        if self.retried_rows is not None:  # the sources sent only the rows retried
+            return self._rows_without_error() == 0
         return failed >= self.source_rows or self._rows_without_error() == 0
 
     def failure_summary(self) -> str | None:
@@ -149,6 +158,8 @@ class Distiset(dict[str, "DatasetDict"]):
         steps = ", ".join(f"{name} {count}" for name, count in failed.items())
         made = self.source_rows
         of = f" of {made}" if made else ""
+        if self.retried_rows is not None:
+            of = f" of {self.retried_rows} retried"
         return f"{total}{of} rows failed ({steps}); their errors are in the synthflow_error column"
 
     def _rows_without_error(self) -> int:

@@ -9,12 +9,14 @@
      ├── DistisetError             a Distiset can't be saved, loaded or pushed
      ├── OutputParseError          a task can't read its columns from an LLM answer (row failure)
      ├── DiskFullError             a write failed for lack of space; the run stops (resumable)
+     ├── WorkerDiedError           a step's worker process died twice on one batch (row failure)
      └── LLMError                  an LLM call failed for good (after retries)
           ├── LLMStatusError       the endpoint answered with an HTTP error status
           ├── LLMTimeoutError      the request timed out
           ├── LLMConnectionError   the connection failed or was reset
           ├── LLMCertificateError  the server's TLS certificate can't be verified (not retried)
           ├── LLMResponseError     the endpoint answered 2xx with a body we can't read
+          │    └── LLMSchemaError  the answer never fit the output schema (after re-asks)
           └── LLMEmptyAnswerError  the answer has no text: null content, fewer choices than
                                    asked, a refusal, a content filter (never cached)
 
@@ -132,6 +134,21 @@ class LLMCertificateError(LLMError):
 
 class LLMResponseError(LLMError):
     """The endpoint answered with a success status but a body that can't be read."""
+
+
+class LLMSchemaError(LLMResponseError):
+    """The answer did not follow the output schema, even after the re-asks. ``answer`` holds
+    the last text the model wrote, ``reasks`` how many times it was asked again."""
+
+    def __init__(self, message: str, *, answer: str | None = None, reasks: int = 0) -> None:
+        super().__init__(message)
+        self.answer = answer
+        self.reasks = reasks
+
+
+class WorkerDiedError(SynthflowError):
+    """A step's worker process died (killed, out of memory, a crash in native code) while it
+    held a batch, and again once replaced: the batch's rows fail with this error."""
 
 
 class LLMEmptyAnswerError(LLMError):

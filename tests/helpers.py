@@ -94,3 +94,32 @@ class PidSource(GeneratorStep):
         for start in range(offset, self.n, self.batch_size):
             stop = min(start + self.batch_size, self.n)
             yield [{"i": i, "pid": os.getpid()} for i in range(start, stop)]
+
+
+class KillsItsWorker(Step):
+    """Squares ``n``; on the row ``n == kill_at`` its worker process kills itself with SIGKILL,
+    as the kernel's OOM killer would: once (``once=True``, remembered by a marker file in
+    ``marker_dir``), or every time."""
+
+    marker_dir: str
+    kill_at: int = 3
+    once: bool = True
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["n"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["square"]
+
+    def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+        import signal
+
+        marker = Path(self.marker_dir, "killed")
+        for row in inputs:
+            if row["n"] == self.kill_at and not (self.once and marker.exists()):
+                marker.write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+            row["square"] = row["n"] ** 2
+        yield inputs

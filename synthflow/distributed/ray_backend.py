@@ -134,10 +134,12 @@ def run_on_ray(
             break
 
     files = {leaf: write_leaf(run_dir / "data" / leaf, [made.get(leaf)]) for leaf in built.leaves}
+    failures = _join_failure_records(run_dir)
     distiset = Distiset.from_leaf_files(
         files, merge_stats(stats), enable_metadata=pipeline.enable_metadata
     )
     distiset.stop_reason = stop_reason
+    distiset.failures = failures
     distiset.record_pipeline(pipeline)
     if stop_reason:
         print(f"[synthflow] run stopped early: {stop_reason}", file=sys.stderr)
@@ -223,6 +225,21 @@ def _run_here(stage: Stage, run_dir: Path, options: RunOptions) -> _LocalOutput:
     output = anyio.run(main)
     leaves = {leaf: leaf_table(run_dir / "data" / leaf) for leaf in stage.plan.leaves}
     return _LocalOutput(leaves, output.stats, output.stop_reason)
+
+
+def _join_failure_records(run_dir: Path) -> Path | None:
+    """One failure record for the run: every shard's and stage's lines, in order."""
+    from synthflow.pipeline._failures import FAILURES_FILE
+
+    parts = sorted(run_dir.glob(f"stage-*/**/{FAILURES_FILE}"))
+    parts = [p for p in parts if p.stat().st_size]
+    if not parts:
+        return None
+    target = run_dir / FAILURES_FILE
+    with target.open("wb") as out:
+        for part in parts:
+            out.write(part.read_bytes())
+    return target
 
 
 def _prepare(run_dir: Path, count: int, block: int) -> None:

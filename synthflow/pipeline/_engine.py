@@ -31,11 +31,14 @@ from synthflow.models.callpath.calls import Budget, LLMCalls, LLMCallStats
 from synthflow.models.callpath.pricing import Price
 from synthflow.pipeline import _disk
 from synthflow.pipeline._execution import StepProcessPool
+from synthflow.pipeline._failures import FAILURES_FILE, FailureRecord, lineage_of
 from synthflow.pipeline._gc import collector_tuned_for_run, freeze_imported
 from synthflow.pipeline._progress import Progress, expected_rows
+from synthflow.pipeline._retry import RETRY_DIR, RETRY_FAILURES_FILE, finish_retry, rows_to_retry
 from synthflow.pipeline._runners import RunControl, StepContext, runner_for
 from synthflow.pipeline._shards import Shard
 from synthflow.pipeline._sink import LeafWriter
+from synthflow.pipeline._status import StatusFile
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.stats import StepStats
@@ -64,6 +67,9 @@ class RunOptions:
     prices: dict[str, Price] | None = None
     shard: Shard | None = None
     """Run only this shard's part of the sources' rows (a distributed run's worker)."""
+    retry_failed: bool = False
+    """Run only the rows that failed in the last (finished) run, and merge them into its data."""
+    pipeline_name: str = "pipeline"
 
 
 @dataclass
@@ -74,6 +80,10 @@ class RunOutput:
     resumed_rows: int = 0
     artifacts_dir: Path | None = None
     """The steps' artifacts (``<step>/<artifact>/``), when any step saved one."""
+    failures_file: Path | None = None
+    """The failure record (``failures.jsonl``), when a row failed."""
+    retried: int | None = None
+    """How many failed rows the run retried (``retry_failed``), else None."""
 
 
 def _runs_rows_unordered(step: _Step) -> bool:
@@ -118,14 +128,19 @@ async def execute(
 async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOptions) -> RunOutput:
     control = RunControl()
     stats = {name: StepStats(name) for name in plan.steps}
-    # The run directory first: a disk that is full already stops the run before anything opens.
-    resume = _start_run_dir(plan, run_dir, options)
+    retry: frozenset[int] | None = None
+    if options.retry_failed:  # the finished run stays as it is until the retry has finished
+        retry, resume = _start_retry(plan, run_dir), False
+    else:
+        # The run directory first: a full disk already stops the run before anything opens.
+        resume = _start_run_dir(plan, run_dir, options)
     artifacts = run_dir / ARTIFACTS_DIR
-    if not resume:  # a resumed run keeps what its steps saved before it was interrupted
+    if not resume and retry is None:  # a resumed run keeps what its steps saved before
         shutil.rmtree(artifacts, ignore_errors=True)
     for step in plan.steps.values():
         step._artifacts_root = artifacts
-    writers = {leaf: LeafWriter(run_dir / "data" / leaf, resume=resume) for leaf in plan.leaves}
+    leaf_root = run_dir / (RETRY_DIR if retry is not None else "data")
+    writers = {leaf: LeafWriter(leaf_root / leaf, resume=resume) for leaf in plan.leaves}
     calls = _llm_calls(plan, run_dir, options, control)
     # Every stream, so a failed run can close the ones whose task was cancelled before it ran.
     streams: list[MemoryObjectSendStream[Chunk] | MemoryObjectReceiveStream[Chunk]] = []
@@ -149,9 +164,26 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     offset = min(w.last_id for w in writers.values()) + 1
     if offset:
         print(f"[synthflow] resuming an interrupted run after row {offset - 1}", file=sys.stderr)
+    # A resumed run keeps the failures of the rows it doesn't make again.
+    failures = FailureRecord(
+        run_dir / (RETRY_FAILURES_FILE if retry is not None else FAILURES_FILE),
+        lineage_of(plan.predecessors, plan.steps),
+        keep_before=offset if resume else None,
+    )
     for name, total in expected_rows(plan.steps, plan.predecessors, offset).items():
-        stats[name].rows_total = total
+        stats[name].rows_total = total if retry is None else None
         stats[name].source = isinstance(plan.steps[name], GeneratorStep)
+    status = StatusFile(
+        run_dir,
+        pipeline=options.pipeline_name,
+        steps=plan.steps,
+        stats=stats,
+        resumable=_resumable(plan, options) and retry is None,
+        failures_file=failures.path,
+        retrying=None if retry is None else len(retry),
+        resumed_after=offset,
+    )
+    status.write("running")
 
     contexts: list[StepContext] = []
     for name, step in plan.steps.items():
@@ -172,6 +204,8 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                 separate_inputs=takes_separate_inputs(step),
                 owners=plan.owners.get(name),
                 shard=options.shard,
+                failures=failures,
+                only_ids=retry if isinstance(step, GeneratorStep) else None,
                 spill_dir=run_dir / "spill" / name,
                 thread_limiter=(
                     anyio.CapacityLimiter(step.workers) if step.executor == "thread" else None
@@ -194,6 +228,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(progress.run)  # runs until cancelled
+                outer.start_soon(status.keep)  # so does this
                 async with anyio.create_task_group() as tg:
                     for ctx in contexts:
                         tg.start_soon(_run_step, ctx, name=f"step:{ctx.step.name}")
@@ -208,7 +243,12 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
             raise error from error.__cause__
         completed = True
         progress.finish()
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt | anyio.get_cancelled_exc_class())
+        status.write("interrupted" if interrupted else "failed", None if interrupted else str(exc))
+        raise
     finally:
+        failures.close()
         with anyio.CancelScope(shield=True):
             await _shutdown(contexts, loaded, kill=not completed)
         for ctx in contexts:
@@ -222,15 +262,43 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
             step._artifacts_root = None
 
     try:
-        files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
+        if retry is not None:
+            files = await anyio.to_thread.run_sync(
+                finish_retry, run_dir, writers, retry, control.stop_reason is None
+            )
+        else:
+            files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
         if control.stop_reason is None:  # a run cut short by its budget may be resumed later
             marker = run_dir / COMPLETE_MARKER
             with _disk.when_full(marker, _disk_full_advice(plan, options)):
                 _disk.write_bytes(marker, b"")
     except DiskFullError as error:
+        status.write("failed", str(error))
         raise _disk_full(error, plan, writers, calls, options) from error.__cause__
+    record = run_dir / FAILURES_FILE
+    status.failures_file = record
+    status.write("finished" if control.stop_reason is None else "stopped", control.stop_reason)
     saved = artifacts.is_dir() and any(artifacts.iterdir())
-    return RunOutput(files, stats, control.stop_reason, artifacts_dir=artifacts if saved else None)
+    return RunOutput(
+        files,
+        stats,
+        control.stop_reason,
+        artifacts_dir=artifacts if saved else None,
+        failures_file=record if record.exists() else None,
+        retried=None if retry is None else len(retry),
+    )
+
+
+def _start_retry(plan: Plan, run_dir: Path) -> frozenset[int]:
+    """The ids of the rows to retry (see ``_retry``)."""
+    previous = run_dir / PARAMETERS_FILE
+    return rows_to_retry(
+        run_dir,
+        plan.steps,
+        parameters_fingerprint(plan),
+        previous.read_text() if previous.exists() else None,
+        (run_dir / COMPLETE_MARKER).exists(),
+    )
 
 
 def _start_run_dir(plan: Plan, run_dir: Path, options: RunOptions) -> bool:

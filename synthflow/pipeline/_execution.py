@@ -7,6 +7,12 @@ The process pool is one ``ProcessPoolExecutor`` per step, started with the ``spa
 ``fork`` of a process running an event loop and threads is unsafe). Each worker unpickles the
 step and runs ``load()`` once, in its initializer; workers ignore SIGINT so that Ctrl+C reaches
 only the parent, which then shuts them down.
+
+A worker that dies while it holds a batch (SIGKILL, out of memory, a crash in native code)
+breaks the whole pool: every batch in flight fails with ``BrokenProcessPool``. The pool is then
+replaced (once per break, however many batches saw it) and each of those batches runs once more
+on the new one; a batch whose worker dies again raises ``WorkerDiedError``, and its rows fail
+under the step's ``on_error``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from synthflow.errors import WorkerDiedError
 from synthflow.steps.base import GeneratorStep, Row, _Step, batch_rows
 
 
@@ -126,20 +133,52 @@ def _next_batches_in_worker(offset: int, rows_wanted: int) -> tuple[list[list[Ro
     return batches, True
 
 
+DIED = (
+    "a worker process died while it held the batch (killed, out of memory, a crash in native "
+    "code, or a script that runs its pipeline at import: worker processes import your script, "
+    'so put the run under `if __name__ == "__main__":`)'
+)
+
+
 class StepProcessPool:
     """The worker processes of one step, each holding a loaded copy of it."""
 
     def __init__(self, step: _Step, workers: int) -> None:
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
+        self._payload = pickle.dumps(step)
+        self._workers = workers
+        self._pool = self._start()
+        self._generation = 0
+        """Counts replacements, so that batches that saw the same break replace it once."""
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(pickle.dumps(step),),
+            initargs=(self._payload,),
         )
 
+    def _replace(self, generation: int) -> None:
+        """Start new workers in place of a broken pool, unless a batch already did."""
+        if generation != self._generation:
+            return
+        broken, self._pool = self._pool, self._start()
+        self._generation += 1
+        broken.shutdown(wait=False, cancel_futures=True)
+
     async def call(self, method: str, args: tuple[Any, ...]) -> list[Row]:
-        rows: list[Row] = await self._answer(_run_in_worker, method, args)
-        return rows
+        """``method(*args)`` on the step in a worker; once more on new workers if the worker
+        died, and ``WorkerDiedError`` if it dies again."""
+        for attempt in (1, 2):
+            generation = self._generation
+            try:
+                rows: list[Row] = await self._answer(_run_in_worker, method, args)
+                return rows
+            except BrokenProcessPool as exc:
+                self._replace(generation)
+                if attempt == 2:
+                    raise WorkerDiedError(f"{DIED}, and again on a new worker") from exc
+        raise AssertionError("unreachable")
 
     async def generate(self, offset: int, rows_per_call: int) -> AsyncGenerator[list[Row]]:
         """A generator step's batches from ``offset``, fetched from its worker a few at a time
@@ -159,11 +198,7 @@ class StepProcessPool:
             future.cancel()
             raise
         except BrokenProcessPool as exc:
-            raise BrokenProcessPool(
-                "a worker process died before it could answer (out of memory, a crash in native "
-                "code, or a script that runs its pipeline at import: worker processes import "
-                'your script, so put the run under `if __name__ == "__main__":`)'
-            ) from exc
+            raise BrokenProcessPool(DIED) from exc
 
     def shutdown(self, *, kill: bool) -> None:
         if kill:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import anyio
 
-from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, StepError
+from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, StepError, WorkerDiedError
 from synthflow.pipeline._columns import ColumnMappings
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
 from synthflow.pipeline._execution import (
@@ -29,6 +29,7 @@ from synthflow.pipeline._execution import (
     call_in_thread,
     call_on_loop,
 )
+from synthflow.pipeline._failures import FailureRecord, RowFailure, failure_of
 from synthflow.pipeline._shards import Shard
 from synthflow.pipeline._spill import RowBuffer
 from synthflow.pipeline._streams import END, Inlet, Joined, Outlet
@@ -79,12 +80,21 @@ class StepContext:
     """For a step that merges its branches' rows: the branch each written column comes from."""
     shard: Shard | None = None
     """In a sharded run, the rows this engine owns: a source passes on only those."""
+    failures: FailureRecord | None = None
+    """Where the rows that fail in this step are recorded (the run's failure record)."""
+    only_ids: frozenset[int] | None = None
+    """For a source: send only the rows of these ids (a run that retries failed rows)."""
 
     def __post_init__(self) -> None:
         self.mappings = ColumnMappings.of(self.step)
         self.inputs = self.step.mapped_inputs()
         self.outputs = self.step.mapped_outputs()
         self.failed_outputs = self.step.outputs_on_failure()
+        self.record = self._record if self.failures is not None else None
+
+    def _record(self, row: Row, marker: Any) -> None:
+        assert self.failures is not None
+        self.failures.record(self.step.name, row, failure_of(marker))
 
     def enter(self, rows: Sequence[Row]) -> None:
         if self.mappings is not None:
@@ -102,7 +112,15 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _raise_failed(step: _Step, rows: Sequence[Row], cause: BaseException | str) -> NoReturn:
+def _raise_failed(
+    step: _Step,
+    rows: Sequence[Row],
+    cause: BaseException | str,
+    record: Callable[[Row, Any], None] | None = None,
+) -> NoReturn:
+    if record is not None and isinstance(cause, BaseException):
+        for row in rows:
+            record(row, RowFailure.of(cause))
     first = rows[0].get(ROW_ID) if rows else None
     where = f"row {first}" if len(rows) == 1 else f"a batch of {len(rows)} rows from {first}"
     text = cause if isinstance(cause, str) else _error_text(cause)
@@ -112,20 +130,28 @@ def _raise_failed(step: _Step, rows: Sequence[Row], cause: BaseException | str) 
     raise error
 
 
-def _fail(ctx: StepContext, rows: list[Row], exc: BaseException) -> list[Row]:
+def _fail(
+    ctx: StepContext,
+    rows: list[Row],
+    exc: BaseException,
+    *,
+    attempts: int | None = None,
+    request: Any = None,
+) -> list[Row]:
     """Apply the step's error policy to ``rows`` (back under their own column names), which
-    failed with ``exc``."""
+    failed with ``exc`` (after ``attempts`` calls that held them; ``request``: what was sent
+    for a single row)."""
     if ctx.step.on_error == "fail":
-        _raise_failed(ctx.step, rows, exc)
+        _raise_failed(ctx.step, rows, exc, ctx.record)
     for row in rows:
-        row[FAILED] = _error_text(exc)
+        row[FAILED] = RowFailure.of(exc, request=request, attempts=attempts)
     return _settle(ctx, rows)
 
 
 def _settle(ctx: StepContext, rows: list[Row]) -> list[Row]:
     """Apply the step's error policy to the rows it marked as failed; each is counted once,
-    here, in the step where it failed."""
-    kept, failed = settle_failures(ctx.step, rows, ctx.failed_outputs)
+    here, in the step where it failed, and recorded in the run's failure record."""
+    kept, failed = settle_failures(ctx.step, rows, ctx.failed_outputs, ctx.record)
     ctx.stats.errors += failed
     return kept
 
@@ -194,9 +220,13 @@ async def run_generator(ctx: StepContext) -> None:
 
 async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None:
     next_id = ctx.offset
+    only = ctx.only_ids
+    last_wanted = max(only, default=-1) if only is not None else None
     async for batch in batches:
         if ctx.control.stop_reason is not None:
             return
+        if last_wanted is not None and next_id > last_wanted:
+            return  # a retry of failed rows: every row it wants has been sent
         start = time.perf_counter()
         rows = batch_rows(batch)
         if not ctx.step.numbers_rows:  # type: ignore[attr-defined]
@@ -207,6 +237,8 @@ async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None
                 next_id += 1
         if ctx.shard is not None:
             rows = [row for row in rows if ctx.shard.owns(row[ROW_ID])]
+        if only is not None:
+            rows = [row for row in rows if row[ROW_ID] in only]
         ctx.leave(rows)
         rows = _settle(ctx, rows)  # a generator task marks the rows whose answer failed
         ctx.stats.busy_seconds += time.perf_counter() - start
@@ -280,7 +312,7 @@ async def _process_batch(ctx: StepContext, batch: list[Any]) -> list[Row]:
     return _fix_lineage(_settle(ctx, rows) + _pass_through(ctx, passed), fallback)
 
 
-async def _process_isolating(ctx: StepContext, batch: list[Any]) -> list[Row]:
+async def _process_isolating(ctx: StepContext, batch: list[Any], tries: int = 1) -> list[Row]:
     """``process`` on ``batch``; when it raises, the error policy applies to the rows that
     fail, never to their neighbours: the batch is run again in halves until each failing row
     is alone (about log2(batch) more calls per failing row; ``isolate_failures=False`` turns
@@ -304,13 +336,15 @@ async def _process_isolating(ctx: StepContext, batch: list[Any]) -> list[Row]:
             ) from exc
         if originals is None:
             ctx.leave(inputs[0])
-            _raise_failed(step, inputs[0], exc)
+            _raise_failed(step, inputs[0], exc, ctx.record)
+        if isinstance(exc, WorkerDiedError):  # ran twice already; halves would respawn often
+            return _fail(ctx, _step_inputs(ctx, originals)[0], exc, attempts=2)
         if not isolate:
-            return _fail(ctx, _step_inputs(ctx, originals)[0], exc)
+            return _fail(ctx, _step_inputs(ctx, originals)[0], exc, attempts=tries)
         half = len(originals) // 2
         return [
-            *await _process_isolating(ctx, originals[:half]),
-            *await _process_isolating(ctx, originals[half:]),
+            *await _process_isolating(ctx, originals[:half], tries + 1),
+            *await _process_isolating(ctx, originals[half:], tries + 1),
         ]
     ctx.leave(rows)
     return rows
@@ -383,11 +417,13 @@ async def run_task(ctx: StepContext) -> None:
                 raise StepError(
                     f"step {task.name!r} failed: {type(exc).__name__}: {exc}", step=task.name
                 ) from exc
+            request = task._sent(row)  # read while the row has the task's column names
             ctx.leave([row])
-            return _fail(ctx, [row], exc)
+            return _fail(ctx, [row], exc, request=request)
         except Exception as exc:
+            request = task._sent(row)
             ctx.leave([row])
-            return _fail(ctx, [row], exc)
+            return _fail(ctx, [row], exc, request=request)
         ctx.leave(rows)
         return _settle(ctx, rows)
 

@@ -264,6 +264,7 @@ class Pipeline:
         progress: ProgressMode | bool = "auto",
         backend: Literal["local", "ray"] | None = None,
         shards: int | None = None,
+        retry_failed: bool = False,
     ) -> Distiset:
         """Run the pipeline to completion and return its Distiset.
 
@@ -285,12 +286,16 @@ class Pipeline:
                 across them (needs ``synthflow[ray]``; see ``Pipeline.ray`` for the cluster).
                 Default: "ray" for a pipeline made by ``ray()`` or a ``RayPipeline``.
             shards: with the Ray backend, how many parts (default: one per CPU of the cluster).
+            retry_failed: run only the rows that failed in the last (finished) run, as its
+                failure record names them, and put their new results into its dataset at
+                their source positions; answers already received come from the cache.
 
         Works from plain scripts and from code where an event loop is already running (Jupyter):
         there, the run gets its own loop in a worker thread, and this call blocks until it ends.
 
         Rows that fail keep the run going (per each step's ``on_error``); the result says how
-        many failed in which step (``distiset.failed_rows``) and a line on stderr sums them up.
+        many failed in which step (``distiset.failed_rows``) and a line on stderr sums them up;
+        each is recorded, with its error, in ``distiset.failures`` (JSON Lines).
         A write that fails for lack of space stops the run with ``DiskFullError`` (the path, and
         how to resume); a run warns at its start when less than 1 GiB is free where it writes
         (``$SYNTHFLOW_MIN_FREE_GB`` sets that threshold).
@@ -305,6 +310,7 @@ class Pipeline:
             "progress": progress,
             "backend": backend,
             "shards": shards,
+            "retry_failed": retry_failed,
         }
         return run_sync(functools.partial(self.arun, parameters, **kwargs))
 
@@ -321,6 +327,7 @@ class Pipeline:
         progress: ProgressMode | bool = "auto",
         backend: Literal["local", "ray"] | None = None,
         shards: int | None = None,
+        retry_failed: bool = False,
     ) -> Distiset:
         """Run the pipeline in the current event loop (for async apps). See ``run``."""
         from synthflow.distiset import Distiset
@@ -328,6 +335,11 @@ class Pipeline:
         from synthflow.pipeline._validate import check_cost_budget, plan
 
         if (backend or self._backend) == "ray" or shards is not None:
+            if retry_failed:
+                raise PipelineValidationError(
+                    "retry_failed is not supported on Ray yet: retry the failed rows with "
+                    "backend='local' (they are in the shards' failures.jsonl)"
+                )
             return await self._run_on_ray(
                 parameters,
                 RunOptions(use_cache, max_cost, max_tokens, dict(prices or {})),
@@ -342,7 +354,14 @@ class Pipeline:
             steps, edges, run_dir = self._fed_by(dataset, run_dir, dataset_batch_size)
         built = plan(steps, edges, parameters)
         check_cost_budget(built.steps.values(), max_cost, prices)
-        options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
+        options = RunOptions(
+            use_cache,
+            max_cost,
+            max_tokens,
+            dict(prices or {}),
+            retry_failed=retry_failed,
+            pipeline_name=self.name,
+        )
         output = await execute(built, run_dir, Progress(progress, self.name), options)
         distiset = await anyio.to_thread.run_sync(
             functools.partial(Distiset.from_leaf_files, enable_metadata=self.enable_metadata),
@@ -351,10 +370,18 @@ class Pipeline:
         )
         distiset.stop_reason = output.stop_reason
         distiset.artifacts_path = output.artifacts_dir
+        distiset.failures = output.failures_file
+        distiset.retried_rows = output.retried
         distiset.record_pipeline(self)
         if output.stop_reason:
             print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
         summary = distiset.failure_summary()
+        if summary and output.failures_file is not None:
+            print(
+                f"[synthflow] failed rows are recorded in {output.failures_file}; "
+                "re-run only them with run(retry_failed=True) (CLI: --retry-failed)",
+                file=sys.stderr,
+            )
         if summary:
             print(f"[synthflow] {self.name}: {summary}", file=sys.stderr)
         return distiset

@@ -113,12 +113,16 @@ def takes_separate_inputs(step: _Step) -> bool:
 
 
 def settle_failures(
-    step: _Step, rows: list[Row], outputs_on_failure: dict[str, Any] | None = None
+    step: _Step,
+    rows: list[Row],
+    outputs_on_failure: dict[str, Any] | None = None,
+    record: Callable[[Row, Any], None] | None = None,
 ) -> tuple[list[Row], int]:
     """Apply ``step.on_error`` to the rows it marked as failed (``FAILED``); return the rows
     kept and how many had failed. Each failed row keeps its own error, which names the step:
     "null" gives it ``outputs_on_failure`` and the error in ``ERROR_COLUMN``, "drop" leaves it
-    out, "fail" raises ``StepError`` naming the row."""
+    out, "fail" raises ``StepError`` naming the row. ``record(row, marker)`` sees each failed
+    row first (a run's failure record)."""
     from synthflow.errors import StepError
 
     if outputs_on_failure is None:
@@ -131,6 +135,8 @@ def settle_failures(
             kept.append(row)
             continue
         failed += 1
+        if record is not None:
+            record(row, message)
         if step.on_error == "fail":
             row_id = row.get(ROW_ID)
             where = "a row" if row_id is None else f"row {row_id}"

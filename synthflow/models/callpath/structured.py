@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 
-from synthflow.errors import LLMResponseError
+from synthflow.errors import LLMSchemaError
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput
 
 REASK = (
@@ -71,7 +71,7 @@ class StructuredOutputLLM(LLM):
         ask: Callable[[ChatType], Awaitable[GenerateOutput]],
     ) -> GenerateOutput:
         """Check every generation; re-ask a bad one (with the error) through ``ask``, at most
-        ``structured_retries`` times, then raise LLMResponseError."""
+        ``structured_retries`` times, then raise LLMSchemaError (an LLMResponseError)."""
         schema = self.structured_output
         if schema is None:
             return output
@@ -81,9 +81,11 @@ class StructuredOutputLLM(LLM):
             attempts = 0
             while error is not None:
                 if attempts == self.structured_retries:
-                    failure = LLMResponseError(
+                    failure = LLMSchemaError(
                         f"the answer does not follow the output schema after {attempts} "
-                        f"re-asks: {error}"
+                        f"re-asks: {error}",
+                        answer=text,
+                        reasks=attempts,
                     )
                     failure.usage, failure.retries = output.usage, output.retries
                     raise failure

@@ -30,6 +30,7 @@ from synthflow.models.callpath.structured import (
     unwrap_structured_output,
 )
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput
+from synthflow.pipeline._failures import RowFailure, as_text
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import (
     ERROR_COLUMN,
@@ -228,7 +229,9 @@ class Task(Step, ABC):
                 new.pop(METADATA_COLUMN, None)  # last, after the columns this task wrote
                 new[METADATA_COLUMN] = meta
             if error is not None:
-                new[FAILED] = f"{type(error).__name__}: {error}"
+                request = result.messages if result.messages is not None else sent
+                response = unreadable[0] if len(unreadable) == 1 else as_text(unreadable)
+                new[FAILED] = RowFailure.of(error, request=request, response=response)
         return [new for new, _, _ in made]
 
     def outputs_on_failure(self) -> dict[str, Any]:
@@ -305,10 +308,10 @@ class Task(Step, ABC):
             except LLMError as exc:
                 if exc.fatal:
                     raise
-                row[FAILED] = f"{type(exc).__name__}: {exc}"
+                row[FAILED] = RowFailure.of(exc, request=self._sent(row))
                 results[i] = [row]
             except Exception as exc:  # this row fails alone; the engine applies on_error
-                row[FAILED] = f"{type(exc).__name__}: {exc}"
+                row[FAILED] = RowFailure.of(exc, request=self._sent(row))
                 results[i] = [row]
 
         async with anyio.create_task_group() as tg:
