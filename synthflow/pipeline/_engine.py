@@ -27,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from synthflow.errors import DiskFullError, StepError, first_error
 from synthflow.models.callpath.cache import ResponseCache
-from synthflow.models.callpath.calls import Budget, LLMCalls, LLMCallStats
+from synthflow.models.callpath.calls import Budget, CallsUser, LLMCalls, LLMCallStats
 from synthflow.models.callpath.pricing import Price
 from synthflow.pipeline import _disk
 from synthflow.pipeline._execution import StepProcessPool
@@ -94,9 +94,9 @@ async def _prewarm_imports() -> None:
 
 
 def _llm_calls(plan: Plan, run_dir: Path, options: RunOptions, control: RunControl) -> LLMCalls:
-    tasks = [s for s in plan.steps.values() if isinstance(s, Task)]
+    users = [s for s in plan.steps.values() if isinstance(s, CallsUser)]
     cache = None
-    if options.use_cache and any(t.use_cache and t.llm.cacheable for t in tasks):
+    if options.use_cache and any(s.uses_response_cache() for s in users):
         run_dir.mkdir(parents=True, exist_ok=True)
         cache = ResponseCache(run_dir / "llm-cache.sqlite")
     budget = None
@@ -152,7 +152,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
 
     contexts: list[StepContext] = []
     for name, step in plan.steps.items():
-        if isinstance(step, Task):
+        if isinstance(step, CallsUser):
             stats[name].llm = call_stats = LLMCallStats()
             step.bind_calls(calls, call_stats)
         contexts.append(
@@ -180,7 +180,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     try:
         for ctx in contexts:
             if ctx.step.executor == "process":
-                if isinstance(ctx.step, Task):  # workers call the LLM directly, uncached
+                if isinstance(ctx.step, CallsUser):  # workers call the model directly, uncached
                     ctx.step.bind_calls(None, LLMCallStats())
                 ctx.pool = StepProcessPool(ctx.step, ctx.step.workers)
             else:
@@ -208,7 +208,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         with anyio.CancelScope(shield=True):
             await _shutdown(contexts, loaded, kill=not completed)
         for ctx in contexts:
-            if isinstance(ctx.step, Task):  # the cache closes with the run; don't keep it
+            if isinstance(ctx.step, CallsUser):  # the cache closes with the run; don't keep it
                 ctx.step.bind_calls(None, LLMCallStats())
         if calls.cache is not None:
             calls.cache.close()

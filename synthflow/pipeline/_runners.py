@@ -281,7 +281,9 @@ async def _process_isolating(ctx: StepContext, batch: list[Any]) -> list[Row]:
     args: tuple[Any, ...] = (inputs[0],) if isinstance(step, Task) else tuple(inputs)
     try:
         rows = await _call_process(ctx, method, args)
-    except (DiskFullError, BudgetExceeded):
+    except BudgetExceeded:
+        return []  # the run is winding down: rows not yet made are left out, as in a task
+    except DiskFullError:
         raise
     except Exception as exc:
         if isinstance(exc, LLMError) and exc.fatal:  # no row can succeed: don't retry halves

@@ -243,8 +243,10 @@ def check_cost_budget(
     from synthflow.steps.tasks.base import Task
 
     for step in steps:
-        if isinstance(step, Task) and step.llm.billed:
-            model = step.llm.model_name
+        # A task's LLM, or the embedding model of a step that has one (EmbeddingGeneration).
+        client: Any = step.llm if isinstance(step, Task) else getattr(step, "embeddings", None)
+        if getattr(client, "billed", False):
+            model = client.model_name
             if price_of(model, prices) is None:
                 raise PipelineValidationError(
                     f"max_cost can't be kept: no price is known for model {model!r} (step "

@@ -83,11 +83,11 @@ CATALOG_JUDGES_ISSUE_11 = {"ArgillaLabeller"}
 
 MODEL_CLIENTS_ISSUE_9 = {
     "AsyncImageGenerationModel", "AsyncLLM", "ClientvLLM", "CudaDevicePlacementMixin",
-    "ImageGenerationModel", "InferenceEndpointsImageGeneration", "LlamaCppEmbeddings",
-    "MixtureOfAgentsLLM", "MlxLLM", "OpenAIImageGeneration", "vLLMEmbeddings",
+    "ImageGenerationModel", "InferenceEndpointsImageGeneration", "MixtureOfAgentsLLM",
+    "MlxLLM", "OpenAIImageGeneration",
 }  # fmt: skip
 """Issue 9, the model-layer part: the clients synthflow.models doesn't have yet (image
-generation, more embedding models, Mlx, ClientvLLM, mixture of agents) and distilabel's AsyncLLM
+generation, Mlx, ClientvLLM, mixture of agents) and distilabel's AsyncLLM
 and CudaDevicePlacementMixin bases (synthflow's LLM is async; local models place themselves)."""
 
 RAY_ISSUE_16 = {"RayPipeline"}
