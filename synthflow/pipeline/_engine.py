@@ -37,6 +37,7 @@ from synthflow.pipeline._runners import RunControl, StepContext, runner_for
 from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
+from synthflow.pipeline.routing import Router
 from synthflow.pipeline.stats import StepStats
 from synthflow.runtime_parameters import runtime_parameters_info
 from synthflow.steps.base import (
@@ -128,11 +129,13 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     streams: list[MemoryObjectSendStream[Chunk] | MemoryObjectReceiveStream[Chunk]] = []
     inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
     outputs: dict[str, list[MemoryObjectSendStream[Chunk]]] = {n: [] for n in plan.steps}
+    receivers: dict[str, list[str]] = {n: [] for n in plan.steps}  # whom each output feeds
     for name in plan.steps:  # a step's inputs in the order its predecessors were connected
         for pred in plan.predecessors[name]:
             send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
             streams += (send, receive)
             outputs[pred].append(send)
+            receivers[pred].append(name)
             inputs[name].append(receive)
 
     sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
@@ -158,10 +161,20 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         contexts.append(
             StepContext(
                 step=step,
-                outlet=Outlet(outputs[name], stats[name]),
+                outlet=Outlet(
+                    outputs[name],
+                    stats[name],
+                    Router(plan.routes[name], step, receivers[name])
+                    if name in plan.routes
+                    else None,
+                ),
                 stats=stats[name],
                 # An LLM task on the loop takes rows in any order; every other step, in order.
-                inlet=Inlet(inputs[name], ordered=not _runs_rows_unordered(step))
+                inlet=Inlet(
+                    inputs[name],
+                    ordered=not _runs_rows_unordered(step),
+                    optional=plan.optional_inputs.get(name),
+                )
                 if inputs[name]
                 else None,
                 control=control,

@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
 from synthflow.models.callpath.pricing import Price, price_of
@@ -17,6 +17,9 @@ from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import missing_runtime_parameters, set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step, takes_separate_inputs
 from synthflow.steps.resources import apply_resources
+
+if TYPE_CHECKING:
+    from synthflow.pipeline.routing import RoutingBatchFunction
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,11 @@ class Plan:
     successors: dict[str, list[str]]
     owners: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per fan-in step that merges its branches' rows: column -> the branch that wrote it."""
+    routes: dict[str, RoutingBatchFunction] = field(default_factory=dict)
+    """Per routed step, the function that picks the successors of each batch."""
+    optional_inputs: dict[str, tuple[bool, ...]] = field(default_factory=dict)
+    """Per fan-in step after routed branches: which inputs (in predecessor order) a row may
+    skip, because it reaches them only where the routing sent it."""
 
     @property
     def leaves(self) -> list[str]:
@@ -38,6 +46,7 @@ def plan(
     parameters: Mapping[str, Any] | None = None,
     *,
     require_all: bool = True,
+    routes: Mapping[str, RoutingBatchFunction] | None = None,
 ) -> Plan:
     """The checked plan. ``require_all``: every runtime parameter the run needs has a value
     (False while parameters are still being given, one by one, as the CLI does)."""
@@ -52,6 +61,11 @@ def plan(
         successors[a].append(b)
 
     order = _topological_order(predecessors, successors)
+    routes = dict(routes or {})
+    for name, route in routes.items():
+        route.check(name)
+    lines = _lines(order, predecessors)
+    optional = _optional_inputs(order, predecessors, lines, routes)
     for name in order:
         step = steps[name]
         if isinstance(step, GeneratorStep):
@@ -81,11 +95,13 @@ def plan(
     # A source's columns may need its parameters: they are checked once all are given.
     if require_all or not any(missing_runtime_parameters(s) for s in steps.values()):
         _check_columns(steps, order, predecessors)
-        owners = _fan_in_owners(steps, order, predecessors)
+        owners = _fan_in_owners(steps, order, predecessors, _exclusive(predecessors, lines, routes))
     problems = check_picklable(s for s in steps.values() if s.executor == "process")
     if problems:
         raise PipelineValidationError(problems[0])
-    return Plan({name: steps[name] for name in order}, predecessors, successors, owners)
+    return Plan(
+        {name: steps[name] for name in order}, predecessors, successors, owners, routes, optional
+    )
 
 
 def _topological_order(
@@ -183,16 +199,85 @@ def _check_outputs_distinct(step: _Step) -> None:
         landed[column] = output
 
 
+def _lines(order: list[str], predecessors: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Each step and every step before it."""
+    lines: dict[str, set[str]] = {}
+    for name in order:
+        lines[name] = {name}.union(*(lines[p] for p in predecessors[name]))
+    return lines
+
+
+def _gates(
+    branch: set[str], predecessors: dict[str, list[str]], routes: Mapping[str, Any]
+) -> dict[str, set[str]] | None:
+    """When every way into ``branch`` (steps after the paths split) is a routed edge: the
+    routers, each with the routed steps it enters by; otherwise None."""
+    gates: dict[str, set[str]] = {}
+    for step in branch:
+        for pred in predecessors[step]:
+            if pred in branch:
+                continue
+            route = routes.get(pred)
+            if route is None or step not in route.targets:
+                return None
+            gates.setdefault(pred, set()).add(step)
+    return gates or None
+
+
+def _optional_inputs(
+    order: list[str],
+    predecessors: dict[str, list[str]],
+    lines: dict[str, set[str]],
+    routes: Mapping[str, Any],
+) -> dict[str, tuple[bool, ...]]:
+    """The fan-in inputs a row may skip: those whose branch is entered only by routed edges
+    (see ``synthflow.pipeline.routing``)."""
+    optional: dict[str, tuple[bool, ...]] = {}
+    if not routes:
+        return optional
+    for name in order:
+        preds = predecessors[name]
+        if len(preds) < 2:
+            continue
+        shared = set.intersection(*(lines[p] for p in preds))
+        flags = tuple(_gates(lines[p] - shared, predecessors, routes) is not None for p in preds)
+        if any(flags):
+            optional[name] = flags
+    return optional
+
+
+def _exclusive(
+    predecessors: dict[str, list[str]], lines: dict[str, set[str]], routes: Mapping[str, Any]
+) -> Callable[[set[str], set[str]], bool]:
+    """Whether two branches never carry the same row: each is entered only from one router
+    that sends a batch to one successor, by different successors."""
+
+    def exclusive(a: set[str], b: set[str]) -> bool:
+        gates_a, gates_b = _gates(a, predecessors, routes), _gates(b, predecessors, routes)
+        if (
+            gates_a is None
+            or gates_b is None
+            or len(gates_a) != 1
+            or gates_a.keys() != gates_b.keys()
+        ):
+            return False
+        (router,) = gates_a
+        return routes[router].max_routes == 1 and not gates_a[router] & gates_b[router]
+
+    return exclusive
+
+
 def _fan_in_owners(
-    steps: Mapping[str, _Step], order: list[str], predecessors: dict[str, list[str]]
+    steps: Mapping[str, _Step],
+    order: list[str],
+    predecessors: dict[str, list[str]],
+    exclusive: Callable[[set[str], set[str]], bool],
 ) -> dict[str, dict[str, int]]:
     """For each step that merges several branches into one row: which branch each column
     written after the paths split comes from. Two branches that write the same column are an
     error (the joined row could keep only one of them), unless the step takes the branches
-    apart itself (``process(*inputs)``)."""
-    lines: dict[str, set[str]] = {}  # each step and every step before it
-    for name in order:
-        lines[name] = {name}.union(*(lines[p] for p in predecessors[name]))
+    apart itself (``process(*inputs)``) or routing keeps them from ever meeting."""
+    lines = _lines(order, predecessors)
     owners: dict[str, dict[str, int]] = {}
     for name in order:
         preds = predecessors[name]
@@ -200,6 +285,7 @@ def _fan_in_owners(
             continue
         branches = [lines[p] for p in preds]
         shared = set.intersection(*branches)
+        apart = [branch - shared for branch in branches]
         writers: dict[str, list[set[str]]] = {}  # column -> per branch, the steps writing it
         for i, branch in enumerate(branches):
             for step_name in sorted(branch - shared):
@@ -211,6 +297,8 @@ def _fan_in_owners(
             ranked = sorted(range(len(preds)), key=lambda i: len(per_branch[i]), reverse=True)
             top = ranked[0]
             for i in ranked[1:]:
+                if exclusive(apart[top], apart[i]):
+                    continue  # the branches never carry the same row
                 if per_branch[i] and not per_branch[i] <= per_branch[top]:
                     raise _conflict(steps, name, column, per_branch[top], per_branch[i])
             found[column] = top

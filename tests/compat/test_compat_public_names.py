@@ -93,16 +93,8 @@ and CudaDevicePlacementMixin bases (synthflow's LLM is async; local models place
 RAY_ISSUE_16 = {"RayPipeline"}
 """Scale out on Ray."""
 
-ROUTING_ISSUE_9 = {"routing_batch_function", "sample_n_steps"}
-"""Issue 9's ``sample_n_steps`` routing, which needs the engine to send a batch to some of a
-step's successors."""
-
 BELONGS_ELSEWHERE = (
-    CATALOG_SYNTHESIS_ISSUE_10
-    | CATALOG_JUDGES_ISSUE_11
-    | MODEL_CLIENTS_ISSUE_9
-    | RAY_ISSUE_16
-    | ROUTING_ISSUE_9
+    CATALOG_SYNTHESIS_ISSUE_10 | CATALOG_JUDGES_ISSUE_11 | MODEL_CLIENTS_ISSUE_9 | RAY_ISSUE_16
 )
 
 
