@@ -524,7 +524,7 @@ def _load_routes(pipeline: Pipeline, entries: Any, allowed: tuple[str, ...]) -> 
         unknown = [t for t in targets if t not in successors]
         if unknown:
             raise SerializationError(
-                f"{where} routes to {unknown[0]!r}, not a successor of {step!r}"
+                f"{where} routes to {unknown[0]!r}, which is not a successor of {step!r}"
             )
         route.targets = list(targets)
         pipeline.set_route(step, route)

@@ -149,7 +149,8 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     offset = min(w.last_id for w in writers.values()) + 1
     if offset:
         print(f"[synthflow] resuming an interrupted run after row {offset - 1}", file=sys.stderr)
-    for name, total in expected_rows(plan.steps, plan.predecessors, offset).items():
+    routed = {name: route.targets for name, route in plan.routes.items()}
+    for name, total in expected_rows(plan.steps, plan.predecessors, offset, routed).items():
         stats[name].rows_total = total
         stats[name].source = isinstance(plan.steps[name], GeneratorStep)
 

@@ -193,9 +193,10 @@ class Inlet:
 
         An id present on every edge yields the product of its rows (a branch that expanded a
         row into several gives several joined rows). An id missing from any edge was filtered
-        out on that branch and is dropped once every watermark has passed it. An optional edge
-        (a routed branch) is the exception: an id missing there, but present on every other
-        edge that isn't optional, is joined with None in its place.
+        out on that branch and is dropped once every watermark has passed it. Optional edges
+        (routed branches) act as one edge, the union of theirs: an id present on some of them
+        and on every edge that isn't optional is joined, with None for the optional edges it
+        is missing from.
 
         The join reads the edge with the lowest watermark, so an edge that runs ahead is left
         unread and its producer feels backpressure. But it never blocks on an empty edge while
@@ -259,6 +260,8 @@ def _merge(
         if optional is None:
             if all(groups):
                 out.extend(itertools.product(*groups))
-        elif all(group or skip for group, skip in zip(groups, optional, strict=True)):
+        elif all(group or skip for group, skip in zip(groups, optional, strict=True)) and any(
+            group for group, skip in zip(groups, optional, strict=True) if skip
+        ):
             padded: list[list[Row | None]] = [list(group) or [None] for group in groups]
             out.extend(itertools.product(*padded))

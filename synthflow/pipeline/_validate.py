@@ -95,7 +95,7 @@ def plan(
     # A source's columns may need its parameters: they are checked once all are given.
     if require_all or not any(missing_runtime_parameters(s) for s in steps.values()):
         _check_columns(steps, order, predecessors)
-        owners = _fan_in_owners(steps, order, predecessors, _exclusive(predecessors, lines, routes))
+        owners = _fan_in_owners(steps, order, predecessors, _exclusive(predecessors, routes))
     problems = check_picklable(s for s in steps.values() if s.executor == "process")
     if problems:
         raise PipelineValidationError(problems[0])
@@ -207,21 +207,33 @@ def _lines(order: list[str], predecessors: dict[str, list[str]]) -> dict[str, se
     return lines
 
 
+UNGATED = ("", "")
+"""In a gate set: some path from the split reaches the step without a routed edge."""
+
+
 def _gates(
-    branch: set[str], predecessors: dict[str, list[str]], routes: Mapping[str, Any]
-) -> dict[str, set[str]] | None:
-    """When every way into ``branch`` (steps after the paths split) is a routed edge: the
-    routers, each with the routed steps it enters by; otherwise None."""
-    gates: dict[str, set[str]] = {}
-    for step in branch:
-        for pred in predecessors[step]:
-            if pred in branch:
-                continue
-            route = routes.get(pred)
-            if route is None or step not in route.targets:
-                return None
-            gates.setdefault(pred, set()).add(step)
-    return gates or None
+    tail: str,
+    head: str,
+    shared: set[str],
+    predecessors: dict[str, list[str]],
+    routes: Mapping[str, Any],
+) -> set[tuple[str, str]]:
+    """The routed edges ``(router, target)`` that rows pass first, on their ways from the
+    split (``shared``: the steps before every branch of a join) along edge ``tail -> head``;
+    ``UNGATED`` among them when some way has none."""
+    found: dict[str, set[tuple[str, str]]] = {}
+
+    def through(u: str, v: str) -> set[tuple[str, str]]:
+        route = routes.get(u)
+        if route is not None and v in route.targets:
+            return {(u, v)}
+        if u in shared:
+            return {UNGATED}
+        if u not in found:
+            found[u] = set().union(*(through(p, u) for p in predecessors[u]))
+        return found[u]
+
+    return through(tail, head)
 
 
 def _optional_inputs(
@@ -230,7 +242,7 @@ def _optional_inputs(
     lines: dict[str, set[str]],
     routes: Mapping[str, Any],
 ) -> dict[str, tuple[bool, ...]]:
-    """The fan-in inputs a row may skip: those whose branch is entered only by routed edges
+    """The fan-in inputs a row may skip: those that rows reach only through routed edges
     (see ``synthflow.pipeline.routing``)."""
     optional: dict[str, tuple[bool, ...]] = {}
     if not routes:
@@ -240,29 +252,26 @@ def _optional_inputs(
         if len(preds) < 2:
             continue
         shared = set.intersection(*(lines[p] for p in preds))
-        flags = tuple(_gates(lines[p] - shared, predecessors, routes) is not None for p in preds)
+        flags = tuple(UNGATED not in _gates(p, name, shared, predecessors, routes) for p in preds)
         if any(flags):
             optional[name] = flags
     return optional
 
 
 def _exclusive(
-    predecessors: dict[str, list[str]], lines: dict[str, set[str]], routes: Mapping[str, Any]
-) -> Callable[[set[str], set[str]], bool]:
-    """Whether two branches never carry the same row: each is entered only from one router
-    that sends a batch to one successor, by different successors."""
+    predecessors: dict[str, list[str]], routes: Mapping[str, Any]
+) -> Callable[[str, str, str, set[str]], bool]:
+    """Whether the inputs ``a`` and ``b`` of ``join`` never carry the same row: rows reach each
+    only through one router that sends a batch to one successor, by different successors."""
 
-    def exclusive(a: set[str], b: set[str]) -> bool:
-        gates_a, gates_b = _gates(a, predecessors, routes), _gates(b, predecessors, routes)
-        if (
-            gates_a is None
-            or gates_b is None
-            or len(gates_a) != 1
-            or gates_a.keys() != gates_b.keys()
-        ):
+    def exclusive(a: str, b: str, join: str, shared: set[str]) -> bool:
+        gates_a = _gates(a, join, shared, predecessors, routes)
+        gates_b = _gates(b, join, shared, predecessors, routes)
+        routers = {router for router, _ in gates_a | gates_b}
+        if UNGATED in gates_a | gates_b or len(routers) != 1:
             return False
-        (router,) = gates_a
-        return routes[router].max_routes == 1 and not gates_a[router] & gates_b[router]
+        (router,) = routers
+        return routes[router].max_routes == 1 and not gates_a & gates_b
 
     return exclusive
 
@@ -271,7 +280,7 @@ def _fan_in_owners(
     steps: Mapping[str, _Step],
     order: list[str],
     predecessors: dict[str, list[str]],
-    exclusive: Callable[[set[str], set[str]], bool],
+    exclusive: Callable[[str, str, str, set[str]], bool],
 ) -> dict[str, dict[str, int]]:
     """For each step that merges several branches into one row: which branch each column
     written after the paths split comes from. Two branches that write the same column are an
@@ -285,7 +294,6 @@ def _fan_in_owners(
             continue
         branches = [lines[p] for p in preds]
         shared = set.intersection(*branches)
-        apart = [branch - shared for branch in branches]
         writers: dict[str, list[set[str]]] = {}  # column -> per branch, the steps writing it
         for i, branch in enumerate(branches):
             for step_name in sorted(branch - shared):
@@ -297,7 +305,7 @@ def _fan_in_owners(
             ranked = sorted(range(len(preds)), key=lambda i: len(per_branch[i]), reverse=True)
             top = ranked[0]
             for i in ranked[1:]:
-                if exclusive(apart[top], apart[i]):
+                if exclusive(preds[top], preds[i], name, shared):
                     continue  # the branches never carry the same row
                 if per_branch[i] and not per_branch[i] <= per_branch[top]:
                     raise _conflict(steps, name, column, per_branch[top], per_branch[i])

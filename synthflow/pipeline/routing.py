@@ -11,11 +11,13 @@ as distilabel's do. The rules:
   function sees it, is seeded for the call (and restored after it). Re-running or resuming a
   pipeline sends each row where it went before, so its LLM answers come from the cache.
 - **Where routed branches meet**, a step gets each row once, from the branches that took it
-  (distilabel's convergence step): an edge whose every way in from the split is a routed edge is
-  optional in the join. A row dropped on a branch that took it is dropped from the join, as
-  without routing. Two routed branches may write the same column when ``sample_n_steps(1)`` is
-  what makes them never meet; otherwise rename one, or join them with ``GroupColumns``, whose
-  ``process(*inputs)`` gets one batch per branch that took the rows.
+  (distilabel's convergence step). An input of a join that rows reach only through routed
+  edges is optional, and the optional inputs act as one, the union of theirs: a row dropped
+  on every branch that took it is dropped from the join, as without routing, and a row must
+  still come on every input that isn't optional. Two routed branches may write the same
+  column when they never meet (``sample_n_steps(1)`` chose between them); otherwise rename
+  one, or join them with ``GroupColumns``, whose ``process(*inputs)`` gets one batch per
+  branch that took the rows.
 """
 
 from __future__ import annotations
