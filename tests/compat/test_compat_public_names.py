@@ -78,9 +78,6 @@ DISTILABEL_PUBLIC_NAMES: dict[str, list[str]] = {
 CATALOG_SYNTHESIS_ISSUE_10 = {"ImageGeneration", "ImageTask", "Magpie", "MagpieGenerator"}
 """Catalog 1 of 3: Magpie (raw completions) and image generation."""
 
-CATALOG_JUDGES_ISSUE_11 = {"ArgillaLabeller"}
-"""Catalog 2 of 3: judges, scorers, reward models and embeddings."""
-
 MODEL_CLIENTS_ISSUE_9 = {
     "AsyncImageGenerationModel", "AsyncLLM", "ClientvLLM", "CudaDevicePlacementMixin",
     "ImageGenerationModel", "InferenceEndpointsImageGeneration", "MixtureOfAgentsLLM",
@@ -93,9 +90,7 @@ and CudaDevicePlacementMixin bases (synthflow's LLM is async; local models place
 RAY_ISSUE_16 = {"RayPipeline"}
 """Scale out on Ray."""
 
-BELONGS_ELSEWHERE = (
-    CATALOG_SYNTHESIS_ISSUE_10 | CATALOG_JUDGES_ISSUE_11 | MODEL_CLIENTS_ISSUE_9 | RAY_ISSUE_16
-)
+BELONGS_ELSEWHERE = CATALOG_SYNTHESIS_ISSUE_10 | MODEL_CLIENTS_ISSUE_9 | RAY_ISSUE_16
 
 
 def missing_names() -> dict[str, list[str]]:
