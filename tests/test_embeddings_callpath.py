@@ -178,3 +178,14 @@ def test_in_a_pipeline_cached_and_saved_without_the_token() -> None:
     assert "hf_secret" not in text
     loaded = Pipeline.from_yaml(text)
     assert loaded.signature == pipeline.signature
+
+
+def test_on_a_thread_the_model_is_called_directly_uncached() -> None:
+    # The response cache belongs to the event loop's thread: a step on worker threads (as in
+    # worker processes) calls its model itself.
+    with fake_api(embeddings_api) as api:
+        pipeline = embed_pipeline("embed-thread", ["a", "b"], client(api.url), executor="thread")
+        first = pipeline.run(progress=False)
+        pipeline.run(progress=False)
+    assert [r["embedding"] for r in rows_of(first)] == [vector_of("a"), vector_of("b")]
+    assert len(api.requests) == 2

@@ -193,9 +193,11 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     completed = False
     try:
         for ctx in contexts:
+            if ctx.step.executor != "loop" and isinstance(ctx.step, CallsUser):
+                # Workers (processes, threads) call the model directly, uncached: the cache
+                # and the accounting belong to the loop's thread.
+                ctx.step.bind_calls(None, LLMCallStats())
             if ctx.step.executor == "process":
-                if isinstance(ctx.step, CallsUser):  # workers call the model directly, uncached
-                    ctx.step.bind_calls(None, LLMCallStats())
                 ctx.pool = StepProcessPool(ctx.step, ctx.step.workers)
             else:
                 await anyio.to_thread.run_sync(ctx.step.load)
