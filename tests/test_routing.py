@@ -283,7 +283,7 @@ def test_saved_and_loaded_it_routes_the_same() -> None:
         {
             "step": "load",
             "description": "Sample 1 steps from the list of downstream steps.",
-            "routing_function": {
+            "type_info": {
                 "module": "synthflow.pipeline.routing",
                 "name": "sample_n_steps",
                 "kwargs": {"n": 1},
@@ -335,7 +335,7 @@ def test_a_decorated_function_routes_and_is_saved_by_reference() -> None:
         ["c0", "c1", "n"]
     ] * 4
     entry = pipeline.dump()["pipeline"]["routing_batch_functions"][0]
-    assert entry["routing_function"] == {"module": __name__, "name": "first_two"}
+    assert entry["type_info"] == {"module": __name__, "name": "first_two"}
     with pytest.raises(SerializationError, match="not allowed"):
         Pipeline.from_dict(pipeline.dump())
     loaded = Pipeline.from_dict(pipeline.dump(), allowed_modules=[__name__])

@@ -66,14 +66,19 @@ class RoutingBatchFunction:
 
         if not isinstance(step, _Step):
             return NotImplemented
-        bound = RoutingBatchFunction(
+        bound = self.copy()
+        bound.step = step
+        return bound
+
+    def copy(self) -> RoutingBatchFunction:
+        """A new one with the same function, bound to no step (one function object may route
+        the batches of several steps)."""
+        return RoutingBatchFunction(
             self.routing_function,
             self.description,
             factory=self._factory,
             max_routes=self.max_routes,
         )
-        bound.step = step
-        return bound
 
     def __rshift__(self, steps: list[_Step]) -> list[_Step]:
         if self.step is None:
@@ -125,7 +130,8 @@ class RoutingBatchFunction:
 
     def dump(self) -> dict[str, Any]:
         """distilabel's entry of ``routing_batch_functions``: the step, the description and
-        where the function comes from (a factory's module, name and arguments)."""
+        where the function comes from (``type_info``: a factory's module, name and arguments),
+        and synthflow's ``targets``, the successors it routes to."""
         module, name, kwargs = self._factory
         info: dict[str, Any] = {"module": module, "name": name}
         if kwargs is not None:
@@ -133,7 +139,7 @@ class RoutingBatchFunction:
         return {
             "step": self.step.name if self.step is not None else None,
             "description": self.description,
-            "routing_function": info,
+            "type_info": info,
             "targets": list(self.targets),  # synthflow's: distilabel routes to every successor
         }
 
@@ -184,10 +190,11 @@ def load_routing_function(data: Any, where: str, allowed: tuple[str, ...]) -> Ro
     from synthflow.errors import SerializationError
     from synthflow.serialization import check_module_allowed
 
-    info = data.get("routing_function") if isinstance(data, dict) else None
+    info = data.get("type_info") if isinstance(data, dict) else None
     if not isinstance(info, dict) or not info.get("module") or not info.get("name"):
         raise SerializationError(
-            f"{where} must name its routing function: routing_function: {{module: ..., name: ...}}"
+            f"{where} must name its routing function: type_info: {{module: ..., name: ...}} "
+            "(a function defined at module level, or a factory with its kwargs)"
         )
     module_name, name = str(info["module"]), str(info["name"])
     check_module_allowed(module_name, allowed, where=where)
@@ -206,7 +213,7 @@ def load_routing_function(data: Any, where: str, allowed: tuple[str, ...]) -> Ro
     if kwargs is not None:  # a factory: call it with its arguments
         made = obj(**kwargs)
     elif isinstance(obj, RoutingBatchFunction):  # a decorated function, by reference
-        made = obj
+        made = obj.copy()
     else:
         made = RoutingBatchFunction(obj)
     if not isinstance(made, RoutingBatchFunction):

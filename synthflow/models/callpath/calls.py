@@ -227,7 +227,7 @@ class LLMCalls:
                 stats.retries += exc.retries
                 stats.rate_limited += exc.rate_limited
                 if isinstance(exc.usage, Usage):
-                    self._charge(llm.model_name, exc.usage, stats)
+                    self._charge(llm, exc.usage, stats)
             if isinstance(exc, LLMEmptyAnswerError) and isinstance(exc.output, GenerateOutput):
                 # The generations that have text are paid answers: keep them, so that a
                 # re-run asks only for the missing ones.
@@ -237,7 +237,7 @@ class LLMCalls:
             stats.record_latency(time.monotonic() - started)
         stats.retries += fresh.retries
         stats.rate_limited += fresh.rate_limited
-        self._charge(llm.model_name, fresh.usage, stats)
+        self._charge(llm, fresh.usage, stats)
         self._store(cache, keys, missing, fresh)
         if not hits:
             return fresh
@@ -343,14 +343,14 @@ class LLMCalls:
                 stats.retries += exc.retries
                 stats.rate_limited += exc.rate_limited
                 if isinstance(exc.usage, Usage):
-                    self._charge(model.model_name, exc.usage, stats)
+                    self._charge(model, exc.usage, stats)
             raise
         finally:
             stats.record_latency(time.monotonic() - started)
         stats.requests += output.requests
         stats.retries += output.retries
         stats.rate_limited += output.rate_limited
-        self._charge(model.model_name, Usage(output.input_tokens, 0), stats)
+        self._charge(model, Usage(output.input_tokens, 0), stats)
         fresh = output.vectors
         if len(fresh) != len(missing):
             raise LLMError(
@@ -373,11 +373,11 @@ class LLMCalls:
             merged.append(next(cached) if key in found else next(new))
         return merged
 
-    def _charge(self, model: str, usage: Usage, stats: LLMCallStats) -> None:
+    def _charge(self, llm: LLM | Embeddings, usage: Usage, stats: LLMCallStats) -> None:
         """Count billed tokens and their cost, against the budget too."""
         stats.input_tokens += usage.input_tokens
         stats.output_tokens += usage.output_tokens
-        cost = cost_at(self._price(model), usage)
+        cost = cost_at(self._price(llm.model_name), usage)
         stats.add_cost(cost)
         if self.budget is not None:
             self.budget.charge(cost, usage.input_tokens + usage.output_tokens)
