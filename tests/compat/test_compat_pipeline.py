@@ -259,7 +259,7 @@ def test_sample_n_steps_routes_each_batch_to_n_llms_and_groups_them() -> None:
             load_data = LoadDataFromDicts(data=numbers(6), batch_size=2)
             generations = [
                 TextGeneration(
-                    name=f"text_generation_with_{model}",
+                    name=f"text_generation_with_{model.replace('.', '_')}",
                     llm=OpenAILLM(model=model, base_url=f"{api.url}/v1", api_key="sk-t"),
                 )
                 for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1")
