@@ -1,6 +1,10 @@
 """Embedding models: ``from synthflow.models.embeddings import Embeddings, OpenAIEmbeddings,
 SentenceTransformerEmbeddings``.
 
+Over HTTP (``api``: the LLM call path): ``OpenAIEmbeddings``, ``InferenceEndpointsEmbeddings``.
+In this process (``local``: for the process pool): ``SentenceTransformerEmbeddings``,
+``vLLMEmbeddings``, ``LlamaCppEmbeddings``.
+
 The models are imported on first use, so that ``synthflow.steps`` (which holds the
 ``EmbeddingGeneration`` step) pulls in neither the HTTP stack nor a local-model library.
 """
