@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from synthflow.errors import PipelineValidationError
 
 if TYPE_CHECKING:
     from synthflow.steps.base import _Step
+
+_StepT = TypeVar("_StepT", bound="_Step")
 
 RoutingFunction = Callable[[list[str]], Sequence[str]]
 """Takes the names of the routed successors; returns the names of those that get the batch."""
@@ -80,7 +82,7 @@ class RoutingBatchFunction:
             max_routes=self.max_routes,
         )
 
-    def __rshift__(self, steps: list[_Step]) -> list[_Step]:
+    def __rshift__(self, steps: list[_StepT]) -> list[_StepT]:
         if self.step is None:
             raise PipelineValidationError(
                 "a routing batch function goes between a step and its successors: "
