@@ -255,3 +255,81 @@ def test_a_failed_answer_keeps_the_row_with_a_null_suggestion() -> None:
         load >> labeller('{"label": "maybe"}', name="label", question=LABEL)
     (row,) = list(pipeline.run(progress=False)["default"]["train"])
     assert row["suggestion"] is None and "not one of" in row[ERROR_COLUMN]
+
+
+# -- with an Argilla server --------------------------------------------------------------------
+
+
+def argilla_call(url: str, method: str, path: str, body: Any = None) -> Any:
+    import urllib.request
+
+    from tests.servers.argilla import API_KEY
+
+    request = urllib.request.Request(
+        f"{url}{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"x-argilla-api-key": API_KEY, "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_suggestions_for_a_dataset_on_an_argilla_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dataset made by TextGenerationToArgilla, its fields and question read over Argilla's
+    API, its records labelled, and the suggestions sent back as Argilla takes them."""
+    from synthflow.steps import TextGenerationToArgilla
+    from tests.servers.argilla import API_KEY, FakeArgilla
+
+    server = FakeArgilla()
+    server.api.start()
+    monkeypatch.setenv("ARGILLA_API_URL", server.url)
+    monkeypatch.setenv("ARGILLA_API_KEY", API_KEY)
+    try:
+        with Pipeline(name="to-argilla") as pipeline:
+            rows = [{"instruction": "Name a colour.", "generation": "Blue."}]
+            rows.append({"instruction": "Name a fruit.", "generation": "A hammer."})
+            load = LoadDataFromDicts(data=rows)
+            load >> TextGenerationToArgilla(dataset_name="reviews")
+        pipeline.run(progress=False, use_cache=False)
+        dataset = server.dataset("reviews")
+        base = f"/api/v1/datasets/{dataset['id']}"
+        fields = argilla_call(server.url, "GET", f"{base}/fields")["items"]
+        (quality,) = argilla_call(server.url, "GET", f"{base}/questions")["items"]
+        records = server.records("reviews")
+
+        def judge(messages: list[dict[str, Any]]) -> str:
+            record = messages[-1]["content"].split("# Record")[1]
+            return '{"label": "bad"}' if "hammer" in record else '{"label": "good"}'
+
+        with Pipeline(name="label-argilla") as pipeline:
+            load = LoadDataFromDicts(data=[{"record": r} for r in records])
+            load >> ArgillaLabeller(
+                name="label",
+                llm=FunctionLLM(fn=judge, model="judge"),
+                fields=fields,
+                question=quality,
+                guidelines=dataset.get("guidelines"),
+            )
+        labelled = list(pipeline.run(progress=False, use_cache=False)["default"]["train"])
+        assert [r["suggestion"]["value"] for r in labelled] == ["good", "bad"]
+
+        items = [
+            {
+                **row["record"],
+                "suggestions": [
+                    {
+                        "question_id": quality["id"],
+                        "value": row["suggestion"]["value"],
+                        "type": row["suggestion"]["type"],
+                        "agent": row["suggestion"]["agent"],
+                    }
+                ],
+            }
+            for row in labelled
+        ]
+        argilla_call(server.url, "PUT", f"{base}/records/bulk", {"items": items})
+    finally:
+        server.api.stop()
+    suggested = [r["suggestions"][0]["value"] for r in server.records("reviews")]
+    assert suggested == ["good", "bad"]
