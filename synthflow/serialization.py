@@ -117,8 +117,15 @@ def dump_pipeline(pipeline: Pipeline) -> dict[str, Any]:
             "signature": signature(pipeline),
             "steps": [dump_step(step) for step in pipeline.steps.values()],
             "connections": [{"from": a, "to": b} for a, b in pipeline.edges],
+            **_routes_entry(pipeline),
         },
     }
+
+
+def _routes_entry(pipeline: Pipeline) -> dict[str, Any]:
+    """distilabel's ``routing_batch_functions`` list, when the pipeline routes any batches."""
+    routes = [route.dump() for route in pipeline.routes.values()]
+    return {"routing_batch_functions": routes} if routes else {}
 
 
 def dump_step(step: _Step) -> dict[str, Any]:
@@ -237,8 +244,9 @@ def signature(pipeline: Pipeline) -> str:
     for name, step in sorted(pipeline.steps.items()):
         definition = _dump_model(step, where=name, strict=False, runtime=False, canonical=True)
         steps.append([name, definition])
+    # Routing decides which rows each step sees; a pipeline without any keeps its signature.
     payload = orjson.dumps(
-        {"steps": steps, "edges": sorted(pipeline.edges)},
+        {"steps": steps, "edges": sorted(pipeline.edges), **_routes_entry(pipeline)},
         option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
     )
     return hashlib.blake2b(payload, digest_size=10).hexdigest()
@@ -495,7 +503,31 @@ def load_pipeline(
                     f"connection {a} -> {b} names unknown step {name!r}: {hint}"
                 )
         pipeline.connect(pipeline.steps[a], pipeline.steps[b])
+    _load_routes(pipeline, body.get("routing_batch_functions") or [], allowed)
     return pipeline
+
+
+def _load_routes(pipeline: Pipeline, entries: Any, allowed: tuple[str, ...]) -> None:
+    from synthflow.pipeline.routing import load_routing_function
+
+    if not isinstance(entries, list):
+        raise SerializationError("'pipeline.routing_batch_functions' must be a list")
+    for i, entry in enumerate(entries):
+        where = f"routing batch function #{i + 1}"
+        step = entry.get("step") if isinstance(entry, dict) else None
+        if step not in pipeline.steps:
+            raise SerializationError(f"{where} names unknown step {step!r}")
+        route = load_routing_function(entry, where, allowed)
+        route.step = pipeline.steps[step]
+        successors = [b for a, b in pipeline.edges if a == step]
+        targets = entry.get("targets") or successors
+        unknown = [t for t in targets if t not in successors]
+        if unknown:
+            raise SerializationError(
+                f"{where} routes to {unknown[0]!r}, which is not a successor of {step!r}"
+            )
+        route.targets = list(targets)
+        pipeline.set_route(step, route)
 
 
 def pipeline_section(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,7 @@ from synthflow.steps.tasks import (
     APIGenExecutionChecker,
     APIGenGenerator,
     APIGenSemanticChecker,
+    ArgillaLabeller,
     BitextRetrievalGenerator,
     ChatGeneration,
     ChatType,
@@ -552,6 +553,21 @@ CATALOG: list[StepSpec] = [
         answer="Feedback: x [RESULT] A",
         paper=True,
         id="PrometheusEval-relative",
+    ),
+    StepSpec(
+        ArgillaLabeller,
+        {
+            "question": {
+                "name": "sentiment",
+                "settings": {
+                    "type": "label_selection",
+                    "options": [{"value": "positive"}, {"value": "negative"}],
+                },
+            },
+            "fields": [{"name": "text", "settings": {"type": "text"}}],
+        },
+        rows=[{"record": {"fields": {"text": "I love it"}}}],
+        answer='{"label": "positive"}',
     ),
     # -- embeddings
     StepSpec(EmbeddingGeneration, {"embeddings": LengthEmbeddings()}),

@@ -97,8 +97,16 @@ def _stage(
     }
     successors = {n: [s for s in full.successors[n] if s in keep] for n in names}
     handed_on = tuple(n for n in work if set(full.successors[n]) & later)
-    owners = {n: o for n, o in full.owners.items() if n in members}
-    return Stage(Plan(steps, predecessors, successors, owners, handed_on), sharded, tuple(inputs))
+    sub = Plan(
+        steps,
+        predecessors,
+        successors,
+        owners={n: o for n, o in full.owners.items() if n in members},
+        also_written=handed_on,
+        routes={n: r for n, r in full.routes.items() if n in members},
+        optional_inputs={n: o for n, o in full.optional_inputs.items() if n in members},
+    )
+    return Stage(sub, sharded, tuple(inputs))
 
 
 def _rows_of(full: Plan, name: str, table: Any) -> StageRows:

@@ -39,7 +39,13 @@ from synthflow.models.llms import (
 )
 
 if TYPE_CHECKING:
-    from synthflow.models.embeddings import OpenAIEmbeddings, SentenceTransformerEmbeddings
+    from synthflow.models.embeddings import (
+        InferenceEndpointsEmbeddings,
+        LlamaCppEmbeddings,
+        OpenAIEmbeddings,
+        SentenceTransformerEmbeddings,
+        vLLMEmbeddings,
+    )
 
 __all__ = [
     "APILLM",
@@ -54,8 +60,10 @@ __all__ = [
     "GenerateOutput",
     "GroqLLM",
     "HiddenState",
+    "InferenceEndpointsEmbeddings",
     "InferenceEndpointsLLM",
     "LiteLLM",
+    "LlamaCppEmbeddings",
     "LlamaCppLLM",
     "LocalLLM",
     "MistralLLM",
@@ -69,9 +77,16 @@ __all__ = [
     "Usage",
     "VertexAILLM",
     "vLLM",
+    "vLLMEmbeddings",
 ]
 
-_LAZY_EMBEDDINGS = ("OpenAIEmbeddings", "SentenceTransformerEmbeddings")
+_LAZY_EMBEDDINGS = (
+    "InferenceEndpointsEmbeddings",
+    "LlamaCppEmbeddings",
+    "OpenAIEmbeddings",
+    "SentenceTransformerEmbeddings",
+    "vLLMEmbeddings",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from synthflow.errors import DiskFullError, StepError, first_error
 from synthflow.models.callpath.cache import ResponseCache
-from synthflow.models.callpath.calls import Budget, LLMCalls, LLMCallStats
+from synthflow.models.callpath.calls import Budget, CallsUser, LLMCalls, LLMCallStats
 from synthflow.models.callpath.pricing import Price
 from synthflow.pipeline import _disk
 from synthflow.pipeline._execution import StepProcessPool
@@ -41,6 +41,7 @@ from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._status import StatusFile
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
 from synthflow.pipeline._validate import Plan
+from synthflow.pipeline.routing import Router
 from synthflow.pipeline.stats import StepStats
 from synthflow.runtime_parameters import runtime_parameters_info
 from synthflow.steps.base import (
@@ -107,9 +108,9 @@ async def _prewarm_imports() -> None:
 
 
 def _llm_calls(plan: Plan, run_dir: Path, options: RunOptions, control: RunControl) -> LLMCalls:
-    tasks = [s for s in plan.steps.values() if isinstance(s, Task)]
+    users = [s for s in plan.steps.values() if isinstance(s, CallsUser)]
     cache = None
-    if options.use_cache and any(t.use_cache and t.llm.cacheable for t in tasks):
+    if options.use_cache and any(s.uses_response_cache() for s in users):
         run_dir.mkdir(parents=True, exist_ok=True)
         cache = ResponseCache(run_dir / "llm-cache.sqlite")
     budget = None
@@ -146,11 +147,13 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     streams: list[MemoryObjectSendStream[Chunk] | MemoryObjectReceiveStream[Chunk]] = []
     inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
     outputs: dict[str, list[MemoryObjectSendStream[Chunk]]] = {n: [] for n in plan.steps}
+    receivers: dict[str, list[str]] = {n: [] for n in plan.steps}  # whom each output feeds
     for name in plan.steps:  # a step's inputs in the order its predecessors were connected
         for pred in plan.predecessors[name]:
             send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
             streams += (send, receive)
             outputs[pred].append(send)
+            receivers[pred].append(name)
             inputs[name].append(receive)
 
     sinks: list[tuple[LeafWriter, MemoryObjectReceiveStream[Chunk]]] = []
@@ -170,7 +173,8 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         lineage_of(plan.predecessors, plan.steps),
         keep_before=offset if resume else None,
     )
-    for name, total in expected_rows(plan.steps, plan.predecessors, offset).items():
+    routed = {name: route.targets for name, route in plan.routes.items()}
+    for name, total in expected_rows(plan.steps, plan.predecessors, offset, routed).items():
         stats[name].rows_total = total if retry is None else None
         stats[name].source = isinstance(plan.steps[name], GeneratorStep)
     status = StatusFile(
@@ -187,16 +191,26 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
 
     contexts: list[StepContext] = []
     for name, step in plan.steps.items():
-        if isinstance(step, Task):
+        if isinstance(step, CallsUser):
             stats[name].llm = call_stats = LLMCallStats()
             step.bind_calls(calls, call_stats)
         contexts.append(
             StepContext(
                 step=step,
-                outlet=Outlet(outputs[name], stats[name]),
+                outlet=Outlet(
+                    outputs[name],
+                    stats[name],
+                    Router(plan.routes[name], step, receivers[name])
+                    if name in plan.routes
+                    else None,
+                ),
                 stats=stats[name],
                 # An LLM task on the loop takes rows in any order; every other step, in order.
-                inlet=Inlet(inputs[name], ordered=not _runs_rows_unordered(step))
+                inlet=Inlet(
+                    inputs[name],
+                    ordered=not _runs_rows_unordered(step),
+                    optional=plan.optional_inputs.get(name),
+                )
                 if inputs[name]
                 else None,
                 control=control,
@@ -217,9 +231,11 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     completed = False
     try:
         for ctx in contexts:
+            if ctx.step.executor != "loop" and isinstance(ctx.step, CallsUser):
+                # Workers (processes, threads) call the model directly, uncached: the cache
+                # and the accounting belong to the loop's thread.
+                ctx.step.bind_calls(None, LLMCallStats())
             if ctx.step.executor == "process":
-                if isinstance(ctx.step, Task):  # workers call the LLM directly, uncached
-                    ctx.step.bind_calls(None, LLMCallStats())
                 ctx.pool = StepProcessPool(ctx.step, ctx.step.workers)
             else:
                 await anyio.to_thread.run_sync(ctx.step.load)
@@ -252,7 +268,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         with anyio.CancelScope(shield=True):
             await _shutdown(contexts, loaded, kill=not completed)
         for ctx in contexts:
-            if isinstance(ctx.step, Task):  # the cache closes with the run; don't keep it
+            if isinstance(ctx.step, CallsUser):  # the cache closes with the run; don't keep it
                 ctx.step.bind_calls(None, LLMCallStats())
         if calls.cache is not None:
             calls.cache.close()

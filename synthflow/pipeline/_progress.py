@@ -65,19 +65,26 @@ def source_size(step: GeneratorStep) -> int | None:
 
 
 def expected_rows(
-    steps: Mapping[str, _Step], predecessors: Mapping[str, Sequence[str]], offset: int = 0
+    steps: Mapping[str, _Step],
+    predecessors: Mapping[str, Sequence[str]],
+    offset: int = 0,
+    routed: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, int | None]:
     """Rows each step is expected to take in (a source: to make) in a run that starts after
-    row ``offset - 1``, or None where that can't be known: a source of unknown size, or after a
-    global step (it may make any number of rows). A join takes as many rows as its smallest
-    input; rows filtered out or expanded on the way make the figure an estimate."""
+    row ``offset - 1``, or None where that can't be known: a source of unknown size, after a
+    global step (it may make any number of rows), or after a routed edge (``routed``: step ->
+    the successors it routes batches to). A join takes as many rows as its smallest input;
+    rows filtered out or expanded on the way make the figure an estimate."""
     totals: dict[str, int | None] = {}
+    routed = routed or {}
     for name, step in steps.items():  # in topological order
         if isinstance(step, GeneratorStep):
             size = source_size(step)
             totals[name] = None if size is None else max(size - offset, 0)
             continue
         before = [totals[p] for p in predecessors[name]]
+        if any(name in routed.get(p, ()) for p in predecessors[name]):
+            before.append(None)
         if not before or any(t is None for t in before):
             totals[name] = None
             continue

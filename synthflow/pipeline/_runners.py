@@ -278,8 +278,9 @@ async def _batches(ctx: StepContext, size: int) -> AsyncIterator[tuple[list[Any]
 
 
 def _lead_id(item: Row | Joined) -> int:
-    row = item[0] if isinstance(item, tuple) else item
-    return _row_id(row)
+    if isinstance(item, tuple):  # a joined row: its first part that is there
+        return _row_id(next(part for part in item if part is not None))
+    return _row_id(item)
 
 
 async def _call_process(ctx: StepContext, method: str, args: tuple[Any, ...]) -> list[Row]:
@@ -305,11 +306,32 @@ async def _process_batch(ctx: StepContext, batch: list[Any]) -> list[Row]:
             batch = [row for row in batch if not _failed_upstream(ctx, row)]
     start = time.perf_counter()
     try:
-        rows = await _process_isolating(ctx, batch) if batch else []
+        rows = []
+        for part in _by_branches_present(ctx, batch):
+            rows += await _process_isolating(ctx, part)
     finally:
         ctx.stats.busy_seconds += time.perf_counter() - start
         ctx.stats.batches += 1
     return _fix_lineage(_settle(ctx, rows) + _pass_through(ctx, passed), fallback)
+
+
+def _by_branches_present(ctx: StepContext, batch: list[Any]) -> list[list[Any]]:
+    """The batch, cut where the set of branches its joined rows took changes, each run with
+    only those branches: a step that takes its inputs apart, after routed branches, gets one
+    batch per branch that took the rows (distilabel's convergence step)."""
+    if not batch:
+        return []
+    if not (ctx.separate_inputs and ctx.inlet is not None and ctx.inlet.optional):
+        return [batch]
+    runs: list[list[Any]] = []
+    last: tuple[bool, ...] | None = None
+    for item in batch:
+        present = tuple(part is not None for part in item)
+        if present != last:
+            runs.append([])
+            last = present
+        runs[-1].append(tuple(part for part in item if part is not None))
+    return runs
 
 
 async def _process_isolating(ctx: StepContext, batch: list[Any], tries: int = 1) -> list[Row]:
@@ -327,7 +349,9 @@ async def _process_isolating(ctx: StepContext, batch: list[Any], tries: int = 1)
     args: tuple[Any, ...] = (inputs[0],) if isinstance(step, Task) else tuple(inputs)
     try:
         rows = await _call_process(ctx, method, args)
-    except (DiskFullError, BudgetExceeded):
+    except BudgetExceeded:
+        return []  # the run is winding down: rows not yet made are left out, as in a task
+    except DiskFullError:
         raise
     except Exception as exc:
         if isinstance(exc, LLMError) and exc.fatal:  # no row can succeed: don't retry halves
@@ -360,7 +384,7 @@ def _step_inputs(ctx: StepContext, batch: list[Any]) -> list[list[Row]]:
 
 def _copy_item(item: Row | Joined) -> Any:
     if isinstance(item, tuple):
-        return tuple(dict(part) for part in item)
+        return tuple(None if part is None else dict(part) for part in item)
     return dict(item)
 
 

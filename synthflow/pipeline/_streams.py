@@ -31,6 +31,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from synthflow.pipeline.routing import Router
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import ROW_ID, Row
 
@@ -85,8 +86,9 @@ class Reorder:
             self._seq += 1
 
 
-Joined = tuple[Row, ...]
-"""A joined row: one dict per predecessor, all with the same lineage id."""
+Joined = tuple[Row | None, ...]
+"""A joined row: one dict per predecessor, all with the same lineage id; None for an optional
+input (after routed branches) that the row didn't take."""
 
 
 class Outlet:
@@ -98,11 +100,16 @@ class Outlet:
     """
 
     def __init__(
-        self, streams: Sequence[MemoryObjectSendStream[Chunk]], stats: StepStats | None = None
+        self,
+        streams: Sequence[MemoryObjectSendStream[Chunk]],
+        stats: StepStats | None = None,
+        router: Router | None = None,
     ) -> None:
         self._streams = list(streams)
         self._sent_upto = -1
         self.stats = stats if stats is not None else StepStats("")
+        self._router = router
+        """Which streams each row goes to (a routed step); None: all of them."""
 
     @property
     def rows_out(self) -> int:
@@ -114,10 +121,26 @@ class Outlet:
         self._sent_upto = max(upto, self._sent_upto)
         # Every copy is made before the first send: a successor may change its rows in place
         # as soon as it has them, while this step still waits to send to the next one.
-        payloads = [rows] + [[row.copy() for row in rows] for _ in self._streams[1:]]
+        if self._router is None:
+            payloads = [rows] + [[row.copy() for row in rows] for _ in self._streams[1:]]
+        else:
+            payloads = self._routed(rows)
         for stream, payload in zip(self._streams, payloads, strict=True):
             await stream.send(Chunk(payload, self._sent_upto, ordered))
         self.stats.rows_out += len(rows)
+
+    def _routed(self, rows: list[Row]) -> list[list[Row]]:
+        """Each stream's rows: those the router sends it (a stream that gets none still gets
+        the chunk, which carries the watermark past them)."""
+        assert self._router is not None
+        payloads: list[list[Row]] = [[] for _ in self._streams]
+        streams_for = self._router.streams_for
+        for row in rows:
+            first = True
+            for i in streams_for(row[ROW_ID]):
+                payloads[i].append(row if first else row.copy())
+                first = False
+        return payloads
 
     async def aclose(self) -> None:
         for stream in self._streams:
@@ -132,11 +155,17 @@ class Inlet:
     """
 
     def __init__(
-        self, streams: Sequence[MemoryObjectReceiveStream[Chunk]], *, ordered: bool = True
+        self,
+        streams: Sequence[MemoryObjectReceiveStream[Chunk]],
+        *,
+        ordered: bool = True,
+        optional: Sequence[bool] | None = None,
     ) -> None:
         self._streams = list(streams)
         self.joins = len(self._streams) > 1
         self.ordered = ordered or self.joins
+        self.optional = tuple(optional) if optional is not None and any(optional) else None
+        """Per stream, whether a row may skip it (routed branches); None: none may."""
 
     def idle(self) -> bool:
         """True when reading on would wait: a batching step should flush what it holds."""
@@ -164,7 +193,10 @@ class Inlet:
 
         An id present on every edge yields the product of its rows (a branch that expanded a
         row into several gives several joined rows). An id missing from any edge was filtered
-        out on that branch and is dropped once every watermark has passed it.
+        out on that branch and is dropped once every watermark has passed it. Optional edges
+        (routed branches) act as one edge, the union of theirs: an id present on some of them
+        and on every edge that isn't optional is joined, with None for the optional edges it
+        is missing from.
 
         The join reads the edge with the lowest watermark, so an edge that runs ahead is left
         unread and its producer feels backpressure. But it never blocks on an empty edge while
@@ -182,7 +214,7 @@ class Inlet:
                 settled = min(uptos)
                 if settled > yielded:
                     yielded = settled
-                    yield _merge(buffers, settled), settled
+                    yield _merge(buffers, settled, self.optional), settled
                 if settled == END:
                     return
                 lagging = uptos.index(settled)
@@ -209,7 +241,9 @@ class Inlet:
             return lagging, None
 
 
-def _merge(buffers: list[deque[Row]], settled: int) -> list[Joined]:
+def _merge(
+    buffers: list[deque[Row]], settled: int, optional: tuple[bool, ...] | None = None
+) -> list[Joined]:
     out: list[Joined] = []
     while True:
         heads = [buf[0][ROW_ID] if buf else END for buf in buffers]
@@ -223,5 +257,11 @@ def _merge(buffers: list[deque[Row]], settled: int) -> list[Joined]:
                 while buf and buf[0][ROW_ID] == rid:
                     group.append(buf.popleft())
             groups.append(group)
-        if all(groups):
-            out.extend(itertools.product(*groups))
+        if optional is None:
+            if all(groups):
+                out.extend(itertools.product(*groups))
+        elif all(group or skip for group, skip in zip(groups, optional, strict=True)) and any(
+            group for group, skip in zip(groups, optional, strict=True) if skip
+        ):
+            padded: list[list[Row | None]] = [list(group) or [None] for group in groups]
+            out.extend(itertools.product(*padded))

@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
 from synthflow.models.callpath.pricing import Price, price_of
@@ -17,6 +17,9 @@ from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import missing_runtime_parameters, set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step, takes_separate_inputs
 from synthflow.steps.resources import apply_resources
+
+if TYPE_CHECKING:
+    from synthflow.pipeline.routing import RoutingBatchFunction
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,11 @@ class Plan:
     also_written: tuple[str, ...] = ()
     """Steps with successors whose rows are kept too, as a leaf's are (a stage of a
     distributed run hands them to the next)."""
+    routes: dict[str, RoutingBatchFunction] = field(default_factory=dict)
+    """Per routed step, the function that picks the successors of each batch."""
+    optional_inputs: dict[str, tuple[bool, ...]] = field(default_factory=dict)
+    """Per fan-in step after routed branches: which inputs (in predecessor order) a row may
+    skip, because it reaches them only where the routing sent it."""
 
     @property
     def leaves(self) -> list[str]:
@@ -43,6 +51,7 @@ def plan(
     parameters: Mapping[str, Any] | None = None,
     *,
     require_all: bool = True,
+    routes: Mapping[str, RoutingBatchFunction] | None = None,
 ) -> Plan:
     """The checked plan. ``require_all``: every runtime parameter the run needs has a value
     (False while parameters are still being given, one by one, as the CLI does)."""
@@ -57,6 +66,11 @@ def plan(
         successors[a].append(b)
 
     order = _topological_order(predecessors, successors)
+    routes = dict(routes or {})
+    for name, route in routes.items():
+        route.check(name)
+    lines = _lines(order, predecessors)
+    optional = _optional_inputs(order, predecessors, lines, routes)
     for name in order:
         step = steps[name]
         if isinstance(step, GeneratorStep):
@@ -86,11 +100,18 @@ def plan(
     # A source's columns may need its parameters: they are checked once all are given.
     if require_all or not any(missing_runtime_parameters(s) for s in steps.values()):
         _check_columns(steps, order, predecessors)
-        owners = _fan_in_owners(steps, order, predecessors)
+        owners = _fan_in_owners(steps, order, predecessors, _exclusive(predecessors, routes))
     problems = check_picklable(s for s in steps.values() if s.executor == "process")
     if problems:
         raise PipelineValidationError(problems[0])
-    return Plan({name: steps[name] for name in order}, predecessors, successors, owners)
+    return Plan(
+        {name: steps[name] for name in order},
+        predecessors,
+        successors,
+        owners,
+        routes=routes,
+        optional_inputs=optional,
+    )
 
 
 def _topological_order(
@@ -188,16 +209,94 @@ def _check_outputs_distinct(step: _Step) -> None:
         landed[column] = output
 
 
+def _lines(order: list[str], predecessors: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Each step and every step before it."""
+    lines: dict[str, set[str]] = {}
+    for name in order:
+        lines[name] = {name}.union(*(lines[p] for p in predecessors[name]))
+    return lines
+
+
+UNGATED = ("", "")
+"""In a gate set: some path from the split reaches the step without a routed edge."""
+
+
+def _gates(
+    tail: str,
+    head: str,
+    shared: set[str],
+    predecessors: dict[str, list[str]],
+    routes: Mapping[str, Any],
+) -> set[tuple[str, str]]:
+    """The routed edges ``(router, target)`` that rows pass first, on their ways from the
+    split (``shared``: the steps before every branch of a join) along edge ``tail -> head``;
+    ``UNGATED`` among them when some way has none."""
+    found: dict[str, set[tuple[str, str]]] = {}
+
+    def through(u: str, v: str) -> set[tuple[str, str]]:
+        route = routes.get(u)
+        if route is not None and v in route.targets:
+            return {(u, v)}
+        if u in shared:
+            return {UNGATED}
+        if u not in found:
+            found[u] = set().union(*(through(p, u) for p in predecessors[u]))
+        return found[u]
+
+    return through(tail, head)
+
+
+def _optional_inputs(
+    order: list[str],
+    predecessors: dict[str, list[str]],
+    lines: dict[str, set[str]],
+    routes: Mapping[str, Any],
+) -> dict[str, tuple[bool, ...]]:
+    """The fan-in inputs a row may skip: those that rows reach only through routed edges
+    (see ``synthflow.pipeline.routing``)."""
+    optional: dict[str, tuple[bool, ...]] = {}
+    if not routes:
+        return optional
+    for name in order:
+        preds = predecessors[name]
+        if len(preds) < 2:
+            continue
+        shared = set.intersection(*(lines[p] for p in preds))
+        flags = tuple(UNGATED not in _gates(p, name, shared, predecessors, routes) for p in preds)
+        if any(flags):
+            optional[name] = flags
+    return optional
+
+
+def _exclusive(
+    predecessors: dict[str, list[str]], routes: Mapping[str, Any]
+) -> Callable[[str, str, str, set[str]], bool]:
+    """Whether the inputs ``a`` and ``b`` of ``join`` never carry the same row: rows reach each
+    only through one router that sends a batch to one successor, by different successors."""
+
+    def exclusive(a: str, b: str, join: str, shared: set[str]) -> bool:
+        gates_a = _gates(a, join, shared, predecessors, routes)
+        gates_b = _gates(b, join, shared, predecessors, routes)
+        routers = {router for router, _ in gates_a | gates_b}
+        if UNGATED in gates_a | gates_b or len(routers) != 1:
+            return False
+        (router,) = routers
+        return routes[router].max_routes == 1 and not gates_a & gates_b
+
+    return exclusive
+
+
 def _fan_in_owners(
-    steps: Mapping[str, _Step], order: list[str], predecessors: dict[str, list[str]]
+    steps: Mapping[str, _Step],
+    order: list[str],
+    predecessors: dict[str, list[str]],
+    exclusive: Callable[[str, str, str, set[str]], bool],
 ) -> dict[str, dict[str, int]]:
     """For each step that merges several branches into one row: which branch each column
     written after the paths split comes from. Two branches that write the same column are an
     error (the joined row could keep only one of them), unless the step takes the branches
-    apart itself (``process(*inputs)``)."""
-    lines: dict[str, set[str]] = {}  # each step and every step before it
-    for name in order:
-        lines[name] = {name}.union(*(lines[p] for p in predecessors[name]))
+    apart itself (``process(*inputs)``) or routing keeps them from ever meeting."""
+    lines = _lines(order, predecessors)
     owners: dict[str, dict[str, int]] = {}
     for name in order:
         preds = predecessors[name]
@@ -216,6 +315,8 @@ def _fan_in_owners(
             ranked = sorted(range(len(preds)), key=lambda i: len(per_branch[i]), reverse=True)
             top = ranked[0]
             for i in ranked[1:]:
+                if exclusive(preds[top], preds[i], name, shared):
+                    continue  # the branches never carry the same row
                 if per_branch[i] and not per_branch[i] <= per_branch[top]:
                     raise _conflict(steps, name, column, per_branch[top], per_branch[i])
             found[column] = top
@@ -248,8 +349,10 @@ def check_cost_budget(
     from synthflow.steps.tasks.base import Task
 
     for step in steps:
-        if isinstance(step, Task) and step.llm.billed:
-            model = step.llm.model_name
+        # A task's LLM, or the embedding model of a step that has one (EmbeddingGeneration).
+        client: Any = step.llm if isinstance(step, Task) else getattr(step, "embeddings", None)
+        if getattr(client, "billed", False):
+            model = client.model_name
             if price_of(model, prices) is None:
                 raise PipelineValidationError(
                     f"max_cost can't be kept: no price is known for model {model!r} (step "

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from synthflow.distiset import Distiset
     from synthflow.distributed.ray_backend import RayTarget
     from synthflow.pipeline._engine import RunOptions
+    from synthflow.pipeline.routing import RoutingBatchFunction
 
 _current: ContextVar[Pipeline | None] = ContextVar("synthflow_current_pipeline", default=None)
 
@@ -72,6 +73,7 @@ class Pipeline:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_root()
         self._steps: dict[str, _Step] = {}
         self._edges: list[tuple[str, str]] = []
+        self._routes: dict[str, RoutingBatchFunction] = {}
         self._tokens: list[contextvars.Token[Pipeline | None]] = []
         self._backend: Literal["local", "ray"] = "local"
         self._ray_target: RayTarget | None = None
@@ -134,6 +136,20 @@ class Pipeline:
         if edge not in self._edges:
             self._edges.append(edge)
 
+    @property
+    def routes(self) -> dict[str, RoutingBatchFunction]:
+        """The routing batch functions, by the name of the step whose batches they route."""
+        return dict(self._routes)
+
+    def set_route(self, step_name: str, function: RoutingBatchFunction) -> None:
+        """Route the batches of ``step_name`` with ``function`` (``a >> sample_n_steps(2) >>
+        [b, c, d]`` calls it)."""
+        if step_name in self._routes:
+            raise PipelineValidationError(
+                f"step {step_name!r} has a routing batch function already: one per step"
+            )
+        self._routes[step_name] = function
+
     def validate(
         self, parameters: Mapping[str, Any] | None = None, *, require_all: bool = True
     ) -> None:
@@ -143,7 +159,7 @@ class Pipeline:
         runtime parameter the run needs has a value (for parameters given one at a time)."""
         from synthflow.pipeline._validate import plan
 
-        plan(self._steps, self._edges, parameters, require_all=require_all)
+        plan(self._steps, self._edges, parameters, require_all=require_all, routes=self._routes)
 
     # -- identity --------------------------------------------------------------------------
 
@@ -352,7 +368,7 @@ class Pipeline:
         steps, edges, run_dir = self._steps, self._edges, self.run_dir
         if dataset is not None:
             steps, edges, run_dir = self._fed_by(dataset, run_dir, dataset_batch_size)
-        built = plan(steps, edges, parameters)
+        built = plan(steps, edges, parameters, routes=self._routes)
         check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(
             use_cache,

@@ -76,24 +76,28 @@ ARTIFACTS_DIR = "artifacts"
 _log = logging.getLogger("synthflow.steps")
 
 
-def merge_rows(parts: Sequence[Row], owners: Mapping[str, int] | None = None) -> Row:
-    """One row from a fan-in's branch rows (one per predecessor, in connection order).
+def merge_rows(parts: Sequence[Row | None], owners: Mapping[str, int] | None = None) -> Row:
+    """One row from a fan-in's branch rows (one per predecessor, in connection order; None for
+    a routed branch the row didn't take).
 
     Branches carry their common ancestors' columns alike. A column that one branch wrote after
     the paths split is taken from that branch (``owners``: column -> branch index, worked out
-    when the pipeline is validated, which refuses columns that several branches write).
-    ``METADATA_COLUMN`` keeps every branch's per-task entries.
+    when the pipeline is validated, which refuses columns that several branches write, unless
+    routing keeps them apart). ``METADATA_COLUMN`` keeps every branch's per-task entries.
     """
     row: Row = {}
     metadata: dict[str, Any] = {}
     for part in parts:
+        if part is None:
+            continue
         row.update(part)
         if isinstance(part.get(METADATA_COLUMN), dict):
             metadata.update(part[METADATA_COLUMN])
     if owners:
         for column, branch in owners.items():
-            if column in parts[branch]:
-                row[column] = parts[branch][column]
+            owner = parts[branch]
+            if owner is not None and column in owner:
+                row[column] = owner[column]
     if metadata:
         row[METADATA_COLUMN] = metadata
     return row
@@ -338,6 +342,8 @@ class _Step(BaseModel):
     @overload
     def __rshift__(self, other: list[_StepT]) -> list[_StepT]: ...
     def __rshift__(self, other: _Step | list[_StepT]) -> _Step | list[_StepT]:
+        if not isinstance(other, _Step | list):
+            return NotImplemented  # a routing batch function: its __rrshift__ takes this step
         if isinstance(other, list):
             self.connect(*other)
             return other

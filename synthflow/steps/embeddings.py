@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
+from synthflow.models.callpath.calls import LLMCalls, LLMCallStats
 from synthflow.models.embeddings.base import Embeddings
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps._rows import column
@@ -170,9 +171,27 @@ class EmbeddingGeneration(Step):
         - model_name (str): the embedding model.
 
     Runtime parameters: ``input_batch_size`` (texts per call) and the embedding model's.
+
+    In a run, the calls take the LLM call path: a model over HTTP has its vectors kept in the
+    run's response cache (per text: a re-run or another row with the same text pays nothing;
+    ``use_cache=False`` turns it off), and every model's requests, tokens, cost and latency
+    count in ``distiset.stats[step].llm`` and against ``max_cost`` / ``max_tokens``.
     """
 
     embeddings: Embeddings = Field(description="The embedding model.")
+    use_cache: bool = Field(
+        default=True, description="Keep the vectors of a model over HTTP in the response cache."
+    )
+
+    _calls: LLMCalls | None = PrivateAttr(default=None)
+    _call_stats: LLMCallStats = PrivateAttr(default_factory=LLMCallStats)
+
+    def bind_calls(self, calls: LLMCalls | None, stats: LLMCallStats) -> None:
+        """Route the model's calls through a run's cache and accounting (engine use)."""
+        self._calls, self._call_stats = calls, stats
+
+    def uses_response_cache(self) -> bool:
+        return self.use_cache and self.embeddings.cacheable
 
     @property
     def inputs(self) -> list[str]:
@@ -194,7 +213,16 @@ class EmbeddingGeneration(Step):
             if text is not None and not isinstance(text, str):
                 raise TypeError(f"'text' must be a string, got {type(text).__name__}")
         positions = [i for i, text in enumerate(texts) if text is not None]
-        vectors = await self.embeddings.aencode([texts[i] for i in positions]) if positions else []
+        wanted = [texts[i] for i in positions]
+        vectors: list[Any] = []
+        if not positions:
+            pass
+        elif self._calls is None:
+            vectors = await self.embeddings.aencode(wanted)
+        else:
+            vectors = await self._calls.embed(
+                self.embeddings, wanted, self._call_stats, use_cache=self.use_cache
+            )
         if len(vectors) != len(positions):
             raise ValueError(
                 f"{type(self.embeddings).__name__} returned {len(vectors)} embeddings for "

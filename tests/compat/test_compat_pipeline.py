@@ -253,3 +253,26 @@ def test_a_distilabel_docs_shaped_pipeline_end_to_end(tmp_path: Path) -> None:
     metadata = out[0]["synthflow_metadata"]
     assert metadata["raw_input_text_generation_0"][-1]["content"] == "About cats: p0"
     assert api.requests[0].json["temperature"] == 0.7
+
+
+def test_sample_n_steps_routes_each_batch_to_n_llms_and_groups_them() -> None:
+    """distilabel's routing example: every batch to two of three LLMs, grouped after."""
+    from synthflow.pipeline import sample_n_steps
+    from synthflow.steps import GroupColumns
+
+    with fake_api(openai_answer) as api:
+        with Pipeline(name="routing-batch-function") as pipeline:
+            load_data = LoadDataFromDicts(data=numbers(6), batch_size=2)
+            generations = [
+                TextGeneration(
+                    name=f"text_generation_with_{model.replace('.', '_')}",
+                    llm=OpenAILLM(model=model, base_url=f"{api.url}/v1", api_key="sk-t"),
+                )
+                for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1")
+            ]
+            combine_columns = GroupColumns(columns=["generation", "model_name"])
+            load_data >> sample_n_steps(2) >> generations >> combine_columns
+        out = pipeline.run(use_cache=False, progress=False)["default"]["train"].to_list()
+    assert [r["grouped_generation"] for r in out] == [[f"q{i}", f"q{i}"] for i in range(6)]
+    assert all(len(set(r["grouped_model_name"])) == 2 for r in out)
+    assert len(api.requests) == 12

@@ -78,25 +78,16 @@ DISTILABEL_PUBLIC_NAMES: dict[str, list[str]] = {
 CATALOG_SYNTHESIS_ISSUE_10 = {"ImageGeneration", "ImageTask", "Magpie", "MagpieGenerator"}
 """Catalog 1 of 3: Magpie (raw completions) and image generation."""
 
-CATALOG_JUDGES_ISSUE_11 = {"ArgillaLabeller"}
-"""Catalog 2 of 3: judges, scorers, reward models and embeddings."""
-
 MODEL_CLIENTS_ISSUE_9 = {
     "AsyncImageGenerationModel", "AsyncLLM", "ClientvLLM", "CudaDevicePlacementMixin",
-    "ImageGenerationModel", "InferenceEndpointsImageGeneration", "LlamaCppEmbeddings",
-    "MixtureOfAgentsLLM", "MlxLLM", "OpenAIImageGeneration", "vLLMEmbeddings",
+    "ImageGenerationModel", "InferenceEndpointsImageGeneration", "MixtureOfAgentsLLM",
+    "MlxLLM", "OpenAIImageGeneration",
 }  # fmt: skip
 """Issue 9, the model-layer part: the clients synthflow.models doesn't have yet (image
-generation, more embedding models, Mlx, ClientvLLM, mixture of agents) and distilabel's AsyncLLM
+generation, Mlx, ClientvLLM, mixture of agents) and distilabel's AsyncLLM
 and CudaDevicePlacementMixin bases (synthflow's LLM is async; local models place themselves)."""
 
-ROUTING_ISSUE_9 = {"routing_batch_function", "sample_n_steps"}
-"""Issue 9's ``sample_n_steps`` routing, which needs the engine to send a batch to some of a
-step's successors."""
-
-BELONGS_ELSEWHERE = (
-    CATALOG_SYNTHESIS_ISSUE_10 | CATALOG_JUDGES_ISSUE_11 | MODEL_CLIENTS_ISSUE_9 | ROUTING_ISSUE_9
-)
+BELONGS_ELSEWHERE = CATALOG_SYNTHESIS_ISSUE_10 | MODEL_CLIENTS_ISSUE_9
 
 
 def missing_names() -> dict[str, list[str]]:

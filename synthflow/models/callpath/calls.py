@@ -20,6 +20,10 @@ When a cache write finds the disk full, the calls stop: that call and every late
 ``DiskFullError`` at once (no new request starts), saying which file is full, how many answers
 received could not be stored (lost: a re-run pays for them again) and that the run resumes
 once space is freed.
+
+Embedding models take the same path (``LLMCalls.embed``): a cacheable model's vectors are cached
+per text (an embedding is the same whichever row asks), and its calls count in the step's stats
+and against the budget.
 """
 
 from __future__ import annotations
@@ -27,13 +31,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import orjson
 
 from synthflow.errors import BudgetExceeded, DiskFullError, LLMEmptyAnswerError, LLMError
 from synthflow.models.callpath.answers import require_answers
 from synthflow.models.callpath.cache import CachedGeneration, ResponseCache
 from synthflow.models.callpath.pricing import Price, cost_at, price_of
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
+
+if TYPE_CHECKING:
+    from synthflow.models.embeddings.base import Embeddings, Vector
 
 MAX_LATENCY_SAMPLES = 10_000
 
@@ -126,6 +135,18 @@ class Budget:
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
             return f"budget reached: {self.tokens} tokens >= max_tokens {self.max_tokens}"
         return None
+
+
+@runtime_checkable
+class CallsUser(Protocol):
+    """A step whose model calls go through a run's ``LLMCalls`` (tasks, ``EmbeddingGeneration``):
+    the engine binds them before the run, and unbinds them after it or in a worker process."""
+
+    def bind_calls(self, calls: LLMCalls | None, stats: LLMCallStats) -> None: ...
+
+    def uses_response_cache(self) -> bool:
+        """Whether this step's calls may be served from (and stored in) the response cache."""
+        ...
 
 
 class LLMCalls:
@@ -239,6 +260,11 @@ class LLMCalls:
             for i, entry in zip(missing, entries, strict=False)
             if entry.text is not None
         ]
+        self._store_entries(cache, items)
+
+    def _store_entries(
+        self, cache: ResponseCache, items: list[tuple[str, CachedGeneration]]
+    ) -> None:
         if self._disk_full is not None:  # stopped: answers still arriving can't be kept
             self.lost_answers += len(items)
             raise self._stopped()
@@ -267,7 +293,87 @@ class LLMCalls:
             first.args = (message,)
         return error
 
-    def _charge(self, llm: LLM, usage: Usage, stats: LLMCallStats) -> None:
+    async def embed(
+        self,
+        model: Embeddings,
+        texts: Sequence[str],
+        stats: LLMCallStats,
+        *,
+        use_cache: bool = True,
+    ) -> list[Vector]:
+        """One vector per text, in order: cached ones from the response cache (a cacheable
+        model's), the rest in one call of ``model.aencode_counted``, stored as they come."""
+        if self._disk_full is not None:
+            raise self._stopped()
+        if self.budget is not None and (reason := self.budget.exhausted()):
+            raise BudgetExceeded(reason)
+        cache = self.cache if use_cache and model.cacheable else None
+        keys: list[str] = []
+        found: dict[str, CachedGeneration] = {}
+        missing = list(range(len(texts)))
+        if cache is not None:
+            identity = model.cache_identity()
+            keys = [
+                ResponseCache.key(
+                    identity.provider,
+                    identity.model,
+                    [{"content": text}],
+                    identity.settings,
+                    None,
+                    0,
+                    endpoint=identity.endpoint,
+                )
+                for text in texts
+            ]
+            found = cache.get_many(keys)
+            missing = [i for i, key in enumerate(keys) if key not in found]
+            stats.cache_hits += len(texts) - len(missing)
+        vectors: list[Vector] = [
+            orjson.loads(found[key].text or "null") for key in keys if key in found
+        ]
+        if not missing:
+            return vectors
+        started = time.monotonic()
+        try:
+            output = await model.aencode_counted([texts[i] for i in missing])
+        except Exception as exc:
+            stats.requests += 1
+            stats.failures += 1
+            if isinstance(exc, LLMError):  # what the failed call cost still counts
+                stats.retries += exc.retries
+                stats.rate_limited += exc.rate_limited
+                if isinstance(exc.usage, Usage):
+                    self._charge(model, exc.usage, stats)
+            raise
+        finally:
+            stats.record_latency(time.monotonic() - started)
+        stats.requests += output.requests
+        stats.retries += output.retries
+        stats.rate_limited += output.rate_limited
+        self._charge(model, Usage(output.input_tokens, 0), stats)
+        fresh = output.vectors
+        if len(fresh) != len(missing):
+            raise LLMError(
+                f"{type(model).__name__} returned {len(fresh)} embeddings for {len(missing)} texts"
+            )
+        if cache is not None:
+            share = output.input_tokens // len(missing)
+            self._store_entries(
+                cache,
+                [
+                    (keys[i], CachedGeneration(orjson.dumps(v).decode(), input_tokens=share))
+                    for i, v in zip(missing, fresh, strict=True)
+                ],
+            )
+        if not found:
+            return fresh
+        merged: list[Vector] = []
+        cached, new = iter(vectors), iter(fresh)
+        for key in keys:
+            merged.append(next(cached) if key in found else next(new))
+        return merged
+
+    def _charge(self, llm: LLM | Embeddings, usage: Usage, stats: LLMCallStats) -> None:
         """Count billed tokens and their cost, against the budget too."""
         stats.input_tokens += usage.input_tokens
         stats.output_tokens += usage.output_tokens

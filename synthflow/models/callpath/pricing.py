@@ -30,6 +30,9 @@ PRICES: dict[str, Price] = {
     "gemini-1.5-pro": (1.25, 5.00),
     "mistral-large": (2.00, 6.00),
     "mistral-small": (0.20, 0.60),
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
+    "text-embedding-ada-002": (0.10, 0.0),
 }
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         APIGenGenerator,
         APIGenSemanticChecker,
     )
+    from synthflow.steps.tasks.argilla_labeller import ArgillaLabeller
     from synthflow.steps.tasks.backtranslation import InstructionBacktranslation
     from synthflow.steps.tasks.clair import CLAIR
     from synthflow.steps.tasks.deita_scorers import ComplexityScorer, QualityScorer
@@ -64,6 +65,7 @@ _CATALOG: dict[str, str] = {
     "APIGenExecutionChecker": "apigen",
     "APIGenGenerator": "apigen",
     "APIGenSemanticChecker": "apigen",
+    "ArgillaLabeller": "argilla_labeller",
     "BitextRetrievalGenerator": "text_embeddings_sources",
     "CLAIR": "clair",
     "ComplexityScorer": "deita_scorers",
@@ -121,6 +123,7 @@ __all__ = [
     "APIGenExecutionChecker",
     "APIGenGenerator",
     "APIGenSemanticChecker",
+    "ArgillaLabeller",
     "BitextRetrievalGenerator",
     "ChatGeneration",
     "ChatItem",

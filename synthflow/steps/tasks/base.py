@@ -139,6 +139,9 @@ class Task(Step, ABC):
         """Route this task's LLM calls through a run's cache and accounting (engine use)."""
         self._calls, self._call_stats = calls, stats
 
+    def uses_response_cache(self) -> bool:
+        return self.use_cache and self.llm.cacheable
+
     @abstractmethod
     def format_input(self, row: Row) -> ChatType:
         """The chat messages to send for ``row``."""
