@@ -20,7 +20,7 @@ import anyio
 
 from synthflow._sync import run_sync
 from synthflow.errors import PipelineValidationError
-from synthflow.pipeline._progress import Progress, ProgressMode
+from synthflow.pipeline._progress import Progress, ProgressMode, where_data_is
 from synthflow.steps.base import GeneratorStep, _Step
 
 if TYPE_CHECKING:
@@ -270,8 +270,9 @@ class Pipeline:
                 table); calls in flight finish and the run ends with what it has.
             max_tokens: the same, in input + output tokens.
             prices: per-model price overrides, ``{model: (usd_per_M_input, usd_per_M_output)}``.
-            progress: "auto" (rich in a terminal or notebook, log lines otherwise), "rich",
-                "plain", or False.
+            progress: "auto" (a table updated in place in a terminal or a Jupyter notebook,
+                log lines otherwise), "rich", "notebook", "plain", or False (quiet). At the
+                end of the run, it says where the data is.
 
         Works from plain scripts and from code where an event loop is already running (Jupyter):
         there, the run gets its own loop in a worker thread, and this call blocks until it ends.
@@ -316,7 +317,8 @@ class Pipeline:
         built = plan(steps, edges, parameters)
         check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
-        output = await execute(built, run_dir, Progress(progress, self.name), options)
+        shown = Progress(progress, self.name)
+        output = await execute(built, run_dir, shown, options)
         distiset = await anyio.to_thread.run_sync(
             functools.partial(Distiset.from_leaf_files, enable_metadata=self.enable_metadata),
             output.leaf_files,
@@ -330,6 +332,7 @@ class Pipeline:
         summary = distiset.failure_summary()
         if summary:
             print(f"[synthflow] {self.name}: {summary}", file=sys.stderr)
+        shown.report(where_data_is(run_dir, built.steps, output.artifacts_dir))
         return distiset
 
     def _fed_by(
