@@ -5,7 +5,9 @@ at the end, where the run's data is."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 import types
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +23,7 @@ from synthflow.pipeline import Pipeline, _progress, _progress_view
 from synthflow.steps import GlobalStep, LoadDataFromDicts, Step, StepInput
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import TextGeneration
-from synthflow.testing import FunctionLLM
+from synthflow.testing import FunctionLLM, OfflineLLM
 from tests.servers import Request, fake_api
 from tests.servers.chat import completion
 
@@ -368,3 +370,26 @@ def test_a_real_notebook_shows_the_table_without_ipywidgets(tmp_path: Path) -> N
     html = tables[0]["data"]["text/html"]
     assert "in-a-notebook" in html and "20/20" in html and "data in " in html
     assert "rows out" in tables[0]["data"]["text/plain"]
+
+
+def test_a_cli_run_says_where_its_data_and_its_output_are(tmp_path: Path) -> None:
+    with Pipeline(name="from-cli") as pipeline:
+        load = LoadDataFromDicts(name="load", data=[{"instruction": "q"}])
+        load >> TextGeneration(name="gen", llm=OfflineLLM())
+    config = pipeline.save(tmp_path / "pipeline.yaml")
+    out = tmp_path / "out"
+
+    command = ["pipeline", "run", "--config", str(config), "--output", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "synthflow", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"\[synthflow\] from-cli: data in \S+/pipelines/from-cli/\w+/data\n", result.stderr
+    )
+    assert f"saved to {out}" in result.stdout
