@@ -326,8 +326,15 @@ def test_progress_auto_is_plain_lines_outside_a_terminal_or_notebook(
 ) -> None:
     monkeypatch.delenv("CI", raising=False)
     assert _progress.resolve_mode("auto") == "plain"  # pytest captures stderr: not a TTY
-    monkeypatch.setitem(sys.modules, "IPython.display", None)  # IPython not installed
-    assert _progress.resolve_mode("notebook") == "plain"
+    assert _progress.resolve_mode("notebook") == "plain"  # no kernel runs this code
+
+
+def test_progress_in_a_kernel_without_ipython_display_is_plain_lines(
+    jupyter: FakeDisplay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _progress.resolve_mode("auto") == "notebook"
+    monkeypatch.setitem(sys.modules, "IPython.display", None)  # can't be imported
+    assert _progress.resolve_mode("auto") == _progress.resolve_mode("notebook") == "plain"
 
 
 def test_long_counts_read_at_a_glance() -> None:

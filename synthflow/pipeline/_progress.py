@@ -53,11 +53,12 @@ def resolve_mode(mode: ProgressMode | bool) -> View:
         mode = "auto"
     if mode is False:
         return "off"
-    if mode == "notebook" and not _can_display():
-        return "plain"
+    notebook = in_notebook() and _can_display()
+    if mode == "notebook" and not notebook:
+        return "plain"  # outside a kernel, display() would print the table again each time
     if mode != "auto":
         return mode
-    if in_notebook() and _can_display():
+    if notebook:
         return "notebook"
     if os.environ.get("CI"):
         return "plain"
