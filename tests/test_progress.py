@@ -353,7 +353,7 @@ from synthflow.testing import OfflineLLM
 
 with Pipeline(name="in-a-notebook", cache_dir={cache!r}) as pipeline:
     load = LoadDataFromDicts(data=[{{"instruction": f"q{{i}}"}} for i in range(20)])
-    load >> TextGeneration(name="gen", llm=OfflineLLM(latency=0.1), concurrency=4)
+    load >> TextGeneration(name="gen", llm=OfflineLLM(latency=0.1), concurrency=2)
 distiset = pipeline.run()
 """
 
@@ -365,9 +365,17 @@ def test_a_real_notebook_shows_the_table_without_ipywidgets(tmp_path: Path) -> N
     nbclient = pytest.importorskip("nbclient", reason="needs the notebook extra")
     pytest.importorskip("ipykernel", reason="needs the notebook extra")
 
+    updates: list[str] = []
+
+    class Client(nbclient.NotebookClient):  # type: ignore[misc]
+        def process_message(self, msg: dict[str, Any], *args: Any) -> Any:
+            if msg["msg_type"] == "update_display_data":
+                updates.append(msg["content"]["data"]["text/plain"])
+            return super().process_message(msg, *args)
+
     cell = nbformat.v4.new_code_cell(NOTEBOOK.format(cache=str(tmp_path / "cache")))
     notebook = nbformat.v4.new_notebook(cells=[cell])
-    nbclient.NotebookClient(notebook, timeout=90, kernel_name="python3").execute()
+    Client(notebook, timeout=90, kernel_name="python3").execute()
 
     outputs = notebook.cells[0].outputs
     streams = [o["text"] for o in outputs if o["output_type"] == "stream"]
@@ -377,6 +385,8 @@ def test_a_real_notebook_shows_the_table_without_ipywidgets(tmp_path: Path) -> N
     html = tables[0]["data"]["text/html"]
     assert "in-a-notebook" in html and "20/20" in html and "data in " in html
     assert "rows out" in tables[0]["data"]["text/plain"]
+    # It was updated in place while rows came out, not only drawn at the end.
+    assert any(re.search(r"\bgen +\d+ +([1-9]|1\d)/20\b", text) for text in updates), updates
 
 
 def test_a_cli_run_says_where_its_data_and_its_output_are(tmp_path: Path) -> None:
