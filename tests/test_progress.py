@@ -61,7 +61,8 @@ def test_plain_lines_count_rows_out_as_they_leave_and_name_the_pipeline(
     during = [line for line in progress if " gen: in=10 out=9/10 " in line]
     assert during, "\n".join(progress)
     assert all(re.search(r" eta=\d+s", line) for line in during)
-    assert all(" in_flight=1 " in line for line in during)
+    # (any: the slow call may start a moment after the nine others have ended)
+    assert any(" in_flight=1 " in line for line in during)
     assert " load: in=0 out=10/10 failed=0 " in progress[-2]
     assert " gen: in=10 out=10/10 failed=0 " in progress[-1] and " eta=0s" in progress[-1]
 
@@ -253,7 +254,8 @@ def test_plain_lines_show_calls_in_flight_tokens_and_cost(
     during = [line for line in lines if " gen: in=10 out=9/10 " in line]
     assert during, "\n".join(lines)
     # Nine answers of 10 prompt and 5 completion tokens: 9 * (10 * $1 + 5 * $2) / 1M.
-    assert all(" in_flight=1 " in line and " tok=90+45 $0.0002" in line for line in during)
+    assert all(" tok=90+45 $0.0002" in line for line in during)
+    assert any(" in_flight=1 " in line for line in during)
 
 
 def test_the_end_of_a_run_says_where_its_data_is(capsys: pytest.CaptureFixture[str]) -> None:
