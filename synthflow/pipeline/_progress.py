@@ -1,11 +1,17 @@
-"""Live progress per step: a rich table in a terminal or notebook, plain log lines elsewhere.
+"""Live progress per step, and where a run's data is once it has ended.
 
-Each line (and the table's title) names the pipeline. Rows out are counted as they leave a step.
-Where the sources can tell how many rows they hold (``expected_rows``), each step shows its
-total and an estimate of the time left, from its rate so far.
+Three views of the same figures (``_progress_view``): a rich table redrawn in place in a
+terminal; in a Jupyter kernel, an HTML table shown with ``IPython.display`` and updated in place
+through its display id (no ipywidgets needed), which stays in the cell as the run's summary; and
+elsewhere (not a terminal, CI, another program's output) plain log lines every
+``PLAIN_INTERVAL`` seconds, with no control codes. Every view names the pipeline.
 
-It also samples the fill of each step's input queue into ``StepStats.queue_fill``: a queue that
-stays full marks the bottleneck step. ``rich`` is imported only when a table is shown.
+Rows out are counted as they leave a step. Where the sources can tell how many rows they hold
+(``expected_rows``), each step shows its total and an estimate of the time left, from its rate
+so far. The sampler also records the peak fill of each step's input queue into
+``StepStats.queue_fill``: a queue that stays full marks the bottleneck step.
+
+``rich`` and ``IPython`` are imported only when their view is shown.
 """
 
 from __future__ import annotations
@@ -14,35 +20,75 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from synthflow.models.callpath.calls import LLMCallStats
+from synthflow.pipeline._progress_view import Snapshot, plain_lines
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import GeneratorStep, GlobalStep, _Step
 
-ProgressMode = Literal["auto", "rich", "plain", "off"]
+ProgressMode = Literal["auto", "rich", "notebook", "plain", "off"]
+View = Literal["rich", "notebook", "plain", "off"]
 
 
-def resolve_mode(mode: ProgressMode | bool) -> Literal["rich", "plain", "off"]:
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel: IPython is imported and its shell has a
+    kernel (a terminal IPython has none)."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    if get_ipython is None:
+        return False
+    try:
+        shell = get_ipython()
+    except Exception:
+        return False
+    return getattr(shell, "kernel", None) is not None
+
+
+def resolve_mode(mode: ProgressMode | bool) -> View:
     if mode is True:
         mode = "auto"
     if mode is False:
         return "off"
+    notebook = in_notebook() and _can_display()
+    if mode == "notebook" and not notebook:
+        return "plain"  # outside a kernel, display() would print the table again each time
     if mode != "auto":
         return mode
+    if notebook:
+        return "notebook"
     if os.environ.get("CI"):
         return "plain"
-    if "ipykernel" in sys.modules or sys.stderr.isatty():
+    if sys.stderr.isatty():
         return "rich"
     return "plain"
 
 
+def _quiet_tqdm_without_ipywidgets() -> None:
+    """The run imports ``datasets``, whose ``tqdm.auto`` warns in a notebook that has no
+    ipywidgets ("IProgress not found"): noise in the cell, as synthflow shows no tqdm bar."""
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("ipywidgets") is None:
+        warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
+
+
+def _can_display() -> bool:
+    try:
+        import IPython.display  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 PLAIN_INTERVAL = 10.0
 """Seconds between two rounds of plain progress lines."""
-RICH_INTERVAL = 0.25
+REDRAW_INTERVAL = {"rich": 0.25, "notebook": 0.5}
+"""Seconds between two redraws of a table that updates in place."""
 
 
 def source_size(step: GeneratorStep) -> int | None:
@@ -95,39 +141,32 @@ def expected_rows(
     return totals
 
 
-def eta_seconds(stats: StepStats, elapsed: float) -> float | None:
-    """Seconds until the step has put out ``rows_total`` rows at its rate so far; None when
-    that can't be told yet (no total, no rows out yet) and 0 once it is there."""
-    total, done = stats.rows_total, stats.rows_out
-    if total is None or elapsed <= 0:
-        return None
-    if done >= total:
-        return 0.0
-    if done == 0:
-        return None
-    return (total - done) * elapsed / done
+def where_data_is(
+    run_dir: Path, steps: Mapping[str, _Step], artifacts: Path | None = None
+) -> list[str]:
+    """Where a finished run's data is: the ``data`` folder of its run directory, the steps'
+    artifacts, and what its steps published (a Hub dataset repo pushed by ``PushToHub``)."""
+    from synthflow.steps.hub import PushToHub
 
-
-def format_duration(seconds: float) -> str:
-    whole = int(seconds + 0.5)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    notes = [f"data in {run_dir / 'data'}"]
+    if artifacts is not None:
+        notes.append(f"artifacts in {artifacts}")
+    for step in steps.values():
+        if isinstance(step, PushToHub) and step.repo_id:
+            notes.append(f"pushed to https://huggingface.co/datasets/{step.repo_id}")
+    return notes
 
 
 class Progress:
     def __init__(self, mode: ProgressMode | bool = "auto", name: str = "pipeline") -> None:
         self.mode = resolve_mode(mode)
         self.name = name
-        self._interval = RICH_INTERVAL if self.mode == "rich" else PLAIN_INTERVAL
+        self._interval = REDRAW_INTERVAL.get(self.mode, PLAIN_INTERVAL)
         self._stats: dict[str, StepStats] = {}
         self._queues: dict[str, Sequence[MemoryObjectReceiveStream[Any]]] = {}
         self._live: Any = None
-        self._started = 0.0
+        self._display: Any = None
+        self._started = time.perf_counter()
         self._next_print = self._interval
 
     def start(
@@ -141,29 +180,67 @@ class Progress:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(self._table(), console=Console(stderr=True), auto_refresh=False)
-            self._live.start()
+            live = Live(self.snapshot().rich(), console=Console(stderr=True), auto_refresh=False)
+            live.start()
+            self._live = live
+        elif self.mode == "notebook":
+            import IPython.display
+
+            _quiet_tqdm_without_ipywidgets()
+            display: Any = IPython.display.display  # untyped in IPython
+            self._display = display(self.snapshot(), display_id=True)
 
     async def run(self) -> None:
         try:
             while True:
                 await anyio.sleep(min(self._interval, 0.5))
                 self._sample()
-                if self._live is not None:
-                    self._live.update(self._table(), refresh=True)
-                elif self.mode == "plain" and self._due():
-                    self._print_lines()
+                if self.mode == "plain":
+                    if self._due():
+                        self._print(plain_lines(self.name, self._all_stats(), self._started))
+                else:
+                    self._redraw()
         finally:
+            self._sample()
+            self._redraw()
             if self._live is not None:
-                self._sample()
-                self._live.update(self._table(), refresh=True)
                 self._live.stop()
+                if not self._live.console.is_terminal:  # rich ends the line on terminals only
+                    self._live.console.line()
                 self._live = None
 
     def finish(self) -> None:
+        """The run's steps are done: the last figures."""
         self._sample()
         if self.mode == "plain":
-            self._print_lines()
+            self._print(plain_lines(self.name, self._all_stats(), self._started))
+
+    def report(self, notes: Sequence[str]) -> None:
+        """Say where the run's data is: under the notebook's table, else on stderr."""
+        if self.mode == "off" or not notes:
+            return
+        if self._display is not None:
+            snapshot = self.snapshot()
+            snapshot.notes = list(notes)
+            self._display.update(snapshot)
+        else:
+            self._print([f"[synthflow] {self.name}: {note}" for note in notes])
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot.of(self.name, self._all_stats(), self._started)
+
+    def _all_stats(self) -> list[StepStats]:
+        return list(self._stats.values())
+
+    def _redraw(self) -> None:
+        if self._live is not None:
+            self._live.update(self.snapshot().rich(), refresh=True)
+        elif self._display is not None:
+            self._display.update(self.snapshot())
+
+    def _print(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            print(line, file=sys.stderr, flush=True)
 
     def _due(self) -> bool:
         elapsed = time.perf_counter() - self._started
@@ -180,54 +257,3 @@ class Progress:
                     fill = s.current_buffer_used / float(s.max_buffer_size)
                     stats = self._stats[name]
                     stats.queue_fill = max(stats.queue_fill, fill)
-
-    def _print_lines(self) -> None:
-        elapsed = time.perf_counter() - self._started
-        head = f"[synthflow {self.name} {elapsed:7.1f}s]"
-        for s in self._stats.values():
-            eta = eta_seconds(s, elapsed)
-            print(
-                f"{head} {s.name}: in={s.rows_in} out={_rows_out(s)} errors={s.errors} "
-                f"busy={s.busy_seconds:.1f}s"
-                + ("" if eta is None else f" eta={format_duration(eta)}")
-                + _llm_summary(s),
-                file=sys.stderr,
-                flush=True,
-            )
-        llm = [s.llm for s in self._stats.values() if s.llm is not None]
-        if len(llm) > 1:
-            total = LLMCallStats.total(llm).brief()
-            print(f"{head} all LLM calls: {total}", file=sys.stderr, flush=True)
-
-    def _table(self) -> Any:
-        from rich.table import Table
-
-        elapsed = time.perf_counter() - self._started
-        etas = [eta_seconds(s, elapsed) for s in self._stats.values()]
-        longest = max((eta for eta in etas if eta is not None), default=0.0)
-        left = f", about {format_duration(longest)} left" if longest else ""
-        title = f"{self.name} — {elapsed:.1f}s{left}"
-        table = Table(title=title, title_justify="left")
-        columns = ("step", "rows in", "rows out", "errors", "busy s", "queue", "eta", "llm")
-        for column in columns:
-            table.add_column(column, justify="left" if column in ("step", "llm") else "right")
-        for s, eta in zip(self._stats.values(), etas, strict=True):
-            table.add_row(
-                s.name,
-                str(s.rows_in),
-                _rows_out(s),
-                str(s.errors),
-                f"{s.busy_seconds:.1f}",
-                f"{s.queue_fill:.0%}",
-                "" if eta is None else format_duration(eta),
-                _llm_summary(s).strip(),
-            )
-        return table
-
-
-def _rows_out(stats: StepStats) -> str:
-    return str(stats.rows_out) + ("" if stats.rows_total is None else f"/{stats.rows_total}")
-
-
-def _llm_summary(stats: StepStats) -> str:
-    return "" if stats.llm is None else " " + stats.llm.brief()

@@ -371,6 +371,8 @@ async def _process_isolating(ctx: StepContext, batch: list[Any], tries: int = 1)
             *await _process_isolating(ctx, originals[half:], tries + 1),
         ]
     ctx.leave(rows)
+    # Counted here, where the call succeeded: rows it failed stay in ``rows``, marked.
+    ctx.stats.filtered += max(len(batch) - len(rows), 0)
     return rows
 
 
@@ -449,6 +451,8 @@ async def run_task(ctx: StepContext) -> None:
             ctx.leave([row])
             return _fail(ctx, [row], exc, request=request)
         ctx.leave(rows)
+        if not rows:
+            ctx.stats.filtered += 1
         return _settle(ctx, rows)
 
     limit = task.concurrency
@@ -492,6 +496,7 @@ async def _send_global_output(ctx: StepContext, inputs: Sequence[Row]) -> None:
     last_id = -1
     renumbering = False
     sent = False
+    made = 0
     batches = _global_batches(ctx, inputs)
     try:
         while True:
@@ -510,8 +515,10 @@ async def _send_global_output(ctx: StepContext, inputs: Sequence[Row]) -> None:
             finally:
                 ctx.stats.busy_seconds += time.perf_counter() - start
             if rows is None:
+                ctx.stats.filtered += max(len(inputs) - made, 0)
                 return
             ctx.stats.batches += 1
+            made += len(rows)
             ctx.leave(rows)
             rows = _settle(ctx, rows)
             for row in rows:

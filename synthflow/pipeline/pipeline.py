@@ -20,7 +20,7 @@ import anyio
 
 from synthflow._sync import run_sync
 from synthflow.errors import PipelineValidationError
-from synthflow.pipeline._progress import Progress, ProgressMode
+from synthflow.pipeline._progress import Progress, ProgressMode, where_data_is
 from synthflow.steps.base import GeneratorStep, _Step
 
 if TYPE_CHECKING:
@@ -295,8 +295,9 @@ class Pipeline:
                 table); calls in flight finish and the run ends with what it has.
             max_tokens: the same, in input + output tokens.
             prices: per-model price overrides, ``{model: (usd_per_M_input, usd_per_M_output)}``.
-            progress: "auto" (rich in a terminal or notebook, log lines otherwise), "rich",
-                "plain", or False.
+            progress: "auto" (a table updated in place in a terminal or a Jupyter notebook,
+                log lines otherwise), "rich", "notebook", "plain", or False (quiet). At the
+                end of the run, it says where the data is.
             backend: "local" (this process), or "ray": the rows split into ``shards`` parts,
                 each run by the whole engine in a Ray worker, with one rate budget per endpoint
                 across them (needs ``synthflow[ray]``; see ``Pipeline.ray`` for the cluster).
@@ -378,7 +379,8 @@ class Pipeline:
             retry_failed=retry_failed,
             pipeline_name=self.name,
         )
-        output = await execute(built, run_dir, Progress(progress, self.name), options)
+        shown = Progress(progress, self.name)
+        output = await execute(built, run_dir, shown, options)
         distiset = await anyio.to_thread.run_sync(
             functools.partial(Distiset.from_leaf_files, enable_metadata=self.enable_metadata),
             output.leaf_files,
@@ -400,6 +402,7 @@ class Pipeline:
             )
         if summary:
             print(f"[synthflow] {self.name}: {summary}", file=sys.stderr)
+        shown.report(where_data_is(run_dir, built.steps, output.artifacts_dir))
         return distiset
 
     def _fed_by(

@@ -50,9 +50,11 @@ MAX_LATENCY_SAMPLES = 10_000
 @dataclass
 class LLMCallStats:
     """LLM calls of one step. ``requests`` counts calls sent (retries inside them are in
-    ``retries``); ``cache_hits`` counts generations served from the response cache."""
+    ``retries``); ``cache_hits`` counts generations served from the response cache;
+    ``in_flight`` the calls sent and not yet answered (for live progress)."""
 
     requests: int = 0
+    in_flight: int = 0
     cache_hits: int = 0
     failures: int = 0
     retries: int = 0
@@ -101,6 +103,7 @@ class LLMCallStats:
         out = cls()
         for part in parts:
             out.requests += part.requests
+            out.in_flight += part.in_flight
             out.cache_hits += part.cache_hits
             out.failures += part.failures
             out.retries += part.retries
@@ -112,7 +115,8 @@ class LLMCallStats:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "latencies"}
+        # in_flight is a live gauge (0 once the run is over): not part of the record
+        out = {k: v for k, v in asdict(self).items() if k not in ("latencies", "in_flight")}
         out["latency"] = self.latency_percentiles()
         return out
 
@@ -218,6 +222,7 @@ class LLMCalls:
 
         started = time.monotonic()
         stats.requests += 1
+        stats.in_flight += 1
         try:
             fresh = await llm.agenerate(messages, num_generations=len(missing))
             fresh = require_answers(fresh, len(missing), who=type(llm).__name__)
@@ -234,6 +239,7 @@ class LLMCalls:
                 self._store(cache, keys, missing, exc.output)
             raise
         finally:
+            stats.in_flight -= 1
             stats.record_latency(time.monotonic() - started)
         stats.retries += fresh.retries
         stats.rate_limited += fresh.rate_limited
