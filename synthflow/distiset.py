@@ -268,7 +268,7 @@ class Distiset(dict[str, "DatasetDict"]):
         then = "free space there and save again (nothing of the run is lost)"
         try:
             with _disk.when_full(target, then):
-                tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+                tmp = _disk.new_directory(target.parent, prefix=f".{target.name}.tmp-")
         except OSError as exc:
             raise DistisetError(f"can't write to {target.parent}: {_reason(exc)}") from None
         try:
@@ -360,7 +360,7 @@ class Distiset(dict[str, "DatasetDict"]):
         if not distiset:
             raise DistisetError(f"no saved distiset at {root}: it holds no parquet data")
         if (root / PIPELINE_FILE).is_file():
-            from synthflow.serialization import parse_text
+            from synthflow.pipeline_file import parse_text
 
             text = (root / PIPELINE_FILE).read_text(encoding="utf-8")
             try:
@@ -573,7 +573,7 @@ class Distiset(dict[str, "DatasetDict"]):
         ``pipeline.yaml``); None when the pipeline couldn't be saved."""
         if self.pipeline_config is None:
             return None
-        from synthflow.serialization import is_trusted, modules_of
+        from synthflow.pipeline_file import is_trusted, modules_of
 
         config = (
             f"https://huggingface.co/datasets/{repo_id}/resolve/main/{PIPELINE_FILE}"
@@ -641,7 +641,7 @@ def create_distiset(
     if artifacts.is_dir() and any(artifacts.iterdir()):
         distiset.artifacts_path = artifacts
     if pipeline_path is not None:
-        from synthflow.serialization import parse_text
+        from synthflow.pipeline_file import parse_text
 
         path = Path(pipeline_path)
         try:
@@ -840,7 +840,7 @@ def _stats_from_dict(data: dict[str, Any]) -> StepStats:
 
 
 def _mermaid(config: dict[str, Any]) -> str:
-    from synthflow.serialization import connections_of, models_of, pipeline_section
+    from synthflow.pipeline_file import connections_of, models_of, pipeline_section
 
     body = pipeline_section(config)
     ids: dict[str, str] = {}
@@ -865,7 +865,7 @@ def _mermaid_text(text: str) -> str:
 
 
 def _models_table(config: dict[str, Any]) -> list[str]:
-    from synthflow.serialization import models_of, pipeline_section
+    from synthflow.pipeline_file import models_of, pipeline_section
 
     rows = []
     for spec in pipeline_section(config).get("steps") or []:

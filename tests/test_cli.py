@@ -36,9 +36,9 @@ def Shout(inputs: StepInput, suffix: RuntimeParameter[str] = "!") -> Iterator[li
 
 
 def synthflow(
-    *args: str, cwd: Path | None = None, timeout: float = 60
+    *args: str, cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "synthflow", *args],
         capture_output=True,
@@ -101,15 +101,37 @@ def test_run_with_params_file_params_and_output(config: Path, tmp_path: Path) ->
     )
 
 
-def test_dry_run_sends_one_row_through_every_step(config: Path, tmp_path: Path) -> None:
+def test_dry_run_sends_one_row_through_every_step_and_leaves_real_output_alone(
+    config: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    result = synthflow("pipeline", "run", "--config", str(config), "--dry-run", "-o", str(out))
+    cache, scratch_root = tmp_path / "cache", tmp_path / "tmp"
+    scratch_root.mkdir()
+    env = {"SYNTHFLOW_CACHE_DIR": str(cache), "TMPDIR": str(scratch_root)}
+    real = synthflow("pipeline", "run", "--config", str(config), "-o", str(out), env=env)
+    assert real.returncode == 0, real.stderr
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    cached = sorted(cache.rglob("*"))
+
+    result = synthflow(
+        "pipeline", "run", "--config", str(config), "--dry-run", "-o", str(out), env=env
+    )
 
     assert result.returncode == 0, result.stderr
-    assert "dry run: each source yields its first row only" in result.stderr
+    notice = result.stderr.splitlines()[0]
+    assert notice.startswith(
+        "dry run: each source yields its first row only; it writes only under "
+    )
+    assert notice.endswith(f"; --output {out} is left as it is")
+    scratch = Path(notice.split(" under ")[1].split(";")[0])
+    assert scratch.parent == scratch_root
     assert 'default: {"instruction":"q0","generation":"[synthflow-offline #' in result.stdout
-    rows = list(Distiset.load_from_disk(out)["default"]["train"])
+    assert f"saved to {scratch / 'result'}" in result.stdout
+    rows = list(Distiset.load_from_disk(scratch / "result")["default"]["train"])
     assert [r["instruction"] for r in rows] == ["q0"]
+    # The real result and the real run directory are as they were.
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert sorted(cache.rglob("*")) == cached
 
 
 def test_info_shows_steps_dag_and_parameters(config: Path) -> None:
