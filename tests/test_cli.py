@@ -134,6 +134,38 @@ def test_dry_run_sends_one_row_through_every_step_and_leaves_real_output_alone(
     assert sorted(cache.rglob("*")) == cached
 
 
+def test_saved_results_get_the_users_umask(tmp_path: Path) -> None:
+    script = tmp_path / "make.py"
+    script.write_text(
+        "from tests.test_cli import offline_pipeline\n"
+        f"offline_pipeline().save({str(tmp_path / 'pipeline.yaml')!r})\n"
+    )
+    for umask, dirs, files in ((0o022, 0o755, 0o644), (0o027, 0o750, 0o640)):
+        out = tmp_path / f"out-{umask:o}"
+        made = subprocess.run(
+            [sys.executable, str(script)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            umask=umask,
+            check=True,
+        )
+        assert made.returncode == 0
+        config = tmp_path / "pipeline.yaml"
+        assert config.stat().st_mode & 0o777 == files
+        result = subprocess.run(
+            [sys.executable, "-m", "synthflow", "pipeline", "run", "-c", str(config), "-o",
+             str(out), "--progress", "off"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            umask=umask,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert out.stat().st_mode & 0o777 == dirs
+        for path in out.rglob("*"):
+            assert path.stat().st_mode & 0o777 == (dirs if path.is_dir() else files), path
+
+
 def test_info_shows_steps_dag_and_parameters(config: Path) -> None:
     result = synthflow("pipeline", "info", "--config", str(config))
 
@@ -594,6 +626,18 @@ def test_a_full_disk_exits_4_with_one_line(tmp_path: Path, monkeypatch: pytest.M
     result = run_flaky(tmp_path, "")
     assert_one_line_error(result, 4, "disk full: writing ")
     assert "parameters.sha256 failed (No space left on device); free space there" in result.stderr
+
+
+def test_boolean_options_show_as_flags_in_help() -> None:
+    result = runner.invoke(app, ["pipeline", "run", "--help"])
+    assert result.exit_code == 0
+    flags = {"--dry-run", "--ignore-cache", "--private"}
+    shown = {line.split()[0] for line in result.stdout.splitlines() if line.strip()[:2] == "--"}
+    assert flags <= shown
+    assert "<bool>" not in result.stdout
+    for line in result.stdout.splitlines():
+        if line.split()[:1] and line.split()[0] in flags:
+            assert line.split()[1][0].isupper(), line  # the help text follows, not a metavar
 
 
 def test_help_documents_the_exit_codes() -> None:
