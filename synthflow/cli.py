@@ -390,6 +390,8 @@ def run(
         max_tokens=max_tokens,
     )
     distiset.run_info["command"] = command
+    if script is not None:
+        distiset.run_info["script"] = str(script_file(script).resolve())
     typer.echo(repr(distiset))
     if dry_run:
         for subset, datasets in distiset.items():
@@ -605,13 +607,22 @@ def _load(config: str | None, script: str | None, allowed: list[str]) -> Pipelin
     return load_script(script)
 
 
+def _split_script(spec: str) -> tuple[str, str | None]:
+    """``FILE.py[:NAME]`` as the file and the variable name (None when not given)."""
+    match = re.fullmatch(r"(.+?):([A-Za-z_][A-Za-z0-9_]*)", spec)
+    return (match.group(1), match.group(2)) if match else (spec, None)
+
+
+def script_file(spec: str) -> Path:
+    return Path(_split_script(spec)[0]).expanduser()
+
+
 def load_script(spec: str) -> Pipeline:
     """Import ``FILE.py`` as a module (so its classes pickle and serialize by reference) and
     return its pipeline: the variable ``NAME`` after a colon, or its only Pipeline."""
     from synthflow.pipeline.pipeline import Pipeline
 
-    match = re.fullmatch(r"(.+?):([A-Za-z_][A-Za-z0-9_]*)", spec)
-    file, variable = (match.group(1), match.group(2)) if match else (spec, None)
+    file, variable = _split_script(spec)
     path = Path(file).expanduser()
     if not path.is_file():
         raise UsageError(f"--script: no such file: {file}")

@@ -397,6 +397,9 @@ class Distiset(dict[str, "DatasetDict"]):
             shutil.copyfile(log, root / LOG_FILE)
         if self.artifacts_path is not None and self.artifacts_path.is_dir():
             shutil.copytree(self.artifacts_path, root / ARTIFACTS_DIR)
+        script = self.pipeline_script()
+        if script is not None:
+            shutil.copyfile(script, root / script.name)
         record = {
             "synthflow": {"format": RUN_FORMAT},
             "run": self.run_info,
@@ -551,6 +554,14 @@ class Distiset(dict[str, "DatasetDict"]):
         command = self.reproduce_command(repo_id)
         if command:
             lines += ["", "## Reproduce", "", "```bash", command, "```"]
+            script = self.pipeline_script()
+            if script is not None:
+                lines += [
+                    "",
+                    f"`{script.name}`, the script that defines the pipeline's own classes, is "
+                    f"saved beside `{PIPELINE_FILE}`: run the command in a directory that holds "
+                    "it.",
+                ]
             original = self.run_info.get("command")
             if original and original != command:
                 lines += ["", "It was made with:", "", "```bash", str(original), "```"]
@@ -567,6 +578,20 @@ class Distiset(dict[str, "DatasetDict"]):
                 "```",
             ]
         return "\n".join(lines) + "\n"
+
+    def pipeline_script(self) -> Path | None:
+        """The script that defined classes the pipeline uses (``run_info["script"]``, which
+        ``synthflow pipeline run --script`` records), when it still exists: it is saved with
+        the data, so the reproduce command's ``--allow-module`` finds it."""
+        recorded = self.run_info.get("script")
+        if not recorded or self.pipeline_config is None:
+            return None
+        from synthflow.pipeline_file import modules_of
+
+        script = Path(str(recorded))
+        if script.stem not in modules_of(self.pipeline_config) or not script.is_file():
+            return None
+        return script
 
     def reproduce_command(self, repo_id: str | None = None) -> str | None:
         """The CLI command that runs the saved pipeline again (its parameter values are in

@@ -37,6 +37,8 @@ import hashlib
 import importlib
 import os
 import re
+import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -308,8 +310,30 @@ def save_pipeline(
             f"can't tell the format of {str(path)!r} from its name; use a .yaml, .yml or .json "
             "file name, or pass format='yaml' or 'json'"
         )
-    write_text_atomic(target, to_text(dump_pipeline(pipeline), fmt))
+    data = dump_pipeline(pipeline)
+    write_text_atomic(target, to_text(data, fmt))
+    _warn_if_main_classes(data, target)
     return target
+
+
+def _warn_if_main_classes(data: Mapping[str, Any], target: Path) -> None:
+    """Warn when the file names classes of ``__main__`` (a script run as ``python x.py``):
+    loading fails anywhere else, and only a warning now says so before someone tries."""
+    classes = sorted(
+        {info["name"] for _, info in type_infos(pipeline_section(data)["steps"])
+         if is_type_info(info) and info["module"] == "__main__"}
+    )  # fmt: skip
+    if not classes:
+        return
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "FILE.py"
+    warnings.warn(
+        f"{target} names classes defined in the script being run ({', '.join(classes)}, "
+        f"module __main__), which won't load in another program: move them into a module "
+        f"the script imports (load with --allow-module MODULE), or run the script with "
+        f"'synthflow pipeline run --script {script}', which saves them under its module name",
+        UserWarning,
+        stacklevel=4,  # the user's pipeline.save(...) line
+    )
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -494,7 +518,16 @@ def import_class(
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SerializationError(f"{where}: can't import module {module_name!r}: {exc}") from None
+        hint = ""
+        top = module_name.split(".")[0]
+        if isinstance(exc, ModuleNotFoundError) and exc.name == top and top != TRUSTED_PACKAGE:
+            hint = (
+                f" (it is neither installed nor in the current directory: run where {top}.py "
+                "or the package is, or add its folder to PYTHONPATH)"
+            )
+        raise SerializationError(
+            f"{where}: can't import module {module_name!r}: {exc}{hint}"
+        ) from None
     except Exception as exc:
         raise SerializationError(
             f"{where}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"

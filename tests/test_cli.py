@@ -4,6 +4,7 @@ where a fake must be injected (the Hub)."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -218,6 +219,75 @@ def test_script_runs_and_its_saved_pipeline_reruns_from_config(tmp_path: Path) -
     assert one[0]["shout"].startswith("[SYNTHFLOW-OFFLINE")
     refused = synthflow("pipeline", "run", "--config", "one/pipeline.yaml", cwd=tmp_path)
     assert_one_line_error(refused, 2, "--allow-module make_shouts")
+
+
+QUICKSTART = """
+from synthflow.models.llms import OfflineLLM
+from synthflow.pipeline import Pipeline
+from synthflow.steps import LoadDataFromDicts, step
+from synthflow.steps.tasks import TextGeneration
+
+@step(inputs=["generation"], outputs=["shout"])
+def Shout(inputs):
+    for row in inputs:
+        row["shout"] = row["generation"].upper()
+    yield inputs
+
+with Pipeline(name="quickstart") as pipeline:
+    load = LoadDataFromDicts(name="load", data=[{"instruction": "hi"}])
+    load >> TextGeneration(name="gen", llm=OfflineLLM()) >> Shout(name="shout")
+
+if __name__ == "__main__":
+    pipeline.save("pipeline.yaml")
+"""
+
+
+def test_the_cards_reproduce_command_works_for_a_script_run(tmp_path: Path) -> None:
+    (tmp_path / "quickstart.py").write_text(QUICKSTART)
+    first = synthflow("pipeline", "run", "--script", "quickstart.py", "-o", "out", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "out"
+    card = (out / "README.md").read_text()
+    command = card.split("## Reproduce\n\n```bash\n")[1].split("\n```")[0]
+    assert command == "synthflow pipeline run --config pipeline.yaml --allow-module quickstart"
+    assert "`quickstart.py`, the script that defines the pipeline's own classes, is saved" in card
+    assert (out / "quickstart.py").read_text() == QUICKSTART
+
+    again = synthflow(*shlex.split(command)[1:], "-o", str(tmp_path / "again"), cwd=out)
+
+    assert again.returncode == 0, again.stderr
+    rows = list(Distiset.load_from_disk(tmp_path / "again")["default"]["train"])
+    assert rows == list(Distiset.load_from_disk(out)["default"]["train"])
+    # Elsewhere, the one-line error says where the module must be.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = synthflow(
+        "pipeline", "run", "-c", str(out / "pipeline.yaml"), "--allow-module", "quickstart",
+        cwd=elsewhere,
+    )  # fmt: skip
+    assert_one_line_error(lost, 2, "No module named 'quickstart' (it is neither installed nor in")
+    assert (
+        "run where quickstart.py or the package is, or add its folder to PYTHONPATH" in lost.stderr
+    )
+
+
+def test_saving_from_a_script_warns_that_its_classes_load_nowhere_else(tmp_path: Path) -> None:
+    (tmp_path / "quickstart.py").write_text(QUICKSTART)
+    result = subprocess.run(
+        [sys.executable, "quickstart.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "UserWarning: pipeline.yaml names classes defined in the script being run (Shout, "
+        "module __main__), which won't load in another program" in result.stderr
+    )
+    assert "run the script with 'synthflow pipeline run --script quickstart.py'" in result.stderr
+    assert "pipeline.save(" in result.stderr  # the warning points at the user's line
 
 
 def test_against_a_loopback_openai_compatible_server(tmp_path: Path) -> None:
