@@ -371,7 +371,7 @@ class Pipeline:
         """Run the pipeline on the first ``batch_size`` rows of each source (or of
         ``dataset``), without the response cache, to check it end to end (distilabel's
         ``dry_run``). The pipeline is left as it was; the dry run writes only under a new
-        scratch directory (``distiset.run_dir`` is in it), never under ``cache_dir``."""
+        temporary directory, never under ``cache_dir``."""
         from synthflow.pipeline._dry_run import start_dry_run
 
         if dataset is not None:  # the pipeline then has no sources of its own to limit
