@@ -51,7 +51,7 @@ pipeline.save(sys.argv[1])
 
 def seconds(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -63,7 +63,7 @@ def main() -> None:
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "pipeline.yaml"
-        subprocess.run([python, "-c", MAKE_CONFIG, str(config)], env=env, check=True)
+        subprocess.run([python, "-c", MAKE_CONFIG, str(config)], env=env, cwd=ROOT, check=True)
         synthflow = [python, "-m", "synthflow"]
         commands = {
             "import typer": [python, "-c", "import typer"],
