@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,22 @@ def test_dry_run_sends_one_row_through_every_step_and_leaves_real_output_alone(
     # The real result and the real run directory are as they were.
     assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
     assert sorted(cache.rglob("*")) == cached
+
+
+def test_pipeline_dry_run_writes_nothing_under_the_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # documented: the default dir
+    (tmp_path / "tmp").mkdir()
+    pipeline = offline_pipeline()
+    pipeline.cache_dir = tmp_path / "cache"
+
+    distiset = pipeline.dry_run()
+
+    assert [r["instruction"] for r in distiset["default"]["train"]] == ["q0"]
+    assert not pipeline.cache_dir.exists()
+    assert pipeline.cache_dir == tmp_path / "cache"  # the pipeline is left as it was
+    assert list((tmp_path / "tmp").glob("synthflow-dry-run-*"))
 
 
 def test_saved_results_get_the_users_umask(tmp_path: Path) -> None:
