@@ -9,6 +9,10 @@ Exit codes (``EXIT_CODES``): 0 done; 1 the run failed (a step, saving or pushing
 input; 3 more rows failed than ``--max-failed-rows`` allows (the data is still saved); 4 a disk
 is full (free space and run again: it resumes); 130 interrupted (Ctrl+C). Expected errors print
 one line on stderr, no traceback.
+
+Only typer and the standard library are imported up front, so ``--help`` takes about what
+importing typer takes (benchmarks/cli_startup.py); each command imports what it needs, and
+``pipeline info --config`` reads the file without importing any class it names.
 """
 
 from __future__ import annotations
@@ -20,22 +24,20 @@ import re
 import shlex
 import sys
 import traceback
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
 import typer
-from pydantic import BaseModel, Field
 
 from synthflow.errors import DiskFullError, RuntimeParameterError, SynthflowError
-from synthflow.pipeline.pipeline import Pipeline
-from synthflow.steps.base import GeneratorStep, Row, batch_rows
 
 if TYPE_CHECKING:
     from synthflow.distiset import Distiset
+    from synthflow.pipeline.pipeline import Pipeline
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -57,9 +59,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich's help renderer alone takes longer to import than typer, and it shows
+    # boolean flags as "--dry-run <bool>", as if they took a value.
+    rich_markup_mode=None,
 )
 pipeline_app = typer.Typer(
-    help="Inspect and run pipelines.", no_args_is_help=True, pretty_exceptions_enable=False
+    help="Inspect and run pipelines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(pipeline_app, name="pipeline")
 
@@ -133,20 +141,20 @@ def info(config: ConfigOption = None, script: ScriptOption = None) -> None:
 
     With --config it only reads the file: nothing it names is imported.
     """
-    from synthflow.serialization import dump_pipeline, parse_text, read_source
+    from synthflow.pipeline_file import parse_text, read_source
 
     with _exit_on(EXIT_USAGE):
         if config is not None and script is None:
             text, fmt = read_source(config)
             data = parse_text(text, fmt, source=config)
         else:
-            data = dump_pipeline(_load(config, script, []))
+            data = _load(config, script, []).dump()
         typer.echo(describe(data))
 
 
 def describe(data: dict[str, Any]) -> str:
     """The text ``synthflow pipeline info`` prints for a pipeline file's data."""
-    from synthflow.serialization import connections_of, is_trusted, models_of, pipeline_section
+    from synthflow.pipeline_file import connections_of, is_trusted, models_of, pipeline_section
 
     body = pipeline_section(data)
     specs = [s for s in body.get("steps") or [] if isinstance(s, dict)]
@@ -277,7 +285,12 @@ def run(
     ] = False,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Run only the first row of each source through every step."),
+        typer.Option(
+            "--dry-run",
+            help="Run only the first row of each source through every step. Everything it "
+            "writes (run data, cache, result) goes to a new scratch directory: the cache and "
+            "--output are left as they are.",
+        ),
     ] = False,
     max_cost: Annotated[
         float | None,
@@ -370,6 +383,7 @@ def run(
     from synthflow.distiset import check_output_dir, check_repo_id
     from synthflow.errors import DistisetError
     from synthflow.pipeline._disk import warn_if_low
+    from synthflow.pipeline._dry_run import start_dry_run
     from synthflow.pipeline._validate import check_cost_budget
 
     params = list(param or [])
@@ -384,12 +398,18 @@ def run(
         apply_parameters(pipeline, params_file, params)
         pipeline.validate()
         check_cost_budget(pipeline.steps.values(), max_cost, None)
-        if output is not None:
+        if dry_run:
+            scratch = start_dry_run(pipeline, rows=1)
+            kept = f"; --output {output} is left as it is" if output is not None else ""
+            typer.echo(
+                f"dry run: each source yields its first row only; it writes only under "
+                f"{scratch}{kept}",
+                err=True,
+            )
+            output = scratch / "result" if output is not None else None
+        elif output is not None:
             check_output_dir(output.expanduser().absolute())
             warn_if_low(output.expanduser().absolute(), "the output")
-        if dry_run:
-            limit_sources(pipeline, rows=1)
-            typer.echo("dry run: each source yields its first row only", err=True)
         if (ray_address is not None or shards is not None) and not on_ray:
             raise UsageError("--ray-address and --shards go with --ray")
         if on_ray:
@@ -413,6 +433,8 @@ def run(
         max_tokens=max_tokens,
     )
     distiset.run_info["command"] = command
+    if script is not None:
+        distiset.run_info["script"] = str(script_file(script).resolve())
     typer.echo(repr(distiset))
     if dry_run:
         for subset, datasets in distiset.items():
@@ -533,7 +555,7 @@ class FailureTolerance:
 
 def apply_parameters(pipeline: Pipeline, params_file: str | None, params: list[str]) -> None:
     """Apply a params file, then each ``--param``, validating each against its field."""
-    from synthflow.serialization import parse_text, read_source
+    from synthflow.pipeline_file import parse_text, read_source
 
     if params_file is not None:
         text, fmt = read_source(params_file)
@@ -595,6 +617,8 @@ def _apply_one(pipeline: Pipeline, parts: list[str], value: Any, raw: str | None
 def _nest(pipeline: Pipeline, parts: list[str], value: Any) -> dict[str, Any]:
     """``{"a": {"b": value}}`` for ``["a", "b"]``. A path that goes into a dict-valued field
     (``gen.llm.generation_kwargs.temperature``) sets one key and keeps the others."""
+    from pydantic import BaseModel
+
     owner: Any = pipeline.steps.get(parts[0])
     for i in range(1, len(parts)):
         if not (isinstance(owner, BaseModel) and parts[i] in type(owner).model_fields):
@@ -653,89 +677,12 @@ def _command(
     return shlex.join(parts)
 
 
-# -- dry run ------------------------------------------------------------------------------------
-
-
-class FirstRows(GeneratorStep):
-    """A dry run's stand-in for a source: the first ``rows`` rows of ``source``, then stop."""
-
-    source: GeneratorStep = Field(description="The source it stands in for.")
-    rows: int = Field(default=1, ge=1, description="Rows to let through.")
-
-    @property
-    def outputs(self) -> list[str]:
-        return self.source.outputs
-
-    def total_rows(self) -> int | None:
-        """For progress: at most ``rows``, fewer when the source is known to be shorter."""
-        from synthflow.pipeline._progress import source_size
-
-        size = source_size(self.source)
-        return self.rows if size is None else min(self.rows, size)
-
-    def load(self) -> None:
-        self.source.load()
-
-    def unload(self) -> None:
-        self.source.unload()
-
-    async def process(self, offset: int = 0) -> AsyncIterator[list[Row]]:
-        left = self.rows
-        async with aclosing(_batches_of(self.source.process(offset))) as batches:
-            async for batch in batches:
-                rows = batch_rows(batch)[:left]
-                left -= len(rows)
-                if rows:
-                    yield rows
-                if left <= 0:
-                    return
-
-
-async def _batches_of(result: Any) -> AsyncGenerator[Any]:
-    """The batches of a ``process`` result, a plain or an async iterator, closed when done."""
-    if hasattr(result, "__anext__"):
-        try:
-            async for batch in result:
-                yield batch
-        finally:
-            if hasattr(result, "aclose"):
-                await result.aclose()
-    else:
-        iterator = iter(result)
-        try:
-            for batch in iterator:
-                yield batch
-        finally:
-            if hasattr(iterator, "close"):
-                iterator.close()
-
-
-def limit_sources(pipeline: Pipeline, rows: int) -> None:
-    """Make every generator step of ``pipeline`` yield only its first ``rows`` rows (in place).
-
-    The stand-ins keep the names and output mappings of the steps they replace, so parameters
-    and connections are unchanged; the pipeline's signature changes, so a dry run keeps its own
-    cache directory."""
-    for name, step in pipeline.steps.items():
-        if isinstance(step, GeneratorStep) and not isinstance(step, FirstRows):
-            step.batch_size = min(step.batch_size, rows)
-            stand_in = FirstRows(
-                name=name,
-                source=step,
-                rows=rows,
-                output_mappings=step.output_mappings,
-                batch_size=step.batch_size,
-                executor=step.executor,
-                on_error=step.on_error,
-            )
-            pipeline._steps[name] = stand_in
-            stand_in._pipeline = pipeline
-
-
 # -- loading ------------------------------------------------------------------------------------
 
 
 def _load(config: str | None, script: str | None, allowed: list[str]) -> Pipeline:
+    from synthflow.pipeline.pipeline import Pipeline
+
     if (config is None) == (script is None):
         raise UsageError("give one of --config PATH|URL or --script FILE.py[:NAME]")
     if config is not None:
@@ -748,11 +695,22 @@ def _load(config: str | None, script: str | None, allowed: list[str]) -> Pipelin
     return load_script(script)
 
 
+def _split_script(spec: str) -> tuple[str, str | None]:
+    """``FILE.py[:NAME]`` as the file and the variable name (None when not given)."""
+    match = re.fullmatch(r"(.+?):([A-Za-z_][A-Za-z0-9_]*)", spec)
+    return (match.group(1), match.group(2)) if match else (spec, None)
+
+
+def script_file(spec: str) -> Path:
+    return Path(_split_script(spec)[0]).expanduser()
+
+
 def load_script(spec: str) -> Pipeline:
     """Import ``FILE.py`` as a module (so its classes pickle and serialize by reference) and
     return its pipeline: the variable ``NAME`` after a colon, or its only Pipeline."""
-    match = re.fullmatch(r"(.+?):([A-Za-z_][A-Za-z0-9_]*)", spec)
-    file, variable = (match.group(1), match.group(2)) if match else (spec, None)
+    from synthflow.pipeline.pipeline import Pipeline
+
+    file, variable = _split_script(spec)
     path = Path(file).expanduser()
     if not path.is_file():
         raise UsageError(f"--script: no such file: {file}")

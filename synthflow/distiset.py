@@ -279,7 +279,7 @@ class Distiset(dict[str, "DatasetDict"]):
         then = "free space there and save again (nothing of the run is lost)"
         try:
             with _disk.when_full(target, then):
-                tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+                tmp = _disk.new_directory(target.parent, prefix=f".{target.name}.tmp-")
         except OSError as exc:
             raise DistisetError(f"can't write to {target.parent}: {_reason(exc)}") from None
         try:
@@ -371,7 +371,7 @@ class Distiset(dict[str, "DatasetDict"]):
         if not distiset:
             raise DistisetError(f"no saved distiset at {root}: it holds no parquet data")
         if (root / PIPELINE_FILE).is_file():
-            from synthflow.serialization import parse_text
+            from synthflow.pipeline_file import parse_text
 
             text = (root / PIPELINE_FILE).read_text(encoding="utf-8")
             try:
@@ -408,6 +408,9 @@ class Distiset(dict[str, "DatasetDict"]):
             shutil.copyfile(log, root / LOG_FILE)
         if self.artifacts_path is not None and self.artifacts_path.is_dir():
             shutil.copytree(self.artifacts_path, root / ARTIFACTS_DIR)
+        script = self.pipeline_script()
+        if script is not None:
+            shutil.copyfile(script, root / script.name)
         record = {
             "synthflow": {"format": RUN_FORMAT},
             "run": self.run_info,
@@ -562,6 +565,14 @@ class Distiset(dict[str, "DatasetDict"]):
         command = self.reproduce_command(repo_id)
         if command:
             lines += ["", "## Reproduce", "", "```bash", command, "```"]
+            script = self.pipeline_script()
+            if script is not None:
+                lines += [
+                    "",
+                    f"`{script.name}`, the script that defines the pipeline's own classes, is "
+                    f"saved beside `{PIPELINE_FILE}`: run the command in a directory that holds "
+                    "it.",
+                ]
             original = self.run_info.get("command")
             if original and original != command:
                 lines += ["", "It was made with:", "", "```bash", str(original), "```"]
@@ -579,12 +590,26 @@ class Distiset(dict[str, "DatasetDict"]):
             ]
         return "\n".join(lines) + "\n"
 
+    def pipeline_script(self) -> Path | None:
+        """The script that defined classes the pipeline uses (``run_info["script"]``, which
+        ``synthflow pipeline run --script`` records), when it still exists: it is saved with
+        the data, so the reproduce command's ``--allow-module`` finds it."""
+        recorded = self.run_info.get("script")
+        if not recorded or self.pipeline_config is None:
+            return None
+        from synthflow.pipeline_file import modules_of
+
+        script = Path(str(recorded))
+        if script.stem not in modules_of(self.pipeline_config) or not script.is_file():
+            return None
+        return script
+
     def reproduce_command(self, repo_id: str | None = None) -> str | None:
         """The CLI command that runs the saved pipeline again (its parameter values are in
         ``pipeline.yaml``); None when the pipeline couldn't be saved."""
         if self.pipeline_config is None:
             return None
-        from synthflow.serialization import is_trusted, modules_of
+        from synthflow.pipeline_file import is_trusted, modules_of
 
         config = (
             f"https://huggingface.co/datasets/{repo_id}/resolve/main/{PIPELINE_FILE}"
@@ -652,7 +677,7 @@ def create_distiset(
     if artifacts.is_dir() and any(artifacts.iterdir()):
         distiset.artifacts_path = artifacts
     if pipeline_path is not None:
-        from synthflow.serialization import parse_text
+        from synthflow.pipeline_file import parse_text
 
         path = Path(pipeline_path)
         try:
@@ -851,7 +876,7 @@ def _stats_from_dict(data: dict[str, Any]) -> StepStats:
 
 
 def _mermaid(config: dict[str, Any]) -> str:
-    from synthflow.serialization import connections_of, models_of, pipeline_section
+    from synthflow.pipeline_file import connections_of, models_of, pipeline_section
 
     body = pipeline_section(config)
     ids: dict[str, str] = {}
@@ -876,7 +901,7 @@ def _mermaid_text(text: str) -> str:
 
 
 def _models_table(config: dict[str, Any]) -> list[str]:
-    from synthflow.serialization import models_of, pipeline_section
+    from synthflow.pipeline_file import models_of, pipeline_section
 
     rows = []
     for spec in pipeline_section(config).get("steps") or []:

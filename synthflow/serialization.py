@@ -37,15 +37,31 @@ import hashlib
 import importlib
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from synthflow.errors import SerializationError
+
+# Reading a file as plain data is synthflow.pipeline_file's job; its names stay importable here.
+from synthflow.pipeline_file import FORMAT_VERSION as FORMAT_VERSION
+from synthflow.pipeline_file import MAX_DOWNLOAD_BYTES as MAX_DOWNLOAD_BYTES
+from synthflow.pipeline_file import SKIP_KEYS, is_type_info, type_infos, yaml_module
+from synthflow.pipeline_file import TRUSTED_PACKAGE as TRUSTED_PACKAGE
+from synthflow.pipeline_file import Format as Format
+from synthflow.pipeline_file import connections_of as connections_of
+from synthflow.pipeline_file import format_of as format_of
+from synthflow.pipeline_file import is_trusted as is_trusted
+from synthflow.pipeline_file import models_of as models_of
+from synthflow.pipeline_file import modules_of as modules_of
+from synthflow.pipeline_file import parse_text as parse_text
+from synthflow.pipeline_file import pipeline_section as pipeline_section
+from synthflow.pipeline_file import read_source as read_source
 from synthflow.runtime_parameters import (
     is_runtime_field,
     runtime_parameters_info,
@@ -56,16 +72,7 @@ from synthflow.steps.base import _Step
 if TYPE_CHECKING:
     from synthflow.pipeline.pipeline import Pipeline
 
-FORMAT_VERSION = 1
-"""Version of the file layout; a file with a higher one was written by a newer synthflow."""
-
-TRUSTED_PACKAGE = "synthflow"
-MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
-
-Format = Literal["yaml", "json"]
-
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_SKIP_KEYS = ("type_info", "runtime_parameters_info")
 _PLAIN = frozenset({str, int, bool, type(None)})  # written as they are, in every mode
 
 
@@ -256,21 +263,16 @@ def to_text(data: Mapping[str, Any], fmt: Format) -> str:
     if fmt == "json":
         options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
         return orjson.dumps(data, option=options).decode() + "\n"
-    yaml = _yaml()
+    yaml = yaml_module()
     text: str = yaml.dump(
         data, Dumper=_yaml_dumper(), sort_keys=False, allow_unicode=True, width=100
     )
     return text
 
 
-def _yaml() -> Any:
-    """PyYAML, imported on first use (typed as Any: it ships no type hints)."""
-    return importlib.import_module("yaml")
-
-
 @functools.cache
 def _yaml_dumper() -> type[Any]:
-    yaml = _yaml()
+    yaml = yaml_module()
     base: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
     class Dumper(base):  # type: ignore[misc]
@@ -284,21 +286,14 @@ def _yaml_dumper() -> type[Any]:
     return Dumper
 
 
-def format_of(path: str | os.PathLike[str]) -> Format | None:
-    suffix = Path(str(path).split("?", 1)[0]).suffix.lower()
-    if suffix == ".json":
-        return "json"
-    if suffix in (".yaml", ".yml"):
-        return "yaml"
-    return None
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old
     file or the new one, never half of one."""
+    from synthflow.pipeline._disk import new_text_file
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = new_text_file(path.parent, prefix=f".{path.name}.")
     except OSError as exc:
         raise SerializationError(f"can't write {path}: {exc.strerror or exc}") from None
     try:
@@ -306,7 +301,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -323,116 +318,33 @@ def save_pipeline(
             f"can't tell the format of {str(path)!r} from its name; use a .yaml, .yml or .json "
             "file name, or pass format='yaml' or 'json'"
         )
-    write_text_atomic(target, to_text(dump_pipeline(pipeline), fmt))
+    data = dump_pipeline(pipeline)
+    write_text_atomic(target, to_text(data, fmt))
+    _warn_if_main_classes(data, target)
     return target
 
 
+def _warn_if_main_classes(data: Mapping[str, Any], target: Path) -> None:
+    """Warn when the file names classes of ``__main__`` (a script run as ``python x.py``):
+    loading fails anywhere else, and only a warning now says so before someone tries."""
+    classes = sorted(
+        {info["name"] for _, info in type_infos(pipeline_section(data)["steps"])
+         if is_type_info(info) and info["module"] == "__main__"}
+    )  # fmt: skip
+    if not classes:
+        return
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "FILE.py"
+    warnings.warn(
+        f"{target} names classes defined in the script being run ({', '.join(classes)}, "
+        f"module __main__), which won't load in another program: move them into a module "
+        f"the script imports (load with --allow-module MODULE), or run the script with "
+        f"'synthflow pipeline run --script {script}', which saves them under its module name",
+        UserWarning,
+        stacklevel=4,  # the user's pipeline.save(...) line
+    )
+
+
 # -- reading ------------------------------------------------------------------------------------
-
-
-def read_source(source: str | os.PathLike[str]) -> tuple[str, Format | None]:
-    """The text of a local file or of an http(s) URL, and its format if the name tells it."""
-    text_source = os.fspath(source)
-    if text_source.startswith(("http://", "https://")):
-        return _download(text_source), format_of(text_source)
-    path = Path(text_source).expanduser()
-    try:
-        return path.read_text(encoding="utf-8"), format_of(path)
-    except FileNotFoundError:
-        raise SerializationError(f"no such file: {text_source}") from None
-    except IsADirectoryError:
-        raise SerializationError(f"{text_source} is a directory, not a pipeline file") from None
-    except UnicodeDecodeError:
-        raise SerializationError(f"{text_source} is not a UTF-8 text file") from None
-    except OSError as exc:
-        raise SerializationError(f"can't read {text_source}: {exc.strerror or exc}") from None
-
-
-def _download(url: str) -> str:
-    import httpx
-
-    headers = _hub_auth(url)
-    try:
-        with httpx.stream(
-            "GET", url, headers=headers, follow_redirects=True, timeout=30.0
-        ) as response:
-            if response.status_code >= 400:
-                hint = ""
-                if response.status_code in (401, 403) and _is_hub_url(url):
-                    hint = (
-                        " (a private or gated repo: set HF_TOKEN or run `hf auth login`)"
-                        if not headers
-                        else " (the Hugging Face token has no access to this repo)"
-                    )
-                raise SerializationError(
-                    f"can't fetch {url}: HTTP {response.status_code} {response.reason_phrase}{hint}"
-                )
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_DOWNLOAD_BYTES:
-                    raise SerializationError(
-                        f"can't fetch {url}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB"
-                    )
-            encoding = response.encoding or "utf-8"
-    except httpx.HTTPError as exc:
-        raise SerializationError(f"can't fetch {url}: {type(exc).__name__}: {exc}") from None
-    try:
-        return bytes(body).decode(encoding)
-    except (UnicodeDecodeError, LookupError):
-        raise SerializationError(f"can't fetch {url}: the answer is not UTF-8 text") from None
-
-
-def _is_hub_url(url: str) -> bool:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    return url.startswith(endpoint + "/")
-
-
-def _hub_auth(url: str) -> dict[str, str]:
-    """The user's Hugging Face token ($HF_TOKEN or the saved login) for a Hub URL, so pipelines
-    in private repos load too. No other host ever gets it, and httpx drops it on a redirect to
-    another origin (the Hub's file CDN)."""
-    if not _is_hub_url(url):
-        return {}
-    from huggingface_hub import get_token
-
-    token = get_token()
-    return {"authorization": f"Bearer {token}"} if token else {}
-
-
-def parse_text(
-    text: str,
-    fmt: Format | None,
-    *,
-    source: str = "the config",
-    expected: str = "a synthflow pipeline: expected a mapping with a 'pipeline' key",
-) -> dict[str, Any]:
-    """Parse YAML or JSON (sniffed when ``fmt`` is None) into a mapping."""
-    if fmt is None:
-        fmt = "json" if text.lstrip().startswith("{") else "yaml"
-    if fmt == "json":
-        try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise SerializationError(f"{source} is not valid JSON: {exc}") from None
-    else:
-        yaml = _yaml()
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        try:
-            data = yaml.load(text, Loader=loader)  # a safe loader: no Python objects
-        except yaml.YAMLError as exc:
-            raise SerializationError(f"{source} is not valid YAML: {_yaml_reason(exc)}") from None
-    if not isinstance(data, dict):
-        raise SerializationError(f"{source} is not {expected}, got {type(data).__name__}")
-    return data
-
-
-def _yaml_reason(exc: Exception) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return " ".join(str(exc).split())
 
 
 def load_file(
@@ -482,7 +394,7 @@ def load_pipeline(
     if not isinstance(steps, list) or not steps:
         raise SerializationError("the pipeline has no steps: 'pipeline.steps' must be a list")
     # Refuse before importing anything: one bad module means nothing in the file is imported.
-    for where, info in _type_infos(steps):
+    for where, info in type_infos(steps):
         check_module_allowed(_module_of(info, where), allowed, where=where)
 
     pipeline = Pipeline(
@@ -530,40 +442,6 @@ def _load_routes(pipeline: Pipeline, entries: Any, allowed: tuple[str, ...]) -> 
         pipeline.set_route(step, route)
 
 
-def pipeline_section(data: Mapping[str, Any]) -> dict[str, Any]:
-    header = data.get("synthflow")
-    if isinstance(header, dict):
-        fmt = header.get("format", FORMAT_VERSION)
-        if isinstance(fmt, int) and fmt > FORMAT_VERSION:
-            raise SerializationError(
-                f"the file was written by synthflow {header.get('version', '?')} (format {fmt}); "
-                f"this synthflow reads format {FORMAT_VERSION}: upgrade synthflow"
-            )
-    body = data.get("pipeline")
-    if not isinstance(body, dict):
-        raise SerializationError(
-            "not a synthflow pipeline: expected a top-level 'pipeline' mapping with 'steps' and "
-            "'connections'"
-        )
-    return body
-
-
-def connections_of(body: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The edges, in order. ``to`` may also be a list (hand-written files)."""
-    raw = body.get("connections") or []
-    if not isinstance(raw, list):
-        raise SerializationError("'pipeline.connections' must be a list of {from, to} mappings")
-    edges: list[tuple[str, str]] = []
-    for entry in raw:
-        if not isinstance(entry, dict) or "from" not in entry or "to" not in entry:
-            raise SerializationError(
-                f"connection {entry!r} must be a mapping like {{from: load, to: generate}}"
-            )
-        targets = entry["to"] if isinstance(entry["to"], list) else [entry["to"]]
-        edges.extend((str(entry["from"]), str(t)) for t in targets)
-    return edges
-
-
 def _load_step(spec: dict[str, Any], index: int, allowed: tuple[str, ...]) -> _Step:
     name = spec.get("name")
     where = f"step {name!r}" if name else f"step #{index + 1}"
@@ -583,7 +461,7 @@ def _instantiate(
     kwargs = {
         key: _revive(value, allowed, where, f"{path}{key}")
         for key, value in spec.items()
-        if key not in _SKIP_KEYS and not unset_to_leave_out(cls, key, value)
+        if key not in SKIP_KEYS and not unset_to_leave_out(cls, key, value)
     }
     try:
         return cls(**kwargs)
@@ -593,7 +471,7 @@ def _instantiate(
 
 def _revive(value: Any, allowed: tuple[str, ...], where: str, path: str) -> Any:
     if isinstance(value, dict):
-        if _is_type_info(value.get("type_info")):
+        if is_type_info(value.get("type_info")):
             cls = import_class(value["type_info"], allowed, base=BaseModel, where=where)
             return _instantiate(cls, value, allowed, where, f"{path}.")
         return {k: _revive(v, allowed, where, path) for k, v in value.items()}
@@ -615,62 +493,13 @@ def _validation_reason(exc: ValidationError, cls: type[BaseModel], path: str) ->
     return message
 
 
-def _is_type_info(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("module"), str)
-        and isinstance(value.get("name"), str)
-    )
-
-
-def _type_infos(steps: list[Any]) -> Iterator[tuple[str, Any]]:
-    """Every type_info in a list of step specs, with the step it belongs to."""
-    for i, spec in enumerate(steps):
-        if not isinstance(spec, dict):
-            continue  # reported when the step is loaded
-        name = spec.get("name")
-        where = f"step {name!r}" if name else f"step #{i + 1}"
-        yield where, spec.get("type_info")
-        for key, value in spec.items():
-            if key not in _SKIP_KEYS:
-                yield from _nested_type_infos(value, where)
-
-
-def _nested_type_infos(value: Any, where: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict):
-        if _is_type_info(value.get("type_info")):
-            yield where, value["type_info"]
-        for key, item in value.items():
-            if key not in _SKIP_KEYS:
-                yield from _nested_type_infos(item, where)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _nested_type_infos(item, where)
-
-
 def _module_of(info: Any, where: str) -> str:
-    if not _is_type_info(info):
+    if not is_type_info(info):
         raise SerializationError(
             f"{where} has no valid type_info: expected {{module: ..., name: ...}}, got {info!r}"
         )
     module: str = info["module"]
     return module
-
-
-def modules_of(data: Mapping[str, Any]) -> list[str]:
-    """Every module the pipeline's classes come from, in order of first use."""
-    steps = pipeline_section(data).get("steps") or []
-    seen: dict[str, None] = {}
-    for _where, info in _type_infos(steps):
-        if _is_type_info(info):
-            seen[info["module"]] = None
-    return list(seen)
-
-
-def is_trusted(module: str, allowed: Iterable[str] = ()) -> bool:
-    return any(
-        module == root or module.startswith(root + ".") for root in (TRUSTED_PACKAGE, *allowed)
-    )
 
 
 def normalize_allowed(modules: Iterable[str]) -> tuple[str, ...]:
@@ -721,7 +550,16 @@ def import_class(
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SerializationError(f"{where}: can't import module {module_name!r}: {exc}") from None
+        hint = ""
+        top = module_name.split(".")[0]
+        if isinstance(exc, ModuleNotFoundError) and exc.name == top and top != TRUSTED_PACKAGE:
+            hint = (
+                f" (it is neither installed nor in the current directory: run where {top}.py "
+                "or the package is, or add its folder to PYTHONPATH)"
+            )
+        raise SerializationError(
+            f"{where}: can't import module {module_name!r}: {exc}{hint}"
+        ) from None
     except Exception as exc:
         raise SerializationError(
             f"{where}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
@@ -748,36 +586,6 @@ def _suggest(name: str, choices: list[str]) -> str:
     if close:
         return f"did you mean {close[0]!r}?"
     return f"known: {', '.join(sorted(choices)) or 'none'}"
-
-
-# -- summaries ----------------------------------------------------------------------------------
-
-
-_RESOURCES_INFO = {"module": "synthflow.steps.resources", "name": "StepResources"}
-"""Every step's ``resources``: a nested model, but not one of its models."""
-
-
-def models_of(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
-    """The nested models of a step spec (its LLMs): ``(class name, model name or None)``."""
-    found: list[tuple[str, str | None]] = []
-
-    def visit(value: Any) -> None:
-        if isinstance(value, dict):
-            info = value.get("type_info")
-            if isinstance(info, dict) and _is_type_info(info) and info != _RESOURCES_INFO:
-                model = value.get("model") or value.get("model_id") or value.get("model_name")
-                found.append((info["name"], str(model) if model is not None else None))
-            for key, item in value.items():
-                if key not in _SKIP_KEYS and key != "data":
-                    visit(item)
-        elif isinstance(value, list):
-            for item in value:
-                visit(item)
-
-    for key, value in spec.items():
-        if key not in _SKIP_KEYS and key != "data":
-            visit(value)
-    return found
 
 
 def pipeline_html(pipeline: Pipeline) -> str:

@@ -3,6 +3,10 @@
 - ``OfflineLLM``: deterministic answers after a settable latency (re-exported from llms).
 - ``FunctionLLM``: answers with whatever a plain function returns, sync or async, so a test can
   script failures, delays and content per conversation.
+
+Both take ``structured_output``: ``OfflineLLM`` answers with JSON that follows the schema;
+``FunctionLLM``'s answers are checked against it, and a bad one is re-asked of the function
+with the error, as a real endpoint would be.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.models.callpath.structured import StructuredOutputLLM
+from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.offline import OfflineLLM
 
 
-class FunctionLLM(LLM):
-    """An LLM scripted by ``fn(messages)``, which returns the text (or one text per
-    generation). Raising makes the call fail, as a real endpoint error would."""
+class FunctionLLM(StructuredOutputLLM):
+    """An LLM scripted by ``fn(messages)``: it gets the conversation (a list of ``{"role",
+    "content"}`` dicts) and returns the answer text, ``None`` for no answer, or a list with
+    one text per generation; ``fn`` may be async. Raising makes the call fail, as a real
+    endpoint error would. With ``structured_output``, an answer that doesn't follow the schema
+    is re-asked: ``fn`` gets the conversation, its answer and the validation error."""
 
     fn: Callable[..., Any] = Field(exclude=True)
     model: str = "function-llm"
@@ -31,6 +39,10 @@ class FunctionLLM(LLM):
         return self.model
 
     async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        output = await self._call(messages, num_generations)
+        return await self.enforce_schema(messages, output, self._call)
+
+    async def _call(self, messages: ChatType, num_generations: int = 1) -> GenerateOutput:
         result = self.fn(messages)
         if inspect.isawaitable(result):
             result = await result

@@ -4,9 +4,11 @@ where a fake must be injected (the Hub)."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +38,9 @@ def Shout(inputs: StepInput, suffix: RuntimeParameter[str] = "!") -> Iterator[li
 
 
 def synthflow(
-    *args: str, cwd: Path | None = None, timeout: float = 60
+    *args: str, cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "synthflow", *args],
         capture_output=True,
@@ -101,15 +103,85 @@ def test_run_with_params_file_params_and_output(config: Path, tmp_path: Path) ->
     )
 
 
-def test_dry_run_sends_one_row_through_every_step(config: Path, tmp_path: Path) -> None:
+def test_dry_run_sends_one_row_through_every_step_and_leaves_real_output_alone(
+    config: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    result = synthflow("pipeline", "run", "--config", str(config), "--dry-run", "-o", str(out))
+    cache, scratch_root = tmp_path / "cache", tmp_path / "tmp"
+    scratch_root.mkdir()
+    env = {"SYNTHFLOW_CACHE_DIR": str(cache), "TMPDIR": str(scratch_root)}
+    real = synthflow("pipeline", "run", "--config", str(config), "-o", str(out), env=env)
+    assert real.returncode == 0, real.stderr
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    cached = sorted(cache.rglob("*"))
+
+    result = synthflow(
+        "pipeline", "run", "--config", str(config), "--dry-run", "-o", str(out), env=env
+    )
 
     assert result.returncode == 0, result.stderr
-    assert "dry run: each source yields its first row only" in result.stderr
+    notice = result.stderr.splitlines()[0]
+    assert notice.startswith(
+        "dry run: each source yields its first row only; it writes only under "
+    )
+    assert notice.endswith(f"; --output {out} is left as it is")
+    scratch = Path(notice.split(" under ")[1].split(";")[0])
+    assert scratch.parent == scratch_root
     assert 'default: {"instruction":"q0","generation":"[synthflow-offline #' in result.stdout
-    rows = list(Distiset.load_from_disk(out)["default"]["train"])
+    assert f"saved to {scratch / 'result'}" in result.stdout
+    rows = list(Distiset.load_from_disk(scratch / "result")["default"]["train"])
     assert [r["instruction"] for r in rows] == ["q0"]
+    # The real result and the real run directory are as they were.
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert sorted(cache.rglob("*")) == cached
+
+
+def test_pipeline_dry_run_writes_nothing_under_the_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # documented: the default dir
+    (tmp_path / "tmp").mkdir()
+    pipeline = offline_pipeline()
+    pipeline.cache_dir = tmp_path / "cache"
+
+    distiset = pipeline.dry_run()
+
+    assert [r["instruction"] for r in distiset["default"]["train"]] == ["q0"]
+    assert not pipeline.cache_dir.exists()
+    assert pipeline.cache_dir == tmp_path / "cache"  # the pipeline is left as it was
+    assert list((tmp_path / "tmp").glob("synthflow-dry-run-*"))
+
+
+def test_saved_results_get_the_users_umask(tmp_path: Path) -> None:
+    script = tmp_path / "make.py"
+    script.write_text(
+        "from tests.test_cli import offline_pipeline\n"
+        f"offline_pipeline().save({str(tmp_path / 'pipeline.yaml')!r})\n"
+    )
+    for umask, dirs, files in ((0o022, 0o755, 0o644), (0o027, 0o750, 0o640)):
+        out = tmp_path / f"out-{umask:o}"
+        made = subprocess.run(
+            [sys.executable, str(script)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            umask=umask,
+            check=True,
+        )
+        assert made.returncode == 0
+        config = tmp_path / "pipeline.yaml"
+        assert config.stat().st_mode & 0o777 == files
+        result = subprocess.run(
+            [sys.executable, "-m", "synthflow", "pipeline", "run", "-c", str(config), "-o",
+             str(out), "--progress", "off"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            umask=umask,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert out.stat().st_mode & 0o777 == dirs
+        for path in out.rglob("*"):
+            assert path.stat().st_mode & 0o777 == (dirs if path.is_dir() else files), path
 
 
 def test_info_shows_steps_dag_and_parameters(config: Path) -> None:
@@ -164,6 +236,75 @@ def test_script_runs_and_its_saved_pipeline_reruns_from_config(tmp_path: Path) -
     assert one[0]["shout"].startswith("[SYNTHFLOW-OFFLINE")
     refused = synthflow("pipeline", "run", "--config", "one/pipeline.yaml", cwd=tmp_path)
     assert_one_line_error(refused, 2, "--allow-module make_shouts")
+
+
+QUICKSTART = """
+from synthflow.models.llms import OfflineLLM
+from synthflow.pipeline import Pipeline
+from synthflow.steps import LoadDataFromDicts, step
+from synthflow.steps.tasks import TextGeneration
+
+@step(inputs=["generation"], outputs=["shout"])
+def Shout(inputs):
+    for row in inputs:
+        row["shout"] = row["generation"].upper()
+    yield inputs
+
+with Pipeline(name="quickstart") as pipeline:
+    load = LoadDataFromDicts(name="load", data=[{"instruction": "hi"}])
+    load >> TextGeneration(name="gen", llm=OfflineLLM()) >> Shout(name="shout")
+
+if __name__ == "__main__":
+    pipeline.save("pipeline.yaml")
+"""
+
+
+def test_the_cards_reproduce_command_works_for_a_script_run(tmp_path: Path) -> None:
+    (tmp_path / "quickstart.py").write_text(QUICKSTART)
+    first = synthflow("pipeline", "run", "--script", "quickstart.py", "-o", "out", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "out"
+    card = (out / "README.md").read_text()
+    command = card.split("## Reproduce\n\n```bash\n")[1].split("\n```")[0]
+    assert command == "synthflow pipeline run --config pipeline.yaml --allow-module quickstart"
+    assert "`quickstart.py`, the script that defines the pipeline's own classes, is saved" in card
+    assert (out / "quickstart.py").read_text() == QUICKSTART
+
+    again = synthflow(*shlex.split(command)[1:], "-o", str(tmp_path / "again"), cwd=out)
+
+    assert again.returncode == 0, again.stderr
+    rows = list(Distiset.load_from_disk(tmp_path / "again")["default"]["train"])
+    assert rows == list(Distiset.load_from_disk(out)["default"]["train"])
+    # Elsewhere, the one-line error says where the module must be.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = synthflow(
+        "pipeline", "run", "-c", str(out / "pipeline.yaml"), "--allow-module", "quickstart",
+        cwd=elsewhere,
+    )  # fmt: skip
+    assert_one_line_error(lost, 2, "No module named 'quickstart' (it is neither installed nor in")
+    assert (
+        "run where quickstart.py or the package is, or add its folder to PYTHONPATH" in lost.stderr
+    )
+
+
+def test_saving_from_a_script_warns_that_its_classes_load_nowhere_else(tmp_path: Path) -> None:
+    (tmp_path / "quickstart.py").write_text(QUICKSTART)
+    result = subprocess.run(
+        [sys.executable, "quickstart.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "UserWarning: pipeline.yaml names classes defined in the script being run (Shout, "
+        "module __main__), which won't load in another program" in result.stderr
+    )
+    assert "run the script with 'synthflow pipeline run --script quickstart.py'" in result.stderr
+    assert "pipeline.save(" in result.stderr  # the warning points at the user's line
 
 
 def test_against_a_loopback_openai_compatible_server(tmp_path: Path) -> None:
@@ -572,6 +713,18 @@ def test_a_full_disk_exits_4_with_one_line(tmp_path: Path, monkeypatch: pytest.M
     result = run_flaky(tmp_path, "")
     assert_one_line_error(result, 4, "disk full: writing ")
     assert "parameters.sha256 failed (No space left on device); free space there" in result.stderr
+
+
+def test_boolean_options_show_as_flags_in_help() -> None:
+    result = runner.invoke(app, ["pipeline", "run", "--help"])
+    assert result.exit_code == 0
+    flags = {"--dry-run", "--ignore-cache", "--private"}
+    shown = {line.split()[0] for line in result.stdout.splitlines() if line.strip()[:2] == "--"}
+    assert flags <= shown
+    assert "<bool>" not in result.stdout
+    for line in result.stdout.splitlines():
+        if line.split()[:1] and line.split()[0] in flags:
+            assert line.split()[1][0].isupper(), line  # the help text follows, not a metavar
 
 
 def test_help_documents_the_exit_codes() -> None:

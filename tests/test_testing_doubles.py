@@ -54,6 +54,39 @@ def test_function_llm_scripts_answers_and_failures_in_a_pipeline() -> None:
     assert "scripted failure" in rows[1]["synthflow_error"]
 
 
+def test_function_llm_holds_answers_to_structured_output_and_re_asks() -> None:
+    asked: list[list[dict[str, str]]] = []
+
+    def script(messages: list[dict[str, str]]) -> str:
+        asked.append(messages)
+        if len(messages) == 1:  # the first answer misses a field
+            return '{"rating": 4, "summary": "fine"}'
+        return '{"rating": 4, "summary": "fine", "tags": ["ok"]}'
+
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "rate it"}])
+        llm = FunctionLLM(fn=script, structured_output=Review)
+        load >> TextGeneration(name="gen", llm=llm)
+    rows = list(pipeline.run(progress=False)["default"]["train"])
+
+    # The answer arrives as JSON text, as with every LLM; it follows the schema.
+    assert rows[0]["generation"] == '{"rating": 4, "summary": "fine", "tags": ["ok"]}'
+    assert Review.model_validate_json(rows[0]["generation"]).tags == ["ok"]
+    assert len(asked) == 2
+    assert asked[1][1] == {"role": "assistant", "content": '{"rating": 4, "summary": "fine"}'}
+    assert "tags" in asked[1][2]["content"]
+
+
+def test_function_llm_structured_output_that_never_fits_fails_the_row() -> None:
+    with Pipeline() as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "rate it"}])
+        llm = FunctionLLM(fn=lambda messages: "not json", structured_output=Review)
+        load >> TextGeneration(name="gen", llm=llm)
+    rows = list(pipeline.run(progress=False)["default"]["train"])
+    assert rows[0]["generation"] is None
+    assert "does not follow the output schema after 2 re-asks" in rows[0]["synthflow_error"]
+
+
 def test_schema_validation_reports_where_it_fails() -> None:
     schema = Review.model_json_schema()
     assert validation_error('{"rating": 5, "summary": "ok", "tags": []}', schema) is None

@@ -6,46 +6,84 @@
     synthflow.models.callpath          the call path every client shares (HTTP, limits, retries,
                                        cache, accounting, structured output)
 
-The LLM clients import cheaply (no vendor SDKs); embedding models are imported on first use.
+Every name is imported on first use (``synthflow._lazy``): importing one client, or a module
+of this package, doesn't import the others.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from synthflow.models.embeddings import Embeddings, HiddenState
-from synthflow.models.llms import (
-    APILLM,
-    LLM,
-    AnthropicLLM,
-    AnyscaleLLM,
-    AzureOpenAILLM,
-    ChatType,
-    CohereLLM,
-    GeminiLLM,
-    GenerateOutput,
-    GroqLLM,
-    InferenceEndpointsLLM,
-    LiteLLM,
-    LlamaCppLLM,
-    LocalLLM,
-    MistralLLM,
-    OfflineLLM,
-    OllamaLLM,
-    OpenAILLM,
-    TogetherLLM,
-    TransformersLLM,
-    Usage,
-    VertexAILLM,
-    vLLM,
-)
+from synthflow._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from synthflow.models.embeddings import (
+        Embeddings,
+        HiddenState,
         InferenceEndpointsEmbeddings,
         LlamaCppEmbeddings,
         OpenAIEmbeddings,
         SentenceTransformerEmbeddings,
         vLLMEmbeddings,
     )
+    from synthflow.models.llms import (
+        APILLM,
+        LLM,
+        AnthropicLLM,
+        AnyscaleLLM,
+        AzureOpenAILLM,
+        ChatType,
+        CohereLLM,
+        GeminiLLM,
+        GenerateOutput,
+        GroqLLM,
+        InferenceEndpointsLLM,
+        LiteLLM,
+        LlamaCppLLM,
+        LocalLLM,
+        MistralLLM,
+        OfflineLLM,
+        OllamaLLM,
+        OpenAILLM,
+        TogetherLLM,
+        TransformersLLM,
+        Usage,
+        VertexAILLM,
+        vLLM,
+    )
+
+_HOMES = {
+    "Embeddings": "synthflow.models.embeddings",
+    "HiddenState": "synthflow.models.embeddings",
+    "InferenceEndpointsEmbeddings": "synthflow.models.embeddings",
+    "LlamaCppEmbeddings": "synthflow.models.embeddings",
+    "vLLMEmbeddings": "synthflow.models.embeddings",
+    "OpenAIEmbeddings": "synthflow.models.embeddings",
+    "SentenceTransformerEmbeddings": "synthflow.models.embeddings",
+    "APILLM": "synthflow.models.llms",
+    "LLM": "synthflow.models.llms",
+    "AnthropicLLM": "synthflow.models.llms",
+    "AnyscaleLLM": "synthflow.models.llms",
+    "AzureOpenAILLM": "synthflow.models.llms",
+    "ChatType": "synthflow.models.llms",
+    "CohereLLM": "synthflow.models.llms",
+    "GeminiLLM": "synthflow.models.llms",
+    "GenerateOutput": "synthflow.models.llms",
+    "GroqLLM": "synthflow.models.llms",
+    "InferenceEndpointsLLM": "synthflow.models.llms",
+    "LiteLLM": "synthflow.models.llms",
+    "LlamaCppLLM": "synthflow.models.llms",
+    "LocalLLM": "synthflow.models.llms",
+    "MistralLLM": "synthflow.models.llms",
+    "OfflineLLM": "synthflow.models.llms",
+    "OllamaLLM": "synthflow.models.llms",
+    "OpenAILLM": "synthflow.models.llms",
+    "TogetherLLM": "synthflow.models.llms",
+    "TransformersLLM": "synthflow.models.llms",
+    "Usage": "synthflow.models.llms",
+    "VertexAILLM": "synthflow.models.llms",
+    "vLLM": "synthflow.models.llms",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
 
 __all__ = [
     "APILLM",
@@ -79,19 +117,3 @@ __all__ = [
     "vLLM",
     "vLLMEmbeddings",
 ]
-
-_LAZY_EMBEDDINGS = (
-    "InferenceEndpointsEmbeddings",
-    "LlamaCppEmbeddings",
-    "OpenAIEmbeddings",
-    "SentenceTransformerEmbeddings",
-    "vLLMEmbeddings",
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_EMBEDDINGS:
-        from synthflow.models import embeddings
-
-        return getattr(embeddings, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,30 @@ def open_for_writing(path: Path) -> Any:
     import pyarrow as pa
 
     return pa.OSFile(str(path), "wb")
+
+
+def new_directory(parent: Path, prefix: str) -> Path:
+    """A new, empty directory in ``parent`` named ``prefix`` and a random suffix, with the
+    permissions the user's umask gives (``tempfile.mkdtemp`` makes them 0700, and a saved
+    result is renamed into place as it is)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+
+
+def new_text_file(parent: Path, prefix: str) -> tuple[int, Path]:
+    """A new file in ``parent`` (``prefix``, a random suffix, ``.tmp``) open for writing, with
+    the permissions the user's umask gives (``tempfile.mkstemp`` makes them 0600)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
 
 
 def write_bytes(path: Path, data: bytes) -> None:

@@ -239,7 +239,8 @@ class Pipeline:
         allowed_modules: Iterable[str],
         cache_dir: str | os.PathLike[str] | None,
     ) -> Pipeline:
-        from synthflow.serialization import is_path, load_file, load_pipeline, parse_text
+        from synthflow.pipeline_file import parse_text
+        from synthflow.serialization import is_path, load_file, load_pipeline
 
         if is_path(source):
             assert not isinstance(source, bytes)
@@ -442,9 +443,9 @@ class Pipeline:
     ) -> Distiset:
         """Run the pipeline on the first ``batch_size`` rows of each source (or of
         ``dataset``), without the response cache, to check it end to end (distilabel's
-        ``dry_run``). The pipeline is left as it was; the dry run keeps a cache directory of
-        its own."""
-        from synthflow.cli import limit_sources
+        ``dry_run``). The pipeline is left as it was; the dry run writes only under a new
+        temporary directory, never under ``cache_dir``."""
+        from synthflow.pipeline._dry_run import start_dry_run
 
         if dataset is not None:  # the pipeline then has no sources of its own to limit
             rows = _first_rows(dataset, batch_size)
@@ -453,11 +454,13 @@ class Pipeline:
         steps = dict(self._steps)
         sources = [s for s in steps.values() if isinstance(s, GeneratorStep)]
         sizes = [source.batch_size for source in sources]
+        cache_dir = self.cache_dir
         try:
-            limit_sources(self, rows=batch_size)
+            start_dry_run(self, rows=batch_size)
             return self.run(use_cache=False, progress=False)
         finally:
             self._steps = steps
+            self.cache_dir = cache_dir
             for source, size in zip(sources, sizes, strict=True):
                 source.batch_size = size
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import create_model
+from pydantic import PrivateAttr, create_model
 
 from synthflow.runtime_parameters import RUNTIME
-from synthflow.steps.base import GeneratorStep, GlobalStep, Step, StepOutput, _Step
+from synthflow.steps.base import GeneratorStep, GlobalStep, Row, Step, StepOutput, _Step
+
+_log = logging.getLogger("synthflow.steps")
 
 StepType = Literal["normal", "global", "generator"]
 _BASES: dict[str, type[_Step]] = {
@@ -35,6 +39,8 @@ def step(
     Keyword parameters of the function after the inputs become fields of the step (annotate them
     ``RuntimeParameter[T]`` to make them settable through ``run(parameters=...)``). The class
     takes the function's name, module and docstring, so it pickles and serializes by reference.
+    An output column the function never sets, in any row of a run, is named in one warning
+    when the step ends.
     """
     if step_type not in _BASES:
         raise ValueError(f"step_type must be one of {sorted(_BASES)}, got {step_type!r}")
@@ -68,10 +74,16 @@ def step(
             if "inputs" in given and "inputs" not in named:
                 args = (given.pop("inputs"), *args)
             kwargs = {name: getattr(self, name) for name in field_names}
-            return func(*args, **given, **kwargs)
+            result: StepOutput = _noting_unset_columns(self, func(*args, **given, **kwargs))
+            return result
+
+        def unload(self: _Step) -> None:
+            base.unload(self)
+            _warn_unset_columns(self)
 
         namespace: dict[str, Any] = {
             "process": process,
+            "unload": unload,
             "inputs": property(lambda self: list(in_cols)),
             "outputs": property(lambda self: list(out_cols)),
         }
@@ -82,6 +94,8 @@ def step(
                 __base__=base,
                 __module__=func.__module__,
                 __doc__=func.__doc__,
+                _unset_outputs=(set[str], PrivateAttr(default_factory=lambda: set(out_cols))),
+                _made_rows=(bool, PrivateAttr(default=False)),
                 **fields,
             ),
         )
@@ -95,6 +109,64 @@ def step(
         return cls
 
     return decorator
+
+
+def _noting_unset_columns(step: _Step, result: Any) -> Any:
+    """``result`` (what ``process`` returned), noting as its batches pass which declared output
+    columns are still unset in every row. Once each has been seen, a batch costs one set test."""
+    if not step._unset_outputs:  # type: ignore[attr-defined]
+        return result
+    if inspect.isgenerator(result):
+        return _note_sync(step, result)
+    if inspect.isasyncgen(result):
+        return _note_async(step, result)
+    return result
+
+
+def _note_sync(step: _Step, batches: Generator[Any, Any, Any]) -> Iterator[Any]:
+    with contextlib.closing(batches):
+        for batch in batches:
+            _note(step, batch)
+            yield batch
+
+
+async def _note_async(step: _Step, batches: Any) -> AsyncIterator[Any]:
+    try:
+        async for batch in batches:
+            _note(step, batch)
+            yield batch
+    finally:
+        await batches.aclose()
+
+
+def _note(step: _Step, batch: Any) -> None:
+    unset: set[str] = step._unset_outputs  # type: ignore[attr-defined]
+    if not unset:
+        return
+    rows: list[Row] = batch[0] if isinstance(batch, tuple) else batch
+    if not rows:
+        return
+    step._made_rows = True  # type: ignore[attr-defined]
+    # Usually the first row has every column: any() stops there.
+    unset.difference_update([c for c in unset if any(c in row for row in rows)])
+
+
+def _warn_unset_columns(step: _Step) -> None:
+    unset: set[str] = step._unset_outputs  # type: ignore[attr-defined]
+    if not unset or not step._made_rows:  # type: ignore[attr-defined]
+        return
+    names = ", ".join(repr(c) for c in sorted(unset))
+    _log.warning(
+        "step %r (%s) declares output %s %s but never set %s in any row: set it in the "
+        "function (row[%r] = ...), or take it out of @step(outputs=...)",
+        step.name,
+        type(step).__name__,
+        "column" if len(unset) == 1 else "columns",
+        names,
+        "it" if len(unset) == 1 else "them",
+        sorted(unset)[0],
+    )
+    unset.clear()  # once per step
 
 
 def column_names(

@@ -77,7 +77,7 @@ def task(
 def _prompts(func: FormatOutput, inputs: list[str]) -> tuple[str, str]:
     """The system prompt and user message template declared in ``func``'s docstring."""
     from synthflow.errors import SerializationError
-    from synthflow.serialization import parse_text
+    from synthflow.pipeline_file import parse_text
 
     where = f"@task {func.__name__}"
     example = "a block between '---' lines with system_prompt: and user_message_template:"
