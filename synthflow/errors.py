@@ -9,12 +9,15 @@
      ├── DistisetError             a Distiset can't be saved, loaded or pushed
      ├── OutputParseError          a task can't read its columns from an LLM answer (row failure)
      ├── DiskFullError             a write failed for lack of space; the run stops (resumable)
+     ├── BatchesInProgress         offline batches are still running; the run ends, and running
+     │                             it again collects them
      └── LLMError                  an LLM call failed for good (after retries)
           ├── LLMStatusError       the endpoint answered with an HTTP error status
           ├── LLMTimeoutError      the request timed out
           ├── LLMConnectionError   the connection failed or was reset
           ├── LLMCertificateError  the server's TLS certificate can't be verified (not retried)
           ├── LLMResponseError     the endpoint answered 2xx with a body we can't read
+          ├── LLMBatchRequestError a request of an offline batch errored, expired or was cancelled
           └── LLMEmptyAnswerError  the answer has no text: null content, fewer choices than
                                    asked, a refusal, a content filter (never cached)
 
@@ -72,6 +75,12 @@ class DiskFullError(SynthflowError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class BatchesInProgress(SynthflowError):
+    """Offline batches were submitted and aren't done, and the LLM was told not to wait
+    (``offline_batch_generation_block_until_done=None``): the run ends with what it has, and
+    running the same command again collects the batches (their ids are in the run directory)."""
 
 
 class LLMError(SynthflowError):
@@ -132,6 +141,11 @@ class LLMCertificateError(LLMError):
 
 class LLMResponseError(LLMError):
     """The endpoint answered with a success status but a body that can't be read."""
+
+
+class LLMBatchRequestError(LLMError):
+    """A request of an offline batch came back without an answer: it errored, or the batch
+    expired or was cancelled before it ran. The row fails; running again sends it again."""
 
 
 class LLMEmptyAnswerError(LLMError):

@@ -189,7 +189,10 @@ class LLM(BaseModel, ABC):
         return self.generate(inputs, num_generations, **kwargs)
 
 
-_NO_BATCH_API = "synthflow has no offline batch generation mode; remove it"
+_NO_BATCH_API = (
+    "only API LLMs whose provider has a batch API (OpenAILLM, GroqLLM, AnthropicLLM) take it; "
+    "remove it"
+)
 _NO_PLACEMENT = (
     "synthflow doesn't assign GPUs to models; remove it and set CUDA_VISIBLE_DEVICES for the "
     "run (TransformersLLM: device=)"
@@ -197,7 +200,7 @@ _NO_PLACEMENT = (
 _DISTILABEL_ONLY = {
     "use_offline_batch_generation": _NO_BATCH_API,
     "offline_batch_generation_block_until_done": _NO_BATCH_API,
-    "jobs_ids": _NO_BATCH_API,
+    "jobs_ids": "synthflow keeps batch ids in the run directory; remove it",
     "cuda_devices": _NO_PLACEMENT,
     "disable_cuda_device_placement": _NO_PLACEMENT,
 }
