@@ -16,6 +16,7 @@ import pytest
 
 from synthflow.errors import LLMError
 from synthflow.models.callpath.batch_state import read_batch_state
+from synthflow.models.callpath.batches import cancel_batches
 from synthflow.models.llms import AnthropicLLM, MistralLLM, OpenAILLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
@@ -178,6 +179,24 @@ def test_anthropic_resume_submits_nothing_twice(
     done = pipeline_of(anthropic(api, wait=0.01)).run(progress=False)  # now it waits
     assert server.created == 1 and done.stop_reason is None
     assert len(done["default"]["train"]) == len(PROMPTS)
+
+
+def test_cancelled_batches_fail_the_rows_they_never_answered(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+) -> None:
+    server, api = openai_server
+    server.hold = True
+    pipeline = pipeline_of(openai(api, wait=None))
+    pipeline.run(progress=False)
+    (batch_id,) = cancel_batches(pipeline.run_dir, openai(api))
+    assert server.batches[batch_id].cancelled
+    assert read_batch_state(pipeline.run_dir)[0]["status"] == "cancelling"
+
+    done = pipeline_of(openai(api)).run(progress=False)
+    assert server.created == 1
+    errors = [row[ERROR_COLUMN] for row in done["default"]["train"]]
+    assert len(errors) == len(PROMPTS) and all("batch_cancelled" in e for e in errors)
+    assert read_batch_state(pipeline.run_dir)[0]["status"] == "cancelled"
 
 
 def test_a_batch_over_the_budget_is_not_sent(

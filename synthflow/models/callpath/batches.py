@@ -54,6 +54,7 @@ from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
 
 __all__ = [
     "BATCH_ROWS_IN_FLIGHT",
+    "cancel_batches",
     "LINGER_SECONDS",
     "BatchStatus",
     "BatchWire",
@@ -511,6 +512,33 @@ class OfflineBatches:
             f"same command again to collect their results (their ids are in "
             f"{self.run_dir / 'batches'})"
         )
+
+
+def cancel_batches(run_dir: Path | str, llm: Any) -> list[str]:
+    """Ask the provider to cancel the batches of the run in ``run_dir`` that ``llm``'s
+    endpoint holds and that haven't ended; return their ids. The next run collects what they
+    answered before the cancel; their other requests fail their rows (and a run after that
+    sends them again)."""
+    from synthflow._sync import run_sync
+
+    records = [
+        r
+        for r in load_records(Path(run_dir))
+        if not r.ended and r.provider == llm.provider and r.endpoint == llm.endpoint
+    ]
+
+    async def cancel_all() -> list[str]:
+        wire = llm.offline_batch_wire()
+        try:
+            for record in records:
+                status = await wire.cancel(record.batch_id)
+                record.status, record.counts = status.status, status.counts
+                save_record(Path(run_dir), record)
+        finally:
+            await llm.aclose()
+        return [r.batch_id for r in records]
+
+    return run_sync(cancel_all)
 
 
 async def _submit_once(
