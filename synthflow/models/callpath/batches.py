@@ -54,12 +54,12 @@ from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
 
 __all__ = [
     "BATCH_ROWS_IN_FLIGHT",
-    "cancel_batches",
     "LINGER_SECONDS",
     "BatchStatus",
     "BatchWire",
     "LineResult",
     "OfflineBatches",
+    "cancel_batches",
     "json_lines",
     "uses_offline_batches",
 ]
