@@ -232,3 +232,43 @@ def test_batch_mode_outside_a_run_says_how_to_use_it() -> None:
     llm = OpenAILLM(model="m", api_key="k", use_offline_batch_generation=True)
     with pytest.raises(LLMError, match="pipeline run"):
         anyio.run(lambda: llm.agenerate([{"role": "user", "content": "hi"}]))
+
+
+def test_groq_speaks_openais_batch_api(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+) -> None:
+    from synthflow.models.llms import GroqLLM
+
+    server, api = openai_server
+    llm = GroqLLM(
+        model="llama-3.1-8b-instant",
+        base_url=api.url,
+        api_key="k",
+        use_offline_batch_generation=True,
+        offline_batch_generation_block_until_done=0.01,
+    )
+    distiset = pipeline_of(llm, ["g0", "g1"]).run(progress=False)
+    assert server.created == 1 and not server.chat
+    assert by_prompt(distiset)["g1"]["generation"] == answer_text("g1", 0)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_several_generations_per_row_in_a_batch(
+    provider: str,
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+    anthropic_server: tuple[AnthropicBatchServer, FakeAPI],
+) -> None:
+    server, api = openai_server if provider == "openai" else anthropic_server
+    llm = openai(api) if provider == "openai" else anthropic(api)
+    with Pipeline(name="several") as pipeline:
+        load = LoadDataFromDicts(name="load", data=[{"instruction": "x0"}, {"instruction": "x1"}])
+        load >> TextGeneration(name="gen", llm=llm, num_generations=2, group_generations=True)
+    distiset = pipeline.run(progress=False)
+
+    rows = by_prompt(distiset)
+    assert server.created == 1 and not server.chat
+    assert len(rows["x0"]["generation"]) == 2 and all(rows["x0"]["generation"])
+    # OpenAI asks for both in one request (n=2); Anthropic, which has no n, in two.
+    assert server.requests_by_prompt["x0"] == (1 if provider == "openai" else 2)
+    second = answer_text("x0", 1) if provider == "openai" else answer_text("x0", 0)
+    assert rows["x0"]["generation"][1] == second

@@ -180,18 +180,20 @@ async def unordered_map(
     workers = 0
 
     async def hand_over(slot: _Slot[Row], tg: anyio.abc.TaskGroup) -> None:
-        # Workers start as rows need them (an idle one takes the row at once), not all
-        # ``limit`` up front: a task in offline batch mode may hold 50,000 rows in flight,
-        # and a small input shouldn't pay for that many tasks.
+        # Workers start when rows find none idle, not all ``limit`` up front: a task in
+        # offline batch mode may hold 50,000 rows in flight, and a small input shouldn't pay
+        # for that many tasks. They start in doubling waves (the first of up to 64), so a
+        # task that needs many gets them in a few event-loop turns, not one turn per row.
         nonlocal workers
         try:
             work_send.send_nowait(slot)
             return
         except anyio.WouldBlock:
             pass
-        if workers < limit:
-            workers += 1
+        wave = min(limit - workers, max(workers, 64))
+        for _ in range(wave):
             tg.start_soon(worker, events_send.clone())
+        workers += wave
         await work_send.send(slot)
 
     async def feed(tg: anyio.abc.TaskGroup) -> None:

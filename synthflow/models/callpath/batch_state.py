@@ -74,7 +74,7 @@ def save_record(run_dir: Path, record: BatchRecord) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as handle:
-            handle.write(orjson.dumps(asdict(record)))
+            handle.write(orjson.dumps(record))  # orjson reads dataclasses (asdict copies)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, target)
