@@ -223,6 +223,53 @@ def test_rows_fill_batches_up_to_the_providers_limit(
     assert len(distiset["default"]["train"]) == 10
 
 
+def test_rows_go_downstream_as_their_batch_ends(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthflow.models.llms.openai_batch import OpenAIBatchWire
+    from synthflow.steps import StepInput, step
+
+    monkeypatch.setattr(OpenAIBatchWire, "max_requests", 4)
+    server, api = openai_server
+    server.held = {f"s{i}" for i in range(4, 10)}  # only the first batch ends...
+    seen: list[int] = []
+
+    @step(inputs=["generation"], outputs=["seen"])
+    def Release(inputs: StepInput):  # type: ignore[no-untyped-def]
+        seen.append(len(inputs))
+        server.held = set()  # ...until its rows reach the next step
+        for row in inputs:
+            row["seen"] = True
+        yield inputs
+
+    with Pipeline(name="streaming") as pipeline:
+        load = LoadDataFromDicts(name="load", data=[{"instruction": f"s{i}"} for i in range(10)])
+        load >> TextGeneration(name="gen", llm=openai(api)) >> Release(name="release")
+    distiset = pipeline.run(progress=False)
+    assert server.created == 3 and len(distiset["default"]["train"]) == 10
+    assert seen and seen[0] <= 4  # the first batch's rows went on alone
+
+
+def test_a_run_that_doesnt_wait_keeps_the_answers_of_the_batches_that_ended(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthflow.models.llms.openai_batch import OpenAIBatchWire
+
+    monkeypatch.setattr(OpenAIBatchWire, "max_requests", 4)
+    server, api = openai_server
+    prompts = [f"r{i}" for i in range(10)]
+    server.polls, server.held = 0, set(prompts[4:])
+    first = pipeline_of(openai(api, wait=None), prompts).run(progress=False)
+    assert "3 offline batches" not in (first.stop_reason or "")
+    assert "2 offline batches" in (first.stop_reason or "")
+
+    server.held = set()
+    done = pipeline_of(openai(api, wait=None), prompts).run(progress=False)
+    assert done.stop_reason is None and server.created == 3
+    assert all(n == 1 for n in server.requests_by_prompt.values()) and not server.chat
+    assert sorted(row["instruction"] for row in done["default"]["train"]) == sorted(prompts)
+
+
 def test_batch_mode_is_refused_where_the_provider_has_no_batch_api() -> None:
     with pytest.raises(ValueError, match="no offline batch API"):
         MistralLLM(model="m", api_key="k", use_offline_batch_generation=True)

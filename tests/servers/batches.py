@@ -26,6 +26,12 @@ def _prompt(body: dict[str, Any]) -> str:
     return prompt_of(Request("POST", "", {}, body))
 
 
+def _params(line: dict[str, Any]) -> dict[str, Any]:
+    """The chat request in a batch input line (OpenAI's ``body``, Anthropic's ``params``)."""
+    params: dict[str, Any] = line.get("body") or line.get("params") or {}
+    return params
+
+
 @dataclass
 class _Batch:
     id: str
@@ -39,6 +45,8 @@ class _Batch:
 class _BatchServer:
     polls: int = 2
     hold: bool = False
+    held: set[str] = field(default_factory=set)
+    """Prompts whose batches are held (while ``held`` names them)."""
     fail: set[str] = field(default_factory=set)
     expire: set[str] = field(default_factory=set)
     url: str = ""
@@ -59,7 +67,8 @@ class _BatchServer:
         batch.retrieved += 1
         if batch.cancelled:
             return True
-        return not self.hold and batch.retrieved > self.polls
+        held = self.hold or any(_prompt(_params(line)) in self.held for line in batch.lines)
+        return not held and batch.retrieved > self.polls
 
 
 class OpenAIBatchServer(_BatchServer):

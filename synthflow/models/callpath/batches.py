@@ -195,8 +195,9 @@ class OfflineBatches:
 
     ``price`` gives a model's batch price (or None), ``budget_room`` says whether an estimated
     (cost, tokens) still fits the budget (a reason to refuse, or None), ``on_exhausted`` stops
-    the run's sources, and ``store`` files answers no row of this run asked for (a resumed
-    batch's) in the response cache.
+    the run's sources, and ``store`` files a batch's answers in the response cache (all of
+    them, in one transaction, before the batch is marked collected: a run that ends before its
+    rows are saved finds them there, and pays for nothing twice).
     """
 
     def __init__(
@@ -206,7 +207,7 @@ class OfflineBatches:
         price: Callable[[LLM], tuple[float, float] | None],
         budget_refusal: Callable[[float | None, int], str | None],
         on_exhausted: Callable[[str], None] | None,
-        store: Callable[[list[str], GenerateOutput], None],
+        store: Callable[[list[tuple[list[str], GenerateOutput]]], None],
     ) -> None:
         self.run_dir = run_dir
         self._price = price
@@ -221,6 +222,8 @@ class OfflineBatches:
             if not record.collected:
                 for custom_id in record.requests:
                     self._resumable[custom_id] = record
+        self._busy = 0  # pollers looking at a batch or collecting it
+        self._idle = anyio.Event()
         self.reserved_cost = 0.0
         self.reserved_tokens = 0
         """Estimates of the batches in flight, which the budget must still have room for."""
@@ -424,28 +427,40 @@ class OfflineBatches:
         interval = llm.offline_batch_generation_block_until_done
         record = batch.record
         while True:
-            status = await call_with_retries(
-                lambda: batch.wire.retrieve(record.batch_id),
-                max_attempts=llm.max_retries + 1,
-                base_delay=llm.retry_backoff,
-            )
-            if (status.status, status.counts, status.ended) != (
-                record.status,
-                record.counts,
-                record.ended,
-            ):
-                record.status, record.counts, record.ended = (
-                    status.status,
-                    status.counts,
-                    status.ended,
+            self._busy += 1
+            try:
+                status = await call_with_retries(
+                    lambda: batch.wire.retrieve(record.batch_id),
+                    max_attempts=llm.max_retries + 1,
+                    base_delay=llm.retry_backoff,
                 )
-                record.files = {**record.files, **status.files}
-                save_record(self.run_dir, record)
-            if status.ended:
-                await self._collect(batch, status)
-                return
+                if (status.status, status.counts, status.ended) != (
+                    record.status,
+                    record.counts,
+                    record.ended,
+                ):
+                    record.status, record.counts, record.ended = (
+                        status.status,
+                        status.counts,
+                        status.ended,
+                    )
+                    record.files = {**record.files, **status.files}
+                    save_record(self.run_dir, record)
+                if status.ended:
+                    await self._collect(batch, status)
+                    return
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+                    self._idle = anyio.Event()
             if interval is None:
                 if not queue.pending and queue.final():
+                    # Let the other batches being looked at be collected first (their
+                    # answers go to the cache), then end the run.
+                    while self._busy:
+                        idle = self._idle
+                        await idle.wait()
                     raise BatchesInProgress(self.in_progress_message())
                 flushed = queue.flushed  # rows still arriving: look again once they are in
                 with anyio.move_on_after(LINGER_SECONDS):
@@ -462,16 +477,25 @@ class OfflineBatches:
             base_delay=llm.retry_backoff,
         )
         seen: set[str] = set()
+        outcomes: list[tuple[str, GenerateOutput | LLMError]] = []
         for line in results:
-            if line.custom_id not in record.requests:
+            if line.custom_id not in record.requests or line.custom_id in seen:
                 continue
             seen.add(line.custom_id)
-            outcome = self._outcome(llm, record, line)
-            request = batch.waiting.get(line.custom_id)
+            outcomes.append((line.custom_id, self._outcome(llm, record, line)))
+        # Every answer into the cache first: if the run ends before the rows that asked are
+        # saved, the next run finds their answers there.
+        self._store(
+            [
+                (record.requests[cid], out)
+                for cid, out in outcomes
+                if isinstance(out, GenerateOutput)
+            ]
+        )
+        for custom_id, outcome in outcomes:
+            request = batch.waiting.get(custom_id)
             if request is not None:
                 request.settle(outcome)
-            elif isinstance(outcome, GenerateOutput):  # no row of this run asked (yet)
-                self._store(record.requests[line.custom_id], outcome)
         why = status.problem or f"the batch ended as {status.status!r} without it"
         for custom_id, request in batch.waiting.items():
             if custom_id not in seen:

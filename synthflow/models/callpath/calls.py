@@ -187,8 +187,25 @@ class LLMCalls:
     def _budget_refusal(self, cost: float | None, tokens: int) -> str | None:
         return None if self.budget is None else self.budget.refusal(cost, tokens)
 
-    def _store_answers(self, keys: list[str], output: GenerateOutput) -> None:
-        self._store(self.cache, keys, list(range(len(keys))), output)
+    def _store_answers(self, answers: list[tuple[list[str], GenerateOutput]]) -> None:
+        """File a batch's answers (each with the cache keys of its generations) in the cache,
+        in one transaction."""
+        if self.cache is None:
+            return
+        items = [
+            (key, entry)
+            for keys, output in answers
+            for key, entry in zip(keys, _split(output), strict=False)
+            if entry.text is not None
+        ]
+        if self._disk_full is not None:
+            self.lost_answers += len(items)
+            raise self._stopped()
+        try:
+            self.cache.put_many(items)
+        except DiskFullError as exc:
+            self.lost_answers += len(items)
+            raise self._stopped(exc.path) from exc
 
     def _price(self, model: str) -> Price | None:
         if model not in self._prices_by_model:
