@@ -109,6 +109,22 @@ def test_openai_run_waits_for_its_batch_and_fails_only_the_lost_requests(
     assert batch["provider"] == "openai" and batch["task"] == "gen"
 
 
+def test_lost_requests_fall_back_to_ordinary_calls_when_asked(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+) -> None:
+    server, api = openai_server
+    llm = openai(api, offline_batch_generation_fallback=True)
+    distiset = pipeline_of(llm).run(progress=False)
+
+    rows = by_prompt(distiset)
+    assert server.created == 1 and dict(server.chat) == {"p1": 1, "p3": 1}
+    assert all(rows[p]["generation"] == answer_text(p, 0) for p in PROMPTS)
+    assert not distiset.failed_rows
+    # Four answers at the batch price, two at the full price.
+    full = 10 * 0.15 + 5 * 0.60
+    assert distiset.stats["gen"].llm.cost == pytest.approx((4 * full / 2 + 2 * full) / 1e6)
+
+
 def test_a_rerun_without_batches_pays_only_for_what_the_batch_lost(
     openai_server: tuple[OpenAIBatchServer, FakeAPI],
 ) -> None:
@@ -319,3 +335,15 @@ def test_several_generations_per_row_in_a_batch(
     assert server.requests_by_prompt["x0"] == (1 if provider == "openai" else 2)
     second = answer_text("x0", 1) if provider == "openai" else answer_text("x0", 0)
     assert rows["x0"]["generation"][1] == second
+
+
+def test_distilabels_saved_defaults_load_and_real_values_are_refused() -> None:
+    from synthflow.models.llms import OfflineLLM
+
+    llm = OpenAILLM(model="m", api_key="k", jobs_ids=None, use_offline_batch_generation=False)
+    assert not llm.use_offline_batch_generation
+    OfflineLLM(use_offline_batch_generation=False, offline_batch_generation_block_until_done=None)
+    with pytest.raises(ValueError, match="run directory"):
+        OpenAILLM(model="m", api_key="k", jobs_ids=("batch_1",))
+    with pytest.raises(ValueError, match="batch API"):
+        OfflineLLM(use_offline_batch_generation=True)

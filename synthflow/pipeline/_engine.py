@@ -331,6 +331,7 @@ OPERATIONAL_PARAMETERS = frozenset(
     | {"max_retries", "retry_backoff", "timeout", "latency", "jitter"}
     | {"max_concurrency", "requests_per_minute", "tokens_per_minute"}
     | {"use_offline_batch_generation", "offline_batch_generation_block_until_done"}
+    | {"offline_batch_generation_fallback"}
 )
 """Runtime parameters that change how fast rows are made, not what they hold: a run
 interrupted under other values of these resumes all the same."""

@@ -34,7 +34,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthflow.errors import BudgetExceeded, DiskFullError, LLMEmptyAnswerError, LLMError
+from synthflow.errors import (
+    BudgetExceeded,
+    DiskFullError,
+    LLMBatchRequestError,
+    LLMEmptyAnswerError,
+    LLMError,
+)
 from synthflow.models.callpath.answers import require_answers
 from synthflow.models.callpath.batches import OfflineBatches, uses_offline_batches
 from synthflow.models.callpath.cache import CachedGeneration, ResponseCache
@@ -270,7 +276,18 @@ class LLMCalls:
             if batched:
                 assert self.batches is not None
                 stats.batched += 1
-                fresh = await self.batches.answer(llm, task, messages, [keys[i] for i in missing])
+                try:
+                    fresh = await self.batches.answer(
+                        llm, task, messages, [keys[i] for i in missing]
+                    )
+                except LLMBatchRequestError:
+                    if not getattr(llm, "offline_batch_generation_fallback", False):
+                        raise
+                    # Asked for: the lost request again as an ordinary call, at full price.
+                    batched = False
+                    stats.batched -= 1
+                    direct = llm.model_copy(update={"use_offline_batch_generation": False})
+                    fresh = await direct.agenerate(messages, num_generations=len(missing))
                 reask = getattr(llm, "_ask_once", None)
                 if isinstance(llm, StructuredOutputLLM) and reask is not None:
                     # a structured answer that doesn't fit is re-asked directly

@@ -114,6 +114,12 @@ class APILLM(StructuredOutputLLM):
         description="With offline batches: poll every this many seconds until they are done; "
         "None submits them and ends the run, and running it again collects them.",
     )
+    offline_batch_generation_fallback: RuntimeParameter[bool] = Field(
+        default=False,
+        description="With offline batches: send a request whose batch errored, expired or "
+        "was cancelled again as an ordinary call (at the full price) instead of failing its "
+        "row.",
+    )
 
     _http: HTTPClient | None = PrivateAttr(default=None)
     _limiter: tuple[tuple[Any, ...], EndpointLimiter] | None = PrivateAttr(default=None)

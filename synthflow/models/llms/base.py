@@ -112,8 +112,14 @@ class LLM(BaseModel, ABC):
     @classmethod
     def _accept_distilabel_names(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for name in _DISTILABEL_ONLY.keys() & data.keys() - cls.model_fields.keys():
-                raise ValueError(f"{cls.__name__}({name}=...): {_DISTILABEL_ONLY[name]}")
+            names = _DISTILABEL_ONLY.keys() & data.keys() - cls.model_fields.keys()
+            for name in names:
+                # distilabel saves every LLM with these set to "off" (jobs_ids: null, ...):
+                # such a value asks for nothing and is dropped; any other is refused.
+                if data[name] not in (None, False):
+                    raise ValueError(f"{cls.__name__}({name}=...): {_DISTILABEL_ONLY[name]}")
+            if names:
+                data = {k: v for k, v in data.items() if k not in names}
         return rename_fields(data, cls.field_aliases, cls.__name__)
 
     def load(self) -> None:
