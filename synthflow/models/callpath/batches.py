@@ -193,8 +193,8 @@ class BatchQueue:
 class OfflineBatches:
     """A run's offline batches. Owned by the run's ``LLMCalls``; see the module docstring.
 
-    ``price`` gives a model's batch price (or None), ``budget_room`` says whether an estimated
-    (cost, tokens) still fits the budget (a reason to refuse, or None), ``on_exhausted`` stops
+    ``price`` gives an LLM's batch price (or None), ``budget_refusal`` says why an estimated
+    (cost, tokens) would break the budget (or None when it fits), ``on_exhausted`` stops
     the run's sources, and ``store`` files a batch's answers in the response cache (all of
     them, in one transaction, before the batch is marked collected: a run that ends before its
     rows are saved finds them there, and pays for nothing twice).
