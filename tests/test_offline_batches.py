@@ -215,6 +215,19 @@ def test_cancelled_batches_fail_the_rows_they_never_answered(
     assert read_batch_state(pipeline.run_dir)[0]["status"] == "cancelled"
 
 
+def test_a_batch_that_fails_validation_fails_its_rows_with_the_reason(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+) -> None:
+    server, api = openai_server
+    server.reject = "model gpt-4o-mini is not available for batches"
+    pipeline = pipeline_of(openai(api))
+    distiset = pipeline.run(progress=False)
+    errors = [row[ERROR_COLUMN] for row in distiset["default"]["train"]]
+    assert len(errors) == len(PROMPTS)
+    assert all("not available for batches" in e for e in errors)
+    assert read_batch_state(pipeline.run_dir)[0]["status"] == "failed"
+
+
 def test_a_batch_over_the_budget_is_not_sent(
     openai_server: tuple[OpenAIBatchServer, FakeAPI],
 ) -> None:

@@ -99,6 +99,10 @@ class OpenAIBatchServer(_BatchServer):
                 return Reply(body=self._describe(batch, "cancelling"))
             if path.startswith("/batches/"):
                 batch = self.batches[path.split("/")[2]]
+                if self.reject is not None:
+                    error = {"code": "invalid_request", "message": self.reject, "line": 1}
+                    failed = self._describe(batch, "failed", errors={"data": [error]})
+                    return Reply(body=failed)
                 ended = self._advance(batch)
                 if not ended:
                     status = "validating" if batch.retrieved == 1 else "in_progress"
@@ -121,6 +125,9 @@ class OpenAIBatchServer(_BatchServer):
         file_id = self._new_id("file")
         self.files[file_id] = fields["file"]
         return Reply(body={"id": file_id, "object": "file", "purpose": "batch"})
+
+    reject: str | None = None
+    """Fail every batch's validation with this message (status ``failed``, no results)."""
 
     def _create(self, body: dict[str, Any]) -> Reply:
         if body.get("completion_window") != "24h" or body.get("endpoint") != "/v1/chat/completions":
