@@ -360,3 +360,19 @@ def test_distilabels_saved_defaults_load_and_real_values_are_refused() -> None:
         OpenAILLM(model="m", api_key="k", jobs_ids=("batch_1",))
     with pytest.raises(ValueError, match="batch API"):
         OfflineLLM(use_offline_batch_generation=True)
+
+
+def test_a_generator_task_sends_its_calls_as_a_batch_and_a_run_that_doesnt_wait_ends(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+) -> None:
+    from synthflow.steps.tasks import EmbeddingTaskGenerator
+
+    server, api = openai_server
+    server.hold = True
+    with Pipeline(name="source") as pipeline:
+        EmbeddingTaskGenerator(
+            name="brainstorm", category="text-retrieval", llm=openai(api, wait=None)
+        )
+    distiset = pipeline.run(progress=False)
+    assert server.created == 1 and not server.chat
+    assert "in progress" in (distiset.stop_reason or "")

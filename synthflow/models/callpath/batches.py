@@ -164,8 +164,10 @@ class BatchQueue:
     limit: int = BATCH_ROWS_IN_FLIGHT
     pending: dict[str, _Request] = field(default_factory=dict)
     pending_bytes: int = 0
+    counted: bool = False
+    """A runner counts the task's rows in flight (``active``); generator tasks have none."""
     active: int = 0
-    """Rows the task's runner has in flight (0 where no runner counts them)."""
+    """Rows the task's runner has in flight."""
     waiting: int = 0
     """Calls waiting on batches (sent or not)."""
     input_ended: bool = False
@@ -185,6 +187,11 @@ class BatchQueue:
     def final(self) -> bool:
         """Nothing more can arrive until some batch answers."""
         return self.blocked() and (self.input_ended or self.active >= self.limit)
+
+    def settled(self) -> bool:
+        """Nothing is left to send, and nothing more will come soon: a run that doesn't wait
+        may end. (Without a runner counting rows, what was sent after lingering is all.)"""
+        return not self.pending and (self.final() or not self.counted)
 
 
 # -- the manager ------------------------------------------------------------------------------
@@ -228,10 +235,15 @@ class OfflineBatches:
         self.reserved_tokens = 0
         """Estimates of the batches in flight, which the budget must still have room for."""
 
-    def queue(self, task: str, limit: int = BATCH_ROWS_IN_FLIGHT) -> BatchQueue:
+    def queue(self, task: str, limit: int | None = None) -> BatchQueue:
+        """The queue of ``task``'s requests; a runner that counts its rows passes its
+        ``limit`` of rows in flight."""
         if task not in self._queues:
-            self._queues[task] = BatchQueue(task, limit)
-        return self._queues[task]
+            self._queues[task] = BatchQueue(task)
+        queue = self._queues[task]
+        if limit is not None:
+            queue.limit, queue.counted = limit, True
+        return queue
 
     # -- what the runner tells -----------------------------------------------------------------
 
@@ -316,7 +328,7 @@ class OfflineBatches:
             await self._flush(queue)
         if not queue.pending or not queue.blocked():
             return
-        if queue.final():
+        if queue.counted and queue.final():
             await self._flush_if_blocked(queue)
             return
         # Rows may still be arriving from a slow upstream: submit only once none came for a
@@ -455,7 +467,7 @@ class OfflineBatches:
                     self._idle.set()
                     self._idle = anyio.Event()
             if interval is None:
-                if not queue.pending and queue.final():
+                if queue.settled():
                     # Let the other batches being looked at be collected first (their
                     # answers go to the cache), then end the run.
                     while self._busy:
