@@ -376,3 +376,23 @@ def test_a_generator_task_sends_its_calls_as_a_batch_and_a_run_that_doesnt_wait_
     distiset = pipeline.run(progress=False)
     assert server.created == 1 and not server.chat
     assert "in progress" in (distiset.stop_reason or "")
+
+
+def test_two_tasks_sharing_prompts_share_one_batched_request(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+) -> None:
+    server, api = openai_server
+    with Pipeline(name="shared") as pipeline:
+        load = LoadDataFromDicts(name="load", data=[{"instruction": "t0"}, {"instruction": "t1"}])
+        first = TextGeneration(name="first", llm=openai(api), cache_scope="prompt")
+        second = TextGeneration(
+            name="second",
+            llm=openai(api),
+            cache_scope="prompt",
+            output_mappings={"generation": "again", "model_name": "model_again"},
+        )
+        load >> [first, second]
+    distiset = pipeline.run(progress=False)
+    assert dict(server.requests_by_prompt) == {"t0": 1, "t1": 1} and not server.chat
+    assert distiset["first"]["train"][0]["generation"] == answer_text("t0", 0)
+    assert distiset["second"]["train"][1]["again"] == answer_text("t1", 0)

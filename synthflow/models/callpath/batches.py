@@ -139,6 +139,8 @@ class _Request:
     done: anyio.Event = field(default_factory=anyio.Event)
     outcome: GenerateOutput | BaseException | None = None
     batch: _OpenBatch | None = None
+    queue: BatchQueue | None = None
+    """The queue it waits in until sent (another task's, for a prompt two tasks share)."""
 
     def settle(self, outcome: GenerateOutput | BaseException) -> None:
         if not self.done.is_set():
@@ -307,6 +309,7 @@ class OfflineBatches:
             request.batch = batch
             return request
         request.line = llm.offline_batch_wire().line(custom_id, path, payload)
+        request.queue = queue
         queue.pending[custom_id] = request
         queue.pending_bytes += len(request.line) + 1
         return request
@@ -347,8 +350,8 @@ class OfflineBatches:
     async def _wait(self, request: _Request, queue: BatchQueue) -> None:
         while not request.done.is_set():
             batch = request.batch
-            if batch is None:  # not sent yet: wait for the queue's next submission
-                flushed = queue.flushed
+            if batch is None:  # not sent yet: wait for its queue's next submission
+                flushed = (request.queue or queue).flushed
                 await flushed.wait()
                 continue
             if batch.polling:
