@@ -5,6 +5,6 @@ A task's call goes ``calls`` (the run's response cache, budget and accounting) -
 ``answers`` decides what counts as an answer, ``structured`` checks answers against a JSON schema
 and re-asks, ``pricing`` turns usage into cost, and ``_clock`` is the injectable clock the
 limiter and retries wait on. ``batches`` sends the calls of an LLM in offline batch mode as
-provider batches instead (through a wire adapter the client gives), and ``batch_state`` keeps
-them in the run directory. Nothing here knows a provider's wire format.
+provider batches instead (through the ``batch_wire`` seam, which each client's batch adapter
+implements), and ``batch_state`` keeps them in the run directory. Nothing here knows a provider's wire format.
 """

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
-import orjson
 
 from synthflow.errors import (
     BatchesInProgress,
@@ -49,18 +48,15 @@ from synthflow.errors import (
     LLMTimeoutError,
 )
 from synthflow.models.callpath.batch_state import BatchRecord, load_records, save_record
+from synthflow.models.callpath.batch_wire import BatchStatus, BatchWire, LineResult
 from synthflow.models.callpath.retry import call_with_retries
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
 
 __all__ = [
     "BATCH_ROWS_IN_FLIGHT",
     "LINGER_SECONDS",
-    "BatchStatus",
-    "BatchWire",
-    "LineResult",
     "OfflineBatches",
     "cancel_batches",
-    "json_lines",
     "uses_offline_batches",
 ]
 
@@ -72,58 +68,8 @@ DEFAULT_MAX_NEW_TOKENS = 256
 """The answer length assumed for a request that sets no ``max_new_tokens``, to estimate cost."""
 
 
-@dataclass
-class BatchStatus:
-    """A batch as the provider last described it."""
-
-    status: str
-    ended: bool
-    counts: dict[str, int] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-    problem: str = ""
-    """Why the whole batch failed, when the provider said (OpenAI's ``errors``)."""
-
-
-@dataclass
-class LineResult:
-    """One request's result: the response ``body`` of a success, or the ``error`` text."""
-
-    custom_id: str
-    body: Any
-    error: str | None
-
-
-class BatchWire(Protocol):
-    """A provider's batch API (``openai_batch``, ``anthropic_batch``)."""
-
-    max_requests: int
-    max_bytes: int
-
-    def line(self, custom_id: str, path: str, payload: dict[str, Any]) -> bytes:
-        """One request as the batch input holds it."""
-        ...
-
-    async def submit(
-        self, lines: list[bytes], metadata: dict[str, str]
-    ) -> tuple[str, BatchStatus]: ...
-
-    async def retrieve(self, batch_id: str) -> BatchStatus: ...
-
-    async def cancel(self, batch_id: str) -> BatchStatus: ...
-
-    async def results(self, status: BatchStatus) -> list[LineResult]:
-        """Every result the ended batch has (successes and failures)."""
-        ...
-
-
 def uses_offline_batches(llm: LLM) -> bool:
     return bool(getattr(llm, "use_offline_batch_generation", False))
-
-
-def json_lines(content: bytes) -> Iterator[dict[str, Any]]:
-    for line in content.splitlines():
-        if line.strip():
-            yield orjson.loads(line)
 
 
 # -- requests, batches and queues ------------------------------------------------------------

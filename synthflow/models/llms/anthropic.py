@@ -33,7 +33,7 @@ from synthflow.models.llms.base import (
 )
 
 if TYPE_CHECKING:
-    from synthflow.models.callpath.batches import BatchWire
+    from synthflow.models.callpath.batch_wire import BatchWire
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024

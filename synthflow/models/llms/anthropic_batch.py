@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from synthflow.models.callpath.batches import BatchStatus, LineResult, json_lines
+from synthflow.models.callpath.batch_wire import BatchStatus, LineResult, json_lines
 
 if TYPE_CHECKING:
     from synthflow.models.llms.anthropic import AnthropicLLM

@@ -43,7 +43,7 @@ from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, 
 from synthflow.runtime_parameters import RuntimeParameter
 
 if TYPE_CHECKING:
-    from synthflow.models.callpath.batches import BatchWire
+    from synthflow.models.callpath.batch_wire import BatchWire
 
 Payload = dict[str, Any]
 

@@ -16,7 +16,7 @@ from synthflow.models.llms.api import APILLM, Payload
 from synthflow.models.llms.base import ChatType, GenerateOutput, NoAnswer, NoAnswerKind, Usage
 
 if TYPE_CHECKING:
-    from synthflow.models.callpath.batches import BatchWire
+    from synthflow.models.callpath.batch_wire import BatchWire
 
 # synthflow's generation kwarg -> the name in the request body. Others pass through unchanged.
 _RENAMES = {"max_new_tokens": "max_tokens"}
