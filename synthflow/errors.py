@@ -10,6 +10,8 @@
      ├── OutputParseError          a task can't read its columns from an LLM answer (row failure)
      ├── DiskFullError             a write failed for lack of space; the run stops (resumable)
      ├── WorkerDiedError           a step's worker process died twice on one batch (row failure)
+     ├── BatchesInProgress         offline batches are still running; the run ends, and running
+     │                             it again collects them
      └── LLMError                  an LLM call failed for good (after retries)
           ├── LLMStatusError       the endpoint answered with an HTTP error status
           ├── LLMTimeoutError      the request timed out
@@ -17,6 +19,7 @@
           ├── LLMCertificateError  the server's TLS certificate can't be verified (not retried)
           ├── LLMResponseError     the endpoint answered 2xx with a body we can't read
           │    └── LLMSchemaError  the answer never fit the output schema (after re-asks)
+          ├── LLMBatchRequestError a request of an offline batch errored, expired or was cancelled
           └── LLMEmptyAnswerError  the answer has no text: null content, fewer choices than
                                    asked, a refusal, a content filter (never cached)
 
@@ -74,6 +77,12 @@ class DiskFullError(SynthflowError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class BatchesInProgress(SynthflowError):
+    """Offline batches were submitted and aren't done, and the LLM was told not to wait
+    (``offline_batch_generation_block_until_done=None``): the run ends with what it has, and
+    running the same command again collects the batches (their ids are in the run directory)."""
 
 
 class LLMError(SynthflowError):
@@ -149,6 +158,11 @@ class LLMSchemaError(LLMResponseError):
 class WorkerDiedError(SynthflowError):
     """A step's worker process died (killed, out of memory, a crash in native code) while it
     held a batch, and again once replaced: the batch's rows fail with this error."""
+
+
+class LLMBatchRequestError(LLMError):
+    """A request of an offline batch came back without an answer: it errored, or the batch
+    expired or was cancelled before it ran. The row fails; running again sends it again."""
 
 
 class LLMEmptyAnswerError(LLMError):

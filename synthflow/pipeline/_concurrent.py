@@ -5,7 +5,8 @@
   call holds back no other row. Consumers that need source order restore it (``Reorder``).
 - ``ordered_map``: batches on worker threads or processes, released in input order.
 
-Both use a fixed set of ``limit`` worker tasks pulling items from a hand-off channel. Per item
+Both use worker tasks (``ordered_map`` a fixed set of ``limit``; ``unordered_map`` up to
+``limit``, started as rows find none idle) pulling items from a hand-off channel. Per item
 that costs a channel hand-off, not a task spawn (about 50 µs each through anyio, which at
 thousands of rows a second is real CPU, and worse, latency added to every wave of calls).
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import anyio
+import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from synthflow.pipeline._streams import Outlet
@@ -175,8 +177,26 @@ async def unordered_map(
     seq = 0
     moved = anyio.Event()  # set when the oldest pending row finishes: admission may resume
     busy = _BusyClock(stats)
+    workers = 0
 
-    async def feed() -> None:
+    async def hand_over(slot: _Slot[Row], tg: anyio.abc.TaskGroup) -> None:
+        # Workers start when rows find none idle, not all ``limit`` up front: a task in
+        # offline batch mode may hold 50,000 rows in flight, and a small input shouldn't pay
+        # for that many tasks. They start in doubling waves (the first of up to 64), so a
+        # task that needs many gets them in a few event-loop turns, not one turn per row.
+        nonlocal workers
+        try:
+            work_send.send_nowait(slot)
+            return
+        except anyio.WouldBlock:
+            pass
+        wave = min(limit - workers, max(workers, 64))
+        for _ in range(wave):
+            tg.start_soon(worker, events_send.clone())
+        workers += wave
+        await work_send.send(slot)
+
+    async def feed(tg: anyio.abc.TaskGroup) -> None:
         nonlocal seq, moved
         async with events_send, work_send:
             async for rows, upto in source:
@@ -188,7 +208,7 @@ async def unordered_map(
                     slot = _Slot(row)
                     heapq.heappush(pending, (rid, seq, slot))
                     seq += 1
-                    await _put(work_send, slot)
+                    await hand_over(slot, tg)
                 await _put(events_send, upto)
 
     async def worker(done: MemoryObjectSendStream[_Slot[Row] | int]) -> None:
@@ -232,10 +252,8 @@ async def unordered_map(
 
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(feed)
+            tg.start_soon(feed, tg)
             tg.start_soon(emit)
-            for _ in range(limit):
-                tg.start_soon(worker, events_send.clone())
     finally:
         for stream in (events_send, events_receive, work_send, work_receive):
             stream.close()

@@ -25,7 +25,8 @@ import anyio.to_thread
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from synthflow.errors import DiskFullError, StepError, first_error
+from synthflow.errors import BatchesInProgress, DiskFullError, StepError, first_error
+from synthflow.models.callpath.batches import uses_offline_batches
 from synthflow.models.callpath.cache import ResponseCache
 from synthflow.models.callpath.calls import Budget, CallsUser, LLMCalls, LLMCallStats
 from synthflow.models.callpath.pricing import Price
@@ -116,7 +117,17 @@ def _llm_calls(plan: Plan, run_dir: Path, options: RunOptions, control: RunContr
     budget = None
     if options.max_cost is not None or options.max_tokens is not None:
         budget = Budget(max_cost=options.max_cost, max_tokens=options.max_tokens)
-    return LLMCalls(cache, budget, options.prices, on_exhausted=control.stop)
+    tasks = [s for s in plan.steps.values() if isinstance(s, Task)]
+    batching = any(uses_offline_batches(t.llm) for t in tasks)
+    if batching:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return LLMCalls(
+        cache,
+        budget,
+        options.prices,
+        on_exhausted=control.stop,
+        run_dir=run_dir if batching else None,
+    )
 
 
 async def execute(
@@ -256,7 +267,10 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
             error = first_error(group)
             if isinstance(error, DiskFullError):
                 raise _disk_full(error, plan, writers, calls, options) from error.__cause__
-            raise error from error.__cause__
+            if not isinstance(error, BatchesInProgress):
+                raise error from error.__cause__
+            # Not a failure: the run ends with what it has, and a re-run collects the batches.
+            control.stop(str(error))
         completed = True
         progress.finish()
     except BaseException as exc:
@@ -405,6 +419,8 @@ OPERATIONAL_PARAMETERS = frozenset(
     {"batch_size", "input_batch_size", "max_batch_size", "concurrency", "spill_threshold"}
     | {"max_retries", "retry_backoff", "timeout", "latency", "jitter"}
     | {"max_concurrency", "requests_per_minute", "tokens_per_minute"}
+    | {"use_offline_batch_generation", "offline_batch_generation_block_until_done"}
+    | {"offline_batch_generation_fallback"}
 )
 """Runtime parameters that change how fast rows are made, not what they hold: a run
 interrupted under other values of these resumes all the same."""
@@ -434,7 +450,7 @@ async def _run_step(ctx: StepContext) -> None:
         full = _disk_full_cause(exc, name)
         if full is not None:  # not the step's fault: the run stops, resumable, naming the path
             raise full from exc
-        if isinstance(exc, StepError):
+        if isinstance(exc, StepError | BatchesInProgress):
             raise
         raise StepError(f"step {name!r} failed: {type(exc).__name__}: {exc}", step=name) from exc
     finally:

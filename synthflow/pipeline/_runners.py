@@ -21,7 +21,15 @@ from typing import Any, NoReturn
 
 import anyio
 
-from synthflow.errors import BudgetExceeded, DiskFullError, LLMError, StepError, WorkerDiedError
+from synthflow.errors import (
+    BatchesInProgress,
+    BudgetExceeded,
+    DiskFullError,
+    LLMError,
+    StepError,
+    WorkerDiedError,
+)
+from synthflow.models.callpath.batches import BATCH_ROWS_IN_FLIGHT, uses_offline_batches
 from synthflow.pipeline._columns import ColumnMappings
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
 from synthflow.pipeline._execution import (
@@ -351,7 +359,7 @@ async def _process_isolating(ctx: StepContext, batch: list[Any], tries: int = 1)
         rows = await _call_process(ctx, method, args)
     except BudgetExceeded:
         return []  # the run is winding down: rows not yet made are left out, as in a task
-    except DiskFullError:
+    except (DiskFullError, BatchesInProgress):
         raise
     except Exception as exc:
         if isinstance(exc, LLMError) and exc.fatal:  # no row can succeed: don't retry halves
@@ -436,7 +444,7 @@ async def run_task(ctx: StepContext) -> None:
             rows = await task.process_row(row)
         except BudgetExceeded:
             return []  # the run is winding down: rows not yet generated are left out
-        except DiskFullError:
+        except (DiskFullError, BatchesInProgress):
             raise
         except LLMError as exc:
             if exc.fatal:  # no row of this run can succeed: stop with the cause
@@ -456,9 +464,32 @@ async def run_task(ctx: StepContext) -> None:
         return _settle(ctx, rows)
 
     limit = task.concurrency
+    work = one_row
+    source = rows_in()
+    batches = task._calls.batches if task._calls is not None else None
+    if batches is not None and uses_offline_batches(task.llm):
+        # Offline batches: every row waits hours for its batch, so hold many; the queue
+        # submits when all the rows in flight wait on it (see callpath.batches).
+        limit = max(limit, BATCH_ROWS_IN_FLIGHT)
+        queue = batches.queue(task.name, limit)
+
+        async def batched_rows_in() -> AsyncIterator[tuple[list[Row], int]]:
+            async for rows, upto in rows_in():
+                yield rows, upto
+            await batches.input_ended(queue)
+
+        async def batched_row(row: Row) -> list[Row]:
+            queue.active += 1
+            try:
+                return await one_row(row)
+            finally:
+                await batches.row_done(queue)
+
+        work, source = batched_row, batched_rows_in()
+
     await unordered_map(
-        rows_in(),
-        one_row,
+        source,
+        work,
         ctx.outlet,
         ctx.stats,
         limit=limit,

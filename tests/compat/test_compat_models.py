@@ -244,8 +244,8 @@ def test_local_llms_take_distilabels_fields_without_loading() -> None:
 def test_one_setting_under_both_names_or_a_setting_synthflow_lacks_is_refused() -> None:
     with pytest.raises(ValueError, match=r"cuda_devices=\.\.\.\): .*CUDA_VISIBLE_DEVICES"):
         vLLM(model="m", cuda_devices=[0])
-    with pytest.raises(ValueError, match="no offline batch generation"):
-        OpenAILLM(model="m", use_offline_batch_generation=True)
+    with pytest.raises(ValueError, match="whose provider has a batch API"):
+        vLLM(model="m", use_offline_batch_generation=True)  # OpenAILLM takes it
     with pytest.raises(ValueError, match="seed= and engine_kwargs"):
         vLLM(model="m", seed=1, extra_kwargs={"seed": 2})
     with pytest.raises(ValueError, match="host= and base_url="):

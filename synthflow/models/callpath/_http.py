@@ -229,9 +229,21 @@ class HTTPClient:
         send_headers = {"content-type": "application/json", **(headers or {})}
         return await self._send("POST", path, orjson.dumps(payload), send_headers)
 
-    async def _send(
+    async def get_json(self, path: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+        """GET ``path``; the decoded JSON body of a 2xx answer (errors as ``post_json``)."""
+        return await self._send("GET", path, None, dict(headers or {}))
+
+    async def request_bytes(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> bytes:
+        """Send ``body`` as it is (a multipart upload, a JSON document built in pieces) and
+        return the raw body of a 2xx answer (a JSON Lines download): no JSON decoding."""
+        _, (_, _, content) = await self._exchange(method, path, body, dict(headers))
+        return content
+
+    async def _exchange(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
-    ) -> JSONResponse:
+    ) -> tuple[str, RawResponse]:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         status, response_headers, content = await self._connect().request(
             method, url, body, headers
@@ -244,6 +256,12 @@ class HTTPClient:
                 body=text,
                 headers=response_headers,
             )
+        return url, (status, response_headers, content)
+
+    async def _send(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> JSONResponse:
+        url, (status, response_headers, content) = await self._exchange(method, path, body, headers)
         try:
             data = orjson.loads(content) if content else None
         except orjson.JSONDecodeError as exc:

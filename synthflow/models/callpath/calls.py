@@ -16,6 +16,10 @@ When a budget (``max_cost``, ``max_tokens``) is reached, no new call starts: ``B
 raised to the task, the calls in flight finish, and ``on_exhausted`` lets the engine stop its
 sources so the run ends with what it has.
 
+An LLM in offline batch mode (``use_offline_batch_generation=True``) gets its missing generations
+through the run's ``OfflineBatches`` (``synthflow.models.callpath.batches``) instead of a call:
+the answers are cached, checked and counted the same way, at the provider's batch price.
+
 When a cache write finds the disk full, the calls stop: that call and every later one raise
 ``DiskFullError`` at once (no new request starts), saying which file is full, how many answers
 received could not be stored (lost: a re-run pays for them again) and that the run resumes
@@ -31,14 +35,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 
-from synthflow.errors import BudgetExceeded, DiskFullError, LLMEmptyAnswerError, LLMError
+from synthflow.errors import (
+    BudgetExceeded,
+    DiskFullError,
+    LLMBatchRequestError,
+    LLMEmptyAnswerError,
+    LLMError,
+)
 from synthflow.models.callpath.answers import require_answers
+from synthflow.models.callpath.batches import OfflineBatches, uses_offline_batches
 from synthflow.models.callpath.cache import CachedGeneration, ResponseCache
-from synthflow.models.callpath.pricing import Price, cost_at, price_of
+from synthflow.models.callpath.pricing import Price, batch_price, cost_at, price_of
+from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
 
 if TYPE_CHECKING:
@@ -55,6 +68,8 @@ class LLMCallStats:
 
     requests: int = 0
     in_flight: int = 0
+    batched: int = 0
+    """Of ``requests``, those answered through offline batches (at the batch price)."""
     cache_hits: int = 0
     failures: int = 0
     retries: int = 0
@@ -83,6 +98,8 @@ class LLMCallStats:
 
     def brief(self) -> str:
         parts = [f"req={self.requests}", f"hits={self.cache_hits}"]
+        if self.batched:
+            parts.append(f"batched={self.batched}")
         if self.rate_limited:
             parts.append(f"429s={self.rate_limited}")
         if self.retries:
@@ -104,6 +121,7 @@ class LLMCallStats:
         for part in parts:
             out.requests += part.requests
             out.in_flight += part.in_flight
+            out.batched += part.batched
             out.cache_hits += part.cache_hits
             out.failures += part.failures
             out.retries += part.retries
@@ -131,6 +149,20 @@ class Budget:
     def charge(self, cost: float | None, tokens: int) -> None:
         self.cost += cost or 0.0
         self.tokens += tokens
+
+    def refusal(self, cost: float | None, tokens: int) -> str | None:
+        """Why spending ``cost`` and ``tokens`` more would break the budget, or None."""
+        if self.max_cost is not None and cost is not None and self.cost + cost > self.max_cost:
+            return (
+                f"budget reached: an offline batch estimated at ${cost:.4f} would take the cost "
+                f"past max_cost ${self.max_cost:.4f} (${self.cost:.4f} spent); it was not sent"
+            )
+        if self.max_tokens is not None and self.tokens + tokens > self.max_tokens:
+            return (
+                f"budget reached: an offline batch of about {tokens} tokens would take the run "
+                f"past max_tokens {self.max_tokens} ({self.tokens} spent); it was not sent"
+            )
+        return self.exhausted()
 
     def exhausted(self) -> str | None:
         """Why the budget is spent, or None."""
@@ -160,6 +192,7 @@ class LLMCalls:
         budget: Budget | None = None,
         prices: Mapping[str, Price] | None = None,
         on_exhausted: Callable[[str], None] | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.cache = cache
         self.budget = budget
@@ -169,6 +202,41 @@ class LLMCalls:
         self.lost_answers = 0
         """Generations received that could not be stored because the disk was full."""
         self._disk_full: DiskFullError | None = None
+        self.batches: OfflineBatches | None = None
+        """The run's offline batches; None outside a run (no run directory to keep them in)."""
+        if run_dir is not None:
+            self.batches = OfflineBatches(
+                run_dir,
+                price=lambda llm: batch_price(
+                    self._price(llm.model_name), getattr(llm, "provider", "")
+                ),
+                budget_refusal=self._budget_refusal,
+                on_exhausted=on_exhausted,
+                store=self._store_answers,
+            )
+
+    def _budget_refusal(self, cost: float | None, tokens: int) -> str | None:
+        return None if self.budget is None else self.budget.refusal(cost, tokens)
+
+    def _store_answers(self, answers: list[tuple[list[str], GenerateOutput]]) -> None:
+        """File a batch's answers (each with the cache keys of its generations) in the cache,
+        in one transaction."""
+        if self.cache is None:
+            return
+        items = [
+            (key, entry)
+            for keys, output in answers
+            for key, entry in zip(keys, _split(output), strict=False)
+            if entry.text is not None
+        ]
+        if self._disk_full is not None:
+            self.lost_answers += len(items)
+            raise self._stopped()
+        try:
+            self.cache.put_many(items)
+        except DiskFullError as exc:
+            self.lost_answers += len(items)
+            raise self._stopped(exc.path) from exc
 
     def _price(self, model: str) -> Price | None:
         if model not in self._prices_by_model:
@@ -184,6 +252,7 @@ class LLMCalls:
         *,
         use_cache: bool = True,
         owner: Sequence[Any] | None = None,
+        task: str = "",
     ) -> GenerateOutput:
         """The ``num_generations`` completions of ``messages``, each with text.
 
@@ -200,7 +269,13 @@ class LLMCalls:
         keys: list[str] = []
         hits: dict[str, CachedGeneration] = {}
         missing = list(range(num_generations))
-        if cache is not None:
+        batched = uses_offline_batches(llm)
+        if batched and self.batches is None:
+            raise LLMError(
+                f"{type(llm).__name__}(use_offline_batch_generation=True) sends its requests as "
+                "batches from a pipeline run: run it in a pipeline, or turn batching off"
+            )
+        if cache is not None or batched:  # a batch request's id is its cache key
             identity = llm.cache_identity()
             keys = ResponseCache.keys(
                 identity.provider,
@@ -212,7 +287,7 @@ class LLMCalls:
                 endpoint=identity.endpoint,
                 owner=owner,
             )
-            hits = cache.get_many(keys)
+            hits = cache.get_many(keys) if cache is not None else {}
             missing = [i for i, key in enumerate(keys) if key not in hits]
             stats.cache_hits += num_generations - len(missing)
             if hits and self._price(llm.model_name) is not None:
@@ -224,7 +299,27 @@ class LLMCalls:
         stats.requests += 1
         stats.in_flight += 1
         try:
-            fresh = await llm.agenerate(messages, num_generations=len(missing))
+            if batched:
+                assert self.batches is not None
+                stats.batched += 1
+                try:
+                    fresh = await self.batches.answer(
+                        llm, task, messages, [keys[i] for i in missing]
+                    )
+                except LLMBatchRequestError:
+                    if not getattr(llm, "offline_batch_generation_fallback", False):
+                        raise
+                    # Asked for: the lost request again as an ordinary call, at full price.
+                    batched = False
+                    stats.batched -= 1
+                    direct = llm.model_copy(update={"use_offline_batch_generation": False})
+                    fresh = await direct.agenerate(messages, num_generations=len(missing))
+                reask = getattr(llm, "_ask_once", None)
+                if isinstance(llm, StructuredOutputLLM) and reask is not None:
+                    # a structured answer that doesn't fit is re-asked directly
+                    fresh = await llm.enforce_schema(messages, fresh, reask)
+            else:
+                fresh = await llm.agenerate(messages, num_generations=len(missing))
             fresh = require_answers(fresh, len(missing), who=type(llm).__name__)
         except Exception as exc:
             stats.failures += 1
@@ -232,7 +327,7 @@ class LLMCalls:
                 stats.retries += exc.retries
                 stats.rate_limited += exc.rate_limited
                 if isinstance(exc.usage, Usage):
-                    self._charge(llm, exc.usage, stats)
+                    self._charge(llm, exc.usage, stats, batched=batched)
             if isinstance(exc, LLMEmptyAnswerError) and isinstance(exc.output, GenerateOutput):
                 # The generations that have text are paid answers: keep them, so that a
                 # re-run asks only for the missing ones.
@@ -240,10 +335,11 @@ class LLMCalls:
             raise
         finally:
             stats.in_flight -= 1
-            stats.record_latency(time.monotonic() - started)
+            if not batched:  # hours in a provider's queue say nothing about latency
+                stats.record_latency(time.monotonic() - started)
         stats.retries += fresh.retries
         stats.rate_limited += fresh.rate_limited
-        self._charge(llm, fresh.usage, stats)
+        self._charge(llm, fresh.usage, stats, batched=batched)
         self._store(cache, keys, missing, fresh)
         if not hits:
             return fresh
@@ -379,11 +475,22 @@ class LLMCalls:
             merged.append(next(cached) if key in found else next(new))
         return merged
 
-    def _charge(self, llm: LLM | Embeddings, usage: Usage, stats: LLMCallStats) -> None:
-        """Count billed tokens and their cost, against the budget too."""
+    def _charge(
+        self,
+        llm: LLM | Embeddings,
+        usage: Usage,
+        stats: LLMCallStats,
+        *,
+        batched: bool = False,
+    ) -> None:
+        """Count billed tokens and their cost (at the batch price for a batch's answers),
+        against the budget too."""
         stats.input_tokens += usage.input_tokens
         stats.output_tokens += usage.output_tokens
-        cost = cost_at(self._price(llm.model_name), usage)
+        price = self._price(llm.model_name)
+        if batched:
+            price = batch_price(price, getattr(llm, "provider", ""))
+        cost = cost_at(price, usage)
         stats.add_cost(cost)
         if self.budget is not None:
             self.budget.charge(cost, usage.input_tokens + usage.output_tokens)

@@ -36,6 +36,19 @@ PRICES: dict[str, Price] = {
 }
 
 
+BATCH_PRICE_FACTORS: dict[str, float] = {"openai": 0.5, "groq": 0.5, "anthropic": 0.5}
+"""What a provider's offline batch calls cost, as a share of its list price (by the LLM's
+``provider``): OpenAI, Groq and Anthropic bill batches at half the price."""
+
+
+def batch_price(price: Price | None, provider: str) -> Price | None:
+    """``price`` as the provider bills it for offline batch calls."""
+    if price is None:
+        return None
+    factor = BATCH_PRICE_FACTORS.get(provider, 1.0)
+    return (price[0] * factor, price[1] * factor)
+
+
 def set_price(model: str, input_per_million: float, output_per_million: float) -> None:
     PRICES[model] = (input_per_million, output_per_million)
 

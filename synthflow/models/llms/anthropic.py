@@ -17,7 +17,7 @@ What differs from the chat-completions shape, and how it is bridged here:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -31,6 +31,9 @@ from synthflow.models.llms.base import (
     NoAnswerKind,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from synthflow.models.callpath.batch_wire import BatchWire
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -62,6 +65,11 @@ class AnthropicLLM(APILLM):
     def load(self) -> None:
         super().load()
         self._check_generation_kwargs()
+
+    def offline_batch_wire(self) -> BatchWire | None:
+        from synthflow.models.llms.anthropic_batch import AnthropicBatchWire
+
+        return AnthropicBatchWire(self)
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}

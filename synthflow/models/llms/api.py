@@ -20,10 +20,10 @@ import importlib
 import os
 import time
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import anyio
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
 from synthflow.errors import (
     FATAL_STATUSES,
@@ -41,6 +41,9 @@ from synthflow.models.callpath.retry import call_with_retries
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
+
+if TYPE_CHECKING:
+    from synthflow.models.callpath.batch_wire import BatchWire
 
 Payload = dict[str, Any]
 
@@ -100,10 +103,41 @@ class APILLM(StructuredOutputLLM):
         default_factory=dict, description="More HTTP headers sent with every request."
     )
 
+    use_offline_batch_generation: RuntimeParameter[bool] = Field(
+        default=False,
+        description="Send the requests of a run as offline batches (OpenAI's Batch API, "
+        "Anthropic's Message Batches), answered within 24 hours at half the price.",
+    )
+    offline_batch_generation_block_until_done: RuntimeParameter[float | None] = Field(
+        default=None,
+        ge=0,
+        description="With offline batches: poll every this many seconds until they are done; "
+        "None submits them and ends the run, and running it again collects them.",
+    )
+    offline_batch_generation_fallback: RuntimeParameter[bool] = Field(
+        default=False,
+        description="With offline batches: send a request whose batch errored, expired or "
+        "was cancelled again as an ordinary call (at the full price) instead of failing its "
+        "row.",
+    )
+
     _http: HTTPClient | None = PrivateAttr(default=None)
     _limiter: tuple[tuple[Any, ...], EndpointLimiter] | None = PrivateAttr(default=None)
 
     # -- identity and configuration ---------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _has_batch_api(self) -> Self:
+        if self.use_offline_batch_generation and self.offline_batch_wire() is None:
+            raise ValueError(
+                f"{type(self).__name__} has no offline batch API synthflow speaks (OpenAILLM, "
+                "GroqLLM and AnthropicLLM have one): remove use_offline_batch_generation"
+            )
+        return self
+
+    def offline_batch_wire(self) -> BatchWire | None:
+        """The provider's batch API, for ``use_offline_batch_generation``; None: it has none."""
+        return None
 
     @property
     def model_name(self) -> str:
@@ -198,6 +232,12 @@ class APILLM(StructuredOutputLLM):
             await http.aclose()
 
     async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        if self.use_offline_batch_generation:
+            raise LLMError(
+                f"{type(self).__name__}(use_offline_batch_generation=True) sends its requests as "
+                "batches from a pipeline run (pipeline.run()): run it in a pipeline, or set "
+                "use_offline_batch_generation=False to call it directly"
+            )
         if num_generations == 1 or self.supports_n:
             output = await self._request(messages, num_generations)
         else:

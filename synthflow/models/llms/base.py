@@ -112,8 +112,14 @@ class LLM(BaseModel, ABC):
     @classmethod
     def _accept_distilabel_names(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for name in _DISTILABEL_ONLY.keys() & data.keys() - cls.model_fields.keys():
-                raise ValueError(f"{cls.__name__}({name}=...): {_DISTILABEL_ONLY[name]}")
+            names = _DISTILABEL_ONLY.keys() & data.keys() - cls.model_fields.keys()
+            for name in names:
+                # distilabel saves every LLM with these set to "off" (jobs_ids: null, ...):
+                # such a value asks for nothing and is dropped; any other is refused.
+                if data[name] not in (None, False):
+                    raise ValueError(f"{cls.__name__}({name}=...): {_DISTILABEL_ONLY[name]}")
+            if names:
+                data = {k: v for k, v in data.items() if k not in names}
         return rename_fields(data, cls.field_aliases, cls.__name__)
 
     def load(self) -> None:
@@ -189,7 +195,10 @@ class LLM(BaseModel, ABC):
         return self.generate(inputs, num_generations, **kwargs)
 
 
-_NO_BATCH_API = "synthflow has no offline batch generation mode; remove it"
+_NO_BATCH_API = (
+    "only API LLMs whose provider has a batch API (OpenAILLM, GroqLLM, AnthropicLLM) take it; "
+    "remove it"
+)
 _NO_PLACEMENT = (
     "synthflow doesn't assign GPUs to models; remove it and set CUDA_VISIBLE_DEVICES for the "
     "run (TransformersLLM: device=)"
@@ -197,7 +206,7 @@ _NO_PLACEMENT = (
 _DISTILABEL_ONLY = {
     "use_offline_batch_generation": _NO_BATCH_API,
     "offline_batch_generation_block_until_done": _NO_BATCH_API,
-    "jobs_ids": _NO_BATCH_API,
+    "jobs_ids": "synthflow keeps batch ids in the run directory; remove it",
     "cuda_devices": _NO_PLACEMENT,
     "disable_cuda_device_placement": _NO_PLACEMENT,
 }

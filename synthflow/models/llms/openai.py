@@ -7,13 +7,16 @@ the API-key environment variable.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from synthflow.models.callpath.structured import schema_name
 from synthflow.models.llms.api import APILLM, Payload
 from synthflow.models.llms.base import ChatType, GenerateOutput, NoAnswer, NoAnswerKind, Usage
+
+if TYPE_CHECKING:
+    from synthflow.models.callpath.batch_wire import BatchWire
 
 # synthflow's generation kwarg -> the name in the request body. Others pass through unchanged.
 _RENAMES = {"max_new_tokens": "max_tokens"}
@@ -29,8 +32,18 @@ class OpenAILLM(APILLM):
     supports_n: ClassVar[bool] = True
     renames: ClassVar[dict[str, str]] = _RENAMES
 
+    has_batch_api: ClassVar[bool] = True
+    """The provider speaks OpenAI's Batch API (``use_offline_batch_generation``)."""
+
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def offline_batch_wire(self) -> BatchWire | None:
+        if not self.has_batch_api:
+            return None
+        from synthflow.models.llms.openai_batch import OpenAIBatchWire
+
+        return OpenAIBatchWire(self)
 
     def chat_path(self) -> str:
         return "/chat/completions"
@@ -100,6 +113,7 @@ class AzureOpenAILLM(OpenAILLM):
     """Azure OpenAI: ``model`` is the deployment name; ``base_url`` the resource endpoint
     (``https://NAME.openai.azure.com``, or ``AZURE_OPENAI_ENDPOINT``)."""
 
+    has_batch_api: ClassVar[bool] = False
     provider: ClassVar[str] = "azure-openai"
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = "AZURE_OPENAI_API_KEY"
@@ -125,6 +139,7 @@ class AzureOpenAILLM(OpenAILLM):
 class TogetherLLM(OpenAILLM):
     """Together AI."""
 
+    has_batch_api: ClassVar[bool] = False
     provider: ClassVar[str] = "together"
     default_base_url: ClassVar[str] = "https://api.together.xyz/v1"
     api_key_env: ClassVar[str | None] = "TOGETHER_API_KEY"
@@ -134,6 +149,7 @@ class TogetherLLM(OpenAILLM):
 class AnyscaleLLM(OpenAILLM):
     """Anyscale Endpoints."""
 
+    has_batch_api: ClassVar[bool] = False
     provider: ClassVar[str] = "anyscale"
     default_base_url: ClassVar[str] = "https://api.endpoints.anyscale.com/v1"
     api_key_env: ClassVar[str | None] = "ANYSCALE_API_KEY"
@@ -155,6 +171,7 @@ class MistralLLM(OpenAILLM):
     root) and ``max_concurrent_requests`` are ``base_url`` (with ``/v1``) and
     ``max_concurrency``."""
 
+    has_batch_api: ClassVar[bool] = False
     provider: ClassVar[str] = "mistral"
     default_base_url: ClassVar[str] = "https://api.mistral.ai/v1"
     api_key_env: ClassVar[str | None] = "MISTRAL_API_KEY"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from synthflow._sync import run_sync
 from synthflow.errors import (
+    BatchesInProgress,
     BudgetExceeded,
     DiskFullError,
     LLMError,
@@ -181,6 +182,7 @@ class Task(Step, ABC):
             self._call_stats,
             use_cache=self.use_cache,
             owner=owner,
+            task=self.name,
         )
 
     async def process_row(self, row: Row) -> list[Row]:
@@ -306,7 +308,7 @@ class Task(Step, ABC):
         async def one(i: int, row: Row) -> None:
             try:
                 results[i] = await self.process_row(row)
-            except (BudgetExceeded, DiskFullError):
+            except (BudgetExceeded, DiskFullError, BatchesInProgress):
                 raise
             except LLMError as exc:
                 if exc.fatal:
