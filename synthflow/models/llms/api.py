@@ -6,7 +6,8 @@ this order, around each HTTP request:
 
     structured-output re-ask (bounded)
       └── retries (tenacity; 429, 5xx, timeouts, resets, unreadable bodies, missing answers)
-            └── the endpoint's rate limiter (concurrency, RPM/TPM buckets, 429 pause, AIMD)
+            └── the endpoint's rate limiter (concurrency, RPM/TPM buckets; a 429 lowers
+                  │   the in-flight ceiling or pauses the endpoint, as it tells)
                   └── one HTTP request (synthflow.models.callpath._http), its answers checked
                       (synthflow.models.callpath.answers: no text is a failed call, never a value)
 
@@ -37,7 +38,7 @@ from synthflow.errors import (
 from synthflow.models.callpath._http import HTTPClient, JSONResponse, transport_name
 from synthflow.models.callpath.answers import AnswerPool, empty_answer_error, samples
 from synthflow.models.callpath.limiter import EndpointLimiter, endpoint_key, get_limiter
-from synthflow.models.callpath.retry import call_with_retries
+from synthflow.models.callpath.retry import call_with_retries, retry_after_from_headers
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
@@ -267,8 +268,12 @@ class APILLM(StructuredOutputLLM):
                 started = time.monotonic()
                 try:
                     response = await self._client().post_json(path, payload, headers)
-                except (LLMStatusError, LLMResponseError):
+                except (LLMStatusError, LLMResponseError) as exc:
                     limiter.answered = True  # an error status or a garbled body: still an answer
+                    if isinstance(exc, LLMStatusError) and exc.status_code == 429:
+                        # Told while the permit is held: the limiter sees what was in flight.
+                        retry_after = retry_after_from_headers(exc.headers, time.time())
+                        exc.retry_delay = permit.rate_limited(retry_after, exc.headers)
                     raise
                 limiter.answered = True
                 limiter.update_from_headers(response.headers)
