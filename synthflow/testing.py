@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.models.llms.generation_kwargs import CommonGenerationKwargs
 from synthflow.models.llms.offline import OfflineLLM
 
 
@@ -25,6 +26,7 @@ class FunctionLLM(LLM):
     model: str = "function-llm"
 
     cacheable: ClassVar[bool] = False  # scripted: a re-run calls the function again
+    generation_kwargs_spec: ClassVar[type | None] = CommonGenerationKwargs
 
     @property
     def model_name(self) -> str:

@@ -56,6 +56,9 @@ class APILLM(StructuredOutputLLM):
     base_url_env: ClassVar[str | None] = None
     supports_n: ClassVar[bool] = False
     """The API returns several completions per request (OpenAI's ``n``)."""
+    passthrough_generation_kwarg: ClassVar[str | None] = "extra_body"
+    unsent_generation_kwargs: ClassVar[frozenset[str]] = frozenset()
+    """Kwargs taken (distilabel's pipelines pass them) but not sent: the API has no use for them."""
 
     model: str = Field(description="The model to call.")
     base_url: str | None = Field(
@@ -157,7 +160,25 @@ class APILLM(StructuredOutputLLM):
 
     @abstractmethod
     def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
-        """The path (relative to the base URL, or absolute) and JSON body of one request."""
+        """The path (relative to the base URL, or absolute) and JSON body of one request.
+        Generation kwargs come from ``body_kwargs()``; ``extra_body`` is merged in after."""
+
+    def body_kwargs(self) -> list[tuple[str, Any]]:
+        """The generation kwargs a request carries: all but the escape hatch (``extra_body``,
+        merged into the body as it is) and the unsent ones."""
+        skip = self.unsent_generation_kwargs
+        return [
+            (key, value)
+            for key, value in self.generation_kwargs.items()
+            if key != "extra_body" and key not in skip
+        ]
+
+    def request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
+        """``build_request``, with ``generation_kwargs["extra_body"]`` merged into the body
+        (mappings key by key, so ``{"options": {"num_gpu": 1}}`` adds to Ollama's options)."""
+        path, payload = self.build_request(messages, num_generations)
+        extra = self.generation_kwargs.get("extra_body")
+        return path, (payload if not extra else _merged(payload, extra))
 
     @abstractmethod
     def parse_response(self, data: Any) -> GenerateOutput:
@@ -263,7 +284,7 @@ class APILLM(StructuredOutputLLM):
 
         async def attempt() -> GenerateOutput:
             # A retry after an answer that lacked some generations asks only for those.
-            path, payload = self.build_request(messages, pool.wanted)
+            path, payload = self.request(messages, pool.wanted)
             async with limiter.acquire(estimate) as permit:
                 started = time.monotonic()
                 try:
@@ -340,6 +361,17 @@ def _estimate_tokens(messages: ChatType, kwargs: dict[str, Any], n: int) -> int:
     chars = sum(len(str(m.get("content", ""))) for m in messages)
     max_out = kwargs.get("max_new_tokens") or kwargs.get("max_tokens") or 256
     return chars // 4 + int(max_out) * n
+
+
+def _merged(base: Payload, extra: dict[str, Any]) -> Payload:
+    out = dict(base)
+    for key, value in extra.items():
+        inner = out.get(key)
+        if isinstance(inner, dict) and isinstance(value, dict):
+            out[key] = _merged(inner, value)
+        else:
+            out[key] = value
+    return out
 
 
 def generation_kwarg(kwargs: dict[str, Any], *names: str) -> Any:
