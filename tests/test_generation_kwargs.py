@@ -213,9 +213,8 @@ def test_every_client_declares_its_generation_kwargs() -> None:
     exported = {getattr(llms, name) for name in llms.__all__}
     clients = {c for c in exported if isinstance(c, type) and issubclass(c, LLM)}
     abstract = {llms.LLM, llms.APILLM, llms.LocalLLM}
-    assert clients - abstract <= set(CLIENTS)
-    for cls in CLIENTS:
-        assert cls.generation_kwargs_spec is not None, cls
+    for cls in (clients - abstract) | set(CLIENTS):
+        assert cls.generation_kwargs_spec is not None, f"{cls.__name__} declares no kwargs"
 
 
 @pytest.mark.parametrize(("cls", "key", "hint"), CASES, ids=lambda v: getattr(v, "__name__", v))
@@ -357,7 +356,7 @@ def test_ollama_merges_distilabel_options_and_extra_body_into_its_options() -> N
             "extra_body": {"options": {"num_gpu": 1}, "keep_alive": "1m"},
         },
     )
-    _, body = llm.request([{"role": "user", "content": "hi"}], 1)
+    _, body = llm.prepared_request([{"role": "user", "content": "hi"}], 1)
     assert body["options"] == {"temperature": 0.2, "num_ctx": 4096, "num_gpu": 1}
     assert body["keep_alive"] == "1m"
 
@@ -371,7 +370,7 @@ def test_gemini_takes_vertex_safety_settings_as_a_mapping() -> None:
             "extra_body": {"generationConfig": {"audioTimestamp": True}},
         },
     )
-    _, body = llm.request([{"role": "user", "content": "hi"}], 1)
+    _, body = llm.prepared_request([{"role": "user", "content": "hi"}], 1)
     assert body["safetySettings"] == [
         {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}
     ]

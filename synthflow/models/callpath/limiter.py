@@ -72,7 +72,7 @@ class LimiterStats:
     concurrency_limit: int | None  # None: no cap
     in_flight: int
     waiting: int
-    rate_limited_total: int  # 429s reported through on_rate_limited
+    rate_limited_total: int  # 429s reported (permit.rate_limited, on_rate_limited)
     paused_until: float | None  # clock time; None when not paused
 
 
@@ -160,12 +160,13 @@ class _Waiter:
 class EndpointLimiter:
     """Concurrency, request-rate and token-rate limits for one endpoint, adapted as it answers.
 
-    ``adaptive``: a 429 halves the concurrency limit (never below 1) and each window of
-    successes (as many as the limit) while the limit was reached adds one back, up to
-    ``max_concurrency``. ``latency_adaptive``, for servers that queue instead of answering 429:
-    the limit starts small and grows only while the mean latency of a window stays within 1.2x
-    the baseline (the lowest window mean seen, drifting slowly toward lasting changes); above
-    1.5x it shrinks by a quarter.
+    ``adaptive``: a 429 lowers the concurrency limit (to what the server admitted, or to 0.9x
+    what was in flight for a rate window; never below 1) and each window of successes (as many
+    as the limit) while the limit was reached adds one back, up to ``max_concurrency``.
+    ``latency_adaptive``, for servers that queue instead of answering 429: the limit starts
+    small and grows only while the mean latency of a window stays within 1.2x the baseline (the
+    lowest window mean seen, drifting slowly toward lasting changes); above 1.5x it shrinks by a
+    quarter.
 
     Use it from one event-loop thread. It holds no event-loop objects between calls, so one
     limiter may serve successive runs.

@@ -166,18 +166,18 @@ class APILLM(StructuredOutputLLM):
     def body_kwargs(self) -> list[tuple[str, Any]]:
         """The generation kwargs a request carries: all but the escape hatch (``extra_body``,
         merged into the body as it is) and the unsent ones."""
-        skip = self.unsent_generation_kwargs
+        skip, extra = self.unsent_generation_kwargs, self.passthrough_generation_kwarg
         return [
             (key, value)
             for key, value in self.generation_kwargs.items()
-            if key != "extra_body" and key not in skip
+            if key != extra and key not in skip
         ]
 
-    def request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
+    def prepared_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
         """``build_request``, with ``generation_kwargs["extra_body"]`` merged into the body
         (mappings key by key, so ``{"options": {"num_gpu": 1}}`` adds to Ollama's options)."""
         path, payload = self.build_request(messages, num_generations)
-        extra = self.generation_kwargs.get("extra_body")
+        extra = self.generation_kwargs.get(self.passthrough_generation_kwarg or "")
         return path, (payload if not extra else _merged(payload, extra))
 
     @abstractmethod
@@ -284,7 +284,7 @@ class APILLM(StructuredOutputLLM):
 
         async def attempt() -> GenerateOutput:
             # A retry after an answer that lacked some generations asks only for those.
-            path, payload = self.request(messages, pool.wanted)
+            path, payload = self.prepared_request(messages, pool.wanted)
             async with limiter.acquire(estimate) as permit:
                 started = time.monotonic()
                 try:
