@@ -383,3 +383,20 @@ def test_local_escape_hatches_pass_their_fields_through() -> None:
         generation_kwargs={"max_new_tokens": 4, "extra_generation_kwargs": {"grammar": "g"}},
     )
     assert cpp.completion_arguments() == {"max_tokens": 4, "grammar": "g"}
+
+
+def test_vllm_takes_extra_sampling_params_and_distilabel_echo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.test_local_vllm import install_vllm
+
+    install_vllm(monkeypatch)
+    llm = llms.vLLM(
+        model="m",
+        generation_kwargs={
+            "max_new_tokens": 8,
+            "echo": False,
+            "extra_sampling_params": {"bad_words": ["x"]},
+        },
+    )
+    assert llm.sampling_params(1).kwargs == {"n": 1, "max_tokens": 8, "bad_words": ["x"]}
