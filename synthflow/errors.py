@@ -125,6 +125,8 @@ class LLMStatusError(LLMError):
         self.status_code = status_code
         self.body = body
         self.headers = headers or {}
+        self.retry_delay: float | None = None
+        """Seconds the endpoint's limiter asks this request to wait before its retry (a 429)."""
 
 
 class LLMTimeoutError(LLMError):

@@ -193,6 +193,11 @@ def set_runtime_parameters(model: BaseModel, values: dict[str, Any], path: str) 
                 raise RuntimeParameterError(
                     f"runtime parameter {where!r} expects {shown}, got {value!r}: {reason}"
                 ) from None
+            except RuntimeParameterError as exc:
+                # A checked value (generation kwargs) names the key it refuses: point there.
+                key = getattr(exc, "key", None)
+                at = where if key is None else f"{where}.{key}"
+                raise RuntimeParameterError(f"runtime parameter {at!r}: {exc}") from None
         elif "generation_kwargs" in settable and name in _GENERATION_KWARGS:
             raise RuntimeParameterError(
                 f"unknown runtime parameter {where!r}: {name} is a generation kwarg; set it as "

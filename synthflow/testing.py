@@ -19,6 +19,7 @@ from pydantic import Field
 
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.generation_kwargs import CommonGenerationKwargs
 from synthflow.models.llms.offline import OfflineLLM
 
 
@@ -33,6 +34,7 @@ class FunctionLLM(StructuredOutputLLM):
     model: str = "function-llm"
 
     cacheable: ClassVar[bool] = False  # scripted: a re-run calls the function again
+    generation_kwargs_spec: ClassVar[type | None] = CommonGenerationKwargs
 
     @property
     def model_name(self) -> str:

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from synthflow.errors import LLMEmptyAnswerError, LLMError
 from synthflow.models.llms.anthropic import AnthropicLLM
+from synthflow.models.llms.generation_kwargs import GenerationKwargsError
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import ERROR_COLUMN, ChatGeneration, TextGeneration
@@ -312,13 +313,13 @@ def test_bad_requests_are_not_retried_and_never_show_the_key() -> None:
 
 
 @pytest.mark.parametrize("name", ["logprobs", "seed", "n"])
-def test_kwargs_the_api_lacks_are_refused_before_any_request(name: str) -> None:
+def test_kwargs_the_api_lacks_are_refused_when_set(name: str) -> None:
     with fake_api(message) as api:
-        client = llm(api, generation_kwargs={name: 1})
-        with pytest.raises(LLMError, match=f"can't take '{name}'"):
-            client.load()
-        with pytest.raises(LLMError, match="remove it from generation_kwargs"):
-            generate(client)
+        with pytest.raises(GenerationKwargsError, match=f"can't take '{name}'"):
+            llm(api, generation_kwargs={name: 1})
+        client = llm(api)
+        with pytest.raises(GenerationKwargsError, match="remove it from generation_kwargs"):
+            client.generation_kwargs = {name: 1}
     assert api.requests == []
 
 

@@ -2,11 +2,22 @@
 
 A call goes through ``EndpointLimiter.acquire(estimated_tokens)``, which grants a permit once
 
-- a concurrency slot is free (the limit adapts: halved on a 429, +1 per window of successes),
-- the endpoint is not paused (after a 429, or when headers say a quota is spent),
+- a concurrency slot is free (the limit adapts: lowered by a 429, +1 per window of successes),
+- the endpoint is not paused (by a 429 of a rate window, or when headers say a quota is spent),
 - the requests-per-minute bucket holds one request and the tokens-per-minute bucket holds the
   estimate. Both buckets are charged when the permit is granted; ``permit.reconcile(actual)``
   corrects the token bucket once the usage is known.
+
+A 429 is reported through the permit its request was sent under (``permit.rate_limited``),
+which reads what the refusal means and answers how long that request waits before its retry:
+
+- a **rate window** (the headers say the requests or tokens remaining are spent, or the server
+  refuses with nothing else in flight, or with fewer in flight than it accepted before): every
+  request waits, the endpoint is paused until the reset or ``Retry-After``;
+- a **concurrency limit** (the headers say requests remain, or the server refuses while it has
+  others in flight): the in-flight ceiling drops to what the server admitted, and only the
+  refused request waits its ``Retry-After``; the others go on. Above that ceiling the limiter
+  probes one slot now and then, less often each time the probe is refused.
 
 Permits are granted first come, first served. Waits are computed from the buckets and the pause,
 never polled: only the head of the queue waits on time, the others wait their turn.
@@ -43,8 +54,9 @@ __all__ = [
     "parse_reset_duration",
 ]
 
-_BACKOFF_FACTOR = 0.9  # AIMD: a 429 cuts the limit to 0.9 x the concurrency the server accepted
-_PROBE_WINDOWS = 10  # at the last 429's ceiling, probe above it only after this many windows
+_BACKOFF_FACTOR = 0.9  # a rate window's 429 cuts the limit to 0.9 x the concurrency in flight
+_PROBE_WINDOWS = 10  # at the ceiling, probe one slot above it only after this many windows...
+_MAX_PROBE_WINDOWS = 320  # ...twice as many after each refused probe, up to this many
 _LATENCY_BACKOFF_FACTOR = 0.75  # latency rose too much: shrink the limit by a quarter
 _LATENCY_RISE = 1.5  # window latency above 1.5 x baseline: the server is queueing
 _LATENCY_FLAT = 1.2  # window latency within 1.2 x baseline: room to grow
@@ -60,7 +72,7 @@ class LimiterStats:
     concurrency_limit: int | None  # None: no cap
     in_flight: int
     waiting: int
-    rate_limited_total: int  # 429s reported through on_rate_limited
+    rate_limited_total: int  # 429s reported (permit.rate_limited, on_rate_limited)
     paused_until: float | None  # clock time; None when not paused
 
 
@@ -93,20 +105,48 @@ class _TokenBucket:
 
 
 class Permit:
-    """A granted call. ``reconcile(actual_tokens)`` charges or refunds the token estimate."""
+    """A granted call. ``reconcile(actual_tokens)`` charges or refunds the token estimate;
+    ``rate_limited(...)`` reports that the server refused it with a 429."""
 
-    __slots__ = ("_charged", "_limiter", "estimated_tokens", "granted_at")
+    __slots__ = (
+        "_charged",
+        "_limiter",
+        "estimated_tokens",
+        "granted_at",
+        "in_flight_at_grant",
+        "seq",
+    )
 
-    def __init__(self, limiter: EndpointLimiter, estimated_tokens: int, granted_at: float) -> None:
+    def __init__(
+        self,
+        limiter: EndpointLimiter,
+        estimated_tokens: int,
+        granted_at: float,
+        *,
+        seq: int = 0,
+        in_flight_at_grant: int = 1,
+    ) -> None:
         self._limiter = limiter
         self._charged = estimated_tokens
         self.estimated_tokens = estimated_tokens
         self.granted_at = granted_at
+        self.seq = seq
+        """Grants before this one, plus one: tells which 429s were sent before a burst began."""
+        self.in_flight_at_grant = in_flight_at_grant
+        """Permits in flight once this one was granted, itself included."""
 
     def reconcile(self, actual_tokens: int) -> None:
         delta = actual_tokens - self._charged
         self._charged = actual_tokens
         self._limiter._charge_tokens(delta)
+
+    def rate_limited(
+        self, retry_after: float | None = None, headers: Mapping[str, Any] | None = None
+    ) -> float:
+        """The server answered this permit's request with 429: adapt to what the refusal
+        means (see the module docstring) and return the seconds to wait before retrying it.
+        Call it while the permit is held."""
+        return self._limiter._on_refused(self, retry_after, headers or {})
 
 
 class _Waiter:
@@ -120,12 +160,13 @@ class _Waiter:
 class EndpointLimiter:
     """Concurrency, request-rate and token-rate limits for one endpoint, adapted as it answers.
 
-    ``adaptive``: a 429 halves the concurrency limit (never below 1) and each window of
-    successes (as many as the limit) while the limit was reached adds one back, up to
-    ``max_concurrency``. ``latency_adaptive``, for servers that queue instead of answering 429:
-    the limit starts small and grows only while the mean latency of a window stays within 1.2x
-    the baseline (the lowest window mean seen, drifting slowly toward lasting changes); above
-    1.5x it shrinks by a quarter.
+    ``adaptive``: a 429 lowers the concurrency limit (to what the server admitted, or to 0.9x
+    what was in flight for a rate window; never below 1) and each window of successes (as many
+    as the limit) while the limit was reached adds one back, up to ``max_concurrency``.
+    ``latency_adaptive``, for servers that queue instead of answering 429: the limit starts
+    small and grows only while the mean latency of a window stays within 1.2x the baseline (the
+    lowest window mean seen, drifting slowly toward lasting changes); above 1.5x it shrinks by a
+    quarter.
 
     Use it from one event-loop thread. It holds no event-loop objects between calls, so one
     limiter may serve successive runs.
@@ -185,8 +226,18 @@ class EndpointLimiter:
         self._window_peak = 0  # most permits in flight at once during the window
         self._baseline_latency: float | None = None
         self._recent_latency: float | None = None
-        self._ceiling: int | None = None  # concurrency at which the last 429 came
+        self._ceiling: int | None = None  # most in flight the server admitted when it refused one
         self._windows_at_ceiling = 0
+        self._probe_windows = _PROBE_WINDOWS
+        self._grants = 0
+        # The burst of concurrency 429s: permits granted up to ``_burst_seq`` were sent before
+        # its first 429 came back, so their 429s refine that burst's ceiling rather than
+        # starting a new one. What the limit and ceiling were before it, in case the burst
+        # turns out to be a rate window (the server admitted none of it).
+        self._burst_seq = 0
+        self._limit_before_burst: int | None = self._limit
+        self._in_flight_at_burst = 0
+        self._ceiling_before_burst: int | None = None
 
     @property
     def concurrency_limit(self) -> int | None:
@@ -259,8 +310,9 @@ class EndpointLimiter:
         if self._tpm is not None:
             self._tpm.level -= tokens
         self._in_flight += 1
+        self._grants += 1
         self._window_peak = max(self._window_peak, self._in_flight)
-        return Permit(self, tokens, now)
+        return Permit(self, tokens, now, seq=self._grants, in_flight_at_grant=self._in_flight)
 
     async def _wait_event_or_delay(self, event: anyio.Event, delay: float) -> None:
         # The head of the queue waits for its time to come, unless the state changes first
@@ -291,14 +343,79 @@ class EndpointLimiter:
 
     # --- feedback from the endpoint -------------------------------------------------------
 
-    def on_rate_limited(self, retry_after: float | None = None) -> None:
-        """The endpoint answered 429: pause every request, and (if adaptive) cut concurrency.
+    def on_rate_limited(
+        self, retry_after: float | None = None, headers: Mapping[str, Any] | None = None
+    ) -> float:
+        """A 429 that no permit is known for: taken as a rate window (see ``_pause``).
+
+        Returns the seconds until the endpoint takes requests again. Prefer
+        ``permit.rate_limited``, which can tell a concurrency limit from a rate window.
+        """
+        self._rate_limited_total += 1
+        quota = self._read_headers(headers or {}, 0)
+        self._pause(retry_after, cut_from=None if quota == "spent" else self._in_flight + 1)
+        return self.pause_remaining()
+
+    def _on_refused(
+        self, permit: Permit, retry_after: float | None, headers: Mapping[str, Any]
+    ) -> float:
+        self._rate_limited_total += 1
+        quota = self._read_headers(headers, permit.estimated_tokens)
+        if quota == "spent":
+            self._pause(retry_after, cut_from=None)  # the buckets hold what the headers said
+            return self.pause_remaining()
+        window: int | None = max(self._in_flight, permit.in_flight_at_grant)
+        if self._adaptive:
+            window = self._lower_ceiling(permit, quota == "open")
+            if window is None:
+                # A slot frees as soon as an admitted request ends, and the lowered limit keeps
+                # this one out until then: only the server's Retry-After is waited on top.
+                return 0.0 if retry_after is None else max(retry_after, 0.0)
+        self._pause(retry_after, cut_from=window)
+        return self.pause_remaining()
+
+    def _lower_ceiling(self, permit: Permit, requests_remain: bool) -> int | None:
+        """Take ``permit``'s 429 as a concurrency limit and lower the ceiling to what the server
+        admitted; return None. When the refusal shows a rate window instead, return the
+        concurrency in flight that met the window."""
+        others_now = self._in_flight - 1  # this permit is still held
+        if permit.seq <= self._burst_seq and self._ceiling is not None:
+            # Sent before the burst's first 429 came back: those still in flight are admitted.
+            if others_now < 1 and not requests_remain:
+                # The server admitted none of the burst: a rate window, not a ceiling.
+                self._limit, self._ceiling = self._limit_before_burst, self._ceiling_before_burst
+                self._burst_seq = 0
+                return self._in_flight_at_burst
+            self._ceiling = min(self._ceiling, max(others_now, 1))
+            self._limit = self._ceiling if self._limit is None else min(self._limit, self._ceiling)
+            return None
+        others_then = permit.in_flight_at_grant - 1
+        others = max(others_then, others_now)
+        if others < 1:
+            return 1  # refused with nothing else in flight
+        if not requests_remain and self._ceiling is not None and others < self._ceiling:
+            return others + 1  # refused with fewer in flight than it admitted before
+        refused_probe = self._ceiling is not None and others >= self._ceiling
+        self._probe_windows = (
+            min(self._probe_windows * 2, _MAX_PROBE_WINDOWS) if refused_probe else _PROBE_WINDOWS
+        )
+        self._burst_seq = self._grants
+        self._in_flight_at_burst = others + 1
+        self._limit_before_burst, self._ceiling_before_burst = self._limit, self._ceiling
+        self._ceiling = others
+        self._limit = others if self._limit is None else min(self._limit, others)
+        self._windows_at_ceiling = 0
+        self._reset_window(peak=0)  # those in flight now met the 429: they don't count
+        return None
+
+    def _pause(self, retry_after: float | None, *, cut_from: int | None) -> None:
+        """A rate window's 429: pause every request, and (if adaptive and ``cut_from`` is set)
+        cut the concurrency limit to 0.9 x ``cut_from``, the concurrency that met the window.
 
         429s that arrive while the pause of an earlier one is running belong to the same burst:
         they may lengthen the pause but don't cut the limit again.
         """
         now = self._clock.now()
-        self._rate_limited_total += 1
         new_burst = now >= self._congestion_until
         if new_burst:
             self._consecutive_429 += 1
@@ -317,20 +434,18 @@ class EndpointLimiter:
             self._congestion_until = max(self._congestion_until, now + pause)
             return
         self._congestion_until = now + pause
-        if self._adaptive:
-            # The server accepted what was in flight, plus nothing more: that is its ceiling.
-            accepted = self._in_flight + 1
-            current = accepted if self._limit is None else min(self._limit, accepted)
-            self._ceiling = accepted
+        if self._adaptive and cut_from is not None:
+            current = cut_from if self._limit is None else min(self._limit, cut_from)
             self._limit = max(1, math.floor(current * _BACKOFF_FACTOR))
-            self._reset_window()
+            self._reset_window(peak=0)  # those in flight now met the 429: they don't count
 
     def on_success(self, latency: float) -> None:
         """A call succeeded after ``latency`` seconds: grow the limit back, window by window.
 
-        Growth is one slot per window of successes, up to just below the concurrency at which
-        the last 429 came; past that ceiling it probes one slot every ``_PROBE_WINDOWS`` windows,
-        so a server with a fixed cap sees a 429 rarely instead of every few windows.
+        Growth is one slot per window of successes, up to the ceiling a concurrency 429 set;
+        above it the limiter probes one slot after ``_PROBE_WINDOWS`` windows there (twice as
+        many after each refused probe), so a server with a fixed cap sees a 429 rarely. A whole
+        window above the ceiling without a 429 lifts it.
         """
         self.succeeded = True
         self._consecutive_429 = 0
@@ -361,19 +476,22 @@ class EndpointLimiter:
             if ratio > _LATENCY_FLAT:
                 return
         if limit_reached and (self._max_concurrency is None or self._limit < self._max_concurrency):
-            if self._ceiling is not None and self._limit + 1 >= self._ceiling:
-                self._windows_at_ceiling += 1
-                if self._windows_at_ceiling < _PROBE_WINDOWS:
-                    return
-                self._windows_at_ceiling = 0
-                self._ceiling = None  # probing past it; a new 429 sets a new one
+            if self._ceiling is not None:
+                if self._limit > self._ceiling:  # a probe's window passed: the cap has moved
+                    self._ceiling = None
+                    self._probe_windows = _PROBE_WINDOWS
+                elif self._limit == self._ceiling:
+                    self._windows_at_ceiling += 1
+                    if self._windows_at_ceiling < self._probe_windows:
+                        return
+                    self._windows_at_ceiling = 0
             self._limit += 1
             self._wake_head()
 
-    def _reset_window(self) -> None:
+    def _reset_window(self, peak: int | None = None) -> None:
         self._window_successes = 0
         self._window_latency = 0.0
-        self._window_peak = self._in_flight
+        self._window_peak = self._in_flight if peak is None else peak
 
     def update_from_headers(self, headers: Mapping[str, Any]) -> None:
         """Adapt to the rate-limit headers of a response (OpenAI or Anthropic style).
@@ -381,13 +499,22 @@ class EndpointLimiter:
         A limit header sets the bucket's size when none was configured; a remaining count lowers
         the bucket to it; a spent quota (remaining 0) holds new requests until its reset.
         """
+        self._read_headers(headers, 0)
+
+    def _read_headers(
+        self, headers: Mapping[str, Any], tokens: int
+    ) -> Literal["spent", "open"] | None:
+        """Apply ``headers`` (see ``update_from_headers``) and say what they tell of a request
+        of ``tokens`` tokens: ``"spent"`` when the requests or tokens remaining can't hold it,
+        ``"open"`` when requests remain (and tokens, if counted), None when they don't say."""
         found: dict[str, str] = {}
         for name, value in headers.items():
             lowered = name.lower()
             if lowered.startswith(("x-ratelimit-", "anthropic-ratelimit-")):
                 found[lowered] = str(value)
         if not found:
-            return
+            return None
+        state: Literal["spent", "open"] | None = None
         now = self._clock.now()
         kinds: tuple[Literal["requests", "tokens"], ...] = ("requests", "tokens")
         for kind in kinds:
@@ -405,7 +532,13 @@ class EndpointLimiter:
                     found.get(f"anthropic-ratelimit-{kind}-reset"), self._wallclock()
                 )
             self._apply_quota(kind, limit, remaining, reset, now)
+            if remaining is not None:
+                if remaining < (1 if kind == "requests" else max(tokens, 1)):
+                    state = "spent"
+                elif kind == "requests" and state is None:
+                    state = "open"
         self._wake_head()
+        return state
 
     def _apply_quota(
         self,

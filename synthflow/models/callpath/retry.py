@@ -5,10 +5,12 @@ Retried: ``LLMStatusError`` with status 408, 429 or 5xx, ``LLMTimeoutError``,
 ``retryable`` (a missing choice, or null content while sampling), which gets at most
 ``EMPTY_ANSWER_ATTEMPTS`` attempts in all. Any other error (400, 401, 404, a refusal, a bug) is
 raised at once. Between attempts the wait is exponential with jitter, or what ``Retry-After``
-asks for. A 429 is reported to the endpoint's limiter, which pauses every request to that
-endpoint; the retry then waits out that same pause rather than a backoff of its own. When ``fn``
-acquires its permit from the same limiter, the next attempt also queues behind the calls
-already waiting.
+asks for. A 429 is reported to the endpoint's limiter, which answers how long that request
+waits: ``fn`` reports it through the permit it was sent under (``permit.rate_limited``, setting
+the error's ``retry_delay``), so the limiter can tell a concurrency limit (only that request
+waits) from a rate window (the whole endpoint pauses); a 429 ``fn`` did not report is taken as a
+rate window. When ``fn`` acquires its permit from the same limiter, the next attempt also queues
+behind the calls already waiting.
 """
 
 from __future__ import annotations
@@ -102,10 +104,11 @@ async def call_with_retries(
     """Await ``fn()`` until it succeeds, retrying transient errors; re-raise the last error.
 
     The n-th wait is ``min(max_delay, base_delay * 2**(n-1))`` scaled by a random factor in
-    [0.5, 1), unless the error carries ``Retry-After`` (honoured as given, not capped) or is a
-    429 with a ``limiter`` (the wait is the limiter's pause). ``on_retry`` sees each error that
-    will be retried, before the wait. Sleeps go through ``clock``; ``rng`` and ``wallclock``
-    make the jitter and HTTP-date arithmetic reproducible in tests.
+    [0.5, 1), unless the error carries a ``retry_delay`` set by the limiter, or ``Retry-After``
+    (honoured as given, not capped), or is a 429 with a ``limiter`` (the wait is its pause).
+    ``on_retry`` sees each error that will be retried, before the wait. Sleeps go through
+    ``clock``; ``rng`` and ``wallclock`` make the jitter and HTTP-date arithmetic reproducible
+    in tests.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
@@ -116,16 +119,16 @@ async def call_with_retries(
         try:
             return await fn()
         except LLMStatusError as exc:
-            if limiter is not None and exc.status_code == 429:
-                limiter.update_from_headers(exc.headers)
-                limiter.on_rate_limited(retry_after_from_headers(exc.headers, wallclock()))
+            if limiter is not None and exc.status_code == 429 and exc.retry_delay is None:
+                retry_after = retry_after_from_headers(exc.headers, wallclock())
+                exc.retry_delay = limiter.on_rate_limited(retry_after, exc.headers)
             raise
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, LLMStatusError):
-            if exc.status_code == 429 and limiter is not None:
-                return limiter.pause_remaining()
+            if exc.retry_delay is not None:
+                return exc.retry_delay
             retry_after = retry_after_from_headers(exc.headers, wallclock())
             if retry_after is not None:
                 return retry_after

@@ -17,7 +17,7 @@ What differs from the chat-completions shape, and how it is bridged here:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import orjson
 
@@ -31,6 +31,7 @@ from synthflow.models.llms.base import (
     NoAnswerKind,
     Usage,
 )
+from synthflow.models.llms.generation_kwargs import Stop
 
 if TYPE_CHECKING:
     from synthflow.models.callpath.batch_wire import BatchWire
@@ -53,6 +54,22 @@ _UNSUPPORTED = {
 }
 
 
+class AnthropicGenerationKwargs(TypedDict, total=False):
+    temperature: float
+    max_new_tokens: int
+    max_tokens: int
+    top_p: float
+    top_k: int
+    stop: Stop
+    stop_sequences: list[str]
+    metadata: dict[str, Any]
+    thinking: dict[str, Any]
+    tools: list[dict[str, Any]]
+    tool_choice: dict[str, Any]
+    service_tier: str
+    extra_body: dict[str, Any]
+
+
 class AnthropicLLM(APILLM):
     """Claude models through the Messages API. See the module docstring for the mapping."""
 
@@ -61,10 +78,8 @@ class AnthropicLLM(APILLM):
     api_key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     base_url_env: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     supports_n: ClassVar[bool] = False
-
-    def load(self) -> None:
-        super().load()
-        self._check_generation_kwargs()
+    generation_kwargs_spec: ClassVar[type | None] = AnthropicGenerationKwargs
+    unsupported_generation_kwargs: ClassVar[dict[str, str]] = _UNSUPPORTED
 
     def offline_batch_wire(self) -> BatchWire | None:
         from synthflow.models.llms.anthropic_batch import AnthropicBatchWire
@@ -78,7 +93,6 @@ class AnthropicLLM(APILLM):
         return headers
 
     def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
-        self._check_generation_kwargs()
         system: list[str] = []
         turns: list[ChatMessage] = []
         for message in messages:
@@ -102,7 +116,7 @@ class AnthropicLLM(APILLM):
         }
         if any(system):
             payload["system"] = "\n\n".join(part for part in system if part)
-        for key, value in kwargs.items():
+        for key, value in self.body_kwargs():
             if key in _MAX_TOKENS_NAMES or value is None:
                 continue
             if key == "stop":
@@ -132,14 +146,6 @@ class AnthropicLLM(APILLM):
             usage=Usage(input_tokens, int(usage.get("output_tokens") or 0)),
             no_answer=no_answer,
         )
-
-    def _check_generation_kwargs(self) -> None:
-        for name, why in _UNSUPPORTED.items():
-            if name in self.generation_kwargs:
-                raise LLMError(
-                    f"{type(self).__name__} can't take {name!r} ({why}): remove it from "
-                    "generation_kwargs"
-                )
 
 
 def _text_of(content: Any) -> str:

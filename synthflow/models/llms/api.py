@@ -6,7 +6,8 @@ this order, around each HTTP request:
 
     structured-output re-ask (bounded)
       └── retries (tenacity; 429, 5xx, timeouts, resets, unreadable bodies, missing answers)
-            └── the endpoint's rate limiter (concurrency, RPM/TPM buckets, 429 pause, AIMD)
+            └── the endpoint's rate limiter (concurrency, RPM/TPM buckets; a 429 lowers
+                  │   the in-flight ceiling or pauses the endpoint, as it tells)
                   └── one HTTP request (synthflow.models.callpath._http), its answers checked
                       (synthflow.models.callpath.answers: no text is a failed call, never a value)
 
@@ -37,7 +38,7 @@ from synthflow.errors import (
 from synthflow.models.callpath._http import HTTPClient, JSONResponse, transport_name
 from synthflow.models.callpath.answers import AnswerPool, empty_answer_error, samples
 from synthflow.models.callpath.limiter import EndpointLimiter, endpoint_key, get_limiter
-from synthflow.models.callpath.retry import call_with_retries
+from synthflow.models.callpath.retry import call_with_retries, retry_after_from_headers
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
@@ -58,6 +59,9 @@ class APILLM(StructuredOutputLLM):
     base_url_env: ClassVar[str | None] = None
     supports_n: ClassVar[bool] = False
     """The API returns several completions per request (OpenAI's ``n``)."""
+    passthrough_generation_kwarg: ClassVar[str | None] = "extra_body"
+    unsent_generation_kwargs: ClassVar[frozenset[str]] = frozenset()
+    """Kwargs taken (distilabel's pipelines pass them) but not sent: the API has no use for them."""
 
     model: str = Field(description="The model to call.")
     base_url: str | None = Field(
@@ -190,7 +194,25 @@ class APILLM(StructuredOutputLLM):
 
     @abstractmethod
     def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
-        """The path (relative to the base URL, or absolute) and JSON body of one request."""
+        """The path (relative to the base URL, or absolute) and JSON body of one request.
+        Generation kwargs come from ``body_kwargs()``; ``extra_body`` is merged in after."""
+
+    def body_kwargs(self) -> list[tuple[str, Any]]:
+        """The generation kwargs a request carries: all but the escape hatch (``extra_body``,
+        merged into the body as it is) and the unsent ones."""
+        skip, extra = self.unsent_generation_kwargs, self.passthrough_generation_kwarg
+        return [
+            (key, value)
+            for key, value in self.generation_kwargs.items()
+            if key != extra and key not in skip
+        ]
+
+    def prepared_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
+        """``build_request``, with ``generation_kwargs["extra_body"]`` merged into the body
+        (mappings key by key, so ``{"options": {"num_gpu": 1}}`` adds to Ollama's options)."""
+        path, payload = self.build_request(messages, num_generations)
+        extra = self.generation_kwargs.get(self.passthrough_generation_kwarg or "")
+        return path, (payload if not extra else _merged(payload, extra))
 
     @abstractmethod
     def parse_response(self, data: Any) -> GenerateOutput:
@@ -306,13 +328,17 @@ class APILLM(StructuredOutputLLM):
 
         async def attempt() -> GenerateOutput:
             # A retry after an answer that lacked some generations asks only for those.
-            path, payload = self.build_request(messages, pool.wanted)
+            path, payload = self.prepared_request(messages, pool.wanted)
             async with limiter.acquire(estimate) as permit:
                 started = time.monotonic()
                 try:
                     response = await self._client().post_json(path, payload, headers)
-                except (LLMStatusError, LLMResponseError):
+                except (LLMStatusError, LLMResponseError) as exc:
                     limiter.answered = True  # an error status or a garbled body: still an answer
+                    if isinstance(exc, LLMStatusError) and exc.status_code == 429:
+                        # Told while the permit is held: the limiter sees what was in flight.
+                        retry_after = retry_after_from_headers(exc.headers, time.time())
+                        exc.retry_delay = permit.rate_limited(retry_after, exc.headers)
                     raise
                 limiter.answered = True
                 limiter.update_from_headers(response.headers)
@@ -379,6 +405,17 @@ def _estimate_tokens(messages: ChatType, kwargs: dict[str, Any], n: int) -> int:
     chars = sum(len(str(m.get("content", ""))) for m in messages)
     max_out = kwargs.get("max_new_tokens") or kwargs.get("max_tokens") or 256
     return chars // 4 + int(max_out) * n
+
+
+def _merged(base: Payload, extra: dict[str, Any]) -> Payload:
+    out = dict(base)
+    for key, value in extra.items():
+        inner = out.get(key)
+        if isinstance(inner, dict) and isinstance(value, dict):
+            out[key] = _merged(inner, value)
+        else:
+            out[key] = value
+    return out
 
 
 def generation_kwarg(kwargs: dict[str, Any], *names: str) -> Any:

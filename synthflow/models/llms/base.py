@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from synthflow.models.llms.generation_kwargs import check_generation_kwargs
 from synthflow.runtime_parameters import RuntimeParameter
 
 ChatMessage = dict[str, Any]
@@ -102,6 +103,30 @@ class LLM(BaseModel, ABC):
         description="Keyword arguments for generation: temperature, max_new_tokens, top_p, "
         "stop, seed, ...",
     )
+
+    generation_kwargs_spec: ClassVar[type | None] = None
+    """The generation kwargs this client's API takes and their types: a ``TypedDict``
+    (``total=False``). ``generation_kwargs`` are checked against it whenever they are set (see
+    ``synthflow.models.llms.generation_kwargs``); None takes any, unchecked."""
+
+    unsupported_generation_kwargs: ClassVar[dict[str, str]] = {}
+    """Kwargs the API lacks, and why (shown in the error): ``{"seed": "the API has no seed"}``."""
+
+    passthrough_generation_kwarg: ClassVar[str | None] = None
+    """The generation kwarg whose mapping goes to the provider unchecked (the escape hatch for
+    fields synthflow doesn't know): ``"extra_body"`` for HTTP APIs."""
+
+    @field_validator("generation_kwargs")
+    @classmethod
+    def _check_generation_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_generation_kwargs(
+            cls.__name__,
+            cls.generation_kwargs_spec,
+            value,
+            unsupported=cls.unsupported_generation_kwargs,
+            passthrough=cls.passthrough_generation_kwarg,
+        )
+        return value
 
     field_aliases: ClassVar[dict[str, str]] = {}
     """distilabel's names for this class's settings, which the constructor (and a saved

@@ -12,13 +12,41 @@ validates each answer.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from synthflow.models.llms.api import APILLM, Payload
 from synthflow.models.llms.base import ChatType, GenerateOutput, NoAnswer, NoAnswerKind, Usage
+from synthflow.models.llms.generation_kwargs import Stop
 
 # synthflow's generation kwarg -> the name in the request body. Others pass through unchanged.
 _RENAMES = {"max_new_tokens": "max_tokens", "top_p": "p", "top_k": "k", "stop": "stop_sequences"}
+
+
+class CohereGenerationKwargs(TypedDict, total=False):
+    """The v2 Chat API's fields, under synthflow's names or Cohere's (``p``, ``k``...)."""
+
+    temperature: float
+    max_new_tokens: int
+    max_tokens: int
+    top_p: float
+    p: float
+    top_k: int
+    k: int
+    seed: int | float  # distilabel types it as a float
+    stop: Stop
+    stop_sequences: list[str]
+    frequency_penalty: float
+    presence_penalty: float
+    raw_prompting: bool
+    logprobs: bool
+    safety_mode: str
+    tools: list[dict[str, Any]]
+    tool_choice: str
+    strict_tools: bool
+    documents: list[Any]
+    citation_options: dict[str, Any]
+    thinking: dict[str, Any]
+    extra_body: dict[str, Any]
 
 
 class CohereLLM(APILLM):
@@ -31,6 +59,7 @@ class CohereLLM(APILLM):
     base_url_env: ClassVar[str | None] = "CO_API_URL"
     fallback_api_key_env: ClassVar[str] = "COHERE_API_KEY"
     supports_n: ClassVar[bool] = False
+    generation_kwargs_spec: ClassVar[type | None] = CohereGenerationKwargs
 
     def resolved_api_key(self) -> str | None:
         return super().resolved_api_key() or os.environ.get(self.fallback_api_key_env) or None
@@ -43,7 +72,7 @@ class CohereLLM(APILLM):
         # content in every turn.
         turns = [m for m in messages if m.get("role") != "assistant" or m.get("content")]
         payload: Payload = {"model": self.model, "messages": turns}
-        for key, value in self.generation_kwargs.items():
+        for key, value in self.body_kwargs():
             if key == "stop" and isinstance(value, str):
                 value = [value]
             payload[_RENAMES.get(key, key)] = value

@@ -11,10 +11,12 @@ URL and the credentials. Chat messages in synthflow's (OpenAI's) shape are mappe
 
 Generation kwargs use synthflow's names (``temperature``, ``top_p``, ``top_k``,
 ``max_new_tokens``, ``stop``, ``seed``, ``presence_penalty``, ``frequency_penalty``, ``logprobs``,
-``top_logprobs``) and go into ``generationConfig`` in Gemini's camelCase; any other key is
-camel-cased and passed through (``thinking_config``, ``response_modalities``...), except
-``safety_settings``, ``cached_content`` and ``labels``, which are top-level request fields. A
-kwarg set to None is left out.
+``top_logprobs``) or ``generationConfig``'s own in snake_case (``thinking_config``,
+``response_modalities``, ``max_output_tokens``...; see ``GeminiGenerationKwargs``) and go into
+``generationConfig`` in Gemini's camelCase, except ``safety_settings`` (a list, or
+distilabel's ``{category: threshold}`` mapping), ``cached_content``, ``labels``, ``tools`` and
+``tool_config``, which are top-level request fields. A kwarg set to None is left out; a field
+synthflow doesn't know goes in ``extra_body`` (merged into the request body).
 
 Structured output is native: ``responseMimeType: application/json`` plus ``responseSchema``,
 Gemini's dialect of JSON schema (see ``gemini_schema`` for what it keeps, drops and can't say).
@@ -27,7 +29,7 @@ import mimetypes
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 from urllib.parse import urlparse
 
 import orjson
@@ -44,6 +46,7 @@ from synthflow.models.llms.base import (
     NoAnswerKind,
     Usage,
 )
+from synthflow.models.llms.generation_kwargs import Stop
 
 # synthflow's generation kwarg -> the generationConfig field. Other keys are camel-cased.
 _CONFIG_NAMES = {
@@ -52,7 +55,36 @@ _CONFIG_NAMES = {
     "stop": "stopSequences",
     "top_logprobs": "logprobs",
 }
-_TOP_LEVEL = frozenset({"safetySettings", "cachedContent", "labels"})
+_TOP_LEVEL = frozenset({"safetySettings", "cachedContent", "labels", "tools", "toolConfig"})
+
+
+class GeminiGenerationKwargs(TypedDict, total=False):
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+    max_tokens: int
+    max_output_tokens: int
+    stop: Stop
+    stop_sequences: list[str]
+    seed: int
+    presence_penalty: float
+    frequency_penalty: float
+    logprobs: bool | int
+    top_logprobs: int
+    response_logprobs: bool
+    response_mime_type: str
+    response_modalities: list[str]
+    thinking_config: dict[str, Any]
+    speech_config: dict[str, Any]
+    media_resolution: str
+    enable_enhanced_civic_answers: bool
+    safety_settings: list[dict[str, Any]] | dict[str, Any]
+    cached_content: str
+    labels: dict[str, str]
+    tools: list[dict[str, Any]]
+    tool_config: dict[str, Any]
+    extra_body: dict[str, Any]
 
 
 class GeminiLLM(APILLM):
@@ -71,6 +103,7 @@ class GeminiLLM(APILLM):
     api_key_env: ClassVar[str | None] = "GEMINI_API_KEY"
     api_key_envs: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     supports_n: ClassVar[bool] = True
+    generation_kwargs_spec: ClassVar[type | None] = GeminiGenerationKwargs
 
     api_version: str = Field(default="v1beta", description="The API version in the URL.")
 
@@ -89,9 +122,11 @@ class GeminiLLM(APILLM):
     def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
         payload = _contents(messages, type(self).__name__)
         config: Payload = {}
-        for key, value in self.generation_kwargs.items():
+        for key, value in self.body_kwargs():
             if value is None:
                 continue
+            if key == "safety_settings" and isinstance(value, dict):  # Vertex SDK's shape
+                value = [{"category": c, "threshold": t} for c, t in value.items()]
             if key == "logprobs" and isinstance(value, bool):
                 name = "responseLogprobs"
             else:  # an int ``logprobs`` is Gemini's own: the number of top tokens

@@ -22,7 +22,7 @@ from synthflow.errors import LLMError
 from synthflow.models.llms.api import Payload
 from synthflow.models.llms.base import ChatType
 from synthflow.models.llms.magpie import MagpieSettings
-from synthflow.models.llms.openai import OpenAILLM
+from synthflow.models.llms.openai import OpenAIGenerationKwargs, OpenAILLM
 
 _SERVERLESS_HEADERS = {
     # Wait for a cold model to load instead of answering 503 at once.
@@ -44,6 +44,22 @@ _TEXT_GENERATION_ONLY = (
 )
 """distilabel's generation kwargs for TGI's raw text-generation route, which the messages API
 doesn't take (distilabel drops them too when it calls the chat route)."""
+
+
+class InferenceEndpointsGenerationKwargs(OpenAIGenerationKwargs, total=False):
+    """The chat fields, and distilabel's names for TGI's (``stop_sequences`` is sent as
+    ``stop``; the text-generation-only ones are taken and not sent)."""
+
+    logit_bias: dict[str | int, float] | list[float]  # type: ignore[misc]  # distilabel's list
+    stop_sequences: list[str]
+    tool_prompt: str
+    top_n_tokens: int
+    do_sample: bool
+    repetition_penalty: float
+    return_full_text: bool
+    top_k: int
+    typical_p: float
+    watermark: bool
 
 
 class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
@@ -73,6 +89,7 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
     supports_n: ClassVar[bool] = False
     field_aliases: ClassVar[dict[str, str]] = {"model_id": "model"}
     renames: ClassVar[dict[str, str]] = {**OpenAILLM.renames, "stop_sequences": "stop"}
+    generation_kwargs_spec: ClassVar[type | None] = InferenceEndpointsGenerationKwargs
 
     model: str = Field(
         default="",

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from synthflow.models.callpath.structured import StructuredOutputLLM, example_of
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
+from synthflow.models.llms.generation_kwargs import CommonGenerationKwargs
 from synthflow.runtime_parameters import RuntimeParameter
 
 
@@ -25,7 +26,11 @@ class OfflineLLM(StructuredOutputLLM):
     The same messages, seed and generation index always give the same text. ``jitter`` adds a
     deterministic pseudo-random delay in ``[0, jitter)`` per call, so rows finish out of order.
     With ``structured_output``, every answer is a JSON value that follows the schema.
+    It takes the portable generation kwargs (``CommonGenerationKwargs``), which change the
+    text as a different seed would, so it stands in for any model while a pipeline is built.
     """
+
+    generation_kwargs_spec: ClassVar[type | None] = CommonGenerationKwargs
 
     model: str = "synthflow-offline"
     seed: int = 0

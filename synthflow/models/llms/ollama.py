@@ -4,10 +4,12 @@ Ollama also serves OpenAI's chat completions at ``/v1`` (use ``OpenAILLM(base_ur
 native API is the one that takes every sampling option, JSON-schema ``format``, images and
 ``keep_alive``.
 
-Generation kwargs use synthflow's names and go into ``options`` (``max_new_tokens`` is Ollama's
-``num_predict``); any other key is an Ollama option too (``num_ctx``, ``repeat_penalty``,
-``min_p``...), except ``keep_alive``, ``think``, ``format``, ``logprobs`` and ``top_logprobs``,
-which are top-level request fields; a kwarg set to None is left out. Note that Ollama's
+Generation kwargs use synthflow's names or Ollama's options (``num_ctx``, ``repeat_penalty``,
+``min_p``...; see ``OllamaGenerationKwargs``) and go into ``options`` (``max_new_tokens`` is
+Ollama's ``num_predict``), except ``keep_alive``, ``think``, ``format``, ``logprobs`` and
+``top_logprobs``, which are top-level request fields. distilabel's ``options`` mapping is merged
+into ``options``; a kwarg set to None is left out; a field synthflow doesn't know goes in
+``extra_body`` (``{"options": {...}}`` adds options). Note that Ollama's
 default context window is small (a few thousand tokens) and silently truncates longer prompts:
 set ``num_ctx`` for long inputs.
 """
@@ -15,7 +17,7 @@ set ``num_ctx`` for long inputs.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from pydantic import Field
 
@@ -29,11 +31,51 @@ from synthflow.models.llms.base import (
     NoAnswerKind,
     Usage,
 )
+from synthflow.models.llms.generation_kwargs import Stop
 from synthflow.models.llms.magpie import MagpieSettings
 
 _OPTION_NAMES = {"max_new_tokens": "num_predict", "max_tokens": "num_predict"}
 _TOP_LEVEL = frozenset({"keep_alive", "think", "format", "logprobs", "top_logprobs"})
 DEFAULT_PORT = 11434
+
+
+class OllamaGenerationKwargs(TypedDict, total=False):
+    """synthflow's names, Ollama's options, and the top-level fields of ``/api/chat``."""
+
+    temperature: float
+    max_new_tokens: int
+    max_tokens: int
+    num_predict: int
+    top_p: float
+    top_k: int
+    min_p: float
+    typical_p: float
+    stop: Stop
+    seed: int
+    frequency_penalty: float
+    presence_penalty: float
+    repeat_penalty: float
+    repeat_last_n: int
+    penalize_newline: bool
+    num_keep: int
+    num_ctx: int
+    num_batch: int
+    num_gpu: int
+    main_gpu: int
+    num_thread: int
+    use_mmap: bool
+    numa: bool
+    mirostat: int
+    mirostat_tau: float
+    mirostat_eta: float
+    tfs_z: float
+    options: dict[str, Any]
+    keep_alive: str | int | float
+    think: bool | str
+    format: str | dict[str, Any]
+    logprobs: bool
+    top_logprobs: int
+    extra_body: dict[str, Any]
 
 
 class OllamaLLM(APILLM, MagpieSettings):
@@ -58,6 +100,7 @@ class OllamaLLM(APILLM, MagpieSettings):
     base_url_env: ClassVar[str | None] = "OLLAMA_HOST"
 
     field_aliases: ClassVar[dict[str, str]] = {"host": "base_url"}
+    generation_kwargs_spec: ClassVar[type | None] = OllamaGenerationKwargs
 
     tokenizer_id: str | None = Field(
         default=None,
@@ -89,8 +132,11 @@ class OllamaLLM(APILLM, MagpieSettings):
             "stream": False,
         }
         options: Payload = {}
-        for key, value in self.generation_kwargs.items():
+        for key, value in self.body_kwargs():
             if value is None:
+                continue
+            if key == "options":  # distilabel's way: a mapping of options
+                options.update(value)
                 continue
             if key in _TOP_LEVEL:
                 payload[key] = value

@@ -7,19 +7,56 @@ the API-key environment variable.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from pydantic import Field, model_validator
 
 from synthflow.models.callpath.structured import schema_name
 from synthflow.models.llms.api import APILLM, Payload
 from synthflow.models.llms.base import ChatType, GenerateOutput, NoAnswer, NoAnswerKind, Usage
+from synthflow.models.llms.generation_kwargs import Stop
 
 if TYPE_CHECKING:
     from synthflow.models.callpath.batch_wire import BatchWire
 
 # synthflow's generation kwarg -> the name in the request body. Others pass through unchanged.
 _RENAMES = {"max_new_tokens": "max_tokens"}
+
+
+class OpenAIGenerationKwargs(TypedDict, total=False):
+    """Chat completions' request fields (and synthflow's ``max_new_tokens``). A server's own
+    fields (vLLM's ``top_k``, ``min_p``, ``repetition_penalty``...) go in ``extra_body``."""
+
+    temperature: float
+    max_new_tokens: int
+    max_tokens: int
+    max_completion_tokens: int
+    top_p: float
+    stop: Stop
+    seed: int
+    frequency_penalty: float
+    presence_penalty: float
+    logprobs: bool
+    top_logprobs: int
+    logit_bias: dict[str | int, float]
+    user: str
+    response_format: dict[str, Any]
+    reasoning_effort: str
+    verbosity: str
+    tools: list[dict[str, Any]]
+    tool_choice: str | dict[str, Any]
+    parallel_tool_calls: bool
+    metadata: dict[str, Any]
+    store: bool
+    service_tier: str
+    modalities: list[str]
+    audio: dict[str, Any]
+    prediction: dict[str, Any]
+    web_search_options: dict[str, Any]
+    prompt_cache_key: str
+    safety_identifier: str
+    echo: bool  # distilabel's, for text prompts: chat requests don't send it
+    extra_body: dict[str, Any]
 
 
 class OpenAILLM(APILLM):
@@ -31,6 +68,8 @@ class OpenAILLM(APILLM):
     base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
     supports_n: ClassVar[bool] = True
     renames: ClassVar[dict[str, str]] = _RENAMES
+    generation_kwargs_spec: ClassVar[type | None] = OpenAIGenerationKwargs
+    unsent_generation_kwargs: ClassVar[frozenset[str]] = frozenset({"echo"})
 
     has_batch_api: ClassVar[bool] = True
     """The provider speaks OpenAI's Batch API (``use_offline_batch_generation``)."""
@@ -52,7 +91,7 @@ class OpenAILLM(APILLM):
         payload: Payload = {"model": self.model, "messages": messages}
         if num_generations != 1:
             payload["n"] = num_generations
-        for key, value in self.generation_kwargs.items():
+        for key, value in self.body_kwargs():
             payload[self.renames.get(key, key)] = value
         if self.structured_output is not None:
             payload["response_format"] = {
@@ -136,14 +175,21 @@ class AzureOpenAILLM(OpenAILLM):
         return path, payload
 
 
+class TogetherGenerationKwargs(OpenAIGenerationKwargs, total=False):
+    top_k: int
+    min_p: float
+    repetition_penalty: float
+
+
 class TogetherLLM(OpenAILLM):
-    """Together AI."""
+    """Together AI (which also takes ``top_k``, ``min_p`` and ``repetition_penalty``)."""
 
     has_batch_api: ClassVar[bool] = False
     provider: ClassVar[str] = "together"
     default_base_url: ClassVar[str] = "https://api.together.xyz/v1"
     api_key_env: ClassVar[str | None] = "TOGETHER_API_KEY"
     base_url_env: ClassVar[str | None] = None
+    generation_kwargs_spec: ClassVar[type | None] = TogetherGenerationKwargs
 
 
 class AnyscaleLLM(OpenAILLM):
@@ -166,6 +212,11 @@ class GroqLLM(OpenAILLM):
     supports_n: ClassVar[bool] = False
 
 
+class MistralGenerationKwargs(OpenAIGenerationKwargs, total=False):
+    random_seed: int
+    safe_prompt: bool
+
+
 class MistralLLM(OpenAILLM):
     """Mistral AI (``seed`` is sent as its ``random_seed``). distilabel's ``endpoint`` (the API
     root) and ``max_concurrent_requests`` are ``base_url`` (with ``/v1``) and
@@ -177,6 +228,7 @@ class MistralLLM(OpenAILLM):
     api_key_env: ClassVar[str | None] = "MISTRAL_API_KEY"
     base_url_env: ClassVar[str | None] = None
     renames: ClassVar[dict[str, str]] = {**_RENAMES, "seed": "random_seed"}
+    generation_kwargs_spec: ClassVar[type | None] = MistralGenerationKwargs
     field_aliases: ClassVar[dict[str, str]] = {"max_concurrent_requests": "max_concurrency"}
 
     @model_validator(mode="before")

@@ -7,7 +7,7 @@ JSON output, pass ``response_format`` in ``generation_kwargs`` as the provider e
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import anyio
 from pydantic import Field, SecretStr
@@ -21,12 +21,49 @@ from synthflow.errors import (
 )
 from synthflow.models.callpath.answers import require_answers
 from synthflow.models.llms.base import LLM, CacheIdentity, ChatType, GenerateOutput, NoAnswer, Usage
+from synthflow.models.llms.generation_kwargs import Stop
 from synthflow.models.llms.local.base import missing_extra
 from synthflow.models.llms.openai import read_choice
 from synthflow.runtime_parameters import RuntimeParameter
 
 # synthflow's generation kwarg -> LiteLLM's (OpenAI's) name. Others pass through unchanged.
 _RENAMES = {"max_new_tokens": "max_tokens"}
+
+
+class LiteLLMGenerationKwargs(TypedDict, total=False):
+    """distilabel's names, and OpenAI's that LiteLLM maps to each provider; a provider's own
+    field goes in ``extra_body``."""
+
+    max_new_tokens: int
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    stop: Stop
+    seed: int
+    presence_penalty: float
+    frequency_penalty: float
+    logit_bias: dict[str | int, float]
+    logprobs: bool
+    top_logprobs: int
+    response_format: dict[str, Any]
+    reasoning_effort: str
+    tools: list[dict[str, Any]]
+    tool_choice: str | dict[str, Any]
+    functions: list[Any]
+    function_call: str | dict[str, Any]
+    user: str
+    metadata: dict[str, Any]
+    api_base: str
+    api_version: str
+    api_key: str
+    model_list: list[Any]
+    mock_response: str
+    force_timeout: int | float
+    custom_llm_provider: str
+    drop_params: bool
+    extra_headers: dict[str, str]
+    extra_body: dict[str, Any]
 
 
 class LiteLLM(LLM):
@@ -39,6 +76,8 @@ class LiteLLM(LLM):
     """
 
     billed: ClassVar[bool] = True
+    generation_kwargs_spec: ClassVar[type | None] = LiteLLMGenerationKwargs
+    passthrough_generation_kwarg: ClassVar[str | None] = "extra_body"
 
     model: str = Field(description="The LiteLLM model string, e.g. 'openai/gpt-4o-mini'.")
     api_base: str | None = Field(default=None, description="The endpoint, when not the default.")

@@ -7,12 +7,13 @@ so the real library has not run here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from pydantic import Field
 
 from synthflow.errors import LLMError
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.generation_kwargs import Stop
 from synthflow.models.llms.local.base import (
     DEFAULT_MAX_NEW_TOKENS,
     LocalLLM,
@@ -25,6 +26,34 @@ from synthflow.models.llms.magpie import MagpieSettings
 _RENAMES = {"max_new_tokens": "max_tokens", "repetition_penalty": "repeat_penalty"}
 
 
+class LlamaCppGenerationKwargs(TypedDict, total=False):
+    """distilabel's names, and the usual ``create_chat_completion`` keywords; any other goes in
+    ``extra_generation_kwargs``."""
+
+    max_new_tokens: int
+    max_tokens: int
+    temperature: float
+    do_sample: bool
+    top_p: float
+    top_k: int
+    min_p: float
+    typical_p: float
+    seed: int
+    stop: Stop
+    frequency_penalty: float
+    presence_penalty: float
+    repetition_penalty: float
+    repeat_penalty: float
+    logprobs: bool
+    top_logprobs: int
+    logit_bias: dict[str | int, float]
+    mirostat_mode: int
+    mirostat_tau: float
+    mirostat_eta: float
+    tfs_z: float
+    extra_generation_kwargs: dict[str, Any]
+
+
 class LlamaCppLLM(LocalLLM, MagpieSettings):
     """A GGUF model file run by llama.cpp (``pip install 'synthflow[llama-cpp]'``).
 
@@ -34,14 +63,17 @@ class LlamaCppLLM(LocalLLM, MagpieSettings):
     llama.cpp answers one conversation at a time, and ``num_generations`` answers are that many
     calls (with ``seed``, the i-th uses ``seed + i`` so they differ). ``generation_kwargs``:
     ``max_new_tokens`` (or ``max_tokens``; default 512), ``temperature``, ``top_p``, ``top_k``,
-    ``seed``, ``stop``, ``repetition_penalty``, and any other keyword of
-    ``Llama.create_chat_completion`` (``min_p``, ``presence_penalty``, ...).
+    ``seed``, ``stop``, ``repetition_penalty``, ``min_p``, ``presence_penalty``...
+    (``LlamaCppGenerationKwargs``); any other keyword of ``Llama.create_chat_completion`` goes
+    in ``extra_generation_kwargs``.
     ``structured_output`` is enforced by llama.cpp's JSON-schema grammar
     (``response_format``), and every answer is validated and re-asked as well. distilabel's
     ``extra_kwargs``, ``n_batch`` and ``seed`` go to ``llama_cpp.Llama`` through ``model_kwargs``.
     """
 
     native_structured_output: ClassVar[bool] = True
+    generation_kwargs_spec: ClassVar[type | None] = LlamaCppGenerationKwargs
+    passthrough_generation_kwarg: ClassVar[str | None] = "extra_generation_kwargs"
     # distilabel's settings: its extra_kwargs and these go to llama_cpp.Llama as they are.
     field_aliases: ClassVar[dict[str, str]] = {
         "extra_kwargs": "model_kwargs",
@@ -92,7 +124,9 @@ class LlamaCppLLM(LocalLLM, MagpieSettings):
     def completion_arguments(self, generation: int = 0) -> dict[str, Any]:
         """The keyword arguments (besides ``messages``) of the ``generation``-th call of
         ``create_chat_completion`` for one conversation."""
-        kwargs = {_RENAMES.get(k, k): v for k, v in self.generation_kwargs.items()}
+        given = dict(self.generation_kwargs)
+        given.update(given.pop("extra_generation_kwargs", None) or {})
+        kwargs = {_RENAMES.get(k, k): v for k, v in given.items()}
         kwargs.setdefault("max_tokens", DEFAULT_MAX_NEW_TOKENS)
         if kwargs.pop("do_sample", True) is False:
             kwargs["temperature"] = 0.0

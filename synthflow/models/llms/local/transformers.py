@@ -6,12 +6,13 @@ imported here: ``torch`` and ``transformers`` load in ``load()``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from pydantic import Field, SecretStr, field_validator
 
 from synthflow.errors import LLMError
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.generation_kwargs import Stop
 from synthflow.models.llms.local.base import (
     DEFAULT_MAX_NEW_TOKENS,
     PLAIN_PROMPT_STOP,
@@ -25,6 +26,28 @@ from synthflow.models.llms.local.base import (
 from synthflow.models.llms.magpie import MagpieSettings
 
 
+class TransformersGenerationKwargs(TypedDict, total=False):
+    """distilabel's names, and the usual ``model.generate`` keywords; any other keyword of
+    ``model.generate`` goes in ``extra_generate_kwargs``."""
+
+    max_new_tokens: int
+    max_tokens: int
+    min_new_tokens: int
+    temperature: float
+    do_sample: bool
+    top_p: float
+    top_k: int
+    min_p: float
+    typical_p: float
+    repetition_penalty: float
+    no_repeat_ngram_size: int
+    num_beams: int
+    length_penalty: float
+    seed: int
+    stop: Stop
+    extra_generate_kwargs: dict[str, Any]
+
+
 class TransformersLLM(HubModelLLM, MagpieSettings):
     """A Hugging Face ``transformers`` causal LM, run in this process.
 
@@ -36,12 +59,15 @@ class TransformersLLM(HubModelLLM, MagpieSettings):
     (0 is greedy, above 0 samples; unset keeps the model's generation config, sampling when
     several generations are asked),
     ``do_sample``, ``top_p``, ``top_k``, ``seed``, ``stop`` (a string or list; the answer ends
-    before it), and any other keyword of ``model.generate`` (``repetition_penalty``, ...).
+    before it), ``repetition_penalty``, ``num_beams``... (``TransformersGenerationKwargs``);
+    any other keyword of ``model.generate`` goes in ``extra_generate_kwargs``.
     Several greedy generations are one generation repeated. ``structured_output`` is enforced
     by validation and re-asking (no constrained decoding); the schema is added to the prompt.
     """
 
     field_aliases: ClassVar[dict[str, str]] = {"device_map": "model_kwargs.device_map"}
+    generation_kwargs_spec: ClassVar[type | None] = TransformersGenerationKwargs
+    passthrough_generation_kwarg: ClassVar[str | None] = "extra_generate_kwargs"
 
     torch_dtype: str = Field(
         default="auto",
@@ -173,6 +199,7 @@ class TransformersLLM(HubModelLLM, MagpieSettings):
         """``model.generate`` keywords from ``generation_kwargs``, the seed, and how many times
         each (greedy) answer is repeated."""
         kwargs = dict(self.generation_kwargs)
+        kwargs.update(kwargs.pop("extra_generate_kwargs", None) or {})
         max_new = kwargs.pop("max_new_tokens", None)
         max_tokens = kwargs.pop("max_tokens", None)
         kwargs["max_new_tokens"] = max_new or max_tokens or DEFAULT_MAX_NEW_TOKENS

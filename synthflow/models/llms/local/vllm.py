@@ -8,12 +8,13 @@ against a stand-in module that records what it is given. Check it on a GPU befor
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from pydantic import Field
 
 from synthflow.errors import LLMError
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.generation_kwargs import Stop
 from synthflow.models.llms.local.base import (
     DEFAULT_MAX_NEW_TOKENS,
     PLAIN_PROMPT_STOP,
@@ -27,6 +28,34 @@ from synthflow.models.llms.magpie import MagpieSettings
 from synthflow.runtime_parameters import RuntimeParameter
 
 
+class vLLMGenerationKwargs(TypedDict, total=False):
+    """distilabel's names, and the usual ``SamplingParams`` fields; any other field goes in
+    ``extra_sampling_params``."""
+
+    max_new_tokens: int
+    max_tokens: int
+    min_tokens: int
+    temperature: float
+    do_sample: bool
+    top_p: float
+    top_k: int
+    min_p: float
+    presence_penalty: float
+    frequency_penalty: float
+    repetition_penalty: float
+    seed: int
+    stop: Stop
+    stop_token_ids: list[int]
+    include_stop_str_in_output: bool
+    ignore_eos: bool
+    skip_special_tokens: bool
+    logprobs: int
+    prompt_logprobs: int
+    logits_processors: list[Any]
+    echo: bool  # distilabel's (the prompt before the answer): taken, not used
+    extra_sampling_params: dict[str, Any]
+
+
 class vLLM(HubModelLLM, MagpieSettings):
     """A model served by vLLM's offline engine in this process.
 
@@ -37,8 +66,9 @@ class vLLM(HubModelLLM, MagpieSettings):
     ``input_batch_size`` on the task keeps the GPU busy.
 
     ``generation_kwargs`` become ``SamplingParams``: ``max_new_tokens`` (or ``max_tokens``;
-    default 512), ``temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, and any other
-    ``SamplingParams`` field (``min_p``, ``repetition_penalty``, ...); ``do_sample=False`` means
+    default 512), ``temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, ``min_p``,
+    ``repetition_penalty``... (``vLLMGenerationKwargs``); any other ``SamplingParams`` field
+    goes in ``extra_sampling_params``; ``do_sample=False`` means
     temperature 0, and several greedy generations are one answer repeated. Unset ones take
     vLLM's defaults, not the model's generation config.
     ``structured_output`` uses vLLM's guided decoding when the installed version has it
@@ -50,6 +80,8 @@ class vLLM(HubModelLLM, MagpieSettings):
     """
 
     native_structured_output: ClassVar[bool] = True
+    generation_kwargs_spec: ClassVar[type | None] = vLLMGenerationKwargs
+    passthrough_generation_kwarg: ClassVar[str | None] = "extra_sampling_params"
     # distilabel's settings: its extra_kwargs and these go to vllm.LLM as they are.
     field_aliases: ClassVar[dict[str, str]] = {
         "extra_kwargs": "engine_kwargs",
@@ -121,6 +153,8 @@ class vLLM(HubModelLLM, MagpieSettings):
         ``plain``: the prompt uses the plain fallback template, which adds a stop string."""
         vllm = _import_vllm()
         kwargs = dict(self.generation_kwargs)
+        kwargs.update(kwargs.pop("extra_sampling_params", None) or {})
+        kwargs.pop("echo", None)
         max_new = kwargs.pop("max_new_tokens", None)
         max_tokens = kwargs.pop("max_tokens", None)
         stops = stop_list(kwargs.pop("stop", None)) + ([PLAIN_PROMPT_STOP] if plain else [])
