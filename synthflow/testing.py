@@ -14,12 +14,15 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.models.llms.magpie import UserTurnWriter
 from synthflow.models.llms.offline import OfflineLLM
 
 
-class FunctionLLM(LLM):
+class FunctionLLM(LLM, UserTurnWriter):
     """An LLM scripted by ``fn(messages)``, which returns the text (or one text per
-    generation). Raising makes the call fail, as a real endpoint error would."""
+    generation). Raising makes the call fail, as a real endpoint error would. It writes
+    Magpie's user turns with the same function: then ``messages`` is the conversation so far,
+    which ends with a system or assistant message (or is empty)."""
 
     fn: Callable[..., Any] = Field(exclude=True)
     model: str = "function-llm"
@@ -29,6 +32,11 @@ class FunctionLLM(LLM):
     @property
     def model_name(self) -> str:
         return self.model
+
+    async def agenerate_user_turn(
+        self, messages: ChatType, *, num_generations: int = 1
+    ) -> GenerateOutput:
+        return await self.agenerate(messages, num_generations=num_generations)
 
     async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
         result = self.fn(messages)

@@ -89,6 +89,8 @@ from synthflow.steps.tasks import (
     GeneratorTask,
     Genstruct,
     InstructionBacktranslation,
+    Magpie,
+    MagpieGenerator,
     MathShepherdCompleter,
     MathShepherdGenerator,
     MonolingualTripletGenerator,
@@ -313,6 +315,21 @@ EXTRA_TASKS: list[StepSpec] = [
     StepSpec(MonolingualTripletGenerator, answer=TRIPLET, paper=True),
     StepSpec(BitextRetrievalGenerator, {"target_language": "French"}, answer=TRIPLET, paper=True),
     StepSpec(BrainstormTitles, answer="Dune\nEmma"),
+    StepSpec(Magpie, rows=[{"system_prompt": "You teach chemistry."}], paper=True),
+    StepSpec(
+        Magpie,
+        {"n_turns": 2, "system_prompt": {"chem": ("You teach chemistry.", 0.7), "art": ("", 0.3)}},
+        rows=[{"topic": "x"}],
+        paper=True,
+        id="Magpie-conversation",
+    ),
+    StepSpec(MagpieGenerator, {"num_rows": 3}, paper=True),
+    StepSpec(
+        MagpieGenerator,
+        {"num_rows": 2, "only_instruction": True, "system_prompt": ["Be brief.", "Be kind."]},
+        paper=True,
+        id="MagpieGenerator-instruction",
+    ),
 ]
 
 LOCAL_MODELS: list[StepSpec] = [

@@ -34,6 +34,7 @@ from synthflow.models.callpath.answers import require_answers
 from synthflow.models.callpath.cache import CachedGeneration, ResponseCache
 from synthflow.models.callpath.pricing import Price, cost_at, price_of
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.models.llms.magpie import user_turn_of
 
 MAX_LATENCY_SAMPLES = 10_000
 
@@ -159,8 +160,12 @@ class LLMCalls:
         *,
         use_cache: bool = True,
         owner: Sequence[Any] | None = None,
+        user_turn: bool = False,
     ) -> GenerateOutput:
         """The ``num_generations`` completions of ``messages``, each with text.
+
+        ``user_turn``: Magpie's next *user* turn of ``messages``, from a raw completion
+        (``UserTurnWriter.agenerate_user_turn``), instead of the assistant's answer.
 
         ``owner`` is whom the samples belong to in the cache, ``(task name, row id)``; None
         shares them between identical requests. Raises ``LLMEmptyAnswerError`` when some
@@ -178,7 +183,7 @@ class LLMCalls:
         if cache is not None:
             identity = llm.cache_identity()
             keys = ResponseCache.keys(
-                identity.provider,
+                f"{identity.provider}:user-turn" if user_turn else identity.provider,
                 identity.model,
                 messages,
                 identity.generation_kwargs,
@@ -198,7 +203,10 @@ class LLMCalls:
         started = time.monotonic()
         stats.requests += 1
         try:
-            fresh = await llm.agenerate(messages, num_generations=len(missing))
+            if user_turn:
+                fresh = await user_turn_of(llm)(messages, num_generations=len(missing))
+            else:
+                fresh = await llm.agenerate(messages, num_generations=len(missing))
             fresh = require_answers(fresh, len(missing), who=type(llm).__name__)
         except Exception as exc:
             stats.failures += 1

@@ -11,6 +11,7 @@ from synthflow.models.embeddings.hidden_states import HiddenState
 from synthflow.models.llms.anthropic import AnthropicLLM
 from synthflow.models.llms.api import APILLM
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.models.llms.client_vllm import ClientvLLM
 from synthflow.models.llms.cohere import CohereLLM
 from synthflow.models.llms.gemini import GeminiLLM, VertexAILLM
 from synthflow.models.llms.huggingface import InferenceEndpointsLLM
@@ -37,6 +38,7 @@ __all__ = [
     "AnyscaleLLM",
     "AzureOpenAILLM",
     "ChatType",
+    "ClientvLLM",
     "CohereLLM",
     "GeminiLLM",
     "GenerateOutput",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from synthflow.steps.tasks.generate_embeddings import GenerateEmbeddings
     from synthflow.steps.tasks.generator_task import GeneratorTask
     from synthflow.steps.tasks.genstruct import Genstruct
+    from synthflow.steps.tasks.magpie import Magpie, MagpieGenerator
     from synthflow.steps.tasks.math_shepherd import (
         FormatPRM,
         MathShepherdCompleter,
@@ -83,6 +84,8 @@ _CATALOG: dict[str, str] = {
     "GeneratorTask": "generator_task",
     "Genstruct": "genstruct",
     "InstructionBacktranslation": "backtranslation",
+    "Magpie": "magpie",
+    "MagpieGenerator": "magpie",
     "MathShepherdCompleter": "math_shepherd",
     "MathShepherdGenerator": "math_shepherd",
     "MonolingualTripletGenerator": "text_embeddings_sources",
@@ -142,6 +145,8 @@ __all__ = [
     "GeneratorTask",
     "Genstruct",
     "InstructionBacktranslation",
+    "Magpie",
+    "MagpieGenerator",
     "MathShepherdCompleter",
     "MathShepherdGenerator",
     "MonolingualTripletGenerator",

@@ -65,6 +65,18 @@ def plain_prompt(messages: ChatType) -> str:
     return "\n\n".join([*turns, "Assistant:"])
 
 
+RAW_PROMPT_ROLE = "synthflow:raw-prompt"
+"""The role of the one message of a conversation that is a raw prompt to complete as it is
+(Magpie's user turns), not chat turns to render with a chat template."""
+
+
+def raw_prompt(messages: ChatType) -> str | None:
+    """The raw prompt ``messages`` carries (see ``RAW_PROMPT_ROLE``), or None."""
+    if len(messages) == 1 and messages[0].get("role") == RAW_PROMPT_ROLE:
+        return str(messages[0].get("content", ""))
+    return None
+
+
 PLAIN_PROMPT_STOP = "\n\nUser:"
 """Where an answer ends under ``plain_prompt``: a base model otherwise writes the next turn."""
 
