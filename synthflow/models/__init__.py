@@ -41,12 +41,19 @@ from synthflow.models.llms import (
 
 if TYPE_CHECKING:
     from synthflow.models.embeddings import OpenAIEmbeddings, SentenceTransformerEmbeddings
+    from synthflow.models.image_generation import (
+        AsyncImageGenerationModel,
+        ImageGenerationModel,
+        InferenceEndpointsImageGeneration,
+        OpenAIImageGeneration,
+    )
 
 __all__ = [
     "APILLM",
     "LLM",
     "AnthropicLLM",
     "AnyscaleLLM",
+    "AsyncImageGenerationModel",
     "AzureOpenAILLM",
     "ChatType",
     "ClientvLLM",
@@ -56,6 +63,8 @@ __all__ = [
     "GenerateOutput",
     "GroqLLM",
     "HiddenState",
+    "ImageGenerationModel",
+    "InferenceEndpointsImageGeneration",
     "InferenceEndpointsLLM",
     "LiteLLM",
     "LlamaCppLLM",
@@ -64,6 +73,7 @@ __all__ = [
     "OfflineLLM",
     "OllamaLLM",
     "OpenAIEmbeddings",
+    "OpenAIImageGeneration",
     "OpenAILLM",
     "SentenceTransformerEmbeddings",
     "TogetherLLM",
@@ -74,6 +84,12 @@ __all__ = [
 ]
 
 _LAZY_EMBEDDINGS = ("OpenAIEmbeddings", "SentenceTransformerEmbeddings")
+_LAZY_IMAGE_GENERATION = (
+    "AsyncImageGenerationModel",
+    "ImageGenerationModel",
+    "InferenceEndpointsImageGeneration",
+    "OpenAIImageGeneration",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -81,4 +97,8 @@ def __getattr__(name: str) -> Any:
         from synthflow.models import embeddings
 
         return getattr(embeddings, name)
+    if name in _LAZY_IMAGE_GENERATION:
+        from synthflow.models import image_generation
+
+        return getattr(image_generation, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -229,9 +229,26 @@ class HTTPClient:
         send_headers = {"content-type": "application/json", **(headers or {})}
         return await self._send("POST", path, orjson.dumps(payload), send_headers)
 
-    async def _send(
+    async def request_bytes(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> RawResponse:
+        """Send ``payload`` (JSON, when given) and return a 2xx answer's status, headers and
+        body as bytes, undecoded (an image). Raises as ``post_json`` does."""
+        send_headers = dict(headers or {})
+        body = None
+        if payload is not None:
+            send_headers.setdefault("content-type", "application/json")
+            body = orjson.dumps(payload)
+        _, status, response_headers, content = await self._fetch(method, path, body, send_headers)
+        return status, response_headers, content
+
+    async def _fetch(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
-    ) -> JSONResponse:
+    ) -> tuple[str, int, dict[str, str], bytes]:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         status, response_headers, content = await self._connect().request(
             method, url, body, headers
@@ -244,6 +261,12 @@ class HTTPClient:
                 body=text,
                 headers=response_headers,
             )
+        return url, status, response_headers, content
+
+    async def _send(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> JSONResponse:
+        url, status, response_headers, content = await self._fetch(method, path, body, headers)
         try:
             data = orjson.loads(content) if content else None
         except orjson.JSONDecodeError as exc:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from synthflow.steps.tasks.generate_embeddings import GenerateEmbeddings
     from synthflow.steps.tasks.generator_task import GeneratorTask
     from synthflow.steps.tasks.genstruct import Genstruct
+    from synthflow.steps.tasks.image_generation import ImageGeneration, ImageTask
     from synthflow.steps.tasks.magpie import Magpie, MagpieGenerator
     from synthflow.steps.tasks.math_shepherd import (
         FormatPRM,
@@ -83,6 +84,8 @@ _CATALOG: dict[str, str] = {
     "GenerateTextRetrievalData": "text_embeddings",
     "GeneratorTask": "generator_task",
     "Genstruct": "genstruct",
+    "ImageGeneration": "image_generation",
+    "ImageTask": "image_generation",
     "InstructionBacktranslation": "backtranslation",
     "Magpie": "magpie",
     "MagpieGenerator": "magpie",
@@ -144,6 +147,8 @@ __all__ = [
     "GenerateTextRetrievalData",
     "GeneratorTask",
     "Genstruct",
+    "ImageGeneration",
+    "ImageTask",
     "InstructionBacktranslation",
     "Magpie",
     "MagpieGenerator",
