@@ -75,20 +75,11 @@ DISTILABEL_PUBLIC_NAMES: dict[str, list[str]] = {
 
 # -- names that belong to other open issues -------------------------------------------------------
 
-CATALOG_SYNTHESIS_ISSUE_10 = {"ImageGeneration", "ImageTask", "Magpie", "MagpieGenerator"}
-"""Catalog 1 of 3: Magpie (raw completions) and image generation."""
-
 CATALOG_JUDGES_ISSUE_11 = {"ArgillaLabeller"}
 """Catalog 2 of 3: judges, scorers, reward models and embeddings."""
 
-MODEL_CLIENTS_ISSUE_9 = {
-    "AsyncImageGenerationModel", "AsyncLLM", "ClientvLLM", "CudaDevicePlacementMixin",
-    "ImageGenerationModel", "InferenceEndpointsImageGeneration", "LlamaCppEmbeddings",
-    "MixtureOfAgentsLLM", "MlxLLM", "OpenAIImageGeneration", "vLLMEmbeddings",
-}  # fmt: skip
-"""Issue 9, the model-layer part: the clients synthflow.models doesn't have yet (image
-generation, more embedding models, Mlx, ClientvLLM, mixture of agents) and distilabel's AsyncLLM
-and CudaDevicePlacementMixin bases (synthflow's LLM is async; local models place themselves)."""
+MODEL_CLIENTS_ISSUE_9 = {"LlamaCppEmbeddings", "vLLMEmbeddings"}
+"""Issue 9, the model-layer part: the embedding models synthflow.models doesn't have yet."""
 
 RAY_ISSUE_16 = {"RayPipeline"}
 """Scale out on Ray."""
@@ -97,13 +88,7 @@ ROUTING_ISSUE_9 = {"routing_batch_function", "sample_n_steps"}
 """Issue 9's ``sample_n_steps`` routing, which needs the engine to send a batch to some of a
 step's successors."""
 
-BELONGS_ELSEWHERE = (
-    CATALOG_SYNTHESIS_ISSUE_10
-    | CATALOG_JUDGES_ISSUE_11
-    | MODEL_CLIENTS_ISSUE_9
-    | RAY_ISSUE_16
-    | ROUTING_ISSUE_9
-)
+BELONGS_ELSEWHERE = CATALOG_JUDGES_ISSUE_11 | MODEL_CLIENTS_ISSUE_9 | RAY_ISSUE_16 | ROUTING_ISSUE_9
 
 
 def missing_names() -> dict[str, list[str]]:
