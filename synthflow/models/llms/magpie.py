@@ -11,7 +11,7 @@ text with a user's request, writes one. That needs a raw-completion route, which
 - ``UserTurnWriter`` is the capability: ``agenerate_user_turn(messages)`` completes the raw
   prompt "the conversation so far, then the pre-query template". ``ClientvLLM`` (``/completions``
   on any OpenAI-compatible server), ``InferenceEndpointsLLM`` (TGI's raw ``/generate`` route),
-  ``TransformersLLM`` and the test doubles have it.
+  the local ``TransformersLLM``, ``vLLM`` and ``MlxLLM``, and the test doubles have it.
 - ``magpie_problem(llm)`` says, in one line, why an LLM can't (the Magpie tasks refuse it when
   they are built, before any run).
 
@@ -85,8 +85,9 @@ def magpie_problem(llm: Any) -> str | None:
     name = type(llm).__name__
     return (
         f"{name} can't run Magpie: it needs raw completion, which a chat-only API lacks; use "
-        "ClientvLLM(base_url=...) for a vLLM, TGI or llama.cpp server, InferenceEndpointsLLM or "
-        "TransformersLLM, with magpie_pre_query_template='llama3' or 'qwen2'"
+        "ClientvLLM(base_url=...) for a vLLM, TGI or llama.cpp server, InferenceEndpointsLLM, or "
+        "a local TransformersLLM, vLLM or MlxLLM, with magpie_pre_query_template='llama3' or "
+        "'qwen2'"
     )
 
 

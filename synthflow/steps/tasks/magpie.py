@@ -5,8 +5,8 @@ Scratch by Prompting Aligned LLMs with Nothing" (arXiv:2406.08464). An instructi
 given only the start of a user turn (the pre-query template) as raw text continues it with a
 plausible user request; asked again as a chat, it answers that request. Repeating the two steps
 gives a multi-turn conversation. The raw completion happens in the LLM layer
-(``synthflow.models.llms.magpie``): ``ClientvLLM``, ``InferenceEndpointsLLM`` and
-``TransformersLLM`` do it; a chat-only client is refused when the task is built.
+(``synthflow.models.llms.magpie``): ``ClientvLLM``, ``InferenceEndpointsLLM`` and the local
+models do it; a chat-only client is refused when the task is built.
 """
 
 from __future__ import annotations
@@ -229,7 +229,8 @@ class Magpie(_MagpieBase):
     Scratch by Prompting Aligned LLMs with Nothing" (arXiv:2406.08464). The LLM needs raw
     completion and ``magpie_pre_query_template`` ('llama3', 'qwen2' or the template's text):
     ``ClientvLLM`` (vLLM, TGI, llama.cpp or any OpenAI-compatible server's ``/completions``),
-    ``InferenceEndpointsLLM`` (TGI's raw route) or ``TransformersLLM``; a chat-only client
+    ``InferenceEndpointsLLM`` (TGI's raw route), or a local ``TransformersLLM``, ``vLLM`` or
+    ``MlxLLM``; a chat-only client
     (``OpenAILLM``, ``AnthropicLLM``, ...) is refused when the task is built. Sample (a
     temperature above 0): every row starts from the same prompt. ``num_generations`` is not
     used: each row gets one conversation.

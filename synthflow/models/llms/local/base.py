@@ -30,6 +30,7 @@ from pydantic import Field, PrivateAttr
 from synthflow.errors import LLMError
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput
+from synthflow.models.llms.magpie import user_turn_prompt
 from synthflow.runtime_parameters import RuntimeParameter
 
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -194,6 +195,26 @@ class LocalLLM(StructuredOutputLLM):
             for i, messages in enumerate(conversations):
                 tg.start_soon(one, i, messages)
         return outputs
+
+    async def _user_turn(
+        self,
+        messages: ChatType,
+        num_generations: int,
+        template: str | None,
+        chat_template: str | None = None,
+    ) -> GenerateOutput:
+        """Magpie's next user turn after ``messages``: the raw prompt (the conversation in the
+        tokenizer's chat format, then the pre-query ``template``) completed as it is."""
+        if not self.loaded:
+            raise LLMError(f"{type(self).__name__} is not loaded: call load() first")
+        tokenizer = self._runtime.tokenizer
+        renders = chat_template or getattr(tokenizer, "chat_template", None)
+        prompt = user_turn_prompt(
+            messages, template or "", tokenizer if renders else None, chat_template=chat_template
+        )
+        return await self._coalesced(
+            [{"role": RAW_PROMPT_ROLE, "content": prompt}], num_generations
+        )
 
     async def _coalesced(self, messages: ChatType, num_generations: int) -> GenerateOutput:
         if not self.loaded:

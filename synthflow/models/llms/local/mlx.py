@@ -10,17 +10,15 @@ from typing import Any
 
 from pydantic import Field
 
-from synthflow.errors import LLMError
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.local.base import (
     DEFAULT_MAX_NEW_TOKENS,
-    RAW_PROMPT_ROLE,
     LocalLLM,
     missing_extra,
     plain_prompt,
     raw_prompt,
 )
-from synthflow.models.llms.magpie import MagpieSettings, UserTurnWriter, user_turn_prompt
+from synthflow.models.llms.magpie import MagpieSettings, UserTurnWriter
 
 
 class MlxLLM(LocalLLM, MagpieSettings, UserTurnWriter):
@@ -72,15 +70,7 @@ class MlxLLM(LocalLLM, MagpieSettings, UserTurnWriter):
     async def agenerate_user_turn(
         self, messages: ChatType, *, num_generations: int = 1
     ) -> GenerateOutput:
-        if not self.loaded:
-            raise LLMError("MlxLLM is not loaded: call load() first")
-        tokenizer = self._runtime.tokenizer
-        has_template = getattr(tokenizer, "chat_template", None)
-        prompt = user_turn_prompt(
-            messages, self.pre_query_template() or "", tokenizer if has_template else None
-        )
-        raw: ChatType = [{"role": RAW_PROMPT_ROLE, "content": prompt}]
-        return await self._coalesced(raw, num_generations)
+        return await self._user_turn(messages, num_generations, self.pre_query_template())
 
     def generate_batch(
         self, conversations: list[ChatType], num_generations: int

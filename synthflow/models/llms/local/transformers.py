@@ -15,7 +15,6 @@ from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.local.base import (
     DEFAULT_MAX_NEW_TOKENS,
     PLAIN_PROMPT_STOP,
-    RAW_PROMPT_ROLE,
     HubModelLLM,
     cut_at_stop,
     missing_extra,
@@ -24,7 +23,7 @@ from synthflow.models.llms.local.base import (
     release_gpu_memory,
     stop_list,
 )
-from synthflow.models.llms.magpie import MagpieSettings, UserTurnWriter, user_turn_prompt
+from synthflow.models.llms.magpie import MagpieSettings, UserTurnWriter
 
 
 class TransformersLLM(HubModelLLM, MagpieSettings, UserTurnWriter):
@@ -122,18 +121,9 @@ class TransformersLLM(HubModelLLM, MagpieSettings, UserTurnWriter):
     async def agenerate_user_turn(
         self, messages: ChatType, *, num_generations: int = 1
     ) -> GenerateOutput:
-        if not self.loaded:
-            raise LLMError("TransformersLLM is not loaded: call load() first")
-        tokenizer = self._runtime.tokenizer
-        has_template = self.chat_template or getattr(tokenizer, "chat_template", None)
-        prompt = user_turn_prompt(
-            messages,
-            self.pre_query_template() or "",
-            tokenizer if has_template else None,
-            chat_template=self.chat_template,
+        return await self._user_turn(
+            messages, num_generations, self.pre_query_template(), self.chat_template
         )
-        raw: ChatType = [{"role": RAW_PROMPT_ROLE, "content": prompt}]
-        return await self._coalesced(raw, num_generations)
 
     def prompt(self, messages: ChatType) -> tuple[str, bool]:
         """The prompt text for a conversation, and whether it is the plain fallback template."""
