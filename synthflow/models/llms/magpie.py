@@ -85,7 +85,8 @@ def magpie_problem(llm: Any) -> str | None:
     name = type(llm).__name__
     return (
         f"{name} can't run Magpie: it needs raw completion, which a chat-only API lacks; use "
-        "ClientvLLM(base_url=...) for a vLLM, TGI or llama.cpp server, InferenceEndpointsLLM, or "
+        "ClientvLLM(base_url=...) for a vLLM, TGI, llama.cpp or Ollama server (its /v1), "
+        "InferenceEndpointsLLM, or "
         "a local TransformersLLM, vLLM or MlxLLM, with magpie_pre_query_template='llama3' or "
         "'qwen2'"
     )
