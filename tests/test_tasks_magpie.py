@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from synthflow.errors import OutputParseError
+from synthflow.errors import OutputParseError, PipelineValidationError
 from synthflow.models import (
     AnthropicLLM,
     ClientvLLM,
@@ -111,16 +111,30 @@ def test_clean_turn_refuses_an_empty_turn(text: str | None) -> None:
     ids=lambda llm: type(llm).__name__,
 )
 def test_a_chat_only_llm_is_refused_when_the_task_is_built(llm: Any) -> None:
-    with pytest.raises(pydantic.ValidationError, match="can't run Magpie: it needs raw completion"):
+    with pytest.raises(PipelineValidationError, match="can't run Magpie: it needs raw completion"):
         Magpie(llm=llm)
-    with pytest.raises(pydantic.ValidationError, match="ClientvLLM"):
+    with pytest.raises(PipelineValidationError, match="ClientvLLM") as caught:
         MagpieGenerator(llm=llm, num_rows=1)
+    assert "\n" not in str(caught.value)
 
 
 def test_a_raw_completion_llm_without_a_template_is_refused() -> None:
     llm = InferenceEndpointsLLM(base_url="http://127.0.0.1:9")
-    with pytest.raises(pydantic.ValidationError, match="needs magpie_pre_query_template"):
+    with pytest.raises(PipelineValidationError, match="needs magpie_pre_query_template"):
         Magpie(llm=llm)
+
+
+def test_a_saved_pipeline_with_a_chat_only_llm_is_refused_when_loaded() -> None:
+    with Pipeline(name="magpie-yaml") as pipeline:
+        MagpieGenerator(name="magpie", llm=OfflineLLM(), num_rows=1)
+    data = pipeline.dump()
+    step = data["pipeline"]["steps"][0]
+    step["llm"] = {
+        "type_info": {"module": "synthflow.models.llms.openai", "name": "OpenAILLM"},
+        "model": "gpt-4o-mini",
+    }
+    with pytest.raises(Exception, match="can't run Magpie"):
+        Pipeline.from_dict(data)
 
 
 def test_probabilities_must_add_up_to_one() -> None:

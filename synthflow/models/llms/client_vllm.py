@@ -53,7 +53,7 @@ class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     tokenizer: str | None = Field(
         default=None,
         description="The model's tokenizer on the Hub, to render Magpie prompts in its chat "
-        "format (needs transformers; 'llama3' and 'qwen2' templates don't).",
+        "format when the template is not 'llama3' or 'qwen2' (needs transformers).",
     )
     tokenizer_revision: str | None = Field(
         default=None, description="The tokenizer's revision on the Hub."
@@ -74,7 +74,8 @@ class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
         super().load()
         if not self.model and not self._served_model:
             self._served_model = _first_served_model(self.endpoint, self.resolved_api_key())
-        if self.tokenizer and self._tokenizer is None:
+        # Only a template of another format needs the model's own chat template.
+        if self.tokenizer and not self.renders_without_tokenizer() and self._tokenizer is None:
             self._tokenizer = load_tokenizer(self.tokenizer, self.tokenizer_revision)
 
     def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:

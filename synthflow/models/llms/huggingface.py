@@ -77,8 +77,8 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     ``/models/{model}``) with ``{"inputs": <raw prompt>, "parameters": {...}}``, where every
     generation kwarg is sent (``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``,
     ``do_sample``, ``repetition_penalty``, ``stop``, ``seed``, ...). A system prompt or earlier
-    turns are rendered in the Llama 3 or Qwen 2 format, or with ``tokenizer_id``'s chat template
-    (needs transformers).
+    turns are rendered in the Llama 3 or Qwen 2 format; a template of another format uses
+    ``tokenizer_id``'s chat template (loaded by ``load()``; needs transformers).
     """
 
     provider: ClassVar[str] = "huggingface"
@@ -133,7 +133,9 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
         if self.endpoint_name and not self.base_url:
             self.base_url = self._endpoint_url()
         super().load()
-        if self.tokenizer_id and self.magpie_pre_query_template and self._tokenizer is None:
+        # Only a template of another format needs the model's own chat template, to render a
+        # system prompt or earlier turns before it.
+        if self.tokenizer_id and not self.renders_without_tokenizer() and self._tokenizer is None:
             self._tokenizer = load_tokenizer(self.tokenizer_id)
 
     def _endpoint_url(self) -> str:

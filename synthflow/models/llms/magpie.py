@@ -57,6 +57,12 @@ class MagpieSettings(BaseModel):
         template = self.magpie_pre_query_template
         return PRE_QUERY_TEMPLATES.get(template, template) if template else None
 
+    def renders_without_tokenizer(self) -> bool:
+        """Whether Magpie's prompts need no tokenizer: a known format's template (the Llama 3
+        and Qwen 2 formats are rendered here), or none at all (Magpie is not used)."""
+        template = self.pre_query_template()
+        return template is None or template in PRE_QUERY_TEMPLATES.values()
+
 
 class UserTurnWriter(ABC):
     """An LLM that can write the next user turn of a conversation from a raw prompt (Magpie)."""

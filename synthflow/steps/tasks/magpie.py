@@ -19,7 +19,12 @@ from typing import Any, Self
 import anyio
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from synthflow.errors import BudgetExceeded, LLMError, OutputParseError
+from synthflow.errors import (
+    BudgetExceeded,
+    LLMError,
+    OutputParseError,
+    PipelineValidationError,
+)
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.magpie import END_OF_TURN_MARKERS, magpie_problem
 from synthflow.runtime_parameters import GIVEN_LATER, RuntimeParameter
@@ -104,7 +109,9 @@ class _MagpieBase(Task):
     def _llm_writes_user_turns(self) -> Self:
         problem = magpie_problem(self.llm)
         if problem is not None:
-            raise ValueError(problem)
+            # Not a ValueError, which pydantic would wrap in a multi-line ValidationError: the
+            # pipeline can't be built, and one line says why and what to use instead.
+            raise PipelineValidationError(f"{type(self).__name__}: {problem}")
         return self
 
     @property
