@@ -331,3 +331,23 @@ def test_a_dead_server_says_to_pass_the_model() -> None:
     llm = ClientvLLM(base_url="http://127.0.0.1:9/v1", magpie_pre_query_template="llama3")
     with pytest.raises(Exception, match="pass model="):
         llm.load()
+
+
+def test_draws_in_a_pipeline_follow_the_rows_and_repeat_on_a_re_run() -> None:
+    def run(name: str) -> list[Any]:
+        with Pipeline(name=name) as pipeline:  # another name: another run, not a resumed one
+            load = LoadDataFromDicts(
+                data=[{"n": i} for i in range(20)] + [{"n": 20, "system_prompt": "Own."}]
+            )
+            load >> Magpie(
+                name="magpie",
+                llm=FunctionLLM(fn=scripted),
+                only_instruction=True,
+                system_prompt={"math": ("Teach maths.", 0.5), "art": ("Teach art.", 0.5)},
+            )
+        rows = pipeline.run(progress=False, use_cache=False)["default"]["train"]
+        return [row["system_prompt_key"] for row in rows]
+
+    keys = run("draws")
+    assert set(keys[:20]) == {"math", "art"} and keys[20] is None
+    assert run("draws-again") == keys

@@ -150,7 +150,9 @@ class _MagpieBase(Task):
             return (MULTI_TURN_SYSTEM_PROMPT if self._turns() > 1 else None), None
         if isinstance(prompts, str):
             return prompts, None
-        rng = random.Random(f"{self.name}\x00{owner.get(ROW_ID, 0)}")
+        lineage = owner.get(ROW_ID)
+        # A row used outside a pipeline has no lineage id: draw at random.
+        rng = random.Random(None if lineage is None else f"{self.name}\x00{lineage}")
         if isinstance(prompts, list):
             return rng.choice(prompts), None
         names = list(prompts)
@@ -191,13 +193,12 @@ class _MagpieBase(Task):
         except OutputParseError as exc:
             row[FAILED] = f"{type(exc).__name__}: {exc}"
             columns = dict.fromkeys(c for c in self.outputs if c != "model_name")
-            if key is not None:
-                columns["system_prompt_key"] = key
-            return self._finish(row, columns, usage, unreadable=text)
-        columns = self._columns(conversation, system is not None)
-        if key is not None:
+            unreadable = text
+        else:
+            columns, unreadable = self._columns(conversation, system is not None), None
+        if isinstance(self.system_prompt, dict):  # None where the row brought its own
             columns["system_prompt_key"] = key
-        return self._finish(row, columns, usage)
+        return self._finish(row, columns, usage, unreadable=unreadable)
 
     def _columns(self, conversation: ChatType, has_system: bool) -> dict[str, Any]:
         turns = conversation[1:] if has_system else conversation
