@@ -327,6 +327,12 @@ def test_a_truncated_completion_with_no_text_is_a_failed_call() -> None:
     assert "cut off before any text" in row[ERROR_COLUMN]
 
 
+def test_a_bare_server_url_gets_v1() -> None:
+    assert ClientvLLM(base_url="http://localhost:8000").endpoint == "http://localhost:8000/v1"
+    assert ClientvLLM(base_url="http://h:1/v1/").endpoint == "http://h:1/v1"
+    assert ClientvLLM(base_url="http://h:1/proxy/v1").endpoint == "http://h:1/proxy/v1"
+
+
 def test_a_dead_server_says_to_pass_the_model() -> None:
     llm = ClientvLLM(base_url="http://127.0.0.1:9/v1", magpie_pre_query_template="llama3")
     with pytest.raises(Exception, match="pass model="):

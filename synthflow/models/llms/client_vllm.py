@@ -8,6 +8,7 @@ pre-query template (``synthflow.models.llms.magpie``). Both take the API clients
 
 from __future__ import annotations
 
+import urllib.parse
 import urllib.request
 from typing import Any, ClassVar
 
@@ -30,7 +31,8 @@ from synthflow.runtime_parameters import RuntimeParameter
 class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     """A model served by vLLM (or any OpenAI-compatible server with ``/completions``).
 
-    ``base_url`` is the server's OpenAI root (``http://localhost:8000/v1``). ``model`` may be
+    ``base_url`` is the server's OpenAI root (``http://localhost:8000/v1``; a bare
+    ``http://host:port`` gets ``/v1``). ``model`` may be
     left out: ``load()`` asks the server (``GET {base_url}/models``) and uses the first model it
     serves. No API key is needed (``api_key`` is sent when given).
 
@@ -69,6 +71,12 @@ class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     @property
     def model_name(self) -> str:
         return self.model or self._served_model or self.endpoint
+
+    @property
+    def endpoint(self) -> str:
+        # The OpenAI routes live under /v1; distilabel's docs also show the bare server URL.
+        base = super().endpoint
+        return f"{base}/v1" if urllib.parse.urlsplit(base).path in ("", "/") else base
 
     def load(self) -> None:
         super().load()
