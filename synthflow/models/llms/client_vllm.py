@@ -9,7 +9,6 @@ pre-query template (``synthflow.models.llms.magpie``). Both take the API clients
 from __future__ import annotations
 
 import urllib.parse
-import urllib.request
 from typing import Any, ClassVar
 
 import orjson
@@ -132,6 +131,8 @@ class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
 def _first_served_model(endpoint: str, api_key: str | None) -> str:
     """The id of the first model ``GET {endpoint}/models`` lists (``load()`` runs in a worker
     thread before the run, so a blocking request is fine here)."""
+    import urllib.request
+
     request = urllib.request.Request(f"{endpoint}/models")
     if api_key:
         request.add_header("authorization", f"Bearer {api_key}")
