@@ -60,7 +60,7 @@ DATA_COLUMNS = frozenset({"LoadDataFromDisk", "LoadDataFromFileSystem", "LoadDat
 """Loaders whose output columns are those of the data they read: not built here (building
 one reads its data)."""
 
-BASES = frozenset({"Step", "GeneratorStep", "GlobalStep", "Task", "GeneratorTask"})
+BASES = frozenset({"Step", "GeneratorStep", "GlobalStep", "Task", "GeneratorTask", "ImageTask"})
 EXAMPLE_LLM = 'OpenAILLM(model="gpt-4o-mini")'
 ARXIV = re.compile(r"(?:arXiv[:\s]*|arxiv\.org/abs/)(\d{4}\.\d{4,5})", re.IGNORECASE)
 COLUMN_BULLET = re.compile(r"^\s*-\s*([A-Za-z_][\w-]*)\s*(?:\(([^)]*)\))?:\s*(.*)$")

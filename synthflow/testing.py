@@ -20,15 +20,18 @@ from pydantic import Field
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.generation_kwargs import CommonGenerationKwargs
+from synthflow.models.llms.magpie import UserTurnWriter
 from synthflow.models.llms.offline import OfflineLLM
 
 
-class FunctionLLM(StructuredOutputLLM):
+class FunctionLLM(StructuredOutputLLM, UserTurnWriter):
     """An LLM scripted by ``fn(messages)``: it gets the conversation (a list of ``{"role",
     "content"}`` dicts) and returns the answer text, ``None`` for no answer, or a list with
     one text per generation; ``fn`` may be async. Raising makes the call fail, as a real
     endpoint error would. With ``structured_output``, an answer that doesn't follow the schema
-    is re-asked: ``fn`` gets the conversation, its answer and the validation error."""
+    is re-asked: ``fn`` gets the conversation, its answer and the validation error. It writes
+    Magpie's user turns with the same function: then ``messages`` is the conversation so far,
+    which ends with a system or assistant message (or is empty)."""
 
     fn: Callable[..., Any] = Field(exclude=True)
     model: str = "function-llm"
@@ -39,6 +42,11 @@ class FunctionLLM(StructuredOutputLLM):
     @property
     def model_name(self) -> str:
         return self.model
+
+    async def agenerate_user_turn(
+        self, messages: ChatType, *, num_generations: int = 1
+    ) -> GenerateOutput:
+        return await self.agenerate(messages, num_generations=num_generations)
 
     async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
         output = await self._call(messages, num_generations)

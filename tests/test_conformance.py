@@ -7,6 +7,7 @@ the built-in OfflineLLM's answer isn't one for it.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import shutil
@@ -89,7 +90,10 @@ from synthflow.steps.tasks import (
     GenerateTextRetrievalData,
     GeneratorTask,
     Genstruct,
+    ImageGeneration,
     InstructionBacktranslation,
+    Magpie,
+    MagpieGenerator,
     MathShepherdCompleter,
     MathShepherdGenerator,
     MonolingualTripletGenerator,
@@ -177,6 +181,7 @@ CHAT = [{"role": "user", "content": "Hi"}]
 LABELLED = ["Step 1: 2 + 2 = 4. +", "Step 2: 4 * 2 = 8. The answer is: 8 -"]
 SOLUTION = ["Step 1: 2 + 2 = 4.", "Step 2: 4 * 2 = 8.", "The answer is: 8"]
 TASKS = '```json\n["Given a query, retrieve its answer.", "Given a claim, find evidence."]\n```'
+TINY_PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 TRIPLET = '{"S1": "A cat sat.", "S2": "A cat was sitting.", "S3": "A cat sat on a hat."}'
 
 EXTRA_STEPS: list[StepSpec] = [
@@ -314,6 +319,22 @@ EXTRA_TASKS: list[StepSpec] = [
     StepSpec(MonolingualTripletGenerator, answer=TRIPLET, paper=True),
     StepSpec(BitextRetrievalGenerator, {"target_language": "French"}, answer=TRIPLET, paper=True),
     StepSpec(BrainstormTitles, answer="Dune\nEmma"),
+    StepSpec(Magpie, rows=[{"system_prompt": "You teach chemistry."}], paper=True),
+    StepSpec(
+        Magpie,
+        {"n_turns": 2, "system_prompt": {"chem": ("You teach chemistry.", 0.7), "art": ("", 0.3)}},
+        rows=[{"topic": "x"}],
+        paper=True,
+        id="Magpie-conversation",
+    ),
+    StepSpec(MagpieGenerator, {"num_rows": 3}, paper=True),
+    StepSpec(ImageGeneration, rows=[{"prompt": "A white cat."}], answer=TINY_PNG),
+    StepSpec(
+        MagpieGenerator,
+        {"num_rows": 2, "only_instruction": True, "system_prompt": ["Be brief.", "Be kind."]},
+        paper=True,
+        id="MagpieGenerator-instruction",
+    ),
 ]
 
 LOCAL_MODELS: list[StepSpec] = [
@@ -773,6 +794,7 @@ NOT_IN_CATALOG = frozenset(
         "GeneratorStepOutput",
         "GeneratorTask",
         "GlobalStep",
+        "ImageTask",
         "METADATA_COLUMN",
         "ROW_ID",
         "RuntimeParameter",

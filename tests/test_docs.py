@@ -45,7 +45,7 @@ def exported() -> dict[str, type[Any]]:
             value = getattr(package, name)
             if inspect.isclass(value) and issubclass(value, _Step):
                 found[name] = value
-    for base in ("Step", "GeneratorStep", "GlobalStep", "Task", "GeneratorTask"):
+    for base in ("Step", "GeneratorStep", "GlobalStep", "Task", "GeneratorTask", "ImageTask"):
         found.pop(base)  # the contracts, not catalog entries
     return found
 

@@ -87,7 +87,13 @@ def test_loading_a_pipeline_imports_only_the_clients_it_names(config: Path) -> N
     modules = imported_by(code)
     assert "synthflow.models.llms.offline" in modules
     clients = synthflow_modules(modules, "synthflow.models.llms.")
-    assert clients == ["synthflow.models.llms.base", "synthflow.models.llms.offline"]
+    # The LLM base, its kwargs checker, Magpie's user-turn protocol, and the one client named.
+    assert clients == [
+        "synthflow.models.llms.base",
+        "synthflow.models.llms.generation_kwargs",
+        "synthflow.models.llms.magpie",
+        "synthflow.models.llms.offline",
+    ]
     assert "synthflow.models.embeddings.base" not in modules
     assert heavy(modules) == []
 

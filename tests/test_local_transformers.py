@@ -188,3 +188,44 @@ def test_generation_kwargs_map_to_generate(tiny_model: str) -> None:
     assert kwargs["do_sample"] is False and kwargs["num_return_sequences"] == 1
     assert kwargs["max_new_tokens"] == 512 and kwargs["top_k"] is None
     assert (seed, repeat) == (None, 3)
+
+
+@pytest.mark.anyio
+async def test_magpie_user_turns_complete_the_raw_prompt(tiny_model: str) -> None:
+    # The vocabulary has "User:", so the pre-query template is one token; a chat template
+    # renders the conversation before it ("System: hi" then "User:": 3 tokens).
+    llm = TransformersLLM(
+        model=tiny_model,
+        device="cpu",
+        magpie_pre_query_template="User:",
+        chat_template="{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }} "
+        "{% endfor %}",
+        generation_kwargs={"max_new_tokens": 4, "temperature": 0},
+    )
+    llm.load()
+    alone = await llm.agenerate_user_turn([])
+    after = await llm.agenerate_user_turn([{"role": "system", "content": "hi"}])
+    assert alone.usage.input_tokens == 1
+    assert after.usage.input_tokens == 3
+    assert all(isinstance(o.generations[0], str) for o in (alone, after))
+
+
+def test_magpie_generator_runs_a_local_model_in_a_worker(tiny_model: str) -> None:
+    from synthflow.steps.tasks import MagpieGenerator
+
+    llm = TransformersLLM(
+        model=tiny_model,
+        device="cpu",
+        magpie_pre_query_template="User:",
+        generation_kwargs={"max_new_tokens": 4, "temperature": 1.0, "seed": 1},
+    )
+    with Pipeline() as pipeline:
+        MagpieGenerator(name="magpie", llm=llm, num_rows=3, executor="process")
+    rows = list(pipeline.run()["default"]["train"])
+    assert len(rows) == 3
+    assert {r["model_name"] for r in rows} == {tiny_model}
+    # A random tiny model may end a turn at once (an empty turn fails its row): each row is
+    # either a readable pair or a failed row with null outputs.
+    for row in rows:
+        done = row["instruction"] is not None and row["response"] is not None
+        assert done or row.get("synthflow_error")

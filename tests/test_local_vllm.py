@@ -233,3 +233,20 @@ async def test_several_greedy_generations_are_one_answer_repeated(
     assert output.generations == ["answer 0"] * 3
     ((_, params),) = vllm.engines[0].calls
     assert params.kwargs["n"] == 1
+
+
+def test_magpie_user_turns_send_the_raw_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    vllm = install_vllm(monkeypatch, chat_template=None, answers=["Question?"])
+    llm = vLLM(model="m", magpie_pre_query_template="<|user|> start")
+    llm.load()
+
+    async def ask() -> Any:
+        return await llm.agenerate_user_turn([])
+
+    import anyio
+
+    output = anyio.run(ask)
+    assert output.generations == ["Question?"]
+    [(prompts, _)] = vllm.engines[0].calls
+    # The template alone, tokenized as it is (the fake tokenizer counts word lengths).
+    assert prompts == [{"prompt_token_ids": [8, 5]}]

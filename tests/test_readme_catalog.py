@@ -11,10 +11,10 @@ import pytest
 import synthflow.steps
 import synthflow.steps.tasks
 from synthflow.steps.base import GeneratorStep, GlobalStep, Step, _Step
-from synthflow.steps.tasks import GeneratorTask, Task
+from synthflow.steps.tasks import GeneratorTask, ImageTask, Task
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BASES = {Step, GeneratorStep, GlobalStep, Task, GeneratorTask}
+BASES = {Step, GeneratorStep, GlobalStep, Task, GeneratorTask, ImageTask}
 
 
 def table_rows() -> dict[str, str]:

@@ -75,19 +75,8 @@ DISTILABEL_PUBLIC_NAMES: dict[str, list[str]] = {
 
 # -- names that belong to other open issues -------------------------------------------------------
 
-CATALOG_SYNTHESIS_ISSUE_10 = {"ImageGeneration", "ImageTask", "Magpie", "MagpieGenerator"}
-"""Catalog 1 of 3: Magpie (raw completions) and image generation."""
-
-MODEL_CLIENTS_ISSUE_9 = {
-    "AsyncImageGenerationModel", "AsyncLLM", "ClientvLLM", "CudaDevicePlacementMixin",
-    "ImageGenerationModel", "InferenceEndpointsImageGeneration", "MixtureOfAgentsLLM",
-    "MlxLLM", "OpenAIImageGeneration",
-}  # fmt: skip
-"""Issue 9, the model-layer part: the clients synthflow.models doesn't have yet (image
-generation, Mlx, ClientvLLM, mixture of agents) and distilabel's AsyncLLM
-and CudaDevicePlacementMixin bases (synthflow's LLM is async; local models place themselves)."""
-
-BELONGS_ELSEWHERE = CATALOG_SYNTHESIS_ISSUE_10 | MODEL_CLIENTS_ISSUE_9
+BELONGS_ELSEWHERE: set[str] = set()
+"""Every name of distilabel's public surface listed above is importable from synthflow."""
 
 
 def missing_names() -> dict[str, list[str]]:

@@ -241,6 +241,23 @@ class HTTPClient:
         _, (_, _, content) = await self._exchange(method, path, body, dict(headers))
         return content
 
+    async def request_raw(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> RawResponse:
+        """Send ``payload`` (JSON, when given) and return a 2xx answer's status, headers and
+        body as bytes, undecoded (an image). Raises as ``post_json`` does."""
+        send_headers = dict(headers or {})
+        body = None
+        if payload is not None:
+            send_headers.setdefault("content-type", "application/json")
+            body = orjson.dumps(payload)
+        _, response = await self._exchange(method, path, body, send_headers)
+        return response
+
     async def _exchange(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[str, RawResponse]:

@@ -53,6 +53,7 @@ from synthflow.models.callpath.cache import CachedGeneration, ResponseCache
 from synthflow.models.callpath.pricing import Price, batch_price, cost_at, price_of
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
+from synthflow.models.llms.magpie import user_turn_of
 
 if TYPE_CHECKING:
     from synthflow.models.embeddings.base import Embeddings, Vector
@@ -253,8 +254,12 @@ class LLMCalls:
         use_cache: bool = True,
         owner: Sequence[Any] | None = None,
         task: str = "",
+        user_turn: bool = False,
     ) -> GenerateOutput:
         """The ``num_generations`` completions of ``messages``, each with text.
+
+        ``user_turn``: Magpie's next *user* turn of ``messages``, from a raw completion
+        (``UserTurnWriter.agenerate_user_turn``), instead of the assistant's answer.
 
         ``owner`` is whom the samples belong to in the cache, ``(task name, row id)``; None
         shares them between identical requests. Raises ``LLMEmptyAnswerError`` when some
@@ -278,7 +283,7 @@ class LLMCalls:
         if cache is not None or batched:  # a batch request's id is its cache key
             identity = llm.cache_identity()
             keys = ResponseCache.keys(
-                identity.provider,
+                f"{identity.provider}:user-turn" if user_turn else identity.provider,
                 identity.model,
                 messages,
                 identity.generation_kwargs,
@@ -299,7 +304,10 @@ class LLMCalls:
         stats.requests += 1
         stats.in_flight += 1
         try:
-            if batched:
+            if user_turn:  # a raw completion: never part of a provider batch
+                batched = False
+                fresh = await user_turn_of(llm)(messages, num_generations=len(missing))
+            elif batched:
                 assert self.batches is not None
                 stats.batched += 1
                 try:

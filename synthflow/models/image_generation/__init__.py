@@ -1,7 +1,18 @@
-"""Image generation models (``distilabel.models.image_generation``'s home under synthflow).
+"""Image generation models, as ``distilabel.models.image_generation``.
 
-Empty for now: the image generation clients (``ImageGenerationModel``,
-``OpenAIImageGeneration``, ``InferenceEndpointsImageGeneration``) arrive with the image issue.
+Each is an LLM whose generations are images (base64 strings), on the API clients' call path:
+``OpenAIImageGeneration`` (``POST /images/generations``) and
+``InferenceEndpointsImageGeneration`` (Hugging Face text-to-image). The ``ImageGeneration`` task
+writes them to its ``image`` column.
 """
 
-__all__: list[str] = []
+from synthflow.models.image_generation.base import AsyncImageGenerationModel, ImageGenerationModel
+from synthflow.models.image_generation.huggingface import InferenceEndpointsImageGeneration
+from synthflow.models.image_generation.openai import OpenAIImageGeneration
+
+__all__ = [
+    "AsyncImageGenerationModel",
+    "ImageGenerationModel",
+    "InferenceEndpointsImageGeneration",
+    "OpenAIImageGeneration",
+]

@@ -218,6 +218,11 @@ class APILLM(StructuredOutputLLM):
     def parse_response(self, data: Any) -> GenerateOutput:
         """Read a 2xx body. May raise KeyError/TypeError/ValueError on an unexpected shape."""
 
+    async def send(self, path: str, payload: Payload, headers: dict[str, str]) -> JSONResponse:
+        """One HTTP request inside an attempt (under the limiter and retries): a JSON POST by
+        default; a client whose answer is not JSON (an image) overrides it."""
+        return await self._client().post_json(path, payload, headers)
+
     # -- the call path ----------------------------------------------------------------------
 
     def _client(self) -> HTTPClient:
@@ -332,7 +337,7 @@ class APILLM(StructuredOutputLLM):
             async with limiter.acquire(estimate) as permit:
                 started = time.monotonic()
                 try:
-                    response = await self._client().post_json(path, payload, headers)
+                    response = await self.send(path, payload, headers)
                 except (LLMStatusError, LLMResponseError) as exc:
                     limiter.answered = True  # an error status or a garbled body: still an answer
                     if isinstance(exc, LLMStatusError) and exc.status_code == 429:

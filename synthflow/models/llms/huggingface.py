@@ -14,14 +14,19 @@ vision models and TGI unchanged.
 from __future__ import annotations
 
 import os
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from synthflow.errors import LLMError
 from synthflow.models.llms.api import Payload
-from synthflow.models.llms.base import ChatType
-from synthflow.models.llms.magpie import MagpieSettings
+from synthflow.models.llms.base import ChatType, GenerateOutput, NoAnswer, Usage
+from synthflow.models.llms.magpie import (
+    MagpieSettings,
+    UserTurnWriter,
+    load_tokenizer,
+    user_turn_prompt,
+)
 from synthflow.models.llms.openai import OpenAIGenerationKwargs, OpenAILLM
 
 _SERVERLESS_HEADERS = {
@@ -46,6 +51,10 @@ _TEXT_GENERATION_ONLY = (
 doesn't take (distilabel drops them too when it calls the chat route)."""
 
 
+_RAW_RENAMES = {"max_tokens": "max_new_tokens", "stop_sequences": "stop"}
+"""Generation kwargs under the names of TGI's raw text-generation route."""
+
+
 class InferenceEndpointsGenerationKwargs(OpenAIGenerationKwargs, total=False):
     """The chat fields, and distilabel's names for TGI's (``stop_sequences`` is sent as
     ``stop``; the text-generation-only ones are taken and not sent)."""
@@ -62,7 +71,7 @@ class InferenceEndpointsGenerationKwargs(OpenAIGenerationKwargs, total=False):
     watermark: bool
 
 
-class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
+class InferenceEndpointsLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     """A model on Hugging Face: ``model`` alone is a Hub model id on the serverless Inference API
     (``https://api-inference.huggingface.co/models/{model}/v1/chat/completions``); ``base_url``
     is a dedicated Inference Endpoint (or any TGI server), called at ``{base_url}/v1/chat/
@@ -75,10 +84,17 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
     distilabel's settings work as there: ``model_id`` is ``model``; ``endpoint_name`` (with
     ``endpoint_namespace``, else the token's user) is a dedicated endpoint whose URL ``load()``
     looks up with ``huggingface_hub``; ``model_display_name`` is the ``model_name`` column.
-    ``tokenizer_id`` and the Magpie settings are kept for the Magpie tasks: other tasks send
-    chat messages, and the server applies the model's chat template to them, so the
+    Tasks send chat messages, and the server applies the model's chat template to them, so the
     text-generation-only kwargs (``do_sample``, ``repetition_penalty``, ``top_k``, ...) are not
     sent; ``stop_sequences`` is sent as ``stop``.
+
+    Magpie's user turns (``magpie_pre_query_template='llama3'``, ``'qwen2'`` or the text) go to
+    TGI's raw text-generation route (``POST {base_url}/generate``, or the serverless
+    ``/models/{model}``) with ``{"inputs": <raw prompt>, "parameters": {...}}``, where every
+    generation kwarg is sent (``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``,
+    ``do_sample``, ``repetition_penalty``, ``stop``, ``seed``, ...). A system prompt or earlier
+    turns are rendered in the Llama 3 or Qwen 2 format; a template of another format uses
+    ``tokenizer_id``'s chat template (loaded by ``load()``; needs transformers).
     """
 
     provider: ClassVar[str] = "huggingface"
@@ -110,6 +126,9 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
         default=None, description="The name written in the model_name column."
     )
 
+    _tokenizer: Any = PrivateAttr(default=None)
+    _user_turns: bool = PrivateAttr(default=False)
+
     @model_validator(mode="after")
     def _model_or_endpoint(self) -> Self:
         if not self.model and not self.base_url and not self.endpoint_name:
@@ -131,6 +150,10 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
         if self.endpoint_name and not self.base_url:
             self.base_url = self._endpoint_url()
         super().load()
+        # Only a template of another format needs the model's own chat template, to render a
+        # system prompt or earlier turns before it.
+        if self.tokenizer_id and not self.renders_without_tokenizer() and self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.tokenizer_id)
 
     def _endpoint_url(self) -> str:
         try:
@@ -170,6 +193,8 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
         return "/chat/completions" if self.endpoint.endswith("/v1") else "/v1/chat/completions"
 
     def build_request(self, messages: ChatType, num_generations: int) -> tuple[str, Payload]:
+        if self._user_turns:
+            return self._raw_request(messages)
         path, payload = super().build_request(messages, num_generations)
         for name in _TEXT_GENERATION_ONLY:
             payload.pop(name, None)
@@ -177,3 +202,49 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings):
         if self.structured_output is not None:
             payload["response_format"] = {"type": "json", "value": self.structured_output}
         return path, payload
+
+    # -- Magpie: TGI's raw text-generation route ------------------------------------------
+
+    async def agenerate_user_turn(
+        self, messages: ChatType, *, num_generations: int = 1
+    ) -> GenerateOutput:
+        # A shallow copy that speaks the raw route, sharing this client's HTTP connections and
+        # limiter (created first, so that the copy doesn't make its own).
+        self._client()
+        writer = self.model_copy(update={"structured_output": None})
+        writer._user_turns = True
+        return await writer.agenerate(messages, num_generations=num_generations)
+
+    def _raw_request(self, messages: ChatType) -> tuple[str, Payload]:
+        prompt = user_turn_prompt(messages, self.pre_query_template() or "", self._tokenizer)
+        parameters: Payload = {"return_full_text": False, "details": True}
+        for key, value in self.generation_kwargs.items():
+            parameters[_RAW_RENAMES.get(key, key)] = value
+        if isinstance(parameters.get("stop"), str):
+            parameters["stop"] = [parameters["stop"]]
+        if self.serverless:
+            path = f"/models/{self.model}"
+        else:
+            root = self.endpoint.removesuffix("/v1")
+            path = f"{root}/generate"
+        return path, {"inputs": prompt, "parameters": parameters}
+
+    def parse_response(self, data: Any) -> GenerateOutput:
+        if not self._user_turns:
+            return super().parse_response(data)
+        # TGI answers one object; the serverless API a list of them.
+        answer = data[0] if isinstance(data, list) else data
+        text = answer["generated_text"]
+        details = answer.get("details") or {}
+        if not isinstance(text, str):
+            raise TypeError(f"generated_text is a {type(text).__name__}, not text")
+        no_answer: dict[int, NoAnswer] = {}
+        if not text.strip() and details.get("finish_reason") == "length":
+            no_answer[0] = NoAnswer("truncated", "finish_reason 'length'")
+        prefill = details.get("prefill")
+        usage = Usage(
+            len(prefill) if isinstance(prefill, list) else 0,
+            int(details.get("generated_tokens") or 0),
+        )
+        kept: str | None = None if no_answer else text
+        return GenerateOutput(generations=[kept], usage=usage, no_answer=no_answer)

@@ -17,10 +17,11 @@ from pydantic import Field
 from synthflow.models.callpath.structured import StructuredOutputLLM, example_of
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
 from synthflow.models.llms.generation_kwargs import CommonGenerationKwargs
+from synthflow.models.llms.magpie import UserTurnWriter
 from synthflow.runtime_parameters import RuntimeParameter
 
 
-class OfflineLLM(StructuredOutputLLM):
+class OfflineLLM(StructuredOutputLLM, UserTurnWriter):
     """Answers every conversation with a deterministic text, after ``latency`` seconds.
 
     The same messages, seed and generation index always give the same text. ``jitter`` adds a
@@ -28,6 +29,7 @@ class OfflineLLM(StructuredOutputLLM):
     With ``structured_output``, every answer is a JSON value that follows the schema.
     It takes the portable generation kwargs (``CommonGenerationKwargs``), which change the
     text as a different seed would, so it stands in for any model while a pipeline is built.
+    It writes Magpie's user turns too (``agenerate_user_turn``), as deterministic requests.
     """
 
     generation_kwargs_spec: ClassVar[type | None] = CommonGenerationKwargs
@@ -56,7 +58,18 @@ class OfflineLLM(StructuredOutputLLM):
         payload = orjson.dumps([self.seed, messages, self.generation_kwargs], default=str)
         return hashlib.blake2b(payload, digest_size=16).digest()
 
+    async def agenerate_user_turn(
+        self, messages: ChatType, *, num_generations: int = 1
+    ) -> GenerateOutput:
+        output = await self._answer(messages, num_generations, user_turn=True)
+        return output
+
     async def agenerate(self, messages: ChatType, *, num_generations: int = 1) -> GenerateOutput:
+        return await self._answer(messages, num_generations, user_turn=False)
+
+    async def _answer(
+        self, messages: ChatType, num_generations: int, *, user_turn: bool
+    ) -> GenerateOutput:
         digest = self._digest(messages)
         delay = self.latency
         if self.jitter:
@@ -66,7 +79,13 @@ class OfflineLLM(StructuredOutputLLM):
         last = str(messages[-1].get("content", "")) if messages else ""
         prompt = last if len(last) <= 60 else last[:57] + "..."
         generations: list[str | None]
-        if self.structured_output is not None:
+        if user_turn:
+            after = f" after: {prompt}" if prompt else ""
+            generations = [
+                f"[{self.model} #{digest.hex()[:8]}.{i}] A request{after}"
+                for i in range(num_generations)
+            ]
+        elif self.structured_output is not None:
             seed = int.from_bytes(digest[:4], "big")
             generations = [
                 orjson.dumps(example_of(self.structured_output, seed + i)).decode()

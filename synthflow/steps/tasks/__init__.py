@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from synthflow.steps.tasks.generate_embeddings import GenerateEmbeddings
     from synthflow.steps.tasks.generator_task import GeneratorTask
     from synthflow.steps.tasks.genstruct import Genstruct
+    from synthflow.steps.tasks.image_generation import ImageGeneration, ImageTask
+    from synthflow.steps.tasks.magpie import Magpie, MagpieGenerator
     from synthflow.steps.tasks.math_shepherd import (
         FormatPRM,
         MathShepherdCompleter,
@@ -84,7 +86,11 @@ _CATALOG: dict[str, str] = {
     "GenerateTextRetrievalData": "text_embeddings",
     "GeneratorTask": "generator_task",
     "Genstruct": "genstruct",
+    "ImageGeneration": "image_generation",
+    "ImageTask": "image_generation",
     "InstructionBacktranslation": "backtranslation",
+    "Magpie": "magpie",
+    "MagpieGenerator": "magpie",
     "MathShepherdCompleter": "math_shepherd",
     "MathShepherdGenerator": "math_shepherd",
     "MonolingualTripletGenerator": "text_embeddings_sources",
@@ -144,7 +150,11 @@ __all__ = [
     "GenerateTextRetrievalData",
     "GeneratorTask",
     "Genstruct",
+    "ImageGeneration",
+    "ImageTask",
     "InstructionBacktranslation",
+    "Magpie",
+    "MagpieGenerator",
     "MathShepherdCompleter",
     "MathShepherdGenerator",
     "MonolingualTripletGenerator",

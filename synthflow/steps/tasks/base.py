@@ -31,6 +31,7 @@ from synthflow.models.callpath.structured import (
     unwrap_structured_output,
 )
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput
+from synthflow.models.llms.magpie import user_turn_of
 from synthflow.pipeline._failures import RowFailure, as_text
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import (
@@ -165,13 +166,18 @@ class Task(Step, ABC):
         return output
 
     async def generate_messages(
-        self, messages: ChatType, row: Row, num_generations: int = 1
+        self, messages: ChatType, row: Row, num_generations: int = 1, *, user_turn: bool = False
     ) -> GenerateOutput:
         """Completions for any ``messages`` on behalf of ``row``, through the run's cache and
         accounting when bound: what a task that makes several calls per row (``EvolInstruct``)
-        calls from its own ``process_row``."""
+        calls from its own ``process_row``. ``user_turn``: the next user turn instead, written
+        from a raw completion (Magpie; see ``synthflow.models.llms.magpie``)."""
         if self._calls is None:
-            output = await self.llm.agenerate(messages, num_generations=num_generations)
+            if user_turn:
+                call = user_turn_of(self.llm)
+                output = await call(messages, num_generations=num_generations)
+            else:
+                output = await self.llm.agenerate(messages, num_generations=num_generations)
             return require_answers(output, num_generations, who=type(self.llm).__name__)
         # A sample belongs to its row (lineage ids are stable across re-runs and resumes).
         owner = None if self.cache_scope == "prompt" else (self.name, row.get(ROW_ID))
@@ -183,6 +189,7 @@ class Task(Step, ABC):
             use_cache=self.use_cache,
             owner=owner,
             task=self.name,
+            user_turn=user_turn,
         )
 
     async def process_row(self, row: Row) -> list[Row]:

@@ -30,6 +30,7 @@ from pydantic import Field, PrivateAttr
 from synthflow.errors import LLMError
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput
+from synthflow.models.llms.magpie import user_turn_prompt
 from synthflow.runtime_parameters import RuntimeParameter
 
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -63,6 +64,18 @@ def plain_prompt(messages: ChatType) -> str:
     ``Assistant:``."""
     turns = [f"{str(m.get('role', 'user')).capitalize()}: {text_of(m)}" for m in messages]
     return "\n\n".join([*turns, "Assistant:"])
+
+
+RAW_PROMPT_ROLE = "synthflow:raw-prompt"
+"""The role of the one message of a conversation that is a raw prompt to complete as it is
+(Magpie's user turns), not chat turns to render with a chat template."""
+
+
+def raw_prompt(messages: ChatType) -> str | None:
+    """The raw prompt ``messages`` carries (see ``RAW_PROMPT_ROLE``), or None."""
+    if len(messages) == 1 and messages[0].get("role") == RAW_PROMPT_ROLE:
+        return str(messages[0].get("content", ""))
+    return None
 
 
 PLAIN_PROMPT_STOP = "\n\nUser:"
@@ -182,6 +195,26 @@ class LocalLLM(StructuredOutputLLM):
             for i, messages in enumerate(conversations):
                 tg.start_soon(one, i, messages)
         return outputs
+
+    async def _user_turn(
+        self,
+        messages: ChatType,
+        num_generations: int,
+        template: str | None,
+        chat_template: str | None = None,
+    ) -> GenerateOutput:
+        """Magpie's next user turn after ``messages``: the raw prompt (the conversation in the
+        tokenizer's chat format, then the pre-query ``template``) completed as it is."""
+        if not self.loaded:
+            raise LLMError(f"{type(self).__name__} is not loaded: call load() first")
+        tokenizer = self._runtime.tokenizer
+        renders = chat_template or getattr(tokenizer, "chat_template", None)
+        prompt = user_turn_prompt(
+            messages, template or "", tokenizer if renders else None, chat_template=chat_template
+        )
+        return await self._coalesced(
+            [{"role": RAW_PROMPT_ROLE, "content": prompt}], num_generations
+        )
 
     async def _coalesced(self, messages: ChatType, num_generations: int) -> GenerateOutput:
         if not self.loaded:

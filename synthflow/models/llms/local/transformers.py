@@ -20,10 +20,11 @@ from synthflow.models.llms.local.base import (
     cut_at_stop,
     missing_extra,
     plain_prompt,
+    raw_prompt,
     release_gpu_memory,
     stop_list,
 )
-from synthflow.models.llms.magpie import MagpieSettings
+from synthflow.models.llms.magpie import MagpieSettings, UserTurnWriter
 
 
 class TransformersGenerationKwargs(TypedDict, total=False):
@@ -48,7 +49,7 @@ class TransformersGenerationKwargs(TypedDict, total=False):
     extra_generate_kwargs: dict[str, Any]
 
 
-class TransformersLLM(HubModelLLM, MagpieSettings):
+class TransformersLLM(HubModelLLM, MagpieSettings, UserTurnWriter):
     """A Hugging Face ``transformers`` causal LM, run in this process.
 
     Needs ``pip install 'synthflow[transformers]'``. Use it in a task with ``executor="process"``
@@ -63,6 +64,10 @@ class TransformersLLM(HubModelLLM, MagpieSettings):
     any other keyword of ``model.generate`` goes in ``extra_generate_kwargs``.
     Several greedy generations are one generation repeated. ``structured_output`` is enforced
     by validation and re-asking (no constrained decoding); the schema is added to the prompt.
+
+    Magpie (``magpie_pre_query_template='llama3'``, ``'qwen2'`` or the text): a user turn is
+    generated from the conversation rendered with the chat template, then the pre-query
+    template, as raw text.
     """
 
     field_aliases: ClassVar[dict[str, str]] = {"device_map": "model_kwargs.device_map"}
@@ -139,8 +144,18 @@ class TransformersLLM(HubModelLLM, MagpieSettings):
         super().unload()
         release_gpu_memory()
 
+    async def agenerate_user_turn(
+        self, messages: ChatType, *, num_generations: int = 1
+    ) -> GenerateOutput:
+        return await self._user_turn(
+            messages, num_generations, self.pre_query_template(), self.chat_template
+        )
+
     def prompt(self, messages: ChatType) -> tuple[str, bool]:
         """The prompt text for a conversation, and whether it is the plain fallback template."""
+        raw = raw_prompt(messages)
+        if raw is not None:
+            return raw, False
         tokenizer = self._runtime.tokenizer
         template = self.chat_template or getattr(tokenizer, "chat_template", None)
         if not template:
@@ -170,7 +185,7 @@ class TransformersLLM(HubModelLLM, MagpieSettings):
         kwargs, seed, repeat = self._generate_kwargs(num_generations, model.generation_config)
         kwargs["pad_token_id"] = tokenizer.pad_token_id
         stops = stop_list(self.generation_kwargs.get("stop"))
-        if prompts[0][1]:
+        if any(plain for _, plain in prompts):
             stops.append(PLAIN_PROMPT_STOP)
         if stops:
             kwargs["stopping_criteria"] = _stop_criteria(tokenizer, stops, prompt_length)

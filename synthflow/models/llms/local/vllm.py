@@ -21,10 +21,11 @@ from synthflow.models.llms.local.base import (
     HubModelLLM,
     missing_extra,
     plain_prompt,
+    raw_prompt,
     release_gpu_memory,
     stop_list,
 )
-from synthflow.models.llms.magpie import MagpieSettings
+from synthflow.models.llms.magpie import MagpieSettings, UserTurnWriter
 from synthflow.runtime_parameters import RuntimeParameter
 
 
@@ -56,7 +57,7 @@ class vLLMGenerationKwargs(TypedDict, total=False):
     extra_sampling_params: dict[str, Any]
 
 
-class vLLM(HubModelLLM, MagpieSettings):
+class vLLM(HubModelLLM, MagpieSettings, UserTurnWriter):
     """A model served by vLLM's offline engine in this process.
 
     Needs ``pip install 'synthflow[vllm]'`` and a GPU. Use it in a task with
@@ -171,10 +172,20 @@ class vLLM(HubModelLLM, MagpieSettings):
             params.update(_guided_json(self.structured_output))
         return vllm.SamplingParams(**params)
 
+    async def agenerate_user_turn(
+        self, messages: ChatType, *, num_generations: int = 1
+    ) -> GenerateOutput:
+        return await self._user_turn(
+            messages, num_generations, self.pre_query_template(), self.chat_template
+        )
+
     def prompt_token_ids(self, messages: ChatType) -> tuple[list[int], bool]:
         """The prompt's token ids, and whether the plain fallback template made it. Tokenized
         here (not by the engine) so a template's BOS token is not added twice."""
         tokenizer = self._runtime.tokenizer
+        raw = raw_prompt(messages)
+        if raw is not None:  # Magpie's user turn: completed as it is
+            return list(tokenizer.encode(raw, add_special_tokens=False)), False
         template = self.chat_template or getattr(tokenizer, "chat_template", None)
         if template:
             text = tokenizer.apply_chat_template(
