@@ -25,7 +25,8 @@ Secrets (``SecretStr`` values) and fields declared ``Field(exclude=True)`` are n
 Loading imports classes only from ``synthflow`` and from modules the caller allows explicitly, and
 it checks every module named in the file before importing any of them: a file from the internet
 can't make synthflow import arbitrary code. YAML is read with the safe loader, so a file can't
-construct Python objects either.
+construct Python objects either. Where a loaded pipeline may send the user's keys, which files it
+may read and whether it may run a model repo's code is ``synthflow.trust``'s to decide.
 """
 
 from __future__ import annotations
@@ -438,7 +439,9 @@ def load_file(
     else sniffed)."""
     text, named = read_source(source)
     data = parse_text(text, fmt or named, source=os.fspath(source))
-    return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+    return load_pipeline(
+        data, allowed_modules=allowed_modules, cache_dir=cache_dir, source=os.fspath(source)
+    )
 
 
 def is_path(value: str | bytes | os.PathLike[str]) -> bool:
@@ -464,9 +467,14 @@ def load_pipeline(
     *,
     allowed_modules: Iterable[str] = (),
     cache_dir: str | os.PathLike[str] | None = None,
+    source: str = "the pipeline file",
 ) -> Pipeline:
-    """Build a Pipeline from the data ``dump_pipeline`` wrote (or a hand-written equivalent)."""
+    """Build a Pipeline from the data ``dump_pipeline`` wrote (or a hand-written equivalent).
+
+    It may have been written by anyone: what it would do with the user's keys, files and
+    ``trust_remote_code`` is recorded and checked before it runs (``synthflow.trust``)."""
     from synthflow.pipeline.pipeline import Pipeline
+    from synthflow.trust import LoadedTrust
 
     allowed = normalize_allowed(allowed_modules)
     body = pipeline_section(data)
@@ -495,6 +503,7 @@ def load_pipeline(
                     f"connection {a} -> {b} names unknown step {name!r}: {hint}"
                 )
         pipeline.connect(pipeline.steps[a], pipeline.steps[b])
+    pipeline._trust = LoadedTrust.record(pipeline.steps, source)
     return pipeline
 
 
@@ -530,6 +539,14 @@ def connections_of(body: Mapping[str, Any]) -> list[tuple[str, str]]:
         targets = entry["to"] if isinstance(entry["to"], list) else [entry["to"]]
         edges.extend((str(entry["from"]), str(t)) for t in targets)
     return edges
+
+
+def load_step(spec: dict[str, Any], index: int = 0, allowed_modules: Iterable[str] = ()) -> _Step:
+    """One step of a file, on its own (``pipeline info`` inspects steps this way)."""
+    allowed = normalize_allowed(allowed_modules)
+    for where, info in _type_infos([spec]):
+        check_module_allowed(_module_of(info, where), allowed, where=where)
+    return _load_step(spec, index, allowed)
 
 
 def _load_step(spec: dict[str, Any], index: int, allowed: tuple[str, ...]) -> _Step:
@@ -727,14 +744,20 @@ _RESOURCES_INFO = {"module": "synthflow.steps.resources", "name": "StepResources
 
 def models_of(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """The nested models of a step spec (its LLMs): ``(class name, model name or None)``."""
-    found: list[tuple[str, str | None]] = []
+    return [(cls, model) for cls, model, _module in nested_models(spec)]
+
+
+def nested_models(spec: Mapping[str, Any]) -> list[tuple[str, str | None, str]]:
+    """The nested models of a step spec: ``(class name, model name or None, module)``."""
+    found: list[tuple[str, str | None, str]] = []
 
     def visit(value: Any) -> None:
         if isinstance(value, dict):
             info = value.get("type_info")
             if isinstance(info, dict) and _is_type_info(info) and info != _RESOURCES_INFO:
                 model = value.get("model") or value.get("model_id") or value.get("model_name")
-                found.append((info["name"], str(model) if model is not None else None))
+                model_name = str(model) if model is not None else None
+                found.append((info["name"], model_name, info["module"]))
             for key, item in value.items():
                 if key not in _SKIP_KEYS and key != "data":
                     visit(item)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
 from synthflow.models.callpath.pricing import Price, price_of
@@ -17,6 +17,9 @@ from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import missing_runtime_parameters, set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step, takes_separate_inputs
 from synthflow.steps.resources import apply_resources
+
+if TYPE_CHECKING:
+    from synthflow.trust import LoadedTrust
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,12 @@ def plan(
     parameters: Mapping[str, Any] | None = None,
     *,
     require_all: bool = True,
+    trust: LoadedTrust | None = None,
 ) -> Plan:
     """The checked plan. ``require_all``: every runtime parameter the run needs has a value
-    (False while parameters are still being given, one by one, as the CLI does)."""
+    (False while parameters are still being given, one by one, as the CLI does). ``trust``:
+    a pipeline loaded from a file, whose reads, keys and remote code are checked before the
+    sources are opened (``synthflow.trust``)."""
     if not steps:
         raise PipelineValidationError(
             "the pipeline has no steps; create steps inside 'with Pipeline() as p:'"
@@ -80,6 +86,8 @@ def plan(
     owners: dict[str, dict[str, int]] = {}
     # A source's columns may need its parameters: they are checked once all are given.
     if require_all or not any(missing_runtime_parameters(s) for s in steps.values()):
+        if trust is not None:  # the column check reads each source's first row
+            trust.check(steps, reads_only=not require_all)
         _check_columns(steps, order, predecessors)
         owners = _fan_in_owners(steps, order, predecessors)
     problems = check_picklable(s for s in steps.values() if s.executor == "process")

@@ -25,6 +25,7 @@ from synthflow.steps.base import GeneratorStep, _Step
 
 if TYPE_CHECKING:
     from synthflow.distiset import Distiset
+    from synthflow.trust import LoadedTrust
 
 _current: ContextVar[Pipeline | None] = ContextVar("synthflow_current_pipeline", default=None)
 
@@ -69,6 +70,7 @@ class Pipeline:
         self._steps: dict[str, _Step] = {}
         self._edges: list[tuple[str, str]] = []
         self._tokens: list[contextvars.Token[Pipeline | None]] = []
+        self._trust: LoadedTrust | None = None  # set when loaded from a file (synthflow.trust)
 
     # -- building --------------------------------------------------------------------------
 
@@ -137,7 +139,7 @@ class Pipeline:
         runtime parameter the run needs has a value (for parameters given one at a time)."""
         from synthflow.pipeline._validate import plan
 
-        plan(self._steps, self._edges, parameters, require_all=require_all)
+        plan(self._steps, self._edges, parameters, require_all=require_all, trust=self._trust)
 
     # -- identity --------------------------------------------------------------------------
 
@@ -224,7 +226,12 @@ class Pipeline:
             return load_file(source, allowed_modules=allowed_modules, cache_dir=cache_dir, fmt=fmt)
         text = source.decode() if isinstance(source, bytes) else os.fspath(source)
         data = parse_text(text, fmt)
-        return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+        return load_pipeline(
+            data,
+            allowed_modules=allowed_modules,
+            cache_dir=cache_dir,
+            source=f"the {fmt.upper()} text",
+        )
 
     @classmethod
     def from_dict(
@@ -237,6 +244,28 @@ class Pipeline:
         from synthflow.serialization import load_pipeline
 
         return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+    def trust(
+        self,
+        *,
+        endpoints: Iterable[str] = (),
+        paths: Iterable[str | os.PathLike[str]] = (),
+        remote_code: bool = False,
+    ) -> Pipeline:
+        """Allow a pipeline loaded from a file or URL to send keys from the environment to
+        ``endpoints`` (hosts), to read and write under ``paths`` (directories), and to run model
+        repos' own code (``trust_remote_code``); the CLI's ``--trust-endpoint``, ``--allow-path``
+        and ``--trust-remote-code``. A pipeline built in Python needs none of it. Returns the
+        pipeline, so it chains: ``Pipeline.from_yaml(path).trust(endpoints=["llm.internal"])``."""
+        if self._trust is not None:
+            self._trust = self._trust.allowing(endpoints, paths, remote_code)
+        return self
+
+    def check_trust(self, steps: Mapping[str, _Step] | None = None) -> None:
+        """Raise ``UntrustedPipelineError`` if this pipeline, loaded from a file or URL, would
+        do something the user hasn't allowed (see ``trust``). Runs check it before they start."""
+        if self._trust is not None:
+            self._trust.check(self._steps if steps is None else steps)
 
     def _repr_html_(self) -> str:
         from synthflow.serialization import pipeline_html
@@ -307,14 +336,16 @@ class Pipeline:
     ) -> Distiset:
         """Run the pipeline in the current event loop (for async apps). See ``run``."""
         from synthflow.distiset import Distiset
+        from synthflow.models.callpath.secrets import refresh as refresh_secrets
         from synthflow.pipeline._engine import RunOptions, execute
         from synthflow.pipeline._validate import check_cost_budget, plan
 
         steps, edges, run_dir = self._steps, self._edges, self.run_dir
         if dataset is not None:
             steps, edges, run_dir = self._fed_by(dataset, run_dir, dataset_batch_size)
-        built = plan(steps, edges, parameters)
+        built = plan(steps, edges, parameters, trust=self._trust)  # checks it before a read
         check_cost_budget(built.steps.values(), max_cost, prices)
+        refresh_secrets()  # the keys to keep out of what the run writes, as they are now
         options = RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}))
         output = await execute(built, run_dir, Progress(progress, self.name), options)
         distiset = await anyio.to_thread.run_sync(

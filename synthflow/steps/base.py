@@ -120,6 +120,7 @@ def settle_failures(
     "null" gives it ``outputs_on_failure`` and the error in ``ERROR_COLUMN``, "drop" leaves it
     out, "fail" raises ``StepError`` naming the row."""
     from synthflow.errors import StepError
+    from synthflow.models.callpath.secrets import redact
 
     if outputs_on_failure is None:
         outputs_on_failure = step.outputs_on_failure()
@@ -131,6 +132,7 @@ def settle_failures(
             kept.append(row)
             continue
         failed += 1
+        message = redact(message)  # an error may quote a server that echoed the key
         if step.on_error == "fail":
             row_id = row.get(ROW_ID)
             where = "a row" if row_id is None else f"row {row_id}"

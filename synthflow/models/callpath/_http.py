@@ -42,6 +42,7 @@ from synthflow.errors import (
     LLMStatusError,
     LLMTimeoutError,
 )
+from synthflow.models.callpath.secrets import redact, redact_bytes
 
 CONNECTIONS_PER_CLIENT = 16
 
@@ -233,9 +234,16 @@ class HTTPClient:
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> JSONResponse:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
-        status, response_headers, content = await self._connect().request(
-            method, url, body, headers
-        )
+        try:
+            status, response_headers, content = await self._connect().request(
+                method, url, body, headers
+            )
+        except LLMError as exc:
+            exc.args = (redact(str(exc)),)
+            raise
+        # Some servers echo the key they were sent: no secret gets past this line, into an
+        # answer, an error, the cache or a row.
+        content = redact_bytes(content)
         if status >= 400:
             text = content.decode("utf-8", "replace")
             raise LLMStatusError(

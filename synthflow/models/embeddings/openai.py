@@ -11,12 +11,13 @@ embeddings route; the vectors ride back in ``GenerateOutput.raw``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import anyio
 from pydantic import Field, PrivateAttr, SecretStr
 
+from synthflow.audit import Exposure
 from synthflow.errors import LLMResponseError, first_error
 from synthflow.models.embeddings.base import Embeddings, Vector
 from synthflow.models.llms.api import Payload
@@ -80,6 +81,9 @@ class OpenAIEmbeddings(Embeddings):
     def _wire(self) -> _EmbeddingsWire:
         settings = self.model_dump(exclude={"max_inputs_per_request", "api_key"})
         return _EmbeddingsWire(api_key=self.api_key, **settings)
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        return self._wire().exposures(where)
 
     def load(self) -> None:
         self._wire().load()  # the same checks as an LLM client: a base URL, a key if needed

@@ -20,11 +20,13 @@ import importlib
 import os
 import time
 from abc import abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import anyio
 from pydantic import Field, PrivateAttr, SecretStr
 
+from synthflow.audit import Endpoint, Exposure, env_key, host_of
 from synthflow.errors import (
     FATAL_STATUSES,
     LLMConnectionError,
@@ -38,6 +40,7 @@ from synthflow.models.callpath._http import HTTPClient, JSONResponse, transport_
 from synthflow.models.callpath.answers import AnswerPool, empty_answer_error, samples
 from synthflow.models.callpath.limiter import EndpointLimiter, endpoint_key, get_limiter
 from synthflow.models.callpath.retry import call_with_retries
+from synthflow.models.callpath.secrets import remember as remember_secret
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
@@ -52,6 +55,8 @@ class APILLM(StructuredOutputLLM):
     billed: ClassVar[bool] = True
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = None
+    api_key_envs: ClassVar[tuple[str, ...]] = ()
+    """Every variable the key is read from, in order, when it is more than ``api_key_env``."""
     base_url_env: ClassVar[str | None] = None
     supports_n: ClassVar[bool] = False
     """The API returns several completions per request (OpenAI's ``n``)."""
@@ -132,6 +137,28 @@ class APILLM(StructuredOutputLLM):
             return os.environ.get(self.api_key_env) or None
         return None
 
+    def key_env_names(self) -> tuple[str, ...]:
+        """The environment variables ``resolved_api_key`` reads, in order."""
+        return self.api_key_envs or ((self.api_key_env,) if self.api_key_env else ())
+
+    def provider_hosts(self) -> tuple[str, ...]:
+        """The provider's own hosts: where a key from its environment variable belongs."""
+        return (host_of(self.default_base_url),) if self.default_base_url else ()
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        names = self.key_env_names()
+        yield Endpoint(
+            where=where,
+            provider=self.provider,
+            url=self.endpoint,
+            setting=self.base_url,
+            key_env=env_key(names, self.api_key),
+            key_given=self.api_key is not None,
+            key_envs=names,
+            own_hosts=self.provider_hosts(),
+            url_env=self.base_url_env,
+        )
+
     def load(self) -> None:
         if not self.endpoint:
             raise LLMError(f"{type(self).__name__} needs base_url=...")
@@ -140,6 +167,8 @@ class APILLM(StructuredOutputLLM):
                 f"{type(self).__name__} needs an API key: pass api_key=... or set "
                 f"{self.api_key_env}"
             )
+        if self.api_key is not None:  # the environment's keys are known already
+            remember_secret(self.api_key.get_secret_value())
         # Import the HTTP transport here (a worker thread, before the run starts) rather than
         # inside the first request, where the event loop would stall on it.
         importlib.import_module(transport_name())

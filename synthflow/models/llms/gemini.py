@@ -179,6 +179,12 @@ class VertexAILLM(GeminiLLM):
             return "https://aiplatform.googleapis.com"
         return f"https://{self.location}-aiplatform.googleapis.com"
 
+    def provider_hosts(self) -> tuple[str, ...]:
+        hosts = ["aiplatform.googleapis.com"]
+        if re.fullmatch(r"[a-z0-9-]+", self.location):  # else the URL isn't Google's
+            hosts.append(f"{self.location}-aiplatform.googleapis.com")
+        return tuple(hosts)
+
     def resolved_project(self) -> str | None:
         return self.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
 
