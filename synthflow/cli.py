@@ -824,7 +824,9 @@ def _exit_on(code: int) -> Iterator[None]:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    from synthflow.models.callpath.secrets import redact
+
+    typer.echo(f"error: {redact(' '.join(message.split()))}", err=True)
     raise typer.Exit(code)
 
 

@@ -3,10 +3,10 @@ exception messages.
 
 Some servers echo what they were sent (the ``Authorization`` header, a key in a 400's body).
 ``redact`` replaces every secret it knows with ``[REDACTED]``: the API keys the run's clients
-use (``remember``), and the values of the environment's ``*_API_KEY``, ``*_TOKEN``,
-``*_SECRET`` and ``*_ACCESS_KEY`` variables. It is applied where a server's words become ours:
-the HTTP boundary (every response body before it is parsed or quoted), and the row error a
-failed call leaves.
+use (``remember``), the values of the environment's ``*_KEY``, ``*_TOKEN``, ``*_SECRET`` and
+``*_PASSWORD`` variables, and (in text) any ``Bearer`` credential. It is applied where a
+server's words become ours: the HTTP boundary (every response body before it is parsed or
+quoted, and an error's headers), the error a failed row keeps, and the CLI's error line.
 
 The environment is read when a run starts (``refresh``) and on first use, not on every call:
 a redaction is one substring test per secret.
@@ -19,7 +19,9 @@ import re
 
 REDACTED = "[REDACTED]"
 
-_ENV_SECRET = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_ACCESS_KEY|_SECRET_KEY|_PASSWORD)$")
+_ENV_SECRET = re.compile(r"(_KEY|_TOKEN|_SECRET|_PASSWORD)$")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
+"""A bearer credential in text, whoever's it is (an ``Authorization`` header quoted back)."""
 _MIN_LENGTH = 8
 """Shorter values are not treated as secrets: redacting "1" or "true" would garble text."""
 
@@ -57,10 +59,13 @@ def known_secrets() -> tuple[str, ...]:
 
 
 def redact(text: str) -> str:
-    """``text`` with every known secret replaced by ``[REDACTED]``."""
+    """``text`` with every known secret, and any bearer credential, replaced by
+    ``[REDACTED]``."""
     for secret in known_secrets():
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if "earer" in text or "EARER" in text:
+        text = _BEARER.sub(rf"\1 {REDACTED}", text)
     return text
 
 

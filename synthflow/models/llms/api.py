@@ -40,7 +40,6 @@ from synthflow.models.callpath._http import HTTPClient, JSONResponse, transport_
 from synthflow.models.callpath.answers import AnswerPool, empty_answer_error, samples
 from synthflow.models.callpath.limiter import EndpointLimiter, endpoint_key, get_limiter
 from synthflow.models.callpath.retry import call_with_retries
-from synthflow.models.callpath.secrets import remember as remember_secret
 from synthflow.models.callpath.structured import StructuredOutputLLM
 from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
@@ -167,8 +166,6 @@ class APILLM(StructuredOutputLLM):
                 f"{type(self).__name__} needs an API key: pass api_key=... or set "
                 f"{self.api_key_env}"
             )
-        if self.api_key is not None:  # the environment's keys are known already
-            remember_secret(self.api_key.get_secret_value())
         # Import the HTTP transport here (a worker thread, before the run starts) rather than
         # inside the first request, where the event loop would stall on it.
         importlib.import_module(transport_name())
@@ -195,7 +192,8 @@ class APILLM(StructuredOutputLLM):
 
     def _client(self) -> HTTPClient:
         if self._http is None:
-            self._http = HTTPClient(self.endpoint, timeout=self.timeout)
+            key = self.resolved_api_key()
+            self._http = HTTPClient(self.endpoint, timeout=self.timeout, secret=key)
         return self._http
 
     limit_per_model: ClassVar[bool] = False

@@ -144,7 +144,8 @@ class GeminiLLM(APILLM):
 
     def _client(self) -> HTTPClient:
         if self._http is None:
-            self._http = _GoogleHTTPClient(self.endpoint, timeout=self.timeout)
+            key = self.resolved_api_key()
+            self._http = _GoogleHTTPClient(self.endpoint, timeout=self.timeout, secret=key)
         return self._http
 
 
