@@ -406,6 +406,8 @@ def run(
         pipeline = _load(config, script, allowed)
         trust = Trust(list(trust_endpoint or []), list(allow_path or []), trust_remote_code)
         pipeline.trust(endpoints=trust.endpoints, paths=trust.paths, remote_code=trust.remote_code)
+        named_endpoints, named_paths = named_by_params(params)
+        pipeline.trust(endpoints=named_endpoints, paths=named_paths)
         apply_parameters(pipeline, params_file, params)
         pipeline.validate()  # with what the file may do (synthflow.trust): before any read
         check_cost_budget(pipeline.steps.values(), max_cost, None)
@@ -539,6 +541,23 @@ def apply_parameters(pipeline: Pipeline, params_file: str | None, params: list[s
                 "e.g. generate.llm.generation_kwargs.temperature=0.7"
             )
         _apply_one(pipeline, _split_path(key.strip(), text), parse_value(raw), raw)
+
+
+def named_by_params(params: list[str]) -> tuple[list[str], list[str]]:
+    """The endpoints and paths the user named with ``--param`` (``synthflow.trust``): theirs,
+    even where the file names the same."""
+    from synthflow.audit import DataAccess, host_of, targets
+
+    endpoints: list[str] = []
+    paths: list[str] = []
+    for text in params:
+        key, _, raw = text.partition("=")
+        for value in targets(parse_value(raw)):
+            if key.strip().rsplit(".", 1)[-1] in ENDPOINT_FIELDS:
+                endpoints.append(host_of(value))
+            elif "/" in value or value.startswith("~"):
+                paths.append(str(DataAccess("", value, "reads").local_path()))
+    return endpoints, paths
 
 
 def parse_value(raw: str) -> Any:

@@ -102,7 +102,7 @@ class LoadedTrust:
             and not (self.remote_code)
         ):
             return (
-                f"{item.where} sets trust_remote_code: true in {self.source}, which runs the "
+                f"{_who(item.where)} sets trust_remote_code: true in {self.source}, which runs the "
                 "model repo's own Python code; allow it with --trust-remote-code "
                 "(Python: pipeline.trust(remote_code=True))"
             )
@@ -124,7 +124,7 @@ class LoadedTrust:
         if not host:
             return None  # nowhere to send it: load() says what's missing
         return (
-            f"{ep.where} would send ${ep.key_env} to {host}, which {self.source} names and "
+            f"{_who(ep.where)} would send ${ep.key_env} to {host}, which {self.source} names and "
             f"is not {ep.provider}'s own host; if you trust it, run with --trust-endpoint {host} "
             f"(Python: pipeline.trust(endpoints=[{host!r}]))"
         )
@@ -138,7 +138,12 @@ class LoadedTrust:
             return None
         folder = path if path.is_dir() else path.parent
         return (
-            f"{access.where} {access.mode} {access.target}, outside the working directory, as "
-            f"{self.source} says; allow it with --allow-path {folder} "
+            f"{_who(access.where)} {access.mode} {access.target}, outside the working "
+            f"directory, as {self.source} says; allow it with --allow-path {folder} "
             f"(Python: pipeline.trust(paths=[{str(folder)!r}]))"
         )
+
+
+def _who(where: str) -> str:
+    """``step 'load'`` for a step, ``generate.llm`` for a model in one."""
+    return where if "." in where else f"step {where!r}"

@@ -306,3 +306,15 @@ def test_param_names_the_endpoint_on_the_command_line(tmp_path: Path) -> None:
         )
     assert result.returncode == 0, result.stderr
     assert [r.headers["authorization"] for r in api.requests] == [f"Bearer {CANARY}"]
+
+
+def test_a_hub_loader_naming_a_local_directory_is_a_local_read(tmp_path: Path) -> None:
+    from synthflow.steps import LoadDataFromHub
+
+    secret_dir = tmp_path / "private"
+    secret_dir.mkdir()
+    with Pipeline(name="hub") as pipeline:
+        LoadDataFromHub(name="load", repo_id=str(secret_dir))
+    loaded = _loaded(pipeline)
+    with pytest.raises(UntrustedPipelineError, match=re.escape(f"--allow-path {secret_dir}")):
+        loaded.check_trust()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -153,7 +154,9 @@ class LoadDataFromHub(_StreamedDataset):
     )
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        yield DataAccess(where, f"hf://datasets/{self.repo_id}", "reads")
+        # datasets reads a local directory named as the repo id: that is a local path.
+        local = self.repo_id.startswith(("/", ".", "~")) or os.path.exists(self.repo_id)
+        yield DataAccess(where, self.repo_id if local else f"hf://datasets/{self.repo_id}", "reads")
 
     def _open(self) -> Any:
         from datasets import load_dataset
