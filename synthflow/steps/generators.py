@@ -154,6 +154,8 @@ class LoadDataFromHub(_StreamedDataset):
     )
 
     def exposures(self, where: str) -> Iterator[Exposure]:
+        if not isinstance(self.repo_id, str):
+            return  # given later, as a runtime parameter
         # datasets reads a local directory named as the repo id: that is a local path.
         local = self.repo_id.startswith(("/", ".", "~")) or os.path.exists(self.repo_id)
         yield DataAccess(where, self.repo_id if local else f"hf://datasets/{self.repo_id}", "reads")

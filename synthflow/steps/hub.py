@@ -48,7 +48,8 @@ class PushToHub(GlobalStep):
     )
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        yield DataAccess(where, f"hf://datasets/{self.repo_id}", "writes")
+        if isinstance(self.repo_id, str):  # else given later, as a runtime parameter
+            yield DataAccess(where, f"hf://datasets/{self.repo_id}", "writes")
 
     def load(self) -> None:
         super().load()

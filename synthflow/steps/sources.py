@@ -71,7 +71,8 @@ class LoadDataFromDisk(_StreamedDataset):
         return f"saved dataset {self.dataset_path!r}{subset}{split}"
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        yield DataAccess(where, self.dataset_path, "reads")
+        if isinstance(self.dataset_path, str):  # else given later, as a runtime parameter
+            yield DataAccess(where, self.dataset_path, "reads")
 
     def _open(self) -> Any:
         path = self.dataset_path

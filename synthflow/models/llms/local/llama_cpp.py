@@ -86,7 +86,8 @@ class LlamaCppLLM(LocalLLM, MagpieSettings):
         return {**kwargs, **self.model_kwargs}
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        yield DataAccess(where, self.model_path, "loads")
+        if isinstance(self.model_path, str):
+            yield DataAccess(where, self.model_path, "loads")
 
     def load(self) -> None:
         if self.loaded:
