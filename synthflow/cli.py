@@ -107,6 +107,33 @@ AllowOption = Annotated[
     ),
 ]
 
+TrustEndpointOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-endpoint",
+        metavar="HOST",
+        help="Let a pipeline from --config send API keys from the environment to HOST (as "
+        "HOST or HOST:PORT), which is not its provider's own. Repeatable.",
+    ),
+]
+AllowPathOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-path",
+        metavar="DIR",
+        help="Let a pipeline from --config read and write files under DIR, outside the working "
+        "directory. Repeatable.",
+    ),
+]
+TrustRemoteCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Let a pipeline from --config load models with trust_remote_code: true (it runs "
+        "the model repo's own Python code).",
+    ),
+]
+
 
 class UsageError(Exception):
     """Bad input found by the CLI itself (exit code 2)."""
@@ -137,24 +164,48 @@ def _root(
 
 @pipeline_app.command("info")
 def info(config: ConfigOption = None, script: ScriptOption = None) -> None:
-    """Show a pipeline's steps, its DAG and every runtime parameter with its current value.
+    """Show a pipeline's steps, its DAG, every runtime parameter with its current value, the
+    endpoints it calls (and whose key they get), the files and URLs it reads and writes, and
+    the code from outside synthflow it runs.
 
-    With --config it only reads the file: nothing it names is imported.
+    With --config nothing outside synthflow is imported, and nothing is sent or read.
     """
+    from synthflow.audit import file_exposures, pipeline_exposures
     from synthflow.pipeline_file import parse_text, read_source
+    from synthflow.trust import LoadedTrust
 
     with _exit_on(EXIT_USAGE):
         if config is not None and script is None:
             text, fmt = read_source(config)
             data = parse_text(text, fmt, source=config)
+            steps, exposures = file_exposures(data)
+            needs = LoadedTrust.record(steps, config).problems(steps)
         else:
-            data = _load(config, script, []).dump()
+            pipeline = _load(config, script, [])
+            data = pipeline.dump()
+            exposures, needs = pipeline_exposures(pipeline.steps), []
         typer.echo(describe(data))
+        typer.echo("\n" + "\n".join(render_exposures(exposures, needs)))
+
+
+def render_exposures(exposures: list[Any], needs: list[str]) -> list[str]:
+    from synthflow.audit import render
+
+    lines = render(exposures)
+    if needs:
+        lines += ["", "refused unless you allow it"]
+        lines += [f"  {' '.join(line.split())}" for line in needs]
+    return lines
 
 
 def describe(data: dict[str, Any]) -> str:
     """The text ``synthflow pipeline info`` prints for a pipeline file's data."""
-    from synthflow.pipeline_file import connections_of, is_trusted, models_of, pipeline_section
+    from synthflow.pipeline_file import (
+        connections_of,
+        is_trusted,
+        nested_models,
+        pipeline_section,
+    )
 
     body = pipeline_section(data)
     specs = [s for s in body.get("steps") or [] if isinstance(s, dict)]
@@ -174,8 +225,12 @@ def describe(data: dict[str, Any]) -> str:
             foreign[module] = None
             line += "  [not synthflow]"
         lines.append(line)
-        for cls, model in models_of(spec):
-            lines.append(" " * (width + 4) + f"llm: {cls}" + (f" ({model})" if model else ""))
+        for cls, model, nested_module in nested_models(spec):
+            line = " " * (width + 4) + f"llm: {cls}" + (f" ({model})" if model else "")
+            if not is_trusted(nested_module):
+                foreign[nested_module] = None
+                line += f"  ({nested_module})  [not synthflow]"
+            lines.append(line)
     names = [str(s.get("name")) for s in specs]
     lines += ["", "dag", *("  " + line for line in draw_dag(names, connections_of(body)))]
     lines += ["", "runtime parameters (set with --param STEP.NAME=VALUE)"]
@@ -254,8 +309,8 @@ def run(
             metavar="STEP.NAME=VALUE",
             help="Set a runtime parameter, e.g. generate.llm.generation_kwargs.temperature=0.7. "
             "VALUE is read as JSON when it parses (numbers, true/false, lists, objects), else as "
-            "text. A path into a dict parameter sets that one key. Repeatable; applied after "
-            "--params-file.",
+            "text. A path into a dict parameter sets that one key. An LLM's endpoint is set the "
+            "same way: generate.llm.base_url=URL. Repeatable; applied after --params-file.",
         ),
     ] = None,
     params_file: Annotated[
@@ -329,6 +384,9 @@ def run(
         ),
     ] = None,
     allow_module: AllowOption = None,
+    trust_endpoint: TrustEndpointOption = None,
+    allow_path: AllowPathOption = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
     progress: Annotated[
         ProgressChoice, typer.Option("--progress", help="How to show live per-step progress.")
     ] = ProgressChoice.auto,
@@ -395,8 +453,12 @@ def run(
         if repo_id:
             check_repo_id(repo_id)
         pipeline = _load(config, script, allowed)
+        trust = Trust(list(trust_endpoint or []), list(allow_path or []), trust_remote_code)
+        pipeline.trust(endpoints=trust.endpoints, paths=trust.paths, remote_code=trust.remote_code)
+        named_endpoints, named_paths = named_by_params(params)
+        pipeline.trust(endpoints=named_endpoints, paths=named_paths)
         apply_parameters(pipeline, params_file, params)
-        pipeline.validate()
+        pipeline.validate()  # with what the file may do (synthflow.trust): before any read
         check_cost_budget(pipeline.steps.values(), max_cost, None)
         if dry_run:
             scratch = start_dry_run(pipeline, rows=1)
@@ -428,6 +490,7 @@ def run(
         )
     command = _command(
         *(config, script, allowed, params_file, params),
+        trust=trust,
         ignore_cache=ignore_cache,
         max_cost=max_cost,
         max_tokens=max_tokens,
@@ -507,6 +570,20 @@ def status(
 
 
 @dataclass(frozen=True)
+class Trust:
+    """What the user allows a pipeline from --config (``synthflow.trust``)."""
+
+    endpoints: list[str]
+    paths: list[str]
+    remote_code: bool
+
+    def arguments(self) -> list[str]:
+        parts = [a for host in self.endpoints for a in ("--trust-endpoint", host)]
+        parts += [a for path in self.paths for a in ("--allow-path", path)]
+        return parts + (["--trust-remote-code"] if self.remote_code else [])
+
+
+@dataclass(frozen=True)
 class FailureTolerance:
     """How many rows may fail before a run counts as failed: a count, or a percentage of the
     rows its sources made. A run in which every row failed never passes."""
@@ -576,6 +653,23 @@ def apply_parameters(pipeline: Pipeline, params_file: str | None, params: list[s
         _apply_one(pipeline, _split_path(key.strip(), text), parse_value(raw), raw)
 
 
+def named_by_params(params: list[str]) -> tuple[list[str], list[str]]:
+    """The endpoints and paths the user named with ``--param`` (``synthflow.trust``): theirs,
+    even where the file names the same."""
+    from synthflow.audit import DataAccess, host_of, targets
+
+    endpoints: list[str] = []
+    paths: list[str] = []
+    for text in params:
+        key, _, raw = text.partition("=")
+        for value in targets(parse_value(raw)):
+            if key.strip().rsplit(".", 1)[-1] in ENDPOINT_FIELDS:
+                endpoints.append(host_of(value))
+            elif "/" in value or value.startswith("~"):
+                paths.append(str(DataAccess("", value, "reads").local_path()))
+    return endpoints, paths
+
+
 def parse_value(raw: str) -> Any:
     """A ``--param`` value: JSON when it parses, true/false/none in any case, else the text."""
     try:
@@ -600,7 +694,38 @@ def _split_path(key: str, text: str) -> list[str]:
     return parts
 
 
+ENDPOINT_FIELDS = ("base_url", "api_base")
+"""Fields that name the server a model calls. Not runtime parameters (the endpoint is part of
+the pipeline's signature), but --param sets them: pointing someone else's pipeline at your own
+server is naming that endpoint (synthflow.trust)."""
+
+
+def _set_endpoint(pipeline: Pipeline, parts: list[str], value: Any) -> bool:
+    """Set ``parts`` when it names a model's endpoint field; whether it did."""
+    from pydantic import BaseModel, ValidationError
+
+    from synthflow.runtime_parameters import is_runtime_field
+
+    if parts[-1] not in ENDPOINT_FIELDS:
+        return False
+    owner: Any = pipeline.steps.get(parts[0])
+    for part in parts[1:-1]:
+        owner = getattr(owner, part, None) if isinstance(owner, BaseModel) else None
+    cls = type(owner)
+    if not isinstance(owner, BaseModel) or parts[-1] not in cls.model_fields:
+        return False
+    if is_runtime_field(cls, parts[-1]):
+        return False  # set as any runtime parameter
+    try:
+        setattr(owner, parts[-1], None if value is None else str(value))
+    except ValidationError as exc:
+        raise UsageError(f"--param {'.'.join(parts)}: {exc.errors()[0]['msg']}") from None
+    return True
+
+
 def _apply_one(pipeline: Pipeline, parts: list[str], value: Any, raw: str | None) -> None:
+    if _set_endpoint(pipeline, parts, value):
+        return
     # A value that parsed as JSON but doesn't fit (123 for a str field) is retried as the text.
     candidates = [value] if raw is None or raw == value else [value, raw]
     first: RuntimeParameterError | None = None
@@ -655,6 +780,7 @@ def _command(
     params_file: str | None,
     params: list[str],
     *,
+    trust: Trust | None = None,
     ignore_cache: bool,
     max_cost: float | None = None,
     max_tokens: int | None = None,
@@ -664,6 +790,8 @@ def _command(
     parts += ["--config", config] if config is not None else ["--script", str(script)]
     for module in allowed:
         parts += ["--allow-module", module]
+    if trust is not None:
+        parts += trust.arguments()
     if params_file is not None:
         parts += ["--params-file", params_file]
     for p in params:
@@ -761,7 +889,9 @@ def _exit_on(code: int) -> Iterator[None]:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    from synthflow.models.callpath.secrets import redact
+
+    typer.echo(f"error: {redact(' '.join(message.split()))}", err=True)
     raise typer.Exit(code)
 
 

@@ -6,6 +6,7 @@
      ├── StepError                 a step failed on a row or batch; carries .step and .row_id
      ├── BudgetExceeded            the run's cost or token budget was reached
      ├── SerializationError        a pipeline can't be written to, or read from, YAML/JSON
+     ├── UntrustedPipelineError    a loaded pipeline would do what the user hasn't allowed
      ├── DistisetError             a Distiset can't be saved, loaded or pushed
      ├── OutputParseError          a task can't read its columns from an LLM answer (row failure)
      ├── DiskFullError             a write failed for lack of space; the run stops (resumable)
@@ -58,6 +59,12 @@ class BudgetExceeded(SynthflowError):
 
 class SerializationError(SynthflowError):
     """A pipeline can't be written to, or read back from, YAML or JSON."""
+
+
+class UntrustedPipelineError(SynthflowError):
+    """A pipeline loaded from a file or URL would send a key from the environment to a host the
+    user hasn't named, read a path outside the working directory, or run a model repo's code
+    (``synthflow.trust``); raised before anything runs."""
 
 
 class DistisetError(SynthflowError):

@@ -241,14 +241,20 @@ _RESOURCES_INFO = {"module": "synthflow.steps.resources", "name": "StepResources
 
 def models_of(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """The nested models of a step spec (its LLMs): ``(class name, model name or None)``."""
-    found: list[tuple[str, str | None]] = []
+    return [(cls, model) for cls, model, _module in nested_models(spec)]
+
+
+def nested_models(spec: Mapping[str, Any]) -> list[tuple[str, str | None, str]]:
+    """The nested models of a step spec: ``(class name, model name or None, module)``."""
+    found: list[tuple[str, str | None, str]] = []
 
     def visit(value: Any) -> None:
         if isinstance(value, dict):
             info = value.get("type_info")
             if isinstance(info, dict) and is_type_info(info) and info != _RESOURCES_INFO:
                 model = value.get("model") or value.get("model_id") or value.get("model_name")
-                found.append((info["name"], str(model) if model is not None else None))
+                model_name = str(model) if model is not None else None
+                found.append((info["name"], model_name, info["module"]))
             for key, item in value.items():
                 if key not in SKIP_KEYS and key != "data":
                     visit(item)

@@ -25,7 +25,8 @@ Secrets (``SecretStr`` values) and fields declared ``Field(exclude=True)`` are n
 Loading imports classes only from ``synthflow`` and from modules the caller allows explicitly, and
 it checks every module named in the file before importing any of them: a file from the internet
 can't make synthflow import arbitrary code. YAML is read with the safe loader, so a file can't
-construct Python objects either.
+construct Python objects either. Where a loaded pipeline may send the user's keys, which files it
+may read and whether it may run a model repo's code is ``synthflow.trust``'s to decide.
 """
 
 from __future__ import annotations
@@ -358,7 +359,9 @@ def load_file(
     else sniffed)."""
     text, named = read_source(source)
     data = parse_text(text, fmt or named, source=os.fspath(source))
-    return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+    return load_pipeline(
+        data, allowed_modules=allowed_modules, cache_dir=cache_dir, source=os.fspath(source)
+    )
 
 
 def is_path(value: str | bytes | os.PathLike[str]) -> bool:
@@ -384,9 +387,14 @@ def load_pipeline(
     *,
     allowed_modules: Iterable[str] = (),
     cache_dir: str | os.PathLike[str] | None = None,
+    source: str = "the pipeline file",
 ) -> Pipeline:
-    """Build a Pipeline from the data ``dump_pipeline`` wrote (or a hand-written equivalent)."""
+    """Build a Pipeline from the data ``dump_pipeline`` wrote (or a hand-written equivalent).
+
+    It may have been written by anyone: what it would do with the user's keys, files and
+    ``trust_remote_code`` is recorded and checked before it runs (``synthflow.trust``)."""
     from synthflow.pipeline.pipeline import Pipeline
+    from synthflow.trust import LoadedTrust
 
     allowed = normalize_allowed(allowed_modules)
     body = pipeline_section(data)
@@ -416,6 +424,7 @@ def load_pipeline(
                 )
         pipeline.connect(pipeline.steps[a], pipeline.steps[b])
     _load_routes(pipeline, body.get("routing_batch_functions") or [], allowed)
+    pipeline._trust = LoadedTrust.record(pipeline.steps, source)
     return pipeline
 
 
@@ -440,6 +449,14 @@ def _load_routes(pipeline: Pipeline, entries: Any, allowed: tuple[str, ...]) -> 
             )
         route.targets = list(targets)
         pipeline.set_route(step, route)
+
+
+def load_step(spec: dict[str, Any], index: int = 0, allowed_modules: Iterable[str] = ()) -> _Step:
+    """One step of a file, on its own (``pipeline info`` inspects steps this way)."""
+    allowed = normalize_allowed(allowed_modules)
+    for where, info in type_infos([spec]):
+        check_module_allowed(_module_of(info, where), allowed, where=where)
+    return _load_step(spec, index, allowed)
 
 
 def _load_step(spec: dict[str, Any], index: int, allowed: tuple[str, ...]) -> _Step:

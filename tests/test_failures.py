@@ -22,9 +22,9 @@ import pytest
 
 from synthflow.distiset import Distiset
 from synthflow.errors import PipelineValidationError, StepError
+from synthflow.models.callpath.secrets import redact, refresh
 from synthflow.models.llms.openai import OpenAILLM
 from synthflow.pipeline import Pipeline
-from synthflow.pipeline._failures import redact
 from synthflow.steps import LoadDataFromDicts, Step, StepInput
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import ERROR_COLUMN, TextGeneration
@@ -381,6 +381,7 @@ def test_redact_removes_keys_from_the_environment_and_bearer_tokens(
     monkeypatch.setenv("MY_SERVICE_API_KEY", "abcdefgh12345678")
     monkeypatch.setenv("HF_TOKEN", "hf_zzzzzzzzzzzz")
     text = "key abcdefgh12345678, hf_zzzzzzzzzzzz; Authorization: Bearer sk-xyz123456 done"
+    refresh()  # a run reads the environment's secrets when it starts
     assert redact(text) == "key [REDACTED], [REDACTED]; Authorization: Bearer [REDACTED] done"
 
 

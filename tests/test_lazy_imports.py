@@ -73,13 +73,19 @@ def test_help_imports_no_heavy_library_and_no_step(argv: list[str]) -> None:
     assert synthflow_modules(modules, "synthflow.models") == []
 
 
-def test_pipeline_info_reads_the_file_without_importing_what_it_names(config: Path) -> None:
+def test_pipeline_info_imports_only_the_synthflow_classes_the_file_names(config: Path) -> None:
+    # info builds the (synthflow) classes the file names, to say what they would reach
+    # (synthflow.audit); nothing heavy, and no other client.
     modules = imported_by(RUN_CLI, "pipeline", "info", "--config", str(config))
     assert "synthflow.pipeline_file" in modules
     assert heavy(modules) == []
-    assert synthflow_modules(modules, "synthflow.steps") == []
-    assert synthflow_modules(modules, "synthflow.models") == []
-    assert "synthflow.pipeline.pipeline" not in modules
+    assert synthflow_modules(modules, "synthflow.models.llms.") == [
+        "synthflow.models.llms.base",
+        "synthflow.models.llms.generation_kwargs",
+        "synthflow.models.llms.magpie",
+        "synthflow.models.llms.offline",
+    ]
+    assert synthflow_modules(modules, "synthflow.models.embeddings") == []
 
 
 def test_loading_a_pipeline_imports_only_the_clients_it_names(config: Path) -> None:

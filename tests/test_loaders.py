@@ -60,6 +60,7 @@ def test_loaders_round_trip_through_yaml(dataset_dir: Path, tmp_path: Path) -> N
         LoadDataFromFileSystem(name="files", data_files=[str(dataset_dir / "data/*.jsonl")])
     loaded = Pipeline.from_file(pipeline.save(tmp_path / "pipeline.yaml"))
     assert loaded.dump() == pipeline.dump()
+    loaded.trust(paths=[dataset_dir])  # a loaded file reads outside the working directory
     distiset = loaded.run(progress=False)
     assert distiset["hub"]["train"]["prompt"] == ["t0", "t1"]
     assert len(distiset["files"]["train"]) == 30

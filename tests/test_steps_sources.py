@@ -123,6 +123,7 @@ def test_load_data_from_disk_round_trips_through_yaml(saved_distiset: Path) -> N
         LoadDataFromDisk(dataset_path=str(saved_distiset), config="questions", batch_size=3)
     loaded = Pipeline.from_yaml(to_text(pipeline.dump(), "yaml"))
     assert loaded.signature == pipeline.signature
+    loaded.trust(paths=[saved_distiset])  # a loaded file reads outside the working directory
     assert [r["instruction"] for r in rows_of(loaded.run(progress=False))] == [
         f"q{i}" for i in range(7)
     ]

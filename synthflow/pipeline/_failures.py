@@ -17,8 +17,6 @@ place where secrets are taken out of the record.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +26,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from synthflow.models.callpath.secrets import redact  # the one redaction of the run
 from synthflow.steps.base import ROW_ID, Row
 
 FAILURES_FILE = "failures.jsonl"
@@ -35,22 +34,6 @@ FAILURES_FILE = "failures.jsonl"
 CAUSES = ("llm", "schema", "parse", "step", "worker")
 """Why a row failed: an LLM call failed for good; the answer never fit its schema; the task
 couldn't read its columns from the answer; the step raised on it; its worker process died."""
-
-_SECRET_NAME = re.compile(r"(_API_KEY|_TOKEN|_KEY)$")
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{4,}")
-REDACTED = "[REDACTED]"
-
-
-def redact(text: str) -> str:
-    """``text`` without secrets: the values of environment variables whose names end in
-    ``_API_KEY``, ``_TOKEN`` or ``_KEY``, and bearer tokens (``Authorization: Bearer ...``).
-
-    The one hook through which the failure record passes; a stricter redaction replaces this
-    function alone."""
-    for name, value in os.environ.items():
-        if len(value) >= 8 and _SECRET_NAME.search(name) and value in text:
-            text = text.replace(value, REDACTED)
-    return _BEARER.sub(rf"\1 {REDACTED}", text)
 
 
 @dataclass

@@ -24,7 +24,8 @@ from typing import Any
 import anyio
 import orjson
 
-from synthflow.pipeline._failures import read_failures, redact
+from synthflow.models.callpath.secrets import redact
+from synthflow.pipeline._failures import read_failures
 from synthflow.pipeline.stats import StepStats
 from synthflow.steps.base import _Step
 

@@ -20,6 +20,7 @@ from synthflow.steps.resources import apply_resources
 
 if TYPE_CHECKING:
     from synthflow.pipeline.routing import RoutingBatchFunction
+    from synthflow.trust import LoadedTrust
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,12 @@ def plan(
     *,
     require_all: bool = True,
     routes: Mapping[str, RoutingBatchFunction] | None = None,
+    trust: LoadedTrust | None = None,
 ) -> Plan:
     """The checked plan. ``require_all``: every runtime parameter the run needs has a value
-    (False while parameters are still being given, one by one, as the CLI does)."""
+    (False while parameters are still being given, one by one, as the CLI does). ``trust``:
+    a pipeline loaded from a file, whose reads, keys and remote code are checked before the
+    sources are opened (``synthflow.trust``)."""
     if not steps:
         raise PipelineValidationError(
             "the pipeline has no steps; create steps inside 'with Pipeline() as p:'"
@@ -99,6 +103,8 @@ def plan(
     owners: dict[str, dict[str, int]] = {}
     # A source's columns may need its parameters: they are checked once all are given.
     if require_all or not any(missing_runtime_parameters(s) for s in steps.values()):
+        if trust is not None:  # the column check reads each source's first row
+            trust.check(steps, reads_only=not require_all)
         _check_columns(steps, order, predecessors)
         owners = _fan_in_owners(steps, order, predecessors, _exclusive(predecessors, routes))
     problems = check_picklable(s for s in steps.values() if s.executor == "process")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from synthflow.distributed.ray_backend import RayTarget
     from synthflow.pipeline._engine import RunOptions
     from synthflow.pipeline.routing import RoutingBatchFunction
+    from synthflow.trust import LoadedTrust
 
 _current: ContextVar[Pipeline | None] = ContextVar("synthflow_current_pipeline", default=None)
 
@@ -77,6 +78,7 @@ class Pipeline:
         self._tokens: list[contextvars.Token[Pipeline | None]] = []
         self._backend: Literal["local", "ray"] = "local"
         self._ray_target: RayTarget | None = None
+        self._trust: LoadedTrust | None = None  # set when loaded from a file (synthflow.trust)
 
     # -- building --------------------------------------------------------------------------
 
@@ -159,7 +161,14 @@ class Pipeline:
         runtime parameter the run needs has a value (for parameters given one at a time)."""
         from synthflow.pipeline._validate import plan
 
-        plan(self._steps, self._edges, parameters, require_all=require_all, routes=self._routes)
+        plan(
+            self._steps,
+            self._edges,
+            parameters,
+            require_all=require_all,
+            routes=self._routes,
+            trust=self._trust,
+        )
 
     # -- identity --------------------------------------------------------------------------
 
@@ -247,7 +256,12 @@ class Pipeline:
             return load_file(source, allowed_modules=allowed_modules, cache_dir=cache_dir, fmt=fmt)
         text = source.decode() if isinstance(source, bytes) else os.fspath(source)
         data = parse_text(text, fmt)
-        return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+        return load_pipeline(
+            data,
+            allowed_modules=allowed_modules,
+            cache_dir=cache_dir,
+            source=f"the {fmt.upper()} text",
+        )
 
     @classmethod
     def from_dict(
@@ -260,6 +274,28 @@ class Pipeline:
         from synthflow.serialization import load_pipeline
 
         return load_pipeline(data, allowed_modules=allowed_modules, cache_dir=cache_dir)
+
+    def trust(
+        self,
+        *,
+        endpoints: Iterable[str] = (),
+        paths: Iterable[str | os.PathLike[str]] = (),
+        remote_code: bool = False,
+    ) -> Pipeline:
+        """Allow a pipeline loaded from a file or URL to send keys from the environment to
+        ``endpoints`` (hosts), to read and write under ``paths`` (directories), and to run model
+        repos' own code (``trust_remote_code``); the CLI's ``--trust-endpoint``, ``--allow-path``
+        and ``--trust-remote-code``. A pipeline built in Python needs none of it. Returns the
+        pipeline, so it chains: ``Pipeline.from_yaml(path).trust(endpoints=["llm.internal"])``."""
+        if self._trust is not None:
+            self._trust = self._trust.allowing(endpoints, paths, remote_code)
+        return self
+
+    def check_trust(self, steps: Mapping[str, _Step] | None = None) -> None:
+        """Raise ``UntrustedPipelineError`` if this pipeline, loaded from a file or URL, would
+        do something the user hasn't allowed (see ``trust``). Runs check it before they start."""
+        if self._trust is not None:
+            self._trust.check(self._steps if steps is None else steps)
 
     def _repr_html_(self) -> str:
         from synthflow.serialization import pipeline_html
@@ -349,6 +385,7 @@ class Pipeline:
     ) -> Distiset:
         """Run the pipeline in the current event loop (for async apps). See ``run``."""
         from synthflow.distiset import Distiset
+        from synthflow.models.callpath.secrets import refresh as refresh_secrets
         from synthflow.pipeline._engine import RunOptions, execute
         from synthflow.pipeline._validate import check_cost_budget, plan
 
@@ -370,7 +407,9 @@ class Pipeline:
         steps, edges, run_dir = self._steps, self._edges, self.run_dir
         if dataset is not None:
             steps, edges, run_dir = self._fed_by(dataset, run_dir, dataset_batch_size)
-        built = plan(steps, edges, parameters, routes=self._routes)
+        built = plan(  # checks the trust of a loaded pipeline before any read
+            steps, edges, parameters, routes=self._routes, trust=self._trust
+        )
         check_cost_budget(built.steps.values(), max_cost, prices)
         options = RunOptions(
             use_cache,
@@ -380,6 +419,7 @@ class Pipeline:
             retry_failed=retry_failed,
             pipeline_name=self.name,
         )
+        refresh_secrets()  # the keys to keep out of what the run writes, as they are now
         shown = Progress(progress, self.name)
         output = await execute(built, run_dir, shown, options)
         distiset = await anyio.to_thread.run_sync(

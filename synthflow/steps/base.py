@@ -128,6 +128,7 @@ def settle_failures(
     out, "fail" raises ``StepError`` naming the row. ``record(row, marker)`` sees each failed
     row first (a run's failure record)."""
     from synthflow.errors import StepError
+    from synthflow.models.callpath.secrets import redact
 
     if outputs_on_failure is None:
         outputs_on_failure = step.outputs_on_failure()
@@ -140,7 +141,8 @@ def settle_failures(
             continue
         failed += 1
         if record is not None:
-            record(row, message)
+            record(row, message)  # the record redacts what it writes
+        message = redact(str(message))  # an error may quote a server that echoed the key
         if step.on_error == "fail":
             row_id = row.get(ROW_ID)
             where = "a row" if row_id is None else f"row {row_id}"

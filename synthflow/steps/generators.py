@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import Field, PrivateAttr, field_validator
 
+from synthflow.audit import DataAccess, Exposure, targets
 from synthflow.errors import PipelineValidationError
 from synthflow.runtime_parameters import GIVEN_LATER, RuntimeParameter
 from synthflow.steps.base import Executor, GeneratorStep, Row
@@ -151,6 +153,13 @@ class LoadDataFromHub(_StreamedDataset):
         default=None, description="A branch, tag or commit of the repo; default: main."
     )
 
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        if not isinstance(self.repo_id, str):
+            return  # given later, as a runtime parameter
+        # datasets reads a local directory named as the repo id: that is a local path.
+        local = self.repo_id.startswith(("/", ".", "~")) or os.path.exists(self.repo_id)
+        yield DataAccess(where, self.repo_id if local else f"hf://datasets/{self.repo_id}", "reads")
+
     def _open(self) -> Any:
         from datasets import load_dataset
 
@@ -194,6 +203,10 @@ class LoadDataFromFileSystem(_StreamedDataset):
     split: RuntimeParameter[str] = Field(
         default="train", description="The split: 'train' unless data_files maps splits to files."
     )
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        for target in targets(self.data_files):
+            yield DataAccess(where, target, "reads")
 
     def _open(self) -> Any:
         from datasets import load_dataset

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
+from synthflow.audit import DataAccess, Exposure
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import GlobalStep, Row
 
@@ -45,6 +46,10 @@ class PushToHub(GlobalStep):
         default=None,
         description="A Hub token with write access; default: HF_TOKEN, else the saved login.",
     )
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        if isinstance(self.repo_id, str):  # else given later, as a runtime parameter
+            yield DataAccess(where, f"hf://datasets/{self.repo_id}", "writes")
 
     def load(self) -> None:
         super().load()

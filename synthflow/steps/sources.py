@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from synthflow.audit import DataAccess, Exposure
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import GeneratorStep, Row
 from synthflow.steps.generators import _StreamedDataset, columns_of
@@ -68,6 +69,10 @@ class LoadDataFromDisk(_StreamedDataset):
         subset = f", config {self.config!r}" if self._is_distiset() else ""
         split = f", split {self.split!r}" if self.split else ""
         return f"saved dataset {self.dataset_path!r}{subset}{split}"
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        if isinstance(self.dataset_path, str):  # else given later, as a runtime parameter
+            yield DataAccess(where, self.dataset_path, "reads")
 
     def _open(self) -> Any:
         path = self.dataset_path

@@ -42,6 +42,8 @@ from synthflow.errors import (
     LLMStatusError,
     LLMTimeoutError,
 )
+from synthflow.models.callpath.secrets import redact, redact_bytes
+from synthflow.models.callpath.secrets import remember as remember_secret
 
 CONNECTIONS_PER_CLIENT = 16
 
@@ -200,11 +202,22 @@ class _AiohttpTransport:
 class HTTPClient:
     """Sends JSON requests to one endpoint with up to ``max_connections`` connections.
 
-    The transport is created on first use, inside the event loop that uses it.
+    The transport is created on first use, inside the event loop that uses it. ``secret``: the
+    API key the requests carry; an answer that echoes it is redacted (``secrets``).
     """
 
-    def __init__(self, base_url: str, *, timeout: float, max_connections: int = 256) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        max_connections: int = 256,
+        secret: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        remember_secret(secret)
+        # A server can echo only what it was sent: a success is searched for this key alone.
+        self._secret = secret.encode() if secret else None
         self._timeout = timeout
         self._max_connections = max_connections
         self._transport: _Transport | None = None
@@ -262,10 +275,19 @@ class HTTPClient:
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[str, RawResponse]:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
-        status, response_headers, content = await self._connect().request(
-            method, url, body, headers
-        )
+        try:
+            status, response_headers, content = await self._connect().request(
+                method, url, body, headers
+            )
+        except LLMError as exc:
+            exc.args = (redact(str(exc)),)
+            raise
+        # Some servers echo the key they were sent: no secret gets past this line, into an
+        # answer, an error, the cache or a row.
+        if status >= 400 or (self._secret is not None and self._secret in content):
+            content = redact_bytes(content)
         if status >= 400:
+            response_headers = {k: redact(v) for k, v in response_headers.items()}
             text = content.decode("utf-8", "replace")
             raise LLMStatusError(
                 f"{method} {url} answered {status}: {_excerpt(text)}",

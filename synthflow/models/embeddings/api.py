@@ -11,8 +11,8 @@ cache and accounting (``synthflow.models.callpath.calls``), as a task does with 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 from pydantic import Field, PrivateAttr, SecretStr
@@ -27,6 +27,9 @@ from synthflow.models.embeddings.base import (
 from synthflow.models.llms.api import APILLM
 from synthflow.models.llms.base import GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
+
+if TYPE_CHECKING:
+    from synthflow.audit import Exposure
 
 
 class APIEmbeddings(Embeddings):
@@ -95,6 +98,10 @@ class APIEmbeddings(Embeddings):
 
     def load(self) -> None:
         self._wire().load()  # the same checks as an LLM client: a base URL, a key if needed
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        """The endpoint it calls and where its key comes from (``synthflow.audit``)."""
+        return self._wire().exposures(where)
 
     async def aencode(self, inputs: Sequence[str]) -> list[Vector]:
         return (await self.aencode_counted(inputs)).vectors

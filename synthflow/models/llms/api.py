@@ -21,11 +21,13 @@ import importlib
 import os
 import time
 from abc import abstractmethod
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import anyio
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
+from synthflow.audit import Endpoint, Exposure, env_key, host_of
 from synthflow.errors import (
     FATAL_STATUSES,
     LLMConnectionError,
@@ -56,6 +58,8 @@ class APILLM(StructuredOutputLLM):
     billed: ClassVar[bool] = True
     default_base_url: ClassVar[str] = ""
     api_key_env: ClassVar[str | None] = None
+    api_key_envs: ClassVar[tuple[str, ...]] = ()
+    """Every variable the key is read from, in order, when it is more than ``api_key_env``."""
     base_url_env: ClassVar[str | None] = None
     supports_n: ClassVar[bool] = False
     """The API returns several completions per request (OpenAI's ``n``)."""
@@ -170,6 +174,28 @@ class APILLM(StructuredOutputLLM):
             return os.environ.get(self.api_key_env) or None
         return None
 
+    def key_env_names(self) -> tuple[str, ...]:
+        """The environment variables ``resolved_api_key`` reads, in order."""
+        return self.api_key_envs or ((self.api_key_env,) if self.api_key_env else ())
+
+    def provider_hosts(self) -> tuple[str, ...]:
+        """The provider's own hosts: where a key from its environment variable belongs."""
+        return (host_of(self.default_base_url),) if self.default_base_url else ()
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        names = self.key_env_names()
+        yield Endpoint(
+            where=where,
+            provider=self.provider,
+            url=self.endpoint,
+            setting=self.base_url,
+            key_env=env_key(names, self.api_key),
+            key_given=self.api_key is not None,
+            key_envs=names,
+            own_hosts=self.provider_hosts(),
+            url_env=self.base_url_env,
+        )
+
     def load(self) -> None:
         if not self.endpoint:
             raise LLMError(f"{type(self).__name__} needs base_url=...")
@@ -227,7 +253,8 @@ class APILLM(StructuredOutputLLM):
 
     def _client(self) -> HTTPClient:
         if self._http is None:
-            self._http = HTTPClient(self.endpoint, timeout=self.timeout)
+            key = self.resolved_api_key()
+            self._http = HTTPClient(self.endpoint, timeout=self.timeout, secret=key)
         return self._http
 
     limit_per_model: ClassVar[bool] = False

@@ -58,6 +58,7 @@ class CohereLLM(APILLM):
     api_key_env: ClassVar[str | None] = "CO_API_KEY"
     base_url_env: ClassVar[str | None] = "CO_API_URL"
     fallback_api_key_env: ClassVar[str] = "COHERE_API_KEY"
+    api_key_envs: ClassVar[tuple[str, ...]] = ("CO_API_KEY", "COHERE_API_KEY")
     supports_n: ClassVar[bool] = False
     generation_kwargs_spec: ClassVar[type | None] = CohereGenerationKwargs
 

@@ -179,7 +179,8 @@ class GeminiLLM(APILLM):
 
     def _client(self) -> HTTPClient:
         if self._http is None:
-            self._http = _GoogleHTTPClient(self.endpoint, timeout=self.timeout)
+            key = self.resolved_api_key()
+            self._http = _GoogleHTTPClient(self.endpoint, timeout=self.timeout, secret=key)
         return self._http
 
 
@@ -213,6 +214,12 @@ class VertexAILLM(GeminiLLM):
         if self.location == "global":
             return "https://aiplatform.googleapis.com"
         return f"https://{self.location}-aiplatform.googleapis.com"
+
+    def provider_hosts(self) -> tuple[str, ...]:
+        hosts = ["aiplatform.googleapis.com"]
+        if re.fullmatch(r"[a-z0-9-]+", self.location):  # else the URL isn't Google's
+            hosts.append(f"{self.location}-aiplatform.googleapis.com")
+        return tuple(hosts)
 
     def resolved_project(self) -> str | None:
         return self.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None

@@ -20,7 +20,7 @@ import anyio
 from pydantic import Field, field_validator
 
 from synthflow.errors import BudgetExceeded, LLMError, OutputParseError
-from synthflow.llms import GenerateOutput, Usage
+from synthflow.models.llms.base import GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import METADATA_COLUMN, ROW_ID, Row
 from synthflow.steps.tasks.evolution import (

@@ -7,11 +7,13 @@ JSON output, pass ``response_format`` in ``generation_kwargs`` as the provider e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar, TypedDict
 
 import anyio
 from pydantic import Field, SecretStr
 
+from synthflow.audit import Endpoint, Exposure, env_key
 from synthflow.errors import (
     LLMConnectionError,
     LLMError,
@@ -103,6 +105,21 @@ class LiteLLM(LLM):
     def cache_identity(self) -> CacheIdentity:
         return CacheIdentity(
             "litellm", self.model, dict(self.generation_kwargs), None, self.api_base
+        )
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        # LiteLLM reads the provider's key from its variable (OPENAI_API_KEY for "openai/...")
+        # and sends it to api_base when one is set.
+        provider = self.model.split("/", 1)[0] if "/" in self.model else "openai"
+        names = (f"{provider.upper()}_API_KEY",)
+        yield Endpoint(
+            where=where,
+            provider=f"litellm ({provider})",
+            url=self.api_base or "",  # else the provider's own, which LiteLLM knows
+            setting=self.api_base,
+            key_env=env_key(names, self.api_key),
+            key_given=self.api_key is not None,
+            key_envs=names,
         )
 
     def load(self) -> None:

@@ -6,11 +6,13 @@ so the real library has not run here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
 from pydantic import Field
 
+from synthflow.audit import DataAccess, Exposure
 from synthflow.errors import LLMError
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.generation_kwargs import Stop
@@ -114,6 +116,10 @@ class LlamaCppLLM(LocalLLM, MagpieSettings):
         if self.chat_format is not None:
             kwargs["chat_format"] = self.chat_format
         return {**kwargs, **self.model_kwargs}
+
+    def exposures(self, where: str) -> Iterator[Exposure]:
+        if isinstance(self.model_path, str):
+            yield DataAccess(where, self.model_path, "loads")
 
     def load(self) -> None:
         if self.loaded:
