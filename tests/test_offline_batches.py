@@ -13,7 +13,9 @@ from typing import Any
 
 import anyio
 import pytest
+from typer.testing import CliRunner
 
+from synthflow.cli import app
 from synthflow.errors import LLMError
 from synthflow.models.callpath.batch_state import read_batch_state
 from synthflow.models.callpath.batches import cancel_batches
@@ -152,6 +154,9 @@ def test_a_run_that_doesnt_wait_ends_and_the_next_one_collects(
     assert len(first["default"]["train"]) == 0
     (state,) = read_batch_state(pipeline.run_dir)
     assert not state["collected"] and state["batch_id"] in server.batches
+    shown = CliRunner().invoke(app, ["pipeline", "status", str(pipeline.run_dir)])
+    assert "offline batches: 1 (1 still running at the provider)" in shown.output
+    assert state["batch_id"] in shown.output
 
     # Still running at the provider: a second run looks, submits nothing, and ends again.
     again = pipeline_of(openai(api, wait=None)).run(progress=False)

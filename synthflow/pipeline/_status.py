@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import orjson
 
+from synthflow.models.callpath.batch_state import read_batch_state
 from synthflow.models.callpath.secrets import redact
 from synthflow.pipeline._failures import read_failures
 from synthflow.pipeline.stats import StepStats
@@ -135,6 +136,7 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
         steps[name] = counts
     record["steps"] = steps
     record["totals"] = {**totals, "cost": cost}
+    record["batches"] = read_batch_state(run_dir)
     record["failures_recorded"] = len(failures)
     record["failures_path"] = str(run_dir / str(record.get("failures_file")))
     record["run_dir"] = str(run_dir)
@@ -201,6 +203,7 @@ def render(status: Mapping[str, Any]) -> str:
             f"failure record: {status['failures_path']} ({status['failures_recorded']} rows); "
             "re-run them with: synthflow pipeline run ... --retry-failed"
         )
+    lines += _batch_lines(status.get("batches") or [])
     totals = status["totals"]
     cost = "" if totals.get("cost") is None else f", cost ${totals['cost']:.4f}"
     lines.append(
@@ -223,3 +226,19 @@ def render(status: Mapping[str, Any]) -> str:
             else "resumable: no (it starts over, with LLM answers from the cache)"
         )
     return "\n".join(lines)
+
+
+def _batch_lines(batches: list[dict[str, Any]]) -> list[str]:
+    """One line per offline batch (``use_offline_batch_generation``): its state and counts."""
+    if not batches:
+        return []
+    open_ = sum(1 for b in batches if not b.get("ended"))
+    lines = [f"offline batches: {len(batches)} ({open_} still running at the provider)"]
+    for batch in batches:
+        state = "collected" if batch.get("collected") else str(batch.get("status"))
+        counts = ", ".join(f"{k} {v}" for k, v in (batch.get("counts") or {}).items())
+        lines.append(
+            f"  {batch.get('task')} {batch.get('provider')} {batch.get('batch_id')}: {state}, "
+            f"{batch.get('requests')} requests" + (f" ({counts})" if counts else "")
+        )
+    return lines
