@@ -11,8 +11,8 @@ one process, so the request maps onto the step's own executor settings:
   a generator is one stream of rows and a global step one pass over them: replicas are
   ignored for both. Workers set explicitly win over replicas.
 - ``cpus``, ``gpus``, ``memory`` and ``resources`` are kept with the step (they save and load
-  with it) but reserve nothing: they are requests to a cluster scheduler, which arrives with
-  Ray support (issue 16).
+  with it) but reserve nothing: on Ray (``synthflow.distributed``) the unit of work is a shard
+  of the rows running every step, one CPU each, not a step replica.
 """
 
 from __future__ import annotations
