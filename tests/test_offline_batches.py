@@ -205,10 +205,10 @@ def test_anthropic_resume_submits_nothing_twice(
 
 
 def left_as_intent(run_dir: Path) -> str:
-    """Turn the run's one batch record back into the intent written before it was submitted,
+    """Turn the run's last batch record back into the intent written before it was submitted,
     as a run that died before the provider's answer reached it leaves it; return its id."""
-    (path,) = (run_dir / "batches").glob("*.json")
-    record = orjson.loads(path.read_bytes())
+    files = [(orjson.loads(p.read_bytes()), p) for p in (run_dir / "batches").glob("*.json")]
+    record, path = max(files, key=lambda f: f[0]["submitted_at"])
     batch_id = record["batch_id"]
     record.update(batch_id="", status="submitting", counts={}, files={})
     path.write_bytes(orjson.dumps(record))
@@ -240,6 +240,28 @@ def test_a_batch_submitted_by_a_run_that_died_before_recording_it_is_adopted(
     assert len(done["default"]["train"]) == len(PROMPTS)
     (state,) = read_batch_state(pipeline.run_dir)
     assert state["batch_id"] == batch_id and state["collected"]
+
+
+def test_anthropic_adopts_the_batch_of_its_size_that_the_run_doesnt_know(
+    anthropic_server: tuple[AnthropicBatchServer, FakeAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthflow.models.llms.anthropic_batch import AnthropicBatchWire
+
+    monkeypatch.setattr(AnthropicBatchWire, "max_requests", 3)
+    server, api = anthropic_server
+    server.hold = True
+    pipeline = pipeline_of(anthropic(api, wait=None))
+    pipeline.run(progress=False)
+    assert server.created == 2  # two batches of three, made within the same second
+    batch_id = left_as_intent(pipeline.run_dir)
+
+    server.hold = False
+    done = pipeline_of(anthropic(api, wait=0.01)).run(progress=False)
+    assert server.created == 2 and len(done["default"]["train"]) == len(PROMPTS)
+    assert sorted(s["batch_id"] for s in read_batch_state(pipeline.run_dir)) == sorted(
+        server.batches
+    )
+    assert batch_id in server.batches
 
 
 def test_an_intent_the_provider_never_received_is_sent_once(
