@@ -9,9 +9,11 @@ answers at the batch price, and caches them like any other answer.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -200,6 +202,105 @@ def test_anthropic_resume_submits_nothing_twice(
     done = pipeline_of(anthropic(api, wait=0.01)).run(progress=False)  # now it waits
     assert server.created == 1 and done.stop_reason is None
     assert len(done["default"]["train"]) == len(PROMPTS)
+
+
+def left_as_intent(run_dir: Path) -> str:
+    """Turn the run's last batch record back into the intent written before it was submitted,
+    as a run that died before the provider's answer reached it leaves it; return its id."""
+    files = [(orjson.loads(p.read_bytes()), p) for p in (run_dir / "batches").glob("*.json")]
+    record, path = max(files, key=lambda f: f[0]["submitted_at"])
+    batch_id = record["batch_id"]
+    record.update(batch_id="", status="submitting", counts={}, files={})
+    path.write_bytes(orjson.dumps(record))
+    return str(batch_id)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_batch_submitted_by_a_run_that_died_before_recording_it_is_adopted(
+    provider: str,
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+    anthropic_server: tuple[AnthropicBatchServer, FakeAPI],
+) -> None:
+    server, api = openai_server if provider == "openai" else anthropic_server
+    llm_of = openai if provider == "openai" else anthropic
+    server.hold = True
+    pipeline = pipeline_of(llm_of(api, wait=None))
+    assert "in progress" in (pipeline.run(progress=False).stop_reason or "")
+    batch_id = left_as_intent(pipeline.run_dir)
+    assert read_batch_state(pipeline.run_dir)[0]["status"] == "submitting"
+    # Newer batches of someone else's push it to the list's second page.
+    server.add_others(120, server.batches[batch_id].lines[0])
+
+    server.hold = False
+    done = pipeline_of(llm_of(api, wait=0.01)).run(progress=False)
+    assert server.created == 1 and server.listed == 2  # found at the provider, not sent again
+    assert all(n == 1 for n in server.requests_by_prompt.values())
+    assert done.stop_reason is None
+    assert by_prompt(done)["p0"]["generation"] == answer_text("p0", 0)
+    assert len(done["default"]["train"]) == len(PROMPTS)
+    (state,) = read_batch_state(pipeline.run_dir)
+    assert state["batch_id"] == batch_id and state["collected"]
+
+
+def test_anthropic_adopts_the_batch_of_its_size_that_the_run_doesnt_know(
+    anthropic_server: tuple[AnthropicBatchServer, FakeAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthflow.models.llms.anthropic_batch import AnthropicBatchWire
+
+    monkeypatch.setattr(AnthropicBatchWire, "max_requests", 3)
+    server, api = anthropic_server
+    server.hold = True
+    pipeline = pipeline_of(anthropic(api, wait=None))
+    pipeline.run(progress=False)
+    assert server.created == 2  # two batches of three, made within the same second
+    batch_id = left_as_intent(pipeline.run_dir)
+
+    server.hold = False
+    done = pipeline_of(anthropic(api, wait=0.01)).run(progress=False)
+    assert server.created == 2 and len(done["default"]["train"]) == len(PROMPTS)
+    assert sorted(s["batch_id"] for s in read_batch_state(pipeline.run_dir)) == sorted(
+        server.batches
+    )
+    assert batch_id in server.batches
+
+
+def test_an_intent_the_provider_never_received_is_sent_once(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+) -> None:
+    server, api = openai_server
+    server.hold = True
+    pipeline = pipeline_of(openai(api, wait=None))
+    pipeline.run(progress=False)
+    left_as_intent(pipeline.run_dir)
+    server.batches.clear()  # the run died before its request reached the provider
+
+    server.hold = False
+    done = pipeline_of(openai(api, wait=0.01)).run(progress=False)
+    assert server.created == 2 and done.stop_reason is None
+    assert len(done["default"]["train"]) == len(PROMPTS)
+    (state,) = read_batch_state(pipeline.run_dir)  # the stale intent is gone
+    assert state["batch_id"] in server.batches and state["collected"]
+
+
+def test_an_intent_that_cant_be_looked_up_sends_nothing_until_it_can(
+    openai_server: tuple[OpenAIBatchServer, FakeAPI],
+) -> None:
+    server, api = openai_server
+    server.hold = True
+    pipeline = pipeline_of(openai(api, wait=None))
+    pipeline.run(progress=False)
+    left_as_intent(pipeline.run_dir)
+
+    server.hold, server.list_down = False, True
+    blind = pipeline_of(openai(api, wait=0.01, max_retries=0)).run(progress=False)
+    assert server.created == 1
+    errors = [row[ERROR_COLUMN] for row in blind["default"]["train"]]
+    assert len(errors) == len(PROMPTS) and all("could not look for" in e for e in errors)
+
+    server.list_down = False
+    done = pipeline_of(openai(api, wait=0.01)).run(progress=False)
+    assert server.created == 1 and len(done["default"]["train"]) == len(PROMPTS)
+    assert by_prompt(done)["p0"]["generation"] == answer_text("p0", 0)
 
 
 def test_cancelled_batches_fail_the_rows_they_never_answered(

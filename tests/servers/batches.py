@@ -4,16 +4,20 @@ Each server keeps its batches in memory and moves them on as clients look: a bat
 progress for its first ``polls`` retrievals (every retrieval while ``hold`` is set: a batch that
 outlives a run), then ends. Its results answer every request as the synchronous API would,
 except requests whose prompt is in ``fail`` (an error result) or ``expire`` (not run before
-the batch expired). ``created`` counts batches created, ``requests_by_prompt`` the batched
-requests per prompt, and ``chat`` the synchronous chat requests (which both servers also answer).
+the batch expired). Both list their batches newest first, a page at a time (``GET ...?limit=&
+after=``, ``after_id=`` for Anthropic). ``created`` counts batches created, ``listed`` list
+pages, ``requests_by_prompt`` the batched requests per prompt, and ``chat`` the synchronous chat
+requests (which both servers also answer).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -39,6 +43,8 @@ class _Batch:
     retrieved: int = 0
     status: str = "in_progress"
     cancelled: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -51,6 +57,7 @@ class _BatchServer:
     expire: set[str] = field(default_factory=set)
     url: str = ""
     created: int = 0
+    listed: int = 0
     chat: Counter[str] = field(default_factory=Counter)
     requests_by_prompt: Counter[str] = field(default_factory=Counter)
     batches: dict[str, _Batch] = field(default_factory=dict)
@@ -61,6 +68,22 @@ class _BatchServer:
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids)}"
+
+    def add_others(self, n: int, line: dict[str, Any]) -> None:
+        """``n`` batches of one request ``line`` that someone else sent: a long list to page."""
+        for _ in range(n):
+            batch = _Batch(self._new_id("other"), [line], metadata={"owner": "someone else"})
+            self.batches[batch.id] = batch
+
+    def _page(self, path: str, cursor: str) -> tuple[list[_Batch], bool]:
+        """The page of batches, newest first, that ``path``'s query asks for."""
+        self.listed += 1
+        query = dict(p.split("=", 1) for p in path.partition("?")[2].split("&") if "=" in p)
+        newest_first = list(self.batches.values())[::-1]
+        ids = [b.id for b in newest_first]
+        start = ids.index(query[cursor]) + 1 if query.get(cursor) in ids else 0
+        limit = int(query.get("limit", 20))
+        return newest_first[start : start + limit], start + limit < len(ids)
 
     def _advance(self, batch: _Batch) -> bool:
         """One more look at ``batch``; whether it has ended."""
@@ -93,6 +116,12 @@ class OpenAIBatchServer(_BatchServer):
                 return Reply(raw=self.files[path.split("/")[2]])
             if path == "/batches" and request.method == "POST":
                 return self._create(request.json)
+            if path.partition("?")[0] == "/batches" and self.list_down:
+                return Reply(503, {"error": {"message": "listing is down"}})
+            if path.partition("?")[0] == "/batches":
+                page, more = self._page(path, "after")
+                listed = [self._describe(b, b.status) for b in page]
+                return Reply(body={"object": "list", "data": listed, "has_more": more})
             if path.startswith("/batches/") and path.endswith("/cancel"):
                 batch = self.batches[path.split("/")[2]]
                 batch.cancelled = True
@@ -126,6 +155,8 @@ class OpenAIBatchServer(_BatchServer):
         self.files[file_id] = fields["file"]
         return Reply(body={"id": file_id, "object": "file", "purpose": "batch"})
 
+    list_down: bool = False
+    """Answer the batch list with 503."""
     reject: str | None = None
     """Fail every batch's validation with this message (status ``failed``, no results)."""
 
@@ -136,7 +167,7 @@ class OpenAIBatchServer(_BatchServer):
         for line in lines:
             assert line["method"] == "POST" and line["url"] == "/v1/chat/completions", line
             self.requests_by_prompt[_prompt(line["body"])] += 1
-        batch = _Batch(self._new_id("batch"), lines)
+        batch = _Batch(self._new_id("batch"), lines, metadata=body.get("metadata") or {})
         self.batches[batch.id] = batch
         self.created += 1
         return Reply(body=self._describe(batch, "validating"))
@@ -149,6 +180,8 @@ class OpenAIBatchServer(_BatchServer):
             "endpoint": "/v1/chat/completions",
             "completion_window": "24h",
             "status": status,
+            "created_at": int(batch.created_at),
+            "metadata": batch.metadata,
             "request_counts": {"total": len(batch.lines), "completed": 0, "failed": 0},
             **extra,
         }
@@ -208,6 +241,11 @@ class AnthropicBatchServer(_BatchServer):
                 return Reply(body=_message(request.json))
             if path == root and request.method == "POST":
                 return self._create(request.json)
+            if path.partition("?")[0] == root:
+                page, more = self._page(path, "after_id")
+                listed = [self._describe(b, b.status) for b in page]
+                last = page[-1].id if page else None
+                return Reply(body={"data": listed, "has_more": more, "last_id": last})
             if path.endswith("/results"):
                 return Reply(raw=self._results(self.batches[path.split("/")[4]]))
             if path.endswith("/cancel"):
@@ -251,6 +289,9 @@ class AnthropicBatchServer(_BatchServer):
             "id": batch.id,
             "type": "message_batch",
             "processing_status": status,
+            "created_at": datetime.fromtimestamp(batch.created_at, UTC)
+            .isoformat()
+            .replace("+00:00", "Z"),
             "request_counts": counts,
             "results_url": f"{self.url}/v1/messages/batches/{batch.id}/results"
             if status == "ended"

@@ -1,11 +1,13 @@
 """What a run knows about its offline batches, kept in its directory.
 
 One JSON file per batch, ``<run dir>/batches/<local id>.json``, written (atomically: a temporary
-file, then a rename) the moment the provider has given the batch an id, and again whenever its
-state changes. A run that ends before its batches do (``offline_batch_generation_block_until_done
-=None``, a crash, a closed laptop) leaves them here; running the same command again reads them,
-waits for the batches still open and collects their results, and submits none of their requests
-a second time.
+file, then a rename) just before the batch is submitted (an *intent*: no ``batch_id`` yet, status
+``submitting``), again the moment the provider has given it an id, and whenever its state
+changes. An intent left by a run that died while submitting is resolved by the next run, which
+asks the provider whether the batch exists (``batches.OfflineBatches``). A run that ends before
+its batches do (``offline_batch_generation_block_until_done=None``, a crash, a closed laptop)
+leaves them here; running the same command again reads them, waits for the batches still open
+and collects their results, and submits none of their requests a second time.
 
 ``read_batch_state(run_dir)`` is the public reader, for ``synthflow pipeline status`` and for
 anyone who wants to see what is in flight.
@@ -23,7 +25,14 @@ import orjson
 from synthflow.errors import DiskFullError
 from synthflow.models.callpath.cache import is_disk_full
 
-__all__ = ["BATCHES_DIR", "BatchRecord", "load_records", "read_batch_state", "save_record"]
+__all__ = [
+    "BATCHES_DIR",
+    "BatchRecord",
+    "drop_record",
+    "load_records",
+    "read_batch_state",
+    "save_record",
+]
 
 BATCHES_DIR = "batches"
 
@@ -40,6 +49,7 @@ class BatchRecord:
     endpoint: str
     model: str
     batch_id: str
+    """Empty in an intent record: written before submitting, the provider's id not known yet."""
     requests: dict[str, list[str]]
     status: str = "submitted"
     """The provider's word for the batch's state (``in_progress``, ``completed``, ``ended``...)."""
@@ -82,11 +92,20 @@ def save_record(run_dir: Path, record: BatchRecord) -> None:
         partial.unlink(missing_ok=True)
         if is_disk_full(exc):
             raise DiskFullError(
-                f"no space left to write {target}: free space on its disk and run again (the "
-                f"batch {record.batch_id} was submitted; note its id)",
+                f"no space left to write {target}: free space on its disk and run again "
+                + (
+                    f"(the batch {record.batch_id} was submitted; note its id)"
+                    if record.batch_id
+                    else "(nothing was submitted)"
+                ),
                 path=str(target),
             ) from exc
         raise
+
+
+def drop_record(run_dir: Path, record: BatchRecord) -> None:
+    """Remove ``record`` (an intent whose batch the provider never created)."""
+    (_directory(run_dir) / f"{record.local_id}.json").unlink(missing_ok=True)
 
 
 def load_records(run_dir: Path) -> list[BatchRecord]:
@@ -107,5 +126,7 @@ def read_batch_state(run_dir: Path | str) -> list[dict[str, Any]]:
     ``provider``, ``model``, ``batch_id``, ``status`` (the provider's word), ``ended``,
     ``collected``, ``counts`` (the provider's request counts at the last look), ``requests``
     (how many were sent), ``submitted_at`` (Unix time), ``files`` and the cost estimate checked
-    against the budget. An empty list when the run sent none."""
+    against the budget. A batch whose submission the run didn't see answered (it died) shows
+    status ``submitting`` and no ``batch_id`` until the next run finds it. An empty list when
+    the run sent none."""
     return [record.summary() for record in load_records(Path(run_dir))]

@@ -51,6 +51,13 @@ class BatchWire(Protocol):
         self, lines: list[bytes], metadata: dict[str, str]
     ) -> tuple[str, BatchStatus]: ...
 
+    async def find(self, local_id: str, since: float, size: int) -> list[tuple[str, BatchStatus]]:
+        """The provider's batches created since ``since`` (Unix time) that may be the one
+        submitted with metadata ``{"synthflow_batch": local_id}`` and ``size`` requests, the
+        likeliest first: how a run finds a batch whose submission an earlier run didn't live
+        to record."""
+        ...
+
     async def retrieve(self, batch_id: str) -> BatchStatus: ...
 
     async def cancel(self, batch_id: str) -> BatchStatus: ...

@@ -12,8 +12,13 @@ run, ``LLMCalls`` hands each row's missing generations to ``OfflineBatches.answe
 2. **checks the budget** before sending: a batch whose estimated cost (prompt characters / 4
    and the ``max_new_tokens`` asked for, at the batch price) would take the run past
    ``max_cost`` (or ``max_tokens``) is not sent; its rows end as a budget stop;
-3. **records** the batch in the run directory (``batch_state``) as soon as the provider has
-   given it an id;
+3. **records** the batch in the run directory (``batch_state``): an intent just before it is
+   submitted, the batch's id as soon as the provider has given it. A run that finds an intent
+   (its predecessor died while submitting) asks the provider for its recent batches before it
+   sends any request of that LLM, and adopts the batch that carries the intent's local id
+   (OpenAI's ``metadata``; for Anthropic, which has none, the batch created after the intent
+   with as many requests). Only when there is none is the intent dropped and its requests sent.
+   Submissions are made one at a time, so a run leaves at most one intent;
 4. **polls** it (one poller per batch, chosen among the rows waiting on it) every
    ``offline_batch_generation_block_until_done`` seconds until it ends, then downloads its
    results and wakes the rows it answers, which go downstream at once, while other batches
@@ -29,6 +34,7 @@ same id, which is how a resumed run finds the batch that holds it.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -47,7 +53,12 @@ from synthflow.errors import (
     LLMResponseError,
     LLMTimeoutError,
 )
-from synthflow.models.callpath.batch_state import BatchRecord, load_records, save_record
+from synthflow.models.callpath.batch_state import (
+    BatchRecord,
+    drop_record,
+    load_records,
+    save_record,
+)
 from synthflow.models.callpath.batch_wire import BatchStatus, BatchWire, LineResult
 from synthflow.models.callpath.retry import call_with_retries
 from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
@@ -66,6 +77,8 @@ LINGER_SECONDS = 2.0
 """How long a queue whose rows all wait on it waits for more before it submits anyway."""
 DEFAULT_MAX_NEW_TOKENS = 256
 """The answer length assumed for a request that sets no ``max_new_tokens``, to estimate cost."""
+CLOCK_SLACK_SECONDS = 600.0
+"""How far before an intent's time the provider's list is searched (its clock may differ)."""
 
 
 def uses_offline_batches(llm: LLM) -> bool:
@@ -119,6 +132,8 @@ class BatchQueue:
     waiting: int = 0
     """Calls waiting on batches (sent or not)."""
     input_ended: bool = False
+    sending: int = 0
+    """Batches of this queue being submitted (waiting their turn, or on the wire)."""
     arrivals: int = 0
     flushed: anyio.Event = field(default_factory=anyio.Event)
     """Set (and replaced) when the queue submits a batch or its input ends."""
@@ -139,7 +154,7 @@ class BatchQueue:
     def settled(self) -> bool:
         """Nothing is left to send, and nothing more will come soon: a run that doesn't wait
         may end. (Without a runner counting rows, what was sent after lingering is all.)"""
-        return not self.pending and (self.final() or not self.counted)
+        return not self.pending and not self.sending and (self.final() or not self.counted)
 
 
 # -- the manager ------------------------------------------------------------------------------
@@ -173,10 +188,19 @@ class OfflineBatches:
         self._requests: dict[str, _Request] = {}  # this run's, by custom id
         self._open: dict[str, _OpenBatch] = {}  # by batch id
         self._resumable: dict[str, BatchRecord] = {}  # custom id -> a batch not yet collected
+        self._intents: list[BatchRecord] = []  # submissions an earlier run didn't see answered
+        self._known_ids: set[str] = set()
+        self._unchecked: dict[str, LLMError] = {}
+        """Custom id -> why an intent holding it couldn't be looked up: not sent this run."""
         for record in load_records(run_dir):
+            if not record.batch_id:
+                self._intents.append(record)
+                continue
+            self._known_ids.add(record.batch_id)
             if not record.collected:
                 for custom_id in record.requests:
                     self._resumable[custom_id] = record
+        self._submitting = anyio.Lock()
         self._busy = 0  # pollers looking at a batch or collecting it
         self._idle = anyio.Event()
         self.reserved_cost = 0.0
@@ -215,6 +239,8 @@ class OfflineBatches:
         ``BatchesInProgress`` (see the module docstring)."""
         queue = self.queue(task)
         queue.llm = llm
+        if self._intents:  # only after a run died while submitting
+            await self._resolve_intents(llm)
         units = [keys] if llm.supports_n or len(keys) == 1 else [[key] for key in keys]
         requests = [self._request_for(llm, queue, messages, unit) for unit in units]
         queue.waiting += 1
@@ -243,6 +269,9 @@ class OfflineBatches:
         path, payload = llm.build_request(messages, len(keys))
         request = _Request(custom_id, keys, b"", *self._estimate(llm, messages, len(keys)))
         self._requests[custom_id] = request
+        if self._unchecked and custom_id in self._unchecked:
+            request.settle(self._unchecked[custom_id])
+            return request
         record = self._resumable.get(custom_id)
         if record is not None:  # sent by an earlier run: wait for that batch
             batch = self._open.get(record.batch_id)
@@ -314,6 +343,58 @@ class OfflineBatches:
 
     # -- submitting ---------------------------------------------------------------------------
 
+    async def _resolve_intents(self, llm: Any) -> None:
+        """Find out whether the batches the intents of ``llm``'s endpoint stand for were
+        created: adopt those that were (their requests then wait for them), drop the others
+        (their requests are sent again)."""
+
+        def mine() -> list[BatchRecord]:
+            endpoint = (llm.provider, llm.endpoint)
+            return [r for r in self._intents if (r.provider, r.endpoint) == endpoint]
+
+        if not mine():  # another endpoint's: no lock, which a submission may hold a while
+            return
+        async with self._submitting:
+            wire = llm.offline_batch_wire()
+            # Each intent leaves the list only once resolved: until then, rows of this LLM wait
+            # on the lock rather than send requests it may hold.
+            for record in mine():  # none left if another row resolved them meanwhile
+                try:
+                    candidates = await call_with_retries(
+                        functools.partial(
+                            wire.find,
+                            record.local_id,
+                            record.submitted_at - CLOCK_SLACK_SECONDS,
+                            len(record.requests),
+                        ),
+                        max_attempts=llm.max_retries + 1,
+                        base_delay=llm.retry_backoff,
+                    )
+                except LLMError as exc:  # sending its requests could pay for them twice
+                    why = LLMError(
+                        f"could not look for the offline batch {record.local_id} that an earlier "
+                        f"run was submitting ({exc}); run again to look again"
+                    )
+                    self._unchecked.update(dict.fromkeys(record.requests, why))
+                    self._intents.remove(record)
+                    continue
+                self._intents.remove(record)
+                found = next((c for c in candidates if c[0] not in self._known_ids), None)
+                if found is None:
+                    drop_record(self.run_dir, record)
+                    continue
+                batch_id, status = found
+                record.batch_id, record.status, record.counts = (
+                    batch_id,
+                    status.status,
+                    status.counts,
+                )
+                record.files = status.files
+                save_record(self.run_dir, record)
+                self._known_ids.add(batch_id)
+                for custom_id in record.requests:
+                    self._resumable[custom_id] = record
+
     async def _flush(self, queue: BatchQueue) -> None:
         """Submit the queue's pending requests, up to one batch's limits."""
         llm = queue.llm
@@ -328,9 +409,11 @@ class OfflineBatches:
         for request in chosen:
             del queue.pending[request.custom_id]
         queue.pending_bytes -= size
+        queue.sending += 1
         try:
             await self._submit(llm, queue, chosen)
         finally:
+            queue.sending -= 1
             queue.wake()
 
     async def _submit(self, llm: Any, queue: BatchQueue, requests: list[_Request]) -> None:
@@ -349,31 +432,42 @@ class OfflineBatches:
                 request.settle(BudgetExceeded(refusal))
             return
         wire = llm.offline_batch_wire()
-        local_id = f"{_safe(queue.task)}-{uuid.uuid4().hex[:12]}"
-        try:
-            batch_id, status = await _submit_once(
-                wire, [r.line for r in requests], {"synthflow_batch": local_id}
-            )
-        except LLMError as exc:
-            for request in requests:
-                request.settle(exc)
-            return
         record = BatchRecord(
-            local_id=local_id,
+            local_id=f"{_safe(queue.task)}-{uuid.uuid4().hex[:12]}",
             task=queue.task,
             provider=llm.provider,
             endpoint=llm.endpoint,
             model=llm.model,
-            batch_id=batch_id,
+            batch_id="",
             requests={r.custom_id: r.keys for r in requests},
-            status=status.status,
-            counts=status.counts,
+            status="submitting",
             submitted_at=time.time(),
             estimated_cost=cost,
             estimated_tokens=tokens,
-            files=status.files,
         )
-        save_record(self.run_dir, record)  # the moment it exists: a re-run must find it
+        # One submission at a time, each announced by its intent before it is sent: a run
+        # that dies in between leaves one intent, which the next run matches unambiguously.
+        async with self._submitting:
+            save_record(self.run_dir, record)
+            try:
+                batch_id, status = await _submit_once(
+                    wire, [r.line for r in requests], {"synthflow_batch": record.local_id}
+                )
+            except LLMError as exc:
+                if not isinstance(exc.__cause__, (LLMTimeoutError, LLMConnectionError)):
+                    drop_record(self.run_dir, record)  # refused: it doesn't exist
+                # else it may exist: the intent stays, and the next run looks for it
+                for request in requests:
+                    request.settle(exc)
+                return
+            record.batch_id, record.status, record.counts = (
+                batch_id,
+                status.status,
+                status.counts,
+            )
+            record.files = status.files
+            save_record(self.run_dir, record)  # the moment it exists: a re-run must find it
+            self._known_ids.add(batch_id)
         self.reserved_cost += cost or 0.0
         self.reserved_tokens += tokens
         batch = _OpenBatch(record, wire, llm, {r.custom_id: r for r in requests})
@@ -509,7 +603,7 @@ def cancel_batches(run_dir: Path | str, llm: Any) -> list[str]:
     records = [
         r
         for r in load_records(Path(run_dir))
-        if not r.ended and r.provider == llm.provider and r.endpoint == llm.endpoint
+        if r.batch_id and not r.ended and r.provider == llm.provider and r.endpoint == llm.endpoint
     ]
 
     async def cancel_all() -> list[str]:
@@ -537,8 +631,8 @@ async def _submit_once(
             return await wire.submit(lines, metadata)
         except (LLMTimeoutError, LLMConnectionError) as exc:
             raise LLMError(
-                f"submitting an offline batch failed ({exc}); it may have been created: look "
-                "at the provider's batch list before running again"
+                f"submitting an offline batch failed ({exc}); it may have been created: "
+                "running again looks for it at the provider before sending anything"
             ) from exc
 
     llm = getattr(wire, "llm", None)

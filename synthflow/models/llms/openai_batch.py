@@ -77,6 +77,22 @@ class OpenAIBatchWire:
         )
         return str(created.data["id"]), _status(created.data)
 
+    async def find(self, local_id: str, since: float, size: int) -> list[tuple[str, BatchStatus]]:
+        """The batch whose metadata names ``local_id`` (an exact match), looking back through
+        the list no further than ``since``."""
+        http = self.llm._client()
+        after = ""
+        while True:
+            page = await http.get_json(f"/batches?limit=100{after}", self._headers())
+            batches = page.data.get("data") or []
+            for batch in batches:
+                if (batch.get("metadata") or {}).get("synthflow_batch") == local_id:
+                    return [(str(batch["id"]), _status(batch))]
+            older = any(float(b.get("created_at") or since) < since for b in batches)
+            if not batches or older or not page.data.get("has_more"):
+                return []
+            after = f"&after={batches[-1]['id']}"
+
     async def retrieve(self, batch_id: str) -> BatchStatus:
         response = await self.llm._client().get_json(f"/batches/{batch_id}", self._headers())
         return _status(response.data)
