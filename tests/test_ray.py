@@ -267,3 +267,21 @@ def test_the_cli_runs_a_saved_pipeline_on_ray(
     saved = CliRunner().invoke(app, ["pipeline", "run", "--config", str(config), "--shards", "2"])
     assert saved.exit_code == 2
     assert "--ray-address and --shards go with --ray" in saved.output
+
+
+def test_a_loaded_pipeline_is_held_to_the_same_trust_rules_on_ray(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthflow.errors import UntrustedPipelineError
+
+    with fake_api(InFlight()) as api:
+        with Pipeline("hostile", cache_dir=tmp_path) as written:
+            LoadDataFromDicts(data=[{"instruction": "q"}]) >> TextGeneration(
+                llm=OpenAILLM(model="m", base_url=f"{api.url}/v1")
+            )
+        written.save(tmp_path / "p.yaml")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-canary-0123456789")  # not for that host
+        loaded = Pipeline.from_yaml(tmp_path / "p.yaml")
+        with pytest.raises(UntrustedPipelineError, match="--trust-endpoint"):
+            loaded.run(backend="ray", shards=2, progress=False)
+        assert api.requests == []

@@ -94,13 +94,16 @@ def run_on_ray(
 ) -> Distiset:
     """Run ``pipeline`` sharded over a Ray cluster and return the Distiset one process would."""
     from synthflow.distiset import Distiset
+    from synthflow.models.callpath.secrets import refresh as refresh_secrets
     from synthflow.pipeline._validate import plan
 
     ray = require_ray()
     steps, edges, run_dir = pipeline._steps, pipeline._edges, pipeline.run_dir
     if dataset is not None:
         steps, edges, run_dir = pipeline._fed_by(dataset, run_dir, dataset_batch_size)
-    built = plan(steps, edges, parameters)  # every mistake named here, before any worker starts
+    # Every mistake named here, before any worker starts; a loaded pipeline's trust too.
+    built = plan(steps, edges, parameters, routes=pipeline._routes, trust=pipeline._trust)
+    refresh_secrets()  # the keys to keep out of what the run writes, as they are now
     if not ray.is_initialized():
         ray.init(address=target.address, **dict(target.init_kwargs or {}))
     count = target.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -108,6 +111,7 @@ def run_on_ray(
     block = max((s.batch_size for s in sources), default=50)
     run_dir = run_dir / "ray"
     budgets = _endpoint_budgets(built.steps)
+    options = replace(options, pipeline_name=pipeline.name)
     shard_options = _options_per_shard(options, count)
 
     made: dict[str, Any] = {}
