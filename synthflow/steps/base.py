@@ -127,6 +127,8 @@ def settle_failures(
     "null" gives it ``outputs_on_failure`` and the error in ``ERROR_COLUMN``, "drop" leaves it
     out, "fail" raises ``StepError`` naming the row. ``record(row, marker)`` sees each failed
     row first (a run's failure record)."""
+    if not any(FAILED in row for row in rows):  # nearly every batch: a scan, no copy
+        return rows, 0
     from synthflow.errors import StepError
     from synthflow.models.callpath.secrets import redact
 
