@@ -12,17 +12,18 @@ cache) whatever order the calls finish in.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 from pydantic import Field, field_validator
 
 from synthflow.errors import BudgetExceeded, LLMError, OutputParseError
 from synthflow.models.llms.base import GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import METADATA_COLUMN, ROW_ID, Row
+from synthflow.steps.tasks._windows import rows_in_windows
 from synthflow.steps.tasks.evolution import (
     _TEMPLATE_ECHO,
     IN_DEPTH_TEMPLATES,
@@ -202,28 +203,17 @@ class EvolInstructGenerator(GeneratorTask):
         return [{"role": "user", "content": prompt}]
 
     async def process(self, offset: int = 0) -> AsyncIterator[list[Row]]:  # type: ignore[override]
-        # Rows are independent chains: a resumed run starts at row ``offset``. Windows of rows
-        # run concurrently and are sent in row order, so every row keeps its number.
-        window = max(self.batch_size, self.concurrency)
-        limiter = anyio.CapacityLimiter(self.concurrency)
-        for start in range(offset, self.num_instructions, window):
-            slots = range(start, min(start + window, self.num_instructions))
-            done: dict[int, Row | None] = {}
-
-            async def one(slot: int, done: dict[int, Row | None] = done) -> None:
-                async with limiter:
-                    done[slot] = await self._row(slot)
-
-            async with anyio.create_task_group() as tg:
-                for slot in slots:
-                    tg.start_soon(one, slot)
-            rows = [row for slot in slots if (row := done.get(slot)) is not None]
-            stopped = len(rows) < len(slots)  # the budget ran out
-            # Rows marked FAILED go out as they are: the engine applies on_error and counts them.
-            for i in range(0, len(rows), self.batch_size):
-                yield rows[i : i + self.batch_size]
-            if stopped:
-                return
+        # Rows are independent: a resumed run starts at row ``offset``.
+        windows = rows_in_windows(
+            self._row,
+            offset,
+            self.num_instructions,
+            batch_size=self.batch_size,
+            concurrency=self.concurrency,
+        )
+        async with contextlib.aclosing(windows):
+            async for batch in windows:
+                yield batch
 
     async def _row(self, slot: int) -> Row | None:
         """Row ``slot``: its chain of calls, then its answer; None once the budget is spent."""
