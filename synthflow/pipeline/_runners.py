@@ -230,6 +230,7 @@ async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None
     next_id = ctx.offset
     only = ctx.only_ids
     last_wanted = max(only, default=-1) if only is not None else None
+    wanted = _wanted_rows(ctx)
     async for batch in batches:
         if ctx.control.stop_reason is not None:
             return
@@ -243,15 +244,24 @@ async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None
             for row in rows:
                 row[ROW_ID] = next_id
                 next_id += 1
-        if ctx.shard is not None:
-            rows = [row for row in rows if ctx.shard.owns(row[ROW_ID])]
-        if only is not None:
-            rows = [row for row in rows if row[ROW_ID] in only]
+        if wanted is not None:
+            rows = [row for row in rows if wanted(row[ROW_ID])]
         ctx.leave(rows)
         rows = _settle(ctx, rows)  # a generator task marks the rows whose answer failed
         ctx.stats.busy_seconds += time.perf_counter() - start
         ctx.stats.batches += 1
         await ctx.outlet.send(rows, next_id - 1)
+
+
+def _wanted_rows(ctx: StepContext) -> Callable[[int], bool] | None:
+    """Which of its rows a source sends on: in a sharded run, the shard's; in a retry of failed
+    rows, those; None for all."""
+    shard, only = ctx.shard, ctx.only_ids
+    if shard is None:
+        return None if only is None else only.__contains__
+    if only is None:
+        return shard.owns
+    return lambda row_id: row_id in only and shard.owns(row_id)
 
 
 async def _iterate_sync(iterator: Any, ctx: StepContext) -> AsyncIterator[Any]:
