@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -8,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Ray reads this once, when it is imported (at collection, before any fixture runs): without it,
+# a node given 127.0.0.1 is handed the machine's network address, which these machines can't
+# reach, and connecting to the cluster hangs. Every Ray test here keeps to loopback.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture

@@ -16,9 +16,11 @@ Ray is imported only here, and only when a run asks for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +58,10 @@ CACHE_FILE = "llm-cache.sqlite"
 LEASE_SECONDS = 2.0
 """A share not renewed for this long goes back to the other workers."""
 RENEW_EVERY = LEASE_SECONDS / 4
+FIRST_SHARE_WAIT = 60.0
+"""How long a starting shard waits for a budget actor that Ray is restarting."""
+KEEPER_PREFIX = "synthflow-budget:"
+"""Budget actors are named ``synthflow-budget:<pipeline>:<stage>:<run id>:<n>``."""
 
 
 def require_ray() -> ModuleType:
@@ -167,13 +173,19 @@ def _run_sharded(
     _prepare(run_dir, count, block)
     shards = [Shard(i, count, block) for i in range(count)]
     workers = [shard.directory_name for shard in shards]
+    # Restarted if it dies: the workers keep their last shares meanwhile.
+    keeper = ray.remote(num_cpus=0, max_restarts=-1)(BudgetKeeper)
+    # On the driver's node, which the run can't outlive anyway: losing a worker node never
+    # takes a budget with it.
+    here = _on_this_node(ray)
+    # Named, so that it can be found (Ray's dashboard, `ray list actors`, a test); unique, as
+    # the name of one just stopped may not be free yet.
+    run = f"{KEEPER_PREFIX}{name}:{run_dir.name}:{uuid.uuid4().hex[:8]}"
     keepers = {
-        # Restarted if it dies (its node lost): it starts over with every worker expected, and
-        # the workers keep their last shares meanwhile.
-        key: ray.remote(num_cpus=0, max_restarts=-1)(BudgetKeeper).remote(
+        key: keeper.options(name=f"{run}:{number}", scheduling_strategy=here).remote(
             budget, workers, LEASE_SECONDS
         )
-        for key, budget in budgets.items()
+        for number, (key, budget) in enumerate(budgets.items())
     }
     plan_ref = ray.put(stage.plan)  # once for every shard: its sources may hold many rows
     # Ray runs a shard again when its worker dies (max_retries): it resumes from its directory.
@@ -313,6 +325,12 @@ def _limiter_key(llm: Any) -> str | None:
     return endpoint_key(llm.limiter_endpoint(), llm.resolved_api_key())
 
 
+def _on_this_node(ray: ModuleType) -> Any:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+
+
 def _result_of(ray: ModuleType, ref: Any, shard: Shard) -> ShardResult:
     try:
         result: ShardResult = ray.get(ref)
@@ -331,7 +349,19 @@ class BudgetKeeper:
     """The Ray actor holding one endpoint's budget (a ``BudgetLedger``)."""
 
     def __init__(self, budget: EndpointBudget, workers: list[str], lease_seconds: float) -> None:
-        self.ledger = BudgetLedger(budget, lease_seconds=lease_seconds, expected_workers=workers)
+        import ray
+
+        # Started again after it died: every worker still counts (none is granted more than
+        # its fair share before the others report what they hold), but only for one lease, as
+        # the live ones renew within it; those finished or not started yet would otherwise
+        # keep fair shares from them for a minute.
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self.ledger = BudgetLedger(
+            budget,
+            lease_seconds=lease_seconds,
+            expected_workers=workers,
+            grace_seconds=lease_seconds if restarted else 60.0,
+        )
 
     def renew(self, worker: str, in_flight: int, rate_limited_total: int) -> Share:
         return self.ledger.renew(worker, in_flight, rate_limited_total)
@@ -422,10 +452,23 @@ class _Leases:
             self._429s_before[id(limiter)] = limiter.stats().rate_limited_total
 
     def renew_all(self) -> None:
+        """The first shares. A shard never starts without them (its limiter would allow the
+        whole budget): a keeper being restarted is waited for."""
         import ray
 
-        refs = [keeper.renew.remote(self.worker, *self._state(lim)) for lim, keeper in self.entries]
-        for (limiter, _), share in zip(self.entries, ray.get(refs), strict=True):
+        deadline = time.monotonic() + FIRST_SHARE_WAIT
+        while True:
+            refs = [
+                keeper.renew.remote(self.worker, *self._state(lim)) for lim, keeper in self.entries
+            ]
+            try:
+                shares = ray.get(refs)
+                break
+            except ray.exceptions.RayActorError:  # Ray refuses calls while it restarts one
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(RENEW_EVERY)
+        for (limiter, _), share in zip(self.entries, shares, strict=True):
             _apply(limiter, share)
 
     async def keep_renewing(self) -> None:
@@ -448,7 +491,9 @@ class _Leases:
         import ray
 
         if self.entries:
-            ray.get([keeper.release.remote(self.worker) for _, keeper in self.entries])
+            # A keeper being restarted refuses the call: the lease then expires by itself.
+            with contextlib.suppress(ray.exceptions.RayActorError):
+                ray.get([keeper.release.remote(self.worker) for _, keeper in self.entries])
 
 
 def _apply(limiter: EndpointLimiter, share: Share) -> None:
