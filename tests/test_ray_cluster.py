@@ -68,6 +68,7 @@ class ThreeNodes:
 
 @pytest.fixture(scope="module")
 def three_nodes() -> Iterator[ThreeNodes]:
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
     from ray._private.authentication_test_utils import reset_auth_token_state
 
     temp = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
@@ -101,6 +102,9 @@ def three_nodes() -> Iterator[ThreeNodes]:
             # Steps defined in tests pickle by reference to their modules, imported as pytest did.
             runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}},
         )
+        # Every process of the cluster started with it (a wrong token is refused: checked by
+        # hand, as a second driver takes 5 s to fail).
+        assert is_token_auth_enabled()
         nodes = ThreeNodes(cluster, temp)
         for _ in range(2):
             nodes.add_worker_node()
