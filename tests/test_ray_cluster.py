@@ -46,9 +46,8 @@ HEALTH_CHECKS = {
 class ThreeNodes:
     """A head node (the driver's, no CPUs for shards) and two worker nodes."""
 
-    def __init__(self, cluster: Any, temp: str) -> None:
+    def __init__(self, cluster: Any) -> None:
         self.cluster = cluster
-        self.temp = temp
         self.head_id = ray.get_runtime_context().get_node_id()
 
     def worker_node_of(self, pid: int) -> Any:
@@ -105,7 +104,7 @@ def three_nodes() -> Iterator[ThreeNodes]:
         # Every process of the cluster started with it (a wrong token is refused: checked by
         # hand, as a second driver takes 5 s to fail).
         assert is_token_auth_enabled()
-        nodes = ThreeNodes(cluster, temp)
+        nodes = ThreeNodes(cluster)
         for _ in range(2):
             nodes.add_worker_node()
         yield nodes
