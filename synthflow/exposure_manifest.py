@@ -28,6 +28,7 @@ RENAMING_VALIDATORS = (
     "_accept_distilabel_names",
     "_distilabel_names",
     "_image_generation_model_is_llm",
+    "_endpoint_is_base_url",
 )
 """Before-validators that only rename distilabel's names (``field_aliases``), which the rules
 read as unknown keys (a file that uses an alias of a field a rule reads is built)."""
@@ -155,7 +156,7 @@ def _validators_keep_values(cls: type[BaseModel], rule: str) -> bool:
             return False
     read = set(RULE_FIELDS.get(rule, {})) | {REMOTE_CODE}
     for checker in decorators.field_validators.values():
-        if read & set(checker.info.fields) and checker.info.mode != "after":
+        if read & set(checker.info.fields):
             return checker.cls_var_name == "_as_text"  # a Path as its text; text stays
     return True
 
