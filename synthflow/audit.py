@@ -2,9 +2,13 @@
 paths and URLs it reads and writes, and the settings that run code it didn't ship with.
 
 Each step and model reports its own with a method ``exposures(where)`` (the ``Exposing``
-protocol); ``exposures_of`` walks a step and every model nested in it. ``synthflow pipeline
-info`` renders them, and ``synthflow.trust`` refuses the risky ones of a pipeline loaded from a
-file before it runs.
+protocol); ``exposures_of`` walks a step and every model nested in it. synthflow's classes
+state theirs as rules over their field values (``synthflow.exposure_rules``), so
+``file_exposures`` reads a pipeline file's from its data, without building (or importing) the
+classes it names. ``synthflow pipeline info`` renders them, and ``synthflow.trust`` refuses the
+risky ones of a pipeline loaded from a file before it runs.
+
+pydantic is imported only to walk built models: ``pipeline info --config`` never imports it.
 """
 
 from __future__ import annotations

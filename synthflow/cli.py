@@ -11,8 +11,12 @@ is full (free space and run again: it resumes); 130 interrupted (Ctrl+C). Expect
 one line on stderr, no traceback.
 
 Only typer and the standard library are imported up front, so ``--help`` takes about what
-importing typer takes (benchmarks/cli_startup.py); each command imports what it needs, and
-``pipeline info --config`` reads the file without importing any class it names.
+importing typer takes (benchmarks/cli_startup.py), and each command imports what it needs.
+``pipeline info --config PATH|URL`` never gets here: the console script (``synthflow.console``)
+answers it before typer is imported (running a typer command imports pydantic, to check option
+values), from the file's data alone (``synthflow.pipeline_info``, ``synthflow.exposure_rules``).
+Any other form of it (``--help``, ``--script``, another option, a file that can't be read) comes
+here, and the typer command prints the same text.
 """
 
 from __future__ import annotations
