@@ -145,6 +145,7 @@ def _api_facts(cls: Any) -> dict[str, Any]:
         "base_url_env": cls.base_url_env,
         "key_envs": list(names),
         "own_hosts": [host_of(cls.default_base_url)] if cls.default_base_url else [],
+        "endpoint_form": cls.endpoint_form,
     }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,39 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def resolved_url(base_url: str | None, base_url_env: str | None, default: str) -> str:
+def resolved_url(
+    base_url: str | None, base_url_env: str | None, default: str, form: str = "as_given"
+) -> str:
     """The endpoint an API client calls: its ``base_url``, else its provider's base-URL
-    variable, else the provider's default."""
+    variable, else the provider's default; completed as its server takes it (``form``, one of
+    ``URL_FORMS``)."""
     from_env = os.environ.get(base_url_env) if base_url_env else None
-    return (base_url or from_env or default).rstrip("/")
+    return URL_FORMS[form]((base_url or from_env or default).rstrip("/"))
+
+
+OLLAMA_PORT = 11434
+
+
+def _ollama_host(url: str) -> str:
+    # OLLAMA_HOST and distilabel's ``host`` may be a bare host, or host:port.
+    raw = url.strip().rstrip("/")
+    if "://" in raw:
+        return raw
+    host = raw.rsplit("]", 1)[-1]  # an IPv6 address has colons of its own
+    return f"http://{raw}" if ":" in host else f"http://{raw}:{OLLAMA_PORT}"
+
+
+def _openai_routes(url: str) -> str:
+    # The OpenAI routes live under /v1; distilabel's docs also show a bare server URL.
+    return f"{url}/v1" if urllib.parse.urlsplit(url).path in ("", "/") else url
+
+
+URL_FORMS: dict[str, Callable[[str], str]] = {
+    "as_given": lambda url: url,
+    "ollama_host": _ollama_host,
+    "openai_routes": _openai_routes,
+}
+"""How a client completes the URL it is given (``APILLM.endpoint_form``)."""
 
 
 def api_endpoint(where: str, values: Values, facts: Facts, url: str | None = None) -> Endpoint:
@@ -64,7 +93,9 @@ def api_endpoint(where: str, values: Values, facts: Facts, url: str | None = Non
 
 
 def _facts_url(base_url: str | None, facts: Facts) -> str:
-    return resolved_url(base_url, facts.get("base_url_env"), str(facts.get("default_base_url")))
+    default = str(facts.get("default_base_url"))
+    form = str(facts.get("endpoint_form", "as_given"))
+    return resolved_url(base_url, facts.get("base_url_env"), default, form)
 
 
 def api_exposures(where: str, values: Values, facts: Facts) -> Iterator[Exposure]:

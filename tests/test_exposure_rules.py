@@ -36,7 +36,7 @@ def test_the_manifest_is_up_to_date() -> None:
 # -- the generated cases ------------------------------------------------------------------------
 
 SETTINGS: dict[str, list[Any]] = {
-    "base_url": [None, "http://127.0.0.1:9/v1"],
+    "base_url": [None, "http://127.0.0.1:9/v1", "http://127.0.0.1:9", "localhost"],
     "api_key": [None, "sk-given"],
     "api_base": [None, "http://127.0.0.1:9"],
     "api_url": [None, "https://argilla.example"],

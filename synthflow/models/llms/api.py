@@ -62,6 +62,8 @@ class APILLM(StructuredOutputLLM):
     api_key_envs: ClassVar[tuple[str, ...]] = ()
     """Every variable the key is read from, in order, when it is more than ``api_key_env``."""
     base_url_env: ClassVar[str | None] = None
+    endpoint_form: ClassVar[str] = "as_given"
+    """How the server takes the URL: ``synthflow.exposure_rules.URL_FORMS``."""
     supports_n: ClassVar[bool] = False
     """The API returns several completions per request (OpenAI's ``n``)."""
     passthrough_generation_kwarg: ClassVar[str | None] = "extra_body"
@@ -165,7 +167,9 @@ class APILLM(StructuredOutputLLM):
 
     @property
     def endpoint(self) -> str:
-        return resolved_url(self.base_url, self.base_url_env, self.default_base_url)
+        return resolved_url(
+            self.base_url, self.base_url_env, self.default_base_url, self.endpoint_form
+        )
 
     def resolved_api_key(self) -> str | None:
         if self.api_key is not None:
