@@ -112,8 +112,10 @@ TRUSTED_PACKAGE = "synthflow"
 
 def exposures_of(model: BaseModel, where: str) -> Iterator[Exposure]:
     """Everything ``model`` and the models nested in its fields reach, each once."""
+    from pydantic import BaseModel  # a built model's module has it: no cost
+
     seen: set[Exposure] = set()
-    for item in _walk(model, where):
+    for item in _walk(model, where, BaseModel):
         if item not in seen:
             seen.add(item)
             yield item
@@ -188,7 +190,7 @@ def _named_in(value: Any, where: str) -> Iterator[Exposure]:
             yield from _named_in(item, where)
 
 
-def _walk(model: BaseModel, where: str) -> Iterator[Exposure]:
+def _walk(model: BaseModel, where: str, base: type[BaseModel]) -> Iterator[Exposure]:
     module = type(model).__module__
     if module != TRUSTED_PACKAGE and not module.startswith(TRUSTED_PACKAGE + "."):
         yield ForeignCode(where, f"module {module}")
@@ -198,23 +200,21 @@ def _walk(model: BaseModel, where: str) -> Iterator[Exposure]:
         yield ForeignCode(where, "trust_remote_code")
     for name in type(model).model_fields:
         value = getattr(model, name, None)
-        yield from _walk_value(value, f"{where}.{name}")
+        yield from _walk_value(value, f"{where}.{name}", base)
 
 
-def _walk_value(value: Any, where: str) -> Iterator[Exposure]:
-    from pydantic import BaseModel  # a built model's module has it: no cost
-
-    if isinstance(value, BaseModel):
-        yield from _walk(value, where)
+def _walk_value(value: Any, where: str, base: type[BaseModel]) -> Iterator[Exposure]:
+    if isinstance(value, base):
+        yield from _walk(value, where, base)
     elif isinstance(value, list | tuple):
         # Inline rows can be many and hold no models: look at the first before walking.
-        if value and isinstance(value[0], BaseModel | list | tuple | dict):
+        if value and isinstance(value[0], base | list | tuple | dict):
             for i, item in enumerate(value):
-                yield from _walk_value(item, f"{where}[{i}]")
+                yield from _walk_value(item, f"{where}[{i}]", base)
     elif isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(item, BaseModel):
-                yield from _walk(item, f"{where}.{key}")
+            if isinstance(item, base):
+                yield from _walk(item, f"{where}.{key}", base)
 
 
 def host_of(url: str) -> str:

@@ -100,7 +100,7 @@ def entry(cls: type[BaseModel]) -> dict[str, Any]:
     out["required"] = required
     out["nullable"] = [name for name in read if _nullable(cls, name)]
     aliases: dict[str, str] = dict(getattr(cls, "field_aliases", {}) or {})
-    out["aliases"] = sorted(aliases)
+    out["aliases"] = dict(sorted(aliases.items()))
     out["aliases_of_read"] = sorted(a for a, t in aliases.items() if t.split(".")[0] in read)
     dropped = _dropped_if_off(cls)
     if dropped:

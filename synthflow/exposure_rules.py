@@ -261,12 +261,13 @@ def _spec(spec: Mapping[str, Any], where: str, *, is_step: bool = False) -> Iter
     given = [k for k in spec if k not in ("type_info", "runtime_parameters_info")]
     if is_step:
         given = [k for k in given if k != "name"]
-    allowed = set(fields) | set(entry.get("aliases", ()))
     tolerated: list[str] = entry.get("dropped_if_off", [])
     for key in given:
         if key in tolerated and spec[key] in (None, False):
             continue
-        if key not in allowed or key in entry.get("aliases_of_read", ()):
+        if _plain_alias(key, spec, entry):
+            continue
+        if key not in fields:
             raise Unreadable  # a misspelt field, or one the class renames or refuses
     kinds = dict(RULE_FIELDS[entry["rule"]])
     if REMOTE_CODE in fields:
@@ -290,6 +291,18 @@ def _spec(spec: Mapping[str, Any], where: str, *, is_step: bool = False) -> Iter
     for name in fields:
         if name in spec:
             yield from _value(spec[name], f"{where}.{name}")
+
+
+def _plain_alias(key: str, spec: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    """A plain setting under distilabel's name (``field_aliases``) that no rule reads; with its
+    own name too, the class refuses it."""
+    target: str | None = entry.get("aliases", {}).get(key)
+    return (
+        target is not None
+        and key not in entry.get("aliases_of_read", ())
+        and not isinstance(spec[key], dict | list)
+        and target.split(".")[0] not in spec
+    )
 
 
 def _value(value: Any, where: str) -> Iterator[Exposure]:

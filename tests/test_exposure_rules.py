@@ -147,6 +147,12 @@ def test_a_file_the_rules_cant_read_is_built_as_before() -> None:
     data = pipeline.dump()
     spec = next(s for s in data["pipeline"]["steps"] if s["name"] == "s")
     assert spec_exposures(spec, "s") is not None
+    del spec["llm"]["max_concurrency"]
+    spec["llm"]["max_concurrent_requests"] = 3  # distilabel's name of max_concurrency
+    assert spec_exposures(spec, "s") is not None
+    spec["llm"]["max_concurrency"] = 3  # and its own: the class refuses both
+    assert spec_exposures(spec, "s") is None
+    del spec["llm"]["max_concurrent_requests"]
     spec["llm"]["base_ur1"] = "http://elsewhere"  # misspelt: the class refuses it
     assert spec_exposures(spec, "s") is None
     spec["llm"].pop("base_ur1")
