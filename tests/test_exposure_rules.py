@@ -18,6 +18,7 @@ from synthflow.exposure_manifest import classes, text
 from synthflow.exposure_rules import MANIFEST, RULES, manifest, spec_exposures
 from synthflow.models.embeddings.base import Embeddings
 from synthflow.models.image_generation.base import ImageGenerationModel
+from synthflow.models.llms import MistralLLM
 from synthflow.models.llms.base import LLM
 from synthflow.models.llms.local.transformers import TransformersLLM
 from synthflow.pipeline import Pipeline
@@ -147,12 +148,6 @@ def test_a_file_the_rules_cant_read_is_built_as_before() -> None:
     data = pipeline.dump()
     spec = next(s for s in data["pipeline"]["steps"] if s["name"] == "s")
     assert spec_exposures(spec, "s") is not None
-    del spec["llm"]["max_concurrency"]
-    spec["llm"]["max_concurrent_requests"] = 3  # distilabel's name of max_concurrency
-    assert spec_exposures(spec, "s") is not None
-    spec["llm"]["max_concurrency"] = 3  # and its own: the class refuses both
-    assert spec_exposures(spec, "s") is None
-    del spec["llm"]["max_concurrent_requests"]
     spec["llm"]["base_ur1"] = "http://elsewhere"  # misspelt: the class refuses it
     assert spec_exposures(spec, "s") is None
     spec["llm"].pop("base_ur1")
@@ -160,6 +155,13 @@ def test_a_file_the_rules_cant_read_is_built_as_before() -> None:
     assert spec_exposures(spec, "s") is None
     _found, judged = file_exposures(data)
     assert judged == []  # as before: only a step that builds is judged
+
+    mistral = dump_step(TextGeneration(name="m", llm=MistralLLM(model="m")))
+    del mistral["llm"]["max_concurrency"]
+    mistral["llm"]["max_concurrent_requests"] = 3  # distilabel's name of max_concurrency
+    assert spec_exposures(mistral, "m") is not None
+    mistral["llm"]["max_concurrency"] = 3  # and its own: the class refuses both
+    assert spec_exposures(mistral, "m") is None
 
     spec = dump_step(TextGeneration(name="t", llm=TransformersLLM(model="org/m")))
     spec["llm"]["trust_remote_code"] = "yes"  # pydantic reads it as True: only building tells
