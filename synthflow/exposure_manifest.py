@@ -34,6 +34,10 @@ RENAMING_VALIDATORS = (
 read as unknown keys (a file that uses an alias of a field a rule reads is built)."""
 
 
+FACTORY_DEFAULTS = {("argilla", "api_url"), ("argilla", "api_key")}
+"""Fields whose default factory the rule itself applies to a file that leaves them out."""
+
+
 def _rules() -> dict[Callable[..., Any], str]:
     """Each ``exposures`` implementation that a rule states, and the rule."""
     from synthflow.models.embeddings.api import APIEmbeddings
@@ -94,7 +98,7 @@ def entry(cls: type[BaseModel]) -> dict[str, Any]:
             required.append(name)
         elif field.default_factory is None and _is_plain(field.default):
             defaults[name] = field.default
-        elif field.default_factory is None:
+        elif field.default_factory is None or (rule, name) not in FACTORY_DEFAULTS:
             required.append(name)  # a default the data can't hold: build it to tell
     out["defaults"] = defaults
     out["required"] = required

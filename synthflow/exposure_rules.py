@@ -283,8 +283,8 @@ def _spec(spec: Mapping[str, Any], where: str, *, is_step: bool = False) -> Iter
         elif name in defaults:
             values[name] = defaults[name]
         elif name in entry.get("required", ()):
-            raise Unreadable  # the class refuses it
-        # else: a default the rule knows (a default factory)
+            raise Unreadable  # the class refuses it, or its default is more than data
+        # else: a default factory the rule applies itself (exposure_manifest.FACTORY_DEFAULTS)
     yield from RULES[entry["rule"]](where, values, entry.get("facts", {}))
     if values.get(REMOTE_CODE) is True:
         yield ForeignCode(where, REMOTE_CODE)
