@@ -7,7 +7,8 @@ the time of `python -c "import typer"`. Every command runs in a fresh interprete
 times, interleaved so that load on the machine hits each alike; the medians and their ratios
 come from the same run. Also measured, for reference: the smallest typer app running one
 command with one option (typer validates option values with pydantic, so this is the least any
-typer command that takes a value costs), and `import synthflow`. Prints JSON.
+typer command that takes a value costs: why the console script answers `pipeline info --config`
+before typer's app runs), and `import synthflow`. Prints JSON.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``python -m synthflow``: the same command line as ``synthflow``."""
 
-from synthflow.cli import main
+from synthflow.console import main
 
 if __name__ == "__main__":
     main()

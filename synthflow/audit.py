@@ -2,9 +2,13 @@
 paths and URLs it reads and writes, and the settings that run code it didn't ship with.
 
 Each step and model reports its own with a method ``exposures(where)`` (the ``Exposing``
-protocol); ``exposures_of`` walks a step and every model nested in it. ``synthflow pipeline
-info`` renders them, and ``synthflow.trust`` refuses the risky ones of a pipeline loaded from a
-file before it runs.
+protocol); ``exposures_of`` walks a step and every model nested in it. synthflow's classes
+state theirs as rules over their field values (``synthflow.exposure_rules``), so
+``file_exposures`` reads a pipeline file's from its data, without building (or importing) the
+classes it names. ``synthflow pipeline info`` renders them, and ``synthflow.trust`` refuses the
+risky ones of a pipeline loaded from a file before it runs.
+
+pydantic is imported only to walk built models: ``pipeline info --config`` never imports it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,10 @@ TRUSTED_PACKAGE = "synthflow"
 
 def exposures_of(model: BaseModel, where: str) -> Iterator[Exposure]:
     """Everything ``model`` and the models nested in its fields reach, each once."""
+    from pydantic import BaseModel  # a built model's module has it: no cost
+
     seen: set[Exposure] = set()
-    for item in _walk(model, where):
+    for item in _walk(model, where, BaseModel):
         if item not in seen:
             seen.add(item)
             yield item
@@ -126,32 +133,45 @@ _URL_KEYS = ("base_url", "api_base", "api_url")
 _PATH_KEYS = ("data_files", "dataset_path", "model_path")
 
 
-def file_exposures(data: Mapping[str, Any]) -> tuple[dict[str, BaseModel], list[Exposure]]:
-    """What a pipeline file's steps reach, for ``pipeline info``: the steps built from
-    synthflow's classes (nothing else is imported) with their exposures; for a step with a
-    class from another module, the module, and the URLs, paths and ``trust_remote_code`` its
-    text names."""
-    from synthflow.errors import SerializationError
-    from synthflow.serialization import is_trusted, load_step, modules_of, pipeline_section
+def file_exposures(data: Mapping[str, Any]) -> tuple[list[Exposure], list[Exposure]]:
+    """What a pipeline file's steps reach, for ``pipeline info``, and the part of it that
+    ``synthflow.trust`` judges: that of the steps of synthflow's classes, read from the file's
+    data by the classes' rules (``synthflow.exposure_rules``), or from the step built when only
+    building it tells. For a step with a class from another module (never imported): the
+    module, and the URLs, paths and ``trust_remote_code`` its text names."""
+    from synthflow.exposure_rules import spec_exposures
+    from synthflow.pipeline_file import is_trusted, modules_of, pipeline_section
 
-    built: dict[str, BaseModel] = {}
     out: list[Exposure] = []
+    judged: list[Exposure] = []
     for i, spec in enumerate(pipeline_section(data).get("steps") or []):
         if not isinstance(spec, dict):
             continue
         name = str(spec.get("name") or f"#{i + 1}")
         foreign = [m for m in modules_of({"pipeline": {"steps": [spec]}}) if not is_trusted(m)]
         if not foreign:
-            try:
-                built[name] = load_step(spec, i)
-            except SerializationError:
-                pass  # a file that doesn't load: the run says why; show what its text names
-            else:
-                out.extend(exposures_of(built[name], name))
+            found = spec_exposures(spec, name)
+            if found is None:
+                found = _built_exposures(spec, i, name)
+            if found is not None:
+                out += found
+                judged += found
                 continue
         out += [ForeignCode(name, f"module {module}") for module in foreign]
         out += list(_named_in(spec, name))
-    return built, out
+    return out, judged
+
+
+def _built_exposures(spec: dict[str, Any], index: int, name: str) -> list[Exposure] | None:
+    """The exposures of the step ``spec`` builds; None when it doesn't build."""
+    from synthflow.errors import SerializationError
+    from synthflow.serialization import load_step
+
+    try:
+        step = load_step(spec, index)
+    except SerializationError:
+        return None  # a file that doesn't load: the run says why; show what its text names
+    return list(exposures_of(step, name))
 
 
 def _named_in(value: Any, where: str) -> Iterator[Exposure]:
@@ -170,7 +190,7 @@ def _named_in(value: Any, where: str) -> Iterator[Exposure]:
             yield from _named_in(item, where)
 
 
-def _walk(model: BaseModel, where: str) -> Iterator[Exposure]:
+def _walk(model: BaseModel, where: str, base: type[BaseModel]) -> Iterator[Exposure]:
     module = type(model).__module__
     if module != TRUSTED_PACKAGE and not module.startswith(TRUSTED_PACKAGE + "."):
         yield ForeignCode(where, f"module {module}")
@@ -180,21 +200,21 @@ def _walk(model: BaseModel, where: str) -> Iterator[Exposure]:
         yield ForeignCode(where, "trust_remote_code")
     for name in type(model).model_fields:
         value = getattr(model, name, None)
-        yield from _walk_value(value, f"{where}.{name}")
+        yield from _walk_value(value, f"{where}.{name}", base)
 
 
-def _walk_value(value: Any, where: str) -> Iterator[Exposure]:
-    if isinstance(value, BaseModel):
-        yield from _walk(value, where)
+def _walk_value(value: Any, where: str, base: type[BaseModel]) -> Iterator[Exposure]:
+    if isinstance(value, base):
+        yield from _walk(value, where, base)
     elif isinstance(value, list | tuple):
         # Inline rows can be many and hold no models: look at the first before walking.
-        if value and isinstance(value[0], BaseModel | list | tuple | dict):
+        if value and isinstance(value[0], base | list | tuple | dict):
             for i, item in enumerate(value):
-                yield from _walk_value(item, f"{where}[{i}]")
+                yield from _walk_value(item, f"{where}[{i}]", base)
     elif isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(item, BaseModel):
-                yield from _walk(item, f"{where}.{key}")
+            if isinstance(item, base):
+                yield from _walk(item, f"{where}.{key}", base)
 
 
 def host_of(url: str) -> str:

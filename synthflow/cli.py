@@ -11,8 +11,12 @@ is full (free space and run again: it resumes); 130 interrupted (Ctrl+C). Expect
 one line on stderr, no traceback.
 
 Only typer and the standard library are imported up front, so ``--help`` takes about what
-importing typer takes (benchmarks/cli_startup.py); each command imports what it needs, and
-``pipeline info --config`` reads the file without importing any class it names.
+importing typer takes (benchmarks/cli_startup.py), and each command imports what it needs.
+``pipeline info --config PATH|URL`` never gets here: the console script (``synthflow.console``)
+answers it before typer is imported (running a typer command imports pydantic, to check option
+values), from the file's data alone (``synthflow.pipeline_info``, ``synthflow.exposure_rules``).
+Any other form of it (``--help``, ``--script``, another option, a file that can't be read) comes
+here, and the typer command prints the same text.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ import orjson
 import typer
 
 from synthflow.errors import DiskFullError, RuntimeParameterError, SynthflowError
+from synthflow.pipeline_info import describe as describe
+from synthflow.pipeline_info import draw_dag as draw_dag
+from synthflow.pipeline_info import file_info, render_exposures
 
 if TYPE_CHECKING:
     from synthflow.distiset import Distiset
@@ -170,128 +177,16 @@ def info(config: ConfigOption = None, script: ScriptOption = None) -> None:
 
     With --config nothing outside synthflow is imported, and nothing is sent or read.
     """
-    from synthflow.audit import file_exposures, pipeline_exposures
-    from synthflow.pipeline_file import parse_text, read_source
-    from synthflow.trust import LoadedTrust
+    from synthflow.audit import pipeline_exposures
 
     with _exit_on(EXIT_USAGE):
         if config is not None and script is None:
-            text, fmt = read_source(config)
-            data = parse_text(text, fmt, source=config)
-            steps, exposures = file_exposures(data)
-            needs = LoadedTrust.record(steps, config).problems(steps)
+            typer.echo(file_info(config))
         else:
             pipeline = _load(config, script, [])
-            data = pipeline.dump()
-            exposures, needs = pipeline_exposures(pipeline.steps), []
-        typer.echo(describe(data))
-        typer.echo("\n" + "\n".join(render_exposures(exposures, needs)))
-
-
-def render_exposures(exposures: list[Any], needs: list[str]) -> list[str]:
-    from synthflow.audit import render
-
-    lines = render(exposures)
-    if needs:
-        lines += ["", "refused unless you allow it"]
-        lines += [f"  {' '.join(line.split())}" for line in needs]
-    return lines
-
-
-def describe(data: dict[str, Any]) -> str:
-    """The text ``synthflow pipeline info`` prints for a pipeline file's data."""
-    from synthflow.pipeline_file import (
-        connections_of,
-        is_trusted,
-        nested_models,
-        pipeline_section,
-    )
-
-    body = pipeline_section(data)
-    specs = [s for s in body.get("steps") or [] if isinstance(s, dict)]
-    lines = [f"pipeline   {body.get('name', '?')}"]
-    if body.get("signature"):
-        lines.append(f"signature  {body['signature']}")
-    if body.get("description"):
-        lines.append(f"about      {body['description']}")
-    lines += ["", "steps"]
-    width = max((len(str(s.get("name"))) for s in specs), default=4) + 2
-    foreign: dict[str, None] = {}
-    for spec in specs:
-        info = spec.get("type_info") or {}
-        module = str(info.get("module", "?"))
-        line = f"  {spec.get('name')!s:<{width}}{info.get('name', '?')}  ({module})"
-        if not is_trusted(module):
-            foreign[module] = None
-            line += "  [not synthflow]"
-        lines.append(line)
-        for cls, model, nested_module in nested_models(spec):
-            line = " " * (width + 4) + f"llm: {cls}" + (f" ({model})" if model else "")
-            if not is_trusted(nested_module):
-                foreign[nested_module] = None
-                line += f"  ({nested_module})  [not synthflow]"
-            lines.append(line)
-    names = [str(s.get("name")) for s in specs]
-    lines += ["", "dag", *("  " + line for line in draw_dag(names, connections_of(body)))]
-    lines += ["", "runtime parameters (set with --param STEP.NAME=VALUE)"]
-    for spec in specs:
-        for param in spec.get("runtime_parameters_info") or []:
-            path = f"{spec.get('name')}.{param.get('name')}"
-            lines.append(f"  {path} = {_show_value(spec, param)}")
-            if param.get("description"):
-                lines.append(f"      {param['description']}")
-    if foreign:
-        allow = " ".join(f"--allow-module {m}" for m in foreign)
-        lines += ["", f"classes outside synthflow: load them with {allow}"]
-    return "\n".join(lines)
-
-
-def _show_value(spec: dict[str, Any], param: dict[str, Any]) -> str:
-    value: Any = spec
-    for part in str(param.get("name")).split("."):
-        if not isinstance(value, dict) or part not in value:
-            value = param.get("value", _MISSING)
-            break
-        value = value[part]
-    if value is _MISSING or (value is None and not param.get("optional", True)):
-        return "(required)" if not param.get("optional", True) else "(not shown)"
-    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-_MISSING = object()
-
-
-def draw_dag(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
-    """The DAG as an indented tree from each source. A step with several inputs is drawn under
-    its first one and marked "(see above)" under the others."""
-    successors: dict[str, list[str]] = {n: [] for n in names}
-    predecessors: dict[str, list[str]] = {n: [] for n in names}
-    for a, b in edges:
-        if a in successors and b in predecessors:
-            successors[a].append(b)
-            predecessors[b].append(a)
-    lines: list[str] = []
-    shown: set[str] = set()
-
-    def visit(name: str, prefix: str, branch: str, below: str) -> None:
-        if name in shown:
-            lines.append(f"{prefix}{branch}{name}  (see above)")
-            return
-        shown.add(name)
-        joins = predecessors[name]
-        label = f"{name}  (joins {', '.join(joins)})" if len(joins) > 1 else name
-        lines.append(f"{prefix}{branch}{label}")
-        children = successors[name]
-        for i, child in enumerate(children):
-            last = i == len(children) - 1
-            visit(child, prefix + below, "`-> " if last else "|-> ", "    " if last else "|   ")
-
-    for name in names:
-        if not predecessors[name]:
-            visit(name, "", "", "")
-    lines += [f"{name}  (in a cycle)" for name in names if name not in shown]
-    return lines
+            exposures = pipeline_exposures(pipeline.steps)
+            typer.echo(describe(pipeline.dump()))
+            typer.echo("\n" + "\n".join(render_exposures(exposures, [])))
 
 
 # -- run ----------------------------------------------------------------------------------------
@@ -896,5 +791,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def main() -> None:
-    """The console script ``synthflow``."""
-    app(prog_name="synthflow")
+    """The command line (``synthflow.console.main`` is the console script: it answers
+    ``pipeline info --config`` before this module, and typer, are imported)."""
+    from synthflow.console import main as console_main
+
+    console_main()

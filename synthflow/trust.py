@@ -23,11 +23,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING
 
 from synthflow.audit import DataAccess, Endpoint, Exposure, ForeignCode, host_of, pipeline_exposures
 from synthflow.errors import UntrustedPipelineError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,12 @@ class LoadedTrust:
     @classmethod
     def record(cls, steps: Mapping[str, BaseModel], source: str) -> LoadedTrust:
         """The trust state of a pipeline just loaded from ``source``: nothing allowed yet."""
-        found = pipeline_exposures(steps)
+        return cls.of_exposures(pipeline_exposures(steps), source)
+
+    @classmethod
+    def of_exposures(cls, found: Iterable[Exposure], source: str) -> LoadedTrust:
+        """The same, from what the loaded pipeline reaches (``synthflow.audit``)."""
+        found = list(found)
         urls = {e.setting for e in found if isinstance(e, Endpoint) and e.setting is not None}
         data = {e.target for e in found if isinstance(e, DataAccess)}
         return cls(source, frozenset(urls), frozenset(data))
@@ -70,8 +77,12 @@ class LoadedTrust:
     def problems(self, steps: Mapping[str, BaseModel], reads_only: bool = False) -> list[str]:
         """One line per thing the pipeline would do that needs the user's permission
         (``reads_only``: the paths it would read)."""
+        return self.problems_in(pipeline_exposures(steps), reads_only)
+
+    def problems_in(self, found: Iterable[Exposure], reads_only: bool = False) -> list[str]:
+        """The same, from what the pipeline reaches (``synthflow.audit``)."""
         out: list[str] = []
-        for item in pipeline_exposures(steps):
+        for item in found:
             if reads_only and not isinstance(item, DataAccess):
                 continue
             problem = self._problem(item)

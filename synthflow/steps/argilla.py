@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, SecretStr
 
-from synthflow.audit import Endpoint, Exposure
+from synthflow.audit import Exposure
+from synthflow.exposure_rules import argilla_exposures
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps._rows import column
 from synthflow.steps.base import Executor, Row, Step, StepInput
@@ -79,21 +80,8 @@ class _ArgillaStep(Step):
     # -- lifecycle -----------------------------------------------------------------------------
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        env_value = os.environ.get("ARGILLA_API_KEY")
         key = self.api_key.get_secret_value() if self.api_key is not None else None
-        key_env = "ARGILLA_API_KEY" if key and key == env_value else None
-        if key_env is None and self.api_url and "hf.space" in self.api_url:
-            key_env = "HF_TOKEN" if os.environ.get("HF_TOKEN") else None  # see load()
-        yield Endpoint(
-            where=where,
-            provider="argilla",
-            url=self.api_url or "",
-            setting=self.api_url,
-            key_env=key_env,
-            key_given=key is not None and key_env is None,
-            key_envs=("ARGILLA_API_KEY",),
-            url_env="ARGILLA_API_URL",
-        )
+        return argilla_exposures(where, {"api_url": self.api_url, "api_key": key}, {})
 
     def load(self) -> None:
         super().load()

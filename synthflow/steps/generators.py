@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import Field, PrivateAttr, field_validator
 
-from synthflow.audit import DataAccess, Exposure, targets
+from synthflow.audit import Exposure
 from synthflow.errors import PipelineValidationError
+from synthflow.exposure_rules import data_files_reads, hub_dataset_reads
 from synthflow.runtime_parameters import GIVEN_LATER, RuntimeParameter
 from synthflow.steps.base import Executor, GeneratorStep, Row
 from synthflow.steps.resources import StepResources
@@ -154,11 +154,7 @@ class LoadDataFromHub(_StreamedDataset):
     )
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        if not isinstance(self.repo_id, str):
-            return  # given later, as a runtime parameter
-        # datasets reads a local directory named as the repo id: that is a local path.
-        local = self.repo_id.startswith(("/", ".", "~")) or os.path.exists(self.repo_id)
-        yield DataAccess(where, self.repo_id if local else f"hf://datasets/{self.repo_id}", "reads")
+        return hub_dataset_reads(where, {"repo_id": self.repo_id}, {})
 
     def _open(self) -> Any:
         from datasets import load_dataset
@@ -205,8 +201,7 @@ class LoadDataFromFileSystem(_StreamedDataset):
     )
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        for target in targets(self.data_files):
-            yield DataAccess(where, target, "reads")
+        return data_files_reads(where, {"data_files": self.data_files}, {})
 
     def _open(self) -> Any:
         from datasets import load_dataset

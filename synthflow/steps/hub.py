@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from synthflow.audit import DataAccess, Exposure
+from synthflow.audit import Exposure
+from synthflow.exposure_rules import hub_push_writes
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import GlobalStep, Row
 
@@ -48,8 +49,7 @@ class PushToHub(GlobalStep):
     )
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        if isinstance(self.repo_id, str):  # else given later, as a runtime parameter
-            yield DataAccess(where, f"hf://datasets/{self.repo_id}", "writes")
+        return hub_push_writes(where, {"repo_id": self.repo_id}, {})
 
     def load(self) -> None:
         super().load()

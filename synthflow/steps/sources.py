@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from synthflow.audit import DataAccess, Exposure
+from synthflow.audit import Exposure
+from synthflow.exposure_rules import saved_dataset_reads
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import GeneratorStep, Row
 from synthflow.steps.generators import _StreamedDataset, columns_of
@@ -71,8 +72,7 @@ class LoadDataFromDisk(_StreamedDataset):
         return f"saved dataset {self.dataset_path!r}{subset}{split}"
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        if isinstance(self.dataset_path, str):  # else given later, as a runtime parameter
-            yield DataAccess(where, self.dataset_path, "reads")
+        return saved_dataset_reads(where, {"dataset_path": self.dataset_path}, {})
 
     def _open(self) -> Any:
         path = self.dataset_path

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import anyio
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
-from synthflow.audit import Endpoint, Exposure, env_key, host_of
+from synthflow.audit import Exposure, host_of
 from synthflow.errors import (
     FATAL_STATUSES,
     LLMConnectionError,
@@ -37,6 +37,7 @@ from synthflow.errors import (
     LLMStatusError,
     first_error,
 )
+from synthflow.exposure_rules import api_endpoint, resolved_url
 from synthflow.models.callpath._http import HTTPClient, JSONResponse, transport_name
 from synthflow.models.callpath.answers import AnswerPool, empty_answer_error, samples
 from synthflow.models.callpath.limiter import EndpointLimiter, endpoint_key, get_limiter
@@ -61,6 +62,8 @@ class APILLM(StructuredOutputLLM):
     api_key_envs: ClassVar[tuple[str, ...]] = ()
     """Every variable the key is read from, in order, when it is more than ``api_key_env``."""
     base_url_env: ClassVar[str | None] = None
+    endpoint_form: ClassVar[str] = "as_given"
+    """How the server takes the URL: ``synthflow.exposure_rules.URL_FORMS``."""
     supports_n: ClassVar[bool] = False
     """The API returns several completions per request (OpenAI's ``n``)."""
     passthrough_generation_kwarg: ClassVar[str | None] = "extra_body"
@@ -164,8 +167,9 @@ class APILLM(StructuredOutputLLM):
 
     @property
     def endpoint(self) -> str:
-        env = os.environ.get(self.base_url_env) if self.base_url_env else None
-        return (self.base_url or env or self.default_base_url).rstrip("/")
+        return resolved_url(
+            self.base_url, self.base_url_env, self.default_base_url, self.endpoint_form
+        )
 
     def resolved_api_key(self) -> str | None:
         if self.api_key is not None:
@@ -183,18 +187,14 @@ class APILLM(StructuredOutputLLM):
         return (host_of(self.default_base_url),) if self.default_base_url else ()
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        names = self.key_env_names()
-        yield Endpoint(
-            where=where,
-            provider=self.provider,
-            url=self.endpoint,
-            setting=self.base_url,
-            key_env=env_key(names, self.api_key),
-            key_given=self.api_key is not None,
-            key_envs=names,
-            own_hosts=self.provider_hosts(),
-            url_env=self.base_url_env,
-        )
+        facts = {
+            "provider": self.provider,
+            "base_url_env": self.base_url_env,
+            "key_envs": self.key_env_names(),
+            "own_hosts": self.provider_hosts(),
+        }
+        values = {"base_url": self.base_url, "api_key": self.api_key}
+        yield api_endpoint(where, values, facts, url=self.endpoint)
 
     def load(self) -> None:
         if not self.endpoint:

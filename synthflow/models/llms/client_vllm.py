@@ -8,7 +8,6 @@ pre-query template (``synthflow.models.llms.magpie``). Both take the API clients
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any, ClassVar
 
 import orjson
@@ -47,6 +46,7 @@ class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     default_base_url: ClassVar[str] = "http://localhost:8000/v1"
     api_key_env: ClassVar[str | None] = None
     base_url_env: ClassVar[str | None] = None
+    endpoint_form: ClassVar[str] = "openai_routes"
 
     model: str = Field(
         default="", description="The served model; the server's first model when unset."
@@ -70,12 +70,6 @@ class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     @property
     def model_name(self) -> str:
         return self.model or self._served_model or self.endpoint
-
-    @property
-    def endpoint(self) -> str:
-        # The OpenAI routes live under /v1; distilabel's docs also show the bare server URL.
-        base = super().endpoint
-        return f"{base}/v1" if urllib.parse.urlsplit(base).path in ("", "/") else base
 
     def load(self) -> None:
         super().load()

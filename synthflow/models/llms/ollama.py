@@ -16,12 +16,12 @@ set ``num_ctx`` for long inputs.
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar, TypedDict
 
 from pydantic import Field
 
 from synthflow.errors import LLMError
+from synthflow.exposure_rules import OLLAMA_PORT
 from synthflow.models.llms.api import APILLM, Payload
 from synthflow.models.llms.base import (
     ChatMessage,
@@ -36,7 +36,7 @@ from synthflow.models.llms.magpie import MagpieSettings
 
 _OPTION_NAMES = {"max_new_tokens": "num_predict", "max_tokens": "num_predict"}
 _TOP_LEVEL = frozenset({"keep_alive", "think", "format", "logprobs", "top_logprobs"})
-DEFAULT_PORT = 11434
+DEFAULT_PORT = OLLAMA_PORT
 
 
 class OllamaGenerationKwargs(TypedDict, total=False):
@@ -98,6 +98,7 @@ class OllamaLLM(APILLM, MagpieSettings):
     provider: ClassVar[str] = "ollama"
     default_base_url: ClassVar[str] = f"http://localhost:{DEFAULT_PORT}"
     base_url_env: ClassVar[str | None] = "OLLAMA_HOST"
+    endpoint_form: ClassVar[str] = "ollama_host"  # a bare host, or host:port, as Ollama's own
 
     field_aliases: ClassVar[dict[str, str]] = {"host": "base_url"}
     generation_kwargs_spec: ClassVar[type | None] = OllamaGenerationKwargs
@@ -112,15 +113,6 @@ class OllamaLLM(APILLM, MagpieSettings):
         description="Grow concurrency only while latency stays flat (Ollama queues instead of "
         "answering 429).",
     )
-
-    @property
-    def endpoint(self) -> str:
-        raw = (self.base_url or os.environ.get("OLLAMA_HOST") or self.default_base_url).strip()
-        raw = raw.rstrip("/")
-        if "://" in raw:
-            return raw
-        host = raw.rsplit("]", 1)[-1]  # an IPv6 address has colons of its own
-        return f"http://{raw}" if ":" in host else f"http://{raw}:{DEFAULT_PORT}"
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}

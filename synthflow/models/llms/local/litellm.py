@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypedDict
 import anyio
 from pydantic import Field, SecretStr
 
-from synthflow.audit import Endpoint, Exposure, env_key
+from synthflow.audit import Exposure
 from synthflow.errors import (
     LLMConnectionError,
     LLMError,
@@ -21,6 +21,7 @@ from synthflow.errors import (
     LLMStatusError,
     LLMTimeoutError,
 )
+from synthflow.exposure_rules import litellm_exposures
 from synthflow.models.callpath.answers import require_answers
 from synthflow.models.llms.base import LLM, CacheIdentity, ChatType, GenerateOutput, NoAnswer, Usage
 from synthflow.models.llms.generation_kwargs import Stop
@@ -108,19 +109,8 @@ class LiteLLM(LLM):
         )
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        # LiteLLM reads the provider's key from its variable (OPENAI_API_KEY for "openai/...")
-        # and sends it to api_base when one is set.
-        provider = self.model.split("/", 1)[0] if "/" in self.model else "openai"
-        names = (f"{provider.upper()}_API_KEY",)
-        yield Endpoint(
-            where=where,
-            provider=f"litellm ({provider})",
-            url=self.api_base or "",  # else the provider's own, which LiteLLM knows
-            setting=self.api_base,
-            key_env=env_key(names, self.api_key),
-            key_given=self.api_key is not None,
-            key_envs=names,
-        )
+        values = {"model": self.model, "api_base": self.api_base, "api_key": self.api_key}
+        return litellm_exposures(where, values, {})
 
     def load(self) -> None:
         _import_litellm()  # fail before the first row, not on it

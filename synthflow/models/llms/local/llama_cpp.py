@@ -12,8 +12,9 @@ from typing import Any, ClassVar, TypedDict
 
 from pydantic import Field
 
-from synthflow.audit import DataAccess, Exposure
+from synthflow.audit import Exposure
 from synthflow.errors import LLMError
+from synthflow.exposure_rules import model_file_loads
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.generation_kwargs import Stop
 from synthflow.models.llms.local.base import (
@@ -118,8 +119,7 @@ class LlamaCppLLM(LocalLLM, MagpieSettings):
         return {**kwargs, **self.model_kwargs}
 
     def exposures(self, where: str) -> Iterator[Exposure]:
-        if isinstance(self.model_path, str):
-            yield DataAccess(where, self.model_path, "loads")
+        return model_file_loads(where, {"model_path": self.model_path}, {})
 
     def load(self) -> None:
         if self.loaded:
