@@ -1,0 +1,238 @@
+"""Serving a local-model step over HTTP for a Ray run, without Ray: what a step's server is
+started with, what its client sends, what is refused, and the server process's lifecycle
+(a stand-in OpenAI-compatible server, ``tests.servers.openai_server``, in a real process)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from synthflow.distributed.model_servers import ModelServer
+from synthflow.distributed.serving import (
+    ModelServerSettings,
+    ServedStep,
+    served_plan,
+    served_steps,
+    vllm_request_kwargs,
+)
+from synthflow.errors import ModelServerError, PipelineValidationError
+from synthflow.models import ClientvLLM
+from synthflow.models.llms.local.vllm import vLLM
+from synthflow.pipeline._validate import Plan
+from synthflow.steps import StepResources
+from synthflow.steps.tasks import MagpieGenerator, TextGeneration
+
+ROOT = Path(__file__).resolve().parents[1]
+STAND_IN = (
+    "{python}",
+    "-m",
+    "tests.servers.openai_server",
+    "--model",
+    "{model}",
+    "--host",
+    "{host}",
+    "--port",
+    "{port}",
+)
+
+
+def served(llm: vLLM, **step: object) -> ServedStep:
+    task = TextGeneration(name="gen", llm=llm, **step)  # type: ignore[arg-type]
+    return served_steps({"gen": task})["gen"]
+
+
+def test_a_vllm_step_is_served_with_its_engine_settings_as_server_flags() -> None:
+    llm = vLLM(
+        model="org/m",
+        revision="abc",
+        dtype="bfloat16",
+        trust_remote_code=True,
+        tensor_parallel_size=2,
+        max_model_len=4096,
+        chat_template="{{ messages }}",
+        engine_kwargs={"enforce_eager": True, "max_num_seqs": 64, "limit_mm_per_prompt": {"x": 1}},
+    )
+    entry = served(llm, resources=StepResources(replicas=3))
+    argv = entry.command(ModelServerSettings().command, "10.0.0.5", 8123)
+    assert argv[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[3:11] == [
+        "--model",
+        "org/m",
+        "--tensor-parallel-size",
+        "2",
+        "--host",
+        "10.0.0.5",
+        "--port",
+        "8123",
+    ]
+    flags = argv[11:]
+    pairs = {flag: flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag.startswith("--")}
+    assert pairs["--revision"] == "abc"
+    assert pairs["--dtype"] == "bfloat16"
+    assert pairs["--max-model-len"] == "4096"
+    assert pairs["--gpu-memory-utilization"] == "0.9"
+    assert pairs["--chat-template"] == "{{ messages }}"
+    assert pairs["--max-num-seqs"] == "64"
+    assert pairs["--limit-mm-per-prompt"] == '{"x": 1}'
+    assert "--trust-remote-code" in flags and "--enforce-eager" in flags
+    assert "--quantization" not in flags  # None: the server's default
+    assert (entry.replicas, entry.tensor_parallel_size) == (3, 2)
+    client = entry.client_at("http://10.0.0.5:8123")
+    assert client.base_url == "http://10.0.0.5:8123/v1"
+    assert client.model_name == llm.model_name == "org/m"
+    assert client.max_concurrency == llm.max_batch_size
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ({}, {"max_new_tokens": 512}),
+        ({"max_tokens": 40, "temperature": 0.7}, {"max_new_tokens": 40, "temperature": 0.7}),
+        ({"max_new_tokens": 9, "do_sample": False}, {"max_new_tokens": 9, "temperature": 0.0}),
+        ({"stop": "###", "seed": 3}, {"max_new_tokens": 512, "stop": ["###"], "seed": 3}),
+        (
+            {"top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1, "echo": True, "logprobs": 2},
+            {
+                "max_new_tokens": 512,
+                "extra_body": {"top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1},
+            },
+        ),
+        (
+            {"extra_sampling_params": {"min_tokens": 4, "best_of": 2}, "top_p": 0.9},
+            {"max_new_tokens": 512, "top_p": 0.9, "extra_body": {"min_tokens": 4, "best_of": 2}},
+        ),
+    ],
+)
+def test_generation_kwargs_become_the_servers_request_fields(
+    given: dict[str, object], sent: dict[str, object]
+) -> None:
+    assert vllm_request_kwargs("gen", given) == sent
+    # The client takes them as they are (checked against its own spec).
+    assert ClientvLLM(model="m", generation_kwargs=sent).generation_kwargs == sent
+
+
+def test_what_a_server_cant_take_is_refused_in_one_line_naming_the_step() -> None:
+    with pytest.raises(PipelineValidationError, match="step 'gen': logits_processors") as e:
+        served(vLLM(model="m", generation_kwargs={"logits_processors": [print]}))
+    assert "\n" not in str(e.value)
+    with pytest.raises(PipelineValidationError, match=r"step 'gen': resources\.gpus=1"):
+        served(vLLM(model="m", tensor_parallel_size=2), resources=StepResources(gpus=1))
+    magpie = vLLM(model="m", magpie_pre_query_template="llama3", chat_template="x")
+    with pytest.raises(PipelineValidationError, match="step 'magpie': Magpie with a custom"):
+        served_steps({"magpie": MagpieGenerator(name="magpie", llm=magpie, num_rows=1)})
+
+
+def test_magpie_and_structured_output_map_onto_the_client() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    llm = vLLM(model="m", magpie_pre_query_template="qwen2", structured_output=schema)
+    client = served(llm).client_at("http://h:1")
+    assert client.structured_output == schema
+    assert client.pre_query_template() == llm.pre_query_template()
+    assert client.user_turn_problem() is None
+
+
+def test_served_plan_spreads_shards_over_the_replicas_and_leaves_other_steps() -> None:
+    task = TextGeneration(name="gen", llm=vLLM(model="m"), executor="process")
+    other = TextGeneration(name="api", llm=ClientvLLM(model="x", base_url="http://x"))
+    plan = Plan({"gen": task, "api": other}, {"gen": [], "api": []}, {"gen": [], "api": []})
+    entry = served_steps(plan.steps)
+    assert list(entry) == ["gen"]
+    urls = {"gen": ["http://a:1", "http://b:2"]}
+    bases = [served_plan(plan, entry, urls, shard).steps["gen"].llm.base_url for shard in range(3)]
+    assert bases == ["http://a:1/v1", "http://b:2/v1", "http://a:1/v1"]
+    copy = served_plan(plan, entry, urls, 0)
+    assert copy.steps["gen"].executor == "loop"
+    assert copy.steps["api"] is other
+    assert plan.steps["gen"].llm.model == "m" and isinstance(plan.steps["gen"].llm, vLLM)
+
+
+@pytest.fixture
+def on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie still answers signal 0: it is dead once its state says so.
+        status = Path(f"/proc/{pid}/stat")
+        if status.exists() and status.read_text().split(")")[-1].split()[0] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.timeout(60)
+def test_a_server_answers_then_stops_with_its_process(on_path: None, tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    server = ModelServer("gen")
+    url = server.start(served(vLLM(model="m")), (*STAND_IN, "--record", str(record)), 30)
+    pid = server.pid()
+    assert pid is not None and url.startswith("http://127.0.0.1:")
+    start = orjson.loads(record.read_bytes().splitlines()[0])
+    assert start["event"] == "start" and start["pid"] == pid
+    assert "--gpu-memory-utilization" in start["argv"]  # the model's flags reached it
+    server.stop()
+    assert gone(pid)
+    server.stop()  # twice is fine
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_dies_at_start_says_so_with_its_last_lines(on_path: None) -> None:
+    crash = (
+        "{python}",
+        "-c",
+        "import sys; print('loading {model}'); "
+        "print('RuntimeError: CUDA out of memory', file=sys.stderr); sys.exit(3)",
+    )
+    with pytest.raises(ModelServerError) as e:
+        ModelServer("gen").start(served(vLLM(model="m")), crash, 30)
+    message = str(e.value)
+    assert "\n" not in message
+    assert "step 'gen' exited with code 3" in message
+    assert "loading m | RuntimeError: CUDA out of memory" in message
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_never_answers_is_stopped_at_the_timeout(on_path: None) -> None:
+    hang = ("{python}", "-c", "import time; print('still loading', flush=True); time.sleep(60)")
+    server = ModelServer("gen")
+    started = time.monotonic()
+    with pytest.raises(ModelServerError, match=r"within 1s .*still loading"):
+        server.start(served(vLLM(model="m")), hang, 1.0)
+    assert time.monotonic() - started < 10
+    pid = server.pid()
+    assert pid is not None and gone(pid)
+
+
+@pytest.mark.timeout(60)
+def test_a_server_dies_with_the_process_that_started_it(on_path: None, tmp_path: Path) -> None:
+    # The actor killed outright: its server must not be left running.
+    record = tmp_path / "record.jsonl"
+    script = (
+        "import sys, time\n"
+        "from synthflow.distributed.model_servers import ModelServer\n"
+        "from tests.test_model_servers import served, STAND_IN, vLLM\n"
+        f"command = (*STAND_IN, '--record', {str(record)!r})\n"
+        "ModelServer('gen').start(served(vLLM(model='m')), command, 30)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT, text=True
+    ) as parent:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "up"
+        pid = orjson.loads(record.read_bytes().splitlines()[0])["pid"]
+        parent.send_signal(signal.SIGKILL)
+    assert gone(pid)
