@@ -153,11 +153,6 @@ def test_served_plan_spreads_shards_over_the_replicas_and_leaves_other_steps() -
     assert plan.steps["gen"].llm.model == "m" and isinstance(plan.steps["gen"].llm, vLLM)
 
 
-@pytest.fixture
-def on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-
-
 def gone(pid: int, within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -174,7 +169,7 @@ def gone(pid: int, within: float = 10.0) -> bool:
 
 
 @pytest.mark.timeout(60)
-def test_a_server_answers_then_stops_with_its_process(on_path: None, tmp_path: Path) -> None:
+def test_a_server_answers_then_stops_with_its_process(tests_on_path: None, tmp_path: Path) -> None:
     record = tmp_path / "record.jsonl"
     server = ModelServer("gen")
     url = server.start(served(vLLM(model="m")), (*STAND_IN, "--record", str(record)), 30)
@@ -189,7 +184,7 @@ def test_a_server_answers_then_stops_with_its_process(on_path: None, tmp_path: P
 
 
 @pytest.mark.timeout(60)
-def test_a_server_that_dies_at_start_says_so_with_its_last_lines(on_path: None) -> None:
+def test_a_server_that_dies_at_start_says_so_with_its_last_lines(tests_on_path: None) -> None:
     crash = (
         "{python}",
         "-c",
@@ -205,7 +200,7 @@ def test_a_server_that_dies_at_start_says_so_with_its_last_lines(on_path: None) 
 
 
 @pytest.mark.timeout(60)
-def test_a_server_that_never_answers_is_stopped_at_the_timeout(on_path: None) -> None:
+def test_a_server_that_never_answers_is_stopped_at_the_timeout(tests_on_path: None) -> None:
     hang = ("{python}", "-c", "import time; print('still loading', flush=True); time.sleep(60)")
     server = ModelServer("gen")
     started = time.monotonic()
@@ -217,7 +212,9 @@ def test_a_server_that_never_answers_is_stopped_at_the_timeout(on_path: None) ->
 
 
 @pytest.mark.timeout(60)
-def test_a_server_dies_with_the_process_that_started_it(on_path: None, tmp_path: Path) -> None:
+def test_a_server_dies_with_the_process_that_started_it(
+    tests_on_path: None, tmp_path: Path
+) -> None:
     # The actor killed outright: its server must not be left running.
     record = tmp_path / "record.jsonl"
     script = (

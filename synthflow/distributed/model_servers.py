@@ -292,11 +292,14 @@ def _actor_resources(bundle: Mapping[str, float]) -> dict[str, Any]:
 
 
 def _node_host() -> str:
-    """The address other nodes reach this one at (127.0.0.1 outside Ray)."""
+    """The address other nodes reach this one at, as the cluster knows it (127.0.0.1 outside
+    Ray). Not ``ray.util.get_node_ip_address()``: that is the address of the default route,
+    which a node started with another ``--node-ip-address`` doesn't listen on."""
     ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        return str(ray.util.get_node_ip_address())
-    return "127.0.0.1"
+    if ray is None or not ray.is_initialized():
+        return "127.0.0.1"
+    here = ray.get_runtime_context().get_node_id()
+    return next(str(n["NodeManagerAddress"]) for n in ray.nodes() if n["NodeID"] == here)
 
 
 def _own_gpus() -> list[str]:

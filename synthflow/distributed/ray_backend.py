@@ -198,13 +198,20 @@ def _run_sharded(
     _prepare(run_dir, count, block)
     shards = [Shard(i, count, block) for i in range(count)]
     workers = [shard.directory_name for shard in shards]
+    # The workers each endpoint expects: all of them, but a served step's replica only those
+    # of the shards that call it.
+    callers = {
+        key: [w for w, plan in zip(workers, plans, strict=True) if key in _endpoint_keys(plan)]
+        for key in budgets
+    }
     keepers = {
         # Restarted if it dies (its node lost): it starts over with every worker expected, and
         # the workers keep their last shares meanwhile.
         key: ray.remote(num_cpus=0, max_restarts=-1)(BudgetKeeper).remote(
-            budget, workers, LEASE_SECONDS
+            budget, callers[key], LEASE_SECONDS
         )
         for key, budget in budgets.items()
+        if callers[key]
     }
     # Once for every shard that runs the same plan: its sources may hold many rows.
     put: dict[int, Any] = {}
@@ -323,6 +330,11 @@ def _endpoint_budgets(steps: Mapping[str, _Step]) -> dict[str, EndpointBudget]:
         if budget.limited:
             budgets.setdefault(key, budget)
     return budgets
+
+
+def _endpoint_keys(plan: Plan) -> set[str]:
+    keys = (_limiter_key(getattr(step, "llm", None)) for step in plan.steps.values())
+    return {key for key in keys if key is not None}
 
 
 def _llm_environment(steps: Mapping[str, _Step]) -> dict[str, str]:
