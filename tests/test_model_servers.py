@@ -88,6 +88,9 @@ def test_a_vllm_step_is_served_with_its_engine_settings_as_server_flags() -> Non
     assert client.base_url == "http://10.0.0.5:8123/v1"
     assert client.model_name == llm.model_name == "org/m"
     assert client.max_concurrency == llm.max_batch_size
+    # Answered as the local class would be: cached as its answers, whichever replica answers.
+    assert client.cache_identity() == llm.cache_identity()
+    assert entry.client_at("http://other:1").cache_identity() == llm.cache_identity()
 
 
 @pytest.mark.parametrize(

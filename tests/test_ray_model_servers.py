@@ -106,6 +106,13 @@ def test_a_served_vllm_step_makes_the_dataset_its_client_makes(
         assert gone(start["pid"])
     assert served.stats["generate"].rows_out == ROWS
 
+    # Run again, split otherwise, on new servers (new ports): every answer is in the cache.
+    record.unlink()
+    again = build(Pipeline("s", cache_dir=tmp_path / "ray"), llm, replicas=1)
+    rerun = again.ray(model_servers=stand_in(record)).run(shards=2, progress=False)
+    assert len(events(record, "start")) == 1 and events(record, "request") == []
+    assert rows_of(rerun) == rows_of(local)
+
 
 def test_a_server_that_fails_to_start_stops_the_run_before_any_shard(
     cluster: None, tests_on_path: None, tmp_path: Path

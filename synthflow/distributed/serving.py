@@ -21,9 +21,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from synthflow.errors import PipelineValidationError
+from synthflow.models.llms.base import CacheIdentity
+from synthflow.models.llms.client_vllm import ClientvLLM
 
 if TYPE_CHECKING:
-    from synthflow.models.llms.client_vllm import ClientvLLM
     from synthflow.models.llms.local.vllm import vLLM
     from synthflow.pipeline._validate import Plan
     from synthflow.steps.base import _Step
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "VLLM_SERVER_COMMAND",
     "ModelServerSettings",
+    "ServedClient",
     "ServedStep",
     "served_plan",
     "served_steps",
@@ -81,6 +83,18 @@ class ModelServerSettings:
             )
 
 
+class ServedClient(ClientvLLM):
+    """The client of a served step: ``ClientvLLM`` whose answers are cached as the local
+    class's would be (its ``cache_identity``), not by the replica's URL. A replica's port is
+    new every run and any replica gives the same answers, so a run resumed, split otherwise, or
+    run locally with the local class asks again for nothing it has."""
+
+    local_identity: CacheIdentity | None = None
+
+    def cache_identity(self) -> CacheIdentity:
+        return self.local_identity or super().cache_identity()
+
+
 @dataclass(frozen=True)
 class ServedStep:
     """One served step: what its servers run, and the client each shard calls them with."""
@@ -90,7 +104,7 @@ class ServedStep:
     tensor_parallel_size: int
     replicas: int
     flags: tuple[str, ...]
-    client: ClientvLLM
+    client: ServedClient
     """The client for the step; ``base_url`` is filled in per replica (``client_at``)."""
 
     def command(self, template: tuple[str, ...], host: str, port: int) -> list[str]:
@@ -104,7 +118,7 @@ class ServedStep:
         }
         return [part.format(**values) for part in template] + list(self.flags)
 
-    def client_at(self, url: str) -> ClientvLLM:
+    def client_at(self, url: str) -> ServedClient:
         """The client calling the replica at ``url`` (``http://host:port``)."""
         return self.client.model_copy(update={"base_url": f"{url.rstrip('/')}/v1"})
 
@@ -164,8 +178,6 @@ _DROPPED = ("echo", "logprobs", "prompt_logprobs")
 
 
 def _serve_vllm(name: str, step: Any, llm: vLLM) -> ServedStep:
-    from synthflow.models.llms.client_vllm import ClientvLLM
-
     gpus = step.resources.gpus
     if gpus is not None and gpus != llm.tensor_parallel_size:
         raise PipelineValidationError(
@@ -180,7 +192,8 @@ def _serve_vllm(name: str, step: Any, llm: vLLM) -> ServedStep:
             "(the client renders the user-turn prompt with the tokenizer's own template): "
             "drop chat_template or run with backend='local'"
         )
-    client = ClientvLLM(
+    client = ServedClient(
+        local_identity=llm.cache_identity(),
         model=llm.model,
         generation_kwargs=vllm_request_kwargs(name, llm.generation_kwargs),
         structured_output=llm.structured_output,
