@@ -595,7 +595,8 @@ class RayPipeline(Pipeline):
         requirements: list[str] | None = None,
         ray_head_node_url: str | None = None,
         ray_init_kwargs: Mapping[str, Any] | None = None,
+        model_servers: ModelServerSettings | None = None,
     ) -> None:
         super().__init__(name, description, cache_dir, enable_metadata)
         self.requirements = list(requirements or [])
-        self.ray(ray_head_node_url, ray_init_kwargs)
+        self.ray(ray_head_node_url, ray_init_kwargs, model_servers=model_servers)
