@@ -22,7 +22,7 @@ from synthflow.models import ClientvLLM
 from synthflow.models.llms.local.vllm import vLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts, StepResources
-from synthflow.steps.tasks import TextGeneration
+from synthflow.steps.tasks import MagpieGenerator, TextGeneration
 from tests.test_model_servers import STAND_IN, gone
 from tests.test_ray import Length, rows_of
 
@@ -112,6 +112,34 @@ def test_a_served_vllm_step_makes_the_dataset_its_client_makes(
     rerun = again.ray(model_servers=stand_in(record)).run(shards=2, progress=False)
     assert len(events(record, "start")) == 1 and events(record, "request") == []
     assert rows_of(rerun) == rows_of(local)
+
+
+def test_magpie_is_served_through_raw_completions(
+    cluster: None, tests_on_path: None, tmp_path: Path
+) -> None:
+    def magpie(pipeline: Pipeline, llm: Any) -> Pipeline:
+        with pipeline:
+            MagpieGenerator(name="magpie", llm=llm, num_rows=12, n_turns=1, batch_size=4)
+        return pipeline
+
+    record = tmp_path / "served.jsonl"
+    llm = vLLM(model="m", magpie_pre_query_template="llama3")
+    served = magpie(Pipeline("mp", cache_dir=tmp_path / "ray"), llm)
+    rows = rows_of(served.ray(model_servers=stand_in(record)).run(shards=2, progress=False))
+    fleet = start_model_servers(
+        ray, "local", served_steps({"g": TextGeneration(llm=llm)}), stand_in(tmp_path / "l")
+    )
+    try:
+        client = ClientvLLM(
+            model="m", base_url=f"{fleet.endpoints['g'][0]}/v1", magpie_pre_query_template="llama3"
+        )
+        local = rows_of(magpie(Pipeline("mp", cache_dir=tmp_path / "local"), client).run())
+    finally:
+        fleet.stop(ray)
+    assert rows == local and len(rows) == 12
+    assert rows[0]["instruction"].startswith("a question after a prompt of")
+    paths = Counter(r["path"] for r in events(record, "request"))
+    assert paths == {"/v1/completions": 12, "/v1/chat/completions": 12}
 
 
 def test_a_server_that_fails_to_start_stops_the_run_before_any_shard(

@@ -3,7 +3,8 @@
 ``python -m tests.servers.openai_server --model M --host H --port P [--record FILE]
 [--delay S] [vLLM's flags...]`` serves ``GET /v1/models`` (the one model ``M``) and
 ``POST /v1/chat/completions`` (``tests.servers.chat.completion``'s answers, after ``delay``
-seconds); a request for another model gets vLLM's 404. Flags it doesn't know (``--dtype``...)
+seconds) and ``POST /v1/completions`` (raw prompts, as Magpie sends: a text that says how long
+the prompt was); a request for another model gets vLLM's 404. Flags it doesn't know (``--dtype``...)
 are taken and ignored, as a model server started by ``synthflow.distributed.model_servers``
 is given them. With ``--record``, it appends one JSON line per event to ``FILE``: ``start``
 (its pid and argv) and ``request`` (the path, the body, and the requests in flight at its
@@ -68,6 +69,8 @@ def main(argv: list[str]) -> None:
             )
         try:
             time.sleep(args.delay)
+            if request.path.rstrip("/") == "/v1/completions":
+                return _raw_completion(body)
             return completion(request)
         finally:
             with recorder.lock:
@@ -76,6 +79,16 @@ def main(argv: list[str]) -> None:
     FakeAPI(handler, address=(args.host, args.port)).start()
     recorder.write({"event": "start", "pid": os.getpid(), "argv": argv})
     threading.Event().wait()  # serves until it is signalled
+
+
+def _raw_completion(body: dict[str, Any]) -> Reply:
+    text = f"a question after a prompt of {len(str(body.get('prompt')))} characters"
+    choices = [
+        {"index": i, "text": f"{text} ({i})", "finish_reason": "stop"}
+        for i in range(body.get("n", 1))
+    ]
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    return Reply(body={"object": "text_completion", "choices": choices, "usage": usage})
 
 
 if __name__ == "__main__":
