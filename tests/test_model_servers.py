@@ -13,6 +13,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from synthflow.distributed.model_servers import ModelServer
 from synthflow.distributed.serving import (
@@ -28,6 +30,7 @@ from synthflow.models.llms.local.vllm import vLLM
 from synthflow.pipeline._validate import Plan
 from synthflow.steps import StepResources
 from synthflow.steps.tasks import MagpieGenerator, TextGeneration
+from tests.test_local_vllm import install_vllm
 
 ROOT = Path(__file__).resolve().parents[1]
 STAND_IN = (
@@ -236,3 +239,50 @@ def test_a_server_dies_with_the_process_that_started_it(
         pid = orjson.loads(record.read_bytes().splitlines()[0])["pid"]
         parent.send_signal(signal.SIGKILL)
     assert gone(pid)
+
+
+_SAMPLING = {
+    "max_new_tokens": st.integers(1, 4096),
+    "max_tokens": st.integers(1, 4096),
+    "min_tokens": st.integers(0, 16),
+    "temperature": st.floats(0, 2),
+    "do_sample": st.booleans(),
+    "top_p": st.floats(0.01, 1),
+    "top_k": st.integers(-1, 100),
+    "min_p": st.floats(0, 1),
+    "presence_penalty": st.floats(-2, 2),
+    "frequency_penalty": st.floats(-2, 2),
+    "repetition_penalty": st.floats(0.5, 2),
+    "seed": st.integers(0, 2**31),
+    "stop": st.one_of(st.text(max_size=3), st.lists(st.text(max_size=3), max_size=3)),
+    "stop_token_ids": st.lists(st.integers(0, 50_000), max_size=3),
+    "include_stop_str_in_output": st.booleans(),
+    "ignore_eos": st.booleans(),
+    "skip_special_tokens": st.booleans(),
+    "logprobs": st.integers(0, 5),
+    "echo": st.booleans(),
+    "extra_sampling_params": st.dictionaries(
+        st.sampled_from(["top_k", "best_of", "max_tokens", "min_tokens", "truncate_prompt_tokens"]),
+        st.integers(1, 9),
+        max_size=2,
+    ),
+}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional=_SAMPLING))
+def test_the_servers_request_carries_what_the_local_engine_would_sample_with(
+    kwargs: dict[str, object],
+) -> None:
+    # The reference: the SamplingParams the in-process class builds (with a stand-in vllm
+    # module that records them). What the local class keeps no trace of (logprobs) is dropped.
+    with pytest.MonkeyPatch.context() as patch:
+        install_vllm(patch)
+        llm = vLLM(model="m", generation_kwargs=kwargs)
+        expected = dict(llm.sampling_params(1).kwargs)
+    expected.pop("n")
+    expected.pop("logprobs", None)
+    client = served(llm).client_at("http://h:1")
+    _, payload = client.prepared_request([{"role": "user", "content": "q"}], 1)
+    sent = {k: v for k, v in payload.items() if k not in ("model", "messages")}
+    assert sent == expected
