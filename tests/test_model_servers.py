@@ -60,10 +60,15 @@ def test_a_vllm_step_is_served_with_its_engine_settings_as_server_flags() -> Non
         tensor_parallel_size=2,
         max_model_len=4096,
         chat_template="{{ messages }}",
-        engine_kwargs={"enforce_eager": True, "max_num_seqs": 64, "limit_mm_per_prompt": {"x": 1}},
+        engine_kwargs={
+            "enforce_eager": True,
+            "enable_prefix_caching": False,
+            "max_num_seqs": 64,
+            "limit_mm_per_prompt": {"x": 1},
+        },
     )
     entry = served(llm, resources=StepResources(replicas=3))
-    argv = entry.command(ModelServerSettings().command, "10.0.0.5", 8123)
+    argv = entry.command(ModelServerSettings().command, "10.0.0.5", 8123, "/t/chat.jinja")
     assert argv[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
     assert argv[3:11] == [
         "--model",
@@ -81,11 +86,20 @@ def test_a_vllm_step_is_served_with_its_engine_settings_as_server_flags() -> Non
     assert pairs["--dtype"] == "bfloat16"
     assert pairs["--max-model-len"] == "4096"
     assert pairs["--gpu-memory-utilization"] == "0.9"
-    assert pairs["--chat-template"] == "{{ messages }}"
+    assert pairs["--chat-template"] == "/t/chat.jinja"
+    assert entry.chat_template == "{{ messages }}"
+    assert "--no-enable-prefix-caching" in flags  # asked for: not left to the default
     assert pairs["--max-num-seqs"] == "64"
     assert pairs["--limit-mm-per-prompt"] == '{"x": 1}'
     assert "--trust-remote-code" in flags and "--enforce-eager" in flags
     assert "--quantization" not in flags  # None: the server's default
+    assert served(vLLM(model="m")).command(("x",), "h", 1, None) == [
+        "x",
+        "--dtype",
+        "auto",
+        "--gpu-memory-utilization",
+        "0.9",
+    ]
     assert (entry.replicas, entry.tensor_parallel_size) == (3, 2)
     client = entry.client_at("http://10.0.0.5:8123")
     assert client.base_url == "http://10.0.0.5:8123/v1"
@@ -178,12 +192,16 @@ def gone(pid: int, within: float = 10.0) -> bool:
 def test_a_server_answers_then_stops_with_its_process(tests_on_path: None, tmp_path: Path) -> None:
     record = tmp_path / "record.jsonl"
     server = ModelServer("gen")
-    url = server.start(served(vLLM(model="m")), (*STAND_IN, "--record", str(record)), 30)
+    template = "{% for m in messages %}\\n{{ m['content'] }} — é{% endfor %}\n"
+    llm = vLLM(model="m", chat_template=template)
+    url = server.start(served(llm), (*STAND_IN, "--record", str(record)), 30)
     pid = server.pid()
     assert pid is not None and url.startswith("http://127.0.0.1:")
     start = orjson.loads(record.read_bytes().splitlines()[0])
     assert start["event"] == "start" and start["pid"] == pid
     assert "--gpu-memory-utilization" in start["argv"]  # the model's flags reached it
+    template_file = Path(start["argv"][start["argv"].index("--chat-template") + 1])
+    assert template_file.read_text(encoding="utf-8") == template  # as written, in a file
     server.stop()
     assert gone(pid)
     server.stop()  # twice is fine

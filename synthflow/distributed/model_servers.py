@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,7 +52,7 @@ class ModelServer:
     def __init__(self, step: str) -> None:
         self.step = step
         self._process: subprocess.Popen[bytes] | None = None
-        self._log: Path | None = None
+        self._files: Path | None = None  # its output, its chat template
         self._url = ""
         atexit.register(self.stop)  # an actor ended gracefully (``__ray_terminate__``)
 
@@ -65,14 +66,18 @@ class ModelServer:
         """Start the server and return its URL (``http://host:port``) once it answers."""
         host = _node_host()
         port = _free_port(host)
-        argv = served.command(tuple(command), host, port)
+        self._files = Path(tempfile.mkdtemp(prefix="synthflow-server-"))
+        template_file = None
+        if served.chat_template is not None:
+            written = self._files / "chat_template.jinja"
+            written.write_text(served.chat_template, encoding="utf-8")
+            template_file = str(written)
+        argv = served.command(tuple(command), host, port, template_file)
         env = dict(os.environ)
         gpus = [*_own_gpus(), *other_gpus]
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        fd, log = tempfile.mkstemp(prefix=f"synthflow-server-{self.step}-", suffix=".log")
-        self._log = Path(log)
-        with os.fdopen(fd, "wb") as output:
+        with (self._files / "output.log").open("wb") as output:
             self._process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -94,9 +99,9 @@ class ModelServer:
         process = self._process
         if process is not None:
             _stop_group(process)
-        if self._log is not None:
-            self._log.unlink(missing_ok=True)
-            self._log = None
+        if self._files is not None:
+            shutil.rmtree(self._files, ignore_errors=True)
+            self._files = None
 
     def _wait_until_ready(self, model: str, timeout: float) -> None:
         # A server loading a model has no event to wait on but its port: ask it, waiting on the
@@ -129,9 +134,10 @@ class ModelServer:
         )
 
     def _tail(self) -> str:
-        if self._log is None or not self._log.exists():
+        log_file = self._files / "output.log" if self._files is not None else None
+        if log_file is None or not log_file.exists():
             return ""
-        with self._log.open("rb") as log:
+        with log_file.open("rb") as log:
             log.seek(0, os.SEEK_END)
             log.seek(max(0, log.tell() - 16_384))
             text = log.read().decode("utf-8", "replace")

@@ -106,9 +106,15 @@ class ServedStep:
     flags: tuple[str, ...]
     client: ServedClient
     """The client for the step; ``base_url`` is filled in per replica (``client_at``)."""
+    chat_template: str | None = None
+    """A Jinja chat template replacing the tokenizer's; the server reads it from a file (vLLM
+    unescapes a template given inline, which changes backslashes and non-ASCII text)."""
 
-    def command(self, template: tuple[str, ...], host: str, port: int) -> list[str]:
-        """The server's argv for one replica listening on ``host:port``."""
+    def command(
+        self, template: tuple[str, ...], host: str, port: int, chat_template_file: str | None
+    ) -> list[str]:
+        """The server's argv for one replica listening on ``host:port``, reading the chat
+        template (if any) from ``chat_template_file``."""
         values = {
             "python": sys.executable,
             "model": self.model,
@@ -116,7 +122,10 @@ class ServedStep:
             "host": host,
             "port": port,
         }
-        return [part.format(**values) for part in template] + list(self.flags)
+        argv = [part.format(**values) for part in template] + list(self.flags)
+        if chat_template_file is not None:
+            argv += ["--chat-template", chat_template_file]
+        return argv
 
     def client_at(self, url: str) -> ServedClient:
         """The client calling the replica at ``url`` (``http://host:port``)."""
@@ -213,23 +222,26 @@ def _serve_vllm(name: str, step: Any, llm: vLLM) -> ServedStep:
         replicas=step.resources.replicas,
         flags=tuple(vllm_server_flags(llm)),
         client=client,
+        chat_template=llm.chat_template,
     )
 
 
 def vllm_server_flags(llm: vLLM) -> list[str]:
-    """The server flags for ``llm``'s engine settings (model and tensor parallelism aside):
-    what ``vLLM.engine_arguments()`` gives the offline engine, in the server's spelling."""
+    """The server flags for ``llm``'s engine settings (model, tensor parallelism and chat
+    template aside): what ``vLLM.engine_arguments()`` gives the offline engine, in the server's
+    spelling. A setting left at None or False is left to the server's default, but a False in
+    ``engine_kwargs`` was asked for: it is sent as ``--no-<name>`` (vLLM's negative flags)."""
     arguments = llm.engine_arguments()
     for key in ("model", "tensor_parallel_size"):
         arguments.pop(key, None)
-    if llm.chat_template is not None:
-        arguments["chat_template"] = llm.chat_template
     flags: list[str] = []
     for key, value in arguments.items():
-        if value is None or value is False:
-            continue
         flag = "--" + key.replace("_", "-")
-        if value is True:
+        if value is False and key in llm.engine_kwargs:
+            flags.append("--no-" + key.replace("_", "-"))
+        elif value is None or value is False:
+            continue
+        elif value is True:
             flags.append(flag)
         elif isinstance(value, dict | list):
             flags += [flag, json.dumps(value)]
