@@ -163,6 +163,18 @@ def test_a_server_that_fails_to_start_stops_the_run_before_any_shard(
     assert all(g["state"] == "REMOVED" for g in groups)  # the bundles were given back
 
 
+def test_a_cluster_without_room_for_the_bundles_says_what_was_asked(
+    cluster: None, tmp_path: Path
+) -> None:
+    settings = ModelServerSettings(placement_timeout=1)  # GPU bundles, on a CPU-only cluster
+    llm = vLLM(model="m", tensor_parallel_size=2)
+    pipeline = build(Pipeline("room", cache_dir=tmp_path), llm, replicas=2)
+    with pytest.raises(ModelServerError, match=r"no room .*'generate': 2 x 2 x \{'GPU': 1\}"):
+        pipeline.ray(model_servers=settings).run(shards=2, progress=False)
+    groups = ray.util.placement_group_table().values()
+    assert all(g["state"] == "REMOVED" for g in groups)
+
+
 def test_a_killed_server_actor_takes_its_server_process_with_it(
     cluster: None, tests_on_path: None, tmp_path: Path
 ) -> None:
