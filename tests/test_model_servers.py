@@ -223,6 +223,11 @@ def test_a_server_that_dies_at_start_says_so_with_its_last_lines(tests_on_path: 
     assert "loading m | RuntimeError: CUDA out of memory" in message
 
 
+def test_a_command_that_cant_run_is_a_one_line_error() -> None:
+    with pytest.raises(ModelServerError, match="step 'gen' can't start .*No such file"):
+        ModelServer("gen").start(served(vLLM(model="m")), ("/nonexistent/server",), 30)
+
+
 @pytest.mark.timeout(60)
 def test_a_server_that_never_answers_is_stopped_at_the_timeout(tests_on_path: None) -> None:
     hang = ("{python}", "-c", "import time; print('still loading', flush=True); time.sleep(60)")

@@ -78,17 +78,24 @@ class ModelServer:
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         with (self._files / "output.log").open("wb") as output:
-            self._process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,  # vLLM logs to stdout, Python tracebacks to stderr
-                env=env,
-                start_new_session=True,  # its own process group: stopped as a whole
-                preexec_fn=_die_with_parent(),
-            )
+            try:
+                self._process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,  # vLLM logs to stdout, tracebacks to stderr
+                    env=env,
+                    start_new_session=True,  # its own process group: stopped as a whole
+                    preexec_fn=_die_with_parent(),
+                )
+            except OSError as exc:
+                self.stop()
+                raise ModelServerError(
+                    f"the model server of step {self.step!r} can't start ({exc}); check "
+                    "ModelServerSettings.command"
+                ) from None
         self._url = f"http://{host}:{port}"
-        self._wait_until_ready(served.model, startup_timeout)
+        self._wait_until_ready(startup_timeout)
         return self._url
 
     def pid(self) -> int | None:
@@ -103,7 +110,7 @@ class ModelServer:
             shutil.rmtree(self._files, ignore_errors=True)
             self._files = None
 
-    def _wait_until_ready(self, model: str, timeout: float) -> None:
+    def _wait_until_ready(self, timeout: float) -> None:
         # A server loading a model has no event to wait on but its port: ask it, waiting on the
         # process in between (so a crash is seen at once), at growing intervals.
         assert self._process is not None

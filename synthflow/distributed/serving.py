@@ -157,7 +157,8 @@ def served_plan(
         urls = endpoints[name]
         client = served[name].client_at(urls[shard % len(urls)])
         # An HTTP client waits, it doesn't compute: the step runs on the event loop.
-        steps[name] = steps[name].model_copy(update={"llm": client, "executor": "loop"})
+        update = {"llm": client, "executor": "loop", "workers": 1}
+        steps[name] = steps[name].model_copy(update=update)
     return replace(plan, steps=steps) if names else plan
 
 
