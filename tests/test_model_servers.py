@@ -224,7 +224,7 @@ def test_a_server_that_dies_at_start_says_so_with_its_last_lines(tests_on_path: 
 
 
 def test_a_command_that_cant_run_is_a_one_line_error() -> None:
-    with pytest.raises(ModelServerError, match="step 'gen' can't start .*No such file"):
+    with pytest.raises(ModelServerError, match=r"step 'gen' can't start .*No such file"):
         ModelServer("gen").start(served(vLLM(model="m")), ("/nonexistent/server",), 30)
 
 
