@@ -94,7 +94,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         include_dashboard=False,
         log_to_driver=False,
         # Steps defined in tests pickle by reference to their module, imported as pytest did.
-        runtime_env={"env_vars": {"PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"}},
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}",
+                # A served model's tokenizer is looked for on the Hub: no network in tests.
+                "HF_HUB_OFFLINE": "1",
+            }
+        },
     )
     try:
         yield
@@ -108,3 +114,4 @@ def tests_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     ``python -m tests.servers....``)."""
     root = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("PYTHONPATH", f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -18,14 +18,17 @@ from hypothesis import strategies as st
 
 from synthflow.distributed.model_servers import ModelServer
 from synthflow.distributed.serving import (
+    PLAIN_CHAT_TEMPLATE,
     ModelServerSettings,
     ServedStep,
+    TokenizerSource,
     served_plan,
     served_steps,
     vllm_request_kwargs,
 )
 from synthflow.errors import ModelServerError, PipelineValidationError
 from synthflow.models import ClientvLLM
+from synthflow.models.llms.local.base import PLAIN_PROMPT_STOP, plain_prompt
 from synthflow.models.llms.local.vllm import vLLM
 from synthflow.pipeline._validate import Plan
 from synthflow.steps import StepResources
@@ -44,6 +47,11 @@ STAND_IN = (
     "--port",
     "{port}",
 )
+
+
+def templated() -> vLLM:
+    """A vLLM with a chat template of its own: its server never looks for the tokenizer's."""
+    return vLLM(model="m", chat_template="{{ messages }}")
 
 
 def served(llm: vLLM, **step: object) -> ServedStep:
@@ -194,9 +202,9 @@ def test_a_server_answers_then_stops_with_its_process(tests_on_path: None, tmp_p
     server = ModelServer("gen")
     template = "{% for m in messages %}\\n{{ m['content'] }} — é{% endfor %}\n"
     llm = vLLM(model="m", chat_template=template)
-    url = server.start(served(llm), (*STAND_IN, "--record", str(record)), 30)
+    url, plain = server.start(served(llm), (*STAND_IN, "--record", str(record)), 30)
     pid = server.pid()
-    assert pid is not None and url.startswith("http://127.0.0.1:")
+    assert pid is not None and url.startswith("http://127.0.0.1:") and not plain
     start = orjson.loads(record.read_bytes().splitlines()[0])
     assert start["event"] == "start" and start["pid"] == pid
     assert "--gpu-memory-utilization" in start["argv"]  # the model's flags reached it
@@ -205,6 +213,72 @@ def test_a_server_answers_then_stops_with_its_process(tests_on_path: None, tmp_p
     server.stop()
     assert gone(pid)
     server.stop()  # twice is fine
+
+
+@pytest.mark.parametrize(
+    ("files", "has"),
+    [
+        ({"tokenizer_config.json": "{}"}, False),
+        ({"tokenizer_config.json": '{"chat_template": "{{ x }}"}'}, True),
+        ({"tokenizer_config.json": "{}", "chat_template.jinja": "{{ x }}"}, True),
+        ({}, True),  # nothing to tell from: the server decides
+    ],
+)
+def test_whether_a_tokenizer_has_a_chat_template_is_read_from_its_files(
+    tmp_path: Path, files: dict[str, str], has: bool
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert TokenizerSource(str(tmp_path)).has_chat_template() is has
+
+
+def plain_messages() -> st.SearchStrategy[list[dict[str, object]]]:
+    text = st.text(max_size=20)
+    content = st.one_of(
+        text,
+        st.none(),
+        st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": text}), max_size=2),
+    )
+    role = st.sampled_from(["system", "user", "assistant", "tool", "uSER"])
+    message = st.fixed_dictionaries({"role": role, "content": content})
+    return st.lists(message, min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain_messages(), st.sampled_from([None, "", "<s>", "<|begin_of_text|>"]))
+def test_the_plain_chat_template_renders_the_local_classes_plain_prompt(
+    messages: list[dict[str, object]], bos: str | None
+) -> None:
+    # Rendered as transformers renders chat templates (trim_blocks, lstrip_blocks).
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    rendered = env.from_string(PLAIN_CHAT_TEMPLATE).render(
+        messages=messages, bos_token=bos, add_generation_prompt=True
+    )
+    assert rendered == (bos or "") + plain_prompt(messages)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(60)
+def test_a_tokenizer_without_a_chat_template_is_served_the_plain_one(
+    tests_on_path: None, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "tokenizer_config.json").write_text('{"bos_token": "<s>"}')
+    record = tmp_path / "record.jsonl"
+    entry = served(vLLM(model=str(model), generation_kwargs={"stop": "###"}))
+    server = ModelServer("gen")
+    try:
+        _, plain = server.start(entry, (*STAND_IN, "--record", str(record)), 30)
+        argv = orjson.loads(record.read_bytes().splitlines()[0])["argv"]
+        template = Path(argv[argv.index("--chat-template") + 1]).read_text(encoding="utf-8")
+    finally:
+        server.stop()
+    assert plain and template == PLAIN_CHAT_TEMPLATE
+    # The shards' client then stops where the local class's answers end under that template.
+    client = entry.with_plain_template().client_at("http://h:1")
+    assert client.generation_kwargs["stop"] == ["###", PLAIN_PROMPT_STOP]
 
 
 @pytest.mark.timeout(60)
@@ -216,7 +290,7 @@ def test_a_server_that_dies_at_start_says_so_with_its_last_lines(tests_on_path: 
         "print('RuntimeError: CUDA out of memory', file=sys.stderr); sys.exit(3)",
     )
     with pytest.raises(ModelServerError) as e:
-        ModelServer("gen").start(served(vLLM(model="m")), crash, 30)
+        ModelServer("gen").start(served(templated()), crash, 30)
     message = str(e.value)
     assert "\n" not in message
     assert "step 'gen' exited with code 3" in message
@@ -225,7 +299,7 @@ def test_a_server_that_dies_at_start_says_so_with_its_last_lines(tests_on_path: 
 
 def test_a_command_that_cant_run_is_a_one_line_error() -> None:
     with pytest.raises(ModelServerError, match=r"step 'gen' can't start .*No such file"):
-        ModelServer("gen").start(served(vLLM(model="m")), ("/nonexistent/server",), 30)
+        ModelServer("gen").start(served(templated()), ("/nonexistent/server",), 30)
 
 
 @pytest.mark.timeout(60)
@@ -234,7 +308,7 @@ def test_a_server_that_never_answers_is_stopped_at_the_timeout(tests_on_path: No
     server = ModelServer("gen")
     started = time.monotonic()
     with pytest.raises(ModelServerError, match=r"within 1s .*still loading"):
-        server.start(served(vLLM(model="m")), hang, 1.0)
+        server.start(served(templated()), hang, 1.0)
     assert time.monotonic() - started < 10
     pid = server.pid()
     assert pid is not None and gone(pid)
@@ -249,9 +323,9 @@ def test_a_server_dies_with_the_process_that_started_it(
     script = (
         "import sys, time\n"
         "from synthflow.distributed.model_servers import ModelServer\n"
-        "from tests.test_model_servers import served, STAND_IN, vLLM\n"
+        "from tests.test_model_servers import served, STAND_IN, templated\n"
         f"command = (*STAND_IN, '--record', {str(record)!r})\n"
-        "ModelServer('gen').start(served(vLLM(model='m')), command, 30)\n"
+        "ModelServer('gen').start(served(templated()), command, 30)\n"
         "print('up', flush=True)\n"
         "time.sleep(60)\n"
     )

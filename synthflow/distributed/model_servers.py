@@ -62,8 +62,13 @@ class ModelServer:
         command: Sequence[str],
         startup_timeout: float,
         other_gpus: Sequence[str] = (),
-    ) -> str:
-        """Start the server and return its URL (``http://host:port``) once it answers."""
+    ) -> tuple[str, bool]:
+        """Start the server; once it answers, return its URL (``http://host:port``) and
+        whether it serves ``PLAIN_CHAT_TEMPLATE`` (the tokenizer has no chat template, and the
+        local class would fall back to the plain one)."""
+        plain = served.tokenizer is not None and not served.tokenizer.has_chat_template()
+        if plain:
+            served = served.with_plain_template()
         host = _node_host()
         port = _free_port(host)
         self._files = Path(tempfile.mkdtemp(prefix="synthflow-server-"))
@@ -96,7 +101,7 @@ class ModelServer:
                 ) from None
         self._url = f"http://{host}:{port}"
         self._wait_until_ready(startup_timeout)
-        return self._url
+        return self._url, plain
 
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
@@ -244,7 +249,10 @@ def start_model_servers(
             for entry, server, gpus in replicas
         ]
         for entry, ref in starts:  # all start at once; the first failure is the one told
-            fleet.endpoints.setdefault(entry.step, []).append(_server_result(ray, ref))
+            url, plain = _server_result(ray, ref)
+            fleet.endpoints.setdefault(entry.step, []).append(url)
+            if plain:  # the shards' client stops where the plain template's answers end
+                fleet.served[entry.step] = entry.with_plain_template()
     except BaseException:
         fleet.stop(ray)
         raise
@@ -276,14 +284,14 @@ def _wait_for_room(
     )
 
 
-def _server_result(ray: ModuleType, ref: Any) -> str:
+def _server_result(ray: ModuleType, ref: Any) -> tuple[str, bool]:
     try:
-        url: str = ray.get(ref)
+        url, plain = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.as_instanceof_cause()
         message = cause.args[0] if cause.args else str(cause)
         raise ModelServerError(str(message)) from None
-    return url
+    return str(url), bool(plain)
 
 
 def _actor_resources(bundle: Mapping[str, float]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthflow.errors import PipelineValidationError
@@ -30,10 +31,12 @@ if TYPE_CHECKING:
     from synthflow.steps.base import _Step
 
 __all__ = [
+    "PLAIN_CHAT_TEMPLATE",
     "VLLM_SERVER_COMMAND",
     "ModelServerSettings",
     "ServedClient",
     "ServedStep",
+    "TokenizerSource",
     "served_plan",
     "served_steps",
 ]
@@ -52,6 +55,22 @@ VLLM_SERVER_COMMAND: tuple[str, ...] = (
     "{port}",
 )
 """vLLM's OpenAI-compatible server. The model's other settings follow as flags."""
+
+PLAIN_CHAT_TEMPLATE = (
+    "{{ bos_token | default('', true) }}"
+    "{% for m in messages %}"
+    "{{ m.role | default('user') | capitalize }}: "
+    "{% if m.content is string %}{{ m.content }}"
+    "{% elif m.content is iterable %}"
+    "{% for p in m.content %}{% if p is mapping %}{{ p.text | default('') }}{% endif %}{% endfor %}"
+    "{% endif %}"
+    "{{ '\\n\\n' }}"
+    "{% endfor %}"
+    "Assistant:"
+)
+"""The in-process classes' fallback for a tokenizer without a chat template (the beginning of
+text, then ``synthflow.models.llms.local.base.plain_prompt``), as a Jinja chat template for a
+server. One line, newlines as expressions: chat templates render with ``trim_blocks``."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,10 @@ class ServedStep:
     chat_template: str | None = None
     """A Jinja chat template replacing the tokenizer's; the server reads it from a file (vLLM
     unescapes a template given inline, which changes backslashes and non-ASCII text)."""
+    tokenizer: TokenizerSource | None = None
+    """Where the model's tokenizer is, when the local class falls back to the plain template
+    for one without a chat template: the server (on its node) checks, and serves
+    ``PLAIN_CHAT_TEMPLATE`` then."""
 
     def command(
         self, template: tuple[str, ...], host: str, port: int, chat_template_file: str | None
@@ -130,6 +153,50 @@ class ServedStep:
     def client_at(self, url: str) -> ServedClient:
         """The client calling the replica at ``url`` (``http://host:port``)."""
         return self.client.model_copy(update={"base_url": f"{url.rstrip('/')}/v1"})
+
+    def with_plain_template(self) -> ServedStep:
+        """This step as served with ``PLAIN_CHAT_TEMPLATE``: its answers end where the local
+        class's do under that template (``PLAIN_PROMPT_STOP`` added to the stop strings)."""
+        from synthflow.models.llms.local.base import PLAIN_PROMPT_STOP
+
+        kwargs = dict(self.client.generation_kwargs)
+        kwargs["stop"] = [*kwargs.get("stop", []), PLAIN_PROMPT_STOP]
+        client = self.client.model_copy(update={"generation_kwargs": kwargs})
+        return replace(self, client=client, chat_template=PLAIN_CHAT_TEMPLATE, tokenizer=None)
+
+
+@dataclass(frozen=True)
+class TokenizerSource:
+    """A model's tokenizer files, in a directory or on the Hub."""
+
+    name: str
+    revision: str | None = None
+
+    def has_chat_template(self) -> bool:
+        """Whether the tokenizer has a chat template, read from its files (a directory, or the
+        Hub through ``huggingface_hub``); True when it can't be told (the files unreachable):
+        the server then uses whatever it finds."""
+        config = self._read("tokenizer_config.json")
+        if config is None:
+            return True
+        if self._read("chat_template.jinja") or self._read("chat_template.json"):
+            return True
+        return bool(json.loads(config).get("chat_template"))
+
+    def _read(self, filename: str) -> str | None:
+        directory = Path(self.name)
+        if directory.is_dir():
+            path = directory / filename
+            return path.read_text(encoding="utf-8") if path.is_file() else None
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError:
+            return None
+        try:
+            found = hf_hub_download(self.name, filename, revision=self.revision)
+        except Exception:  # not there, or no way to know: the same to a caller
+            return None
+        return Path(found).read_text(encoding="utf-8")
 
 
 def served_steps(steps: Mapping[str, _Step]) -> dict[str, ServedStep]:
@@ -224,6 +291,9 @@ def _serve_vllm(name: str, step: Any, llm: vLLM) -> ServedStep:
         flags=tuple(vllm_server_flags(llm)),
         client=client,
         chat_template=llm.chat_template,
+        tokenizer=None
+        if llm.chat_template is not None
+        else TokenizerSource(llm.tokenizer or llm.model, llm.revision),
     )
 
 
