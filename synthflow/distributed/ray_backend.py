@@ -200,9 +200,9 @@ def _run_sharded(
     workers = [shard.directory_name for shard in shards]
     # The workers each endpoint expects: all of them, but a served step's replica only those
     # of the shards that call it.
+    keys_of = [_endpoint_keys(plan) for plan in plans]
     callers = {
-        key: [w for w, plan in zip(workers, plans, strict=True) if key in _endpoint_keys(plan)]
-        for key in budgets
+        key: [w for w, keys in zip(workers, keys_of, strict=True) if key in keys] for key in budgets
     }
     keepers = {
         # Restarted if it dies (its node lost): it starts over with every worker expected, and
