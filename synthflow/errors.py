@@ -11,6 +11,7 @@
      ├── OutputParseError          a task can't read its columns from an LLM answer (row failure)
      ├── DiskFullError             a write failed for lack of space; the run stops (resumable)
      ├── WorkerDiedError           a step's worker process died twice on one batch (row failure)
+     ├── ModelServerError          a Ray run's model server didn't start (its last output lines)
      ├── BatchesInProgress         offline batches are still running; the run ends, and running
      │                             it again collects them
      └── LLMError                  an LLM call failed for good (after retries)
@@ -167,6 +168,12 @@ class LLMSchemaError(LLMResponseError):
 class WorkerDiedError(SynthflowError):
     """A step's worker process died (killed, out of memory, a crash in native code) while it
     held a batch, and again once replaced: the batch's rows fail with this error."""
+
+
+class ModelServerError(SynthflowError):
+    """A model server of a Ray run (``synthflow.distributed.model_servers``) could not be
+    placed, exited before it answered, or didn't answer in time; the message ends with the
+    server's last lines of output."""
 
 
 class LLMBatchRequestError(LLMError):

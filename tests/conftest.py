@@ -81,3 +81,42 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A Ray cluster on this machine for a test module: every Ray process binds to 127.0.0.1
+    and keeps its files in a temporary directory of the module's own; ``ray.shutdown()`` stops
+    only what it started. Five logical CPUs: shards take one each, and so do the model servers
+    a test starts on CPU bundles."""
+    ray = pytest.importorskip("ray")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # else 127.0.0.1 is rewritten
+    root = Path(__file__).resolve().parents[1]
+    ray.init(
+        num_cpus=5,
+        _node_ip_address="127.0.0.1",
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        include_dashboard=False,
+        log_to_driver=False,
+        # Steps defined in tests pickle by reference to their module, imported as pytest did.
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}",
+                # A served model's tokenizer is looked for on the Hub: no network in tests.
+                "HF_HUB_OFFLINE": "1",
+            }
+        },
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def tests_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tests`` importable in the processes a test starts (stand-in servers run as
+    ``python -m tests.servers....``)."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

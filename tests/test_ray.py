@@ -1,8 +1,5 @@
-"""Pipelines sharded over a Ray cluster on this machine, against a loopback LLM server.
-
-Every Ray process binds to 127.0.0.1 and keeps its files in a temporary directory of the test's
-own; the cluster is stopped by ``ray.shutdown()``, which stops only what this test started.
-"""
+"""Pipelines sharded over a Ray cluster on this machine (the ``cluster`` fixture of
+``tests/conftest.py``), against a loopback LLM server."""
 
 from __future__ import annotations
 
@@ -10,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +21,6 @@ from tests.servers.chat import completion
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # else 127.0.0.1 is rewritten
-    temp = tmp_path_factory.mktemp("ray")
-    ray.init(
-        num_cpus=3,
-        _node_ip_address="127.0.0.1",
-        _temp_dir=str(temp),
-        include_dashboard=False,
-        log_to_driver=False,
-        # Steps defined here pickle by reference to this module, imported as pytest did.
-        runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}},
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 class InFlight:

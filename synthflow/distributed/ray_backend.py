@@ -11,6 +11,11 @@ One budget per endpoint: an actor per endpoint holds the limits set on the LLM
 (``max_concurrency``, ``requests_per_minute``, ``tokens_per_minute``) for the whole run, and
 every shard's limiter works under a leased share of them (``synthflow.distributed.budget``).
 
+A step whose LLM is a local model (``vLLM``) is served: its model-server replicas start before
+the first stage and stop when the run ends, and every shard's copy of the step calls one of
+them as an ordinary endpoint, with one budget per replica (``synthflow.distributed.serving``,
+``synthflow.distributed.model_servers``).
+
 Ray is imported only here, and only when a run asks for it.
 """
 
@@ -38,7 +43,8 @@ from synthflow.distributed.merge import (
     merge_stats,
     write_leaf,
 )
-from synthflow.distributed.stages import Stage, stages
+from synthflow.distributed.serving import ModelServerSettings, served_steps
+from synthflow.distributed.stages import stages
 from synthflow.pipeline._shards import Shard
 from synthflow.steps.base import GeneratorStep, _Step
 
@@ -87,6 +93,8 @@ class RayTarget:
     shards: int | None = None
     """How many parts the rows are split into; None: one per CPU of the cluster."""
     init_kwargs: Mapping[str, Any] | None = None
+    model_servers: ModelServerSettings | None = None
+    """How local-model steps are served (None: vLLM's server on GPU bundles)."""
 
 
 def run_on_ray(
@@ -100,6 +108,7 @@ def run_on_ray(
 ) -> Distiset:
     """Run ``pipeline`` sharded over a Ray cluster and return the Distiset one process would."""
     from synthflow.distiset import Distiset
+    from synthflow.distributed.model_servers import start_model_servers
     from synthflow.models.callpath.secrets import refresh as refresh_secrets
     from synthflow.pipeline._validate import plan
 
@@ -109,6 +118,7 @@ def run_on_ray(
         steps, edges, run_dir = pipeline._fed_by(dataset, run_dir, dataset_batch_size)
     # Every mistake named here, before any worker starts; a loaded pipeline's trust too.
     built = plan(steps, edges, parameters, routes=pipeline._routes, trust=pipeline._trust)
+    served = served_steps(built.steps)  # a local model's settings a server can't take: now
     refresh_secrets()  # the keys to keep out of what the run writes, as they are now
     if not ray.is_initialized():
         ray.init(address=target.address, **dict(target.init_kwargs or {}))
@@ -116,32 +126,48 @@ def run_on_ray(
     sources = [s for s in built.steps.values() if isinstance(s, GeneratorStep)]
     block = max((s.batch_size for s in sources), default=50)
     run_dir = run_dir / "ray"
-    budgets = _endpoint_budgets(built.steps)
     options = replace(options, pipeline_name=pipeline.name)
     shard_options = _options_per_shard(options, count)
 
+    servers = None
+    if served:
+        settings = target.model_servers or ModelServerSettings()
+        servers = start_model_servers(ray, pipeline.name, served, settings)
+    # A shard's plan: its served steps call their replica (one plan per shard, in order).
+    plans_of = servers.plans if servers is not None else _same_plan
+    budgets = {
+        key: budget
+        for shard_plan in plans_of(built, count)
+        for key, budget in _endpoint_budgets(shard_plan.steps).items()
+    }
     made: dict[str, Any] = {}
     stats: list[dict[str, StepStats]] = []
     stop_reason: str | None = None
-    for number, stage in enumerate(stages(built, made)):
-        where = run_dir / f"stage-{number}"
-        if stage.sharded:
-            results = _run_sharded(
-                ray, pipeline.name, stage, where, count, block, shard_options, budgets
-            )
-            for leaf in stage.plan.leaves:
-                made[leaf] = in_id_order([r.leaves.get(leaf) for r in results])
-            parts = [r.stats for r in results]
-            reasons = [r.stop_reason for r in results if r.stop_reason]
-        else:
-            output = _run_here(stage, where, options)
-            made.update(output.leaves)
-            parts, reasons = [output.stats], [output.stop_reason] if output.stop_reason else []
-        # A stage's sources stand for steps of earlier stages, counted there.
-        stats += [{n: s for n, s in part.items() if n not in stage.inputs} for part in parts]
-        if reasons:  # the budget ran out: what follows would only find it spent
-            stop_reason = reasons[0]
-            break
+    try:
+        for number, stage in enumerate(stages(built, made)):
+            where = run_dir / f"stage-{number}"
+            if stage.sharded:
+                shard_plans = plans_of(stage.plan, count)
+                results = _run_sharded(
+                    ray, pipeline.name, shard_plans, where, block, shard_options, budgets
+                )
+                for leaf in stage.plan.leaves:
+                    made[leaf] = in_id_order([r.leaves.get(leaf) for r in results])
+                parts = [r.stats for r in results]
+                reasons = [r.stop_reason for r in results if r.stop_reason]
+            else:
+                output = _run_here(plans_of(stage.plan, 1)[0], where, options)
+                made.update(output.leaves)
+                parts = [output.stats]
+                reasons = [output.stop_reason] if output.stop_reason else []
+            # A stage's sources stand for steps of earlier stages, counted there.
+            stats += [{n: s for n, s in part.items() if n not in stage.inputs} for part in parts]
+            if reasons:  # the budget ran out: what follows would only find it spent
+                stop_reason = reasons[0]
+                break
+    finally:
+        if servers is not None:
+            servers.stop(ray)
 
     files = {leaf: write_leaf(run_dir / "data" / leaf, [made.get(leaf)]) for leaf in built.leaves}
     failures = _join_failure_records(run_dir)
@@ -159,20 +185,31 @@ def run_on_ray(
     return distiset
 
 
+def _same_plan(plan: Plan, count: int) -> list[Plan]:
+    return [plan] * count
+
+
 def _run_sharded(
     ray: ModuleType,
     name: str,
-    stage: Stage,
+    plans: list[Plan],
     run_dir: Path,
-    count: int,
     block: int,
     options: RunOptions,
     budgets: dict[str, EndpointBudget],
 ) -> list[ShardResult]:
-    """Run ``stage`` over ``count`` shards; return their results in shard order."""
+    """Run a stage over as many shards as ``plans`` (shard ``i`` runs ``plans[i]``); return
+    their results in shard order."""
+    count = len(plans)
     _prepare(run_dir, count, block)
     shards = [Shard(i, count, block) for i in range(count)]
     workers = [shard.directory_name for shard in shards]
+    # The workers each endpoint expects: all of them, but a served step's replica only those
+    # of the shards that call it.
+    keys_of = [_endpoint_keys(plan) for plan in plans]
+    callers = {
+        key: [w for w, keys in zip(workers, keys_of, strict=True) if key in keys] for key in budgets
+    }
     # Restarted if it dies: the workers keep their last shares meanwhile.
     keeper = ray.remote(num_cpus=0, max_restarts=-1)(BudgetKeeper)
     # On the driver's node, which the run can't outlive anyway: losing a worker node never
@@ -183,20 +220,25 @@ def _run_sharded(
     run = f"{KEEPER_PREFIX}{name}:{run_dir.name}:{uuid.uuid4().hex[:8]}"
     keepers = {
         key: keeper.options(name=f"{run}:{number}", scheduling_strategy=here).remote(
-            budget, workers, LEASE_SECONDS
+            budget, callers[key], LEASE_SECONDS
         )
         for number, (key, budget) in enumerate(budgets.items())
+        if callers[key]
     }
-    plan_ref = ray.put(stage.plan)  # once for every shard: its sources may hold many rows
+    # Once for every shard that runs the same plan: its sources may hold many rows.
+    put: dict[int, Any] = {}
+    for plan in plans:
+        if id(plan) not in put:
+            put[id(plan)] = ray.put(plan)
     # Ray runs a shard again when its worker dies (max_retries): it resumes from its directory.
     remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(run_shard)
     settings: dict[str, Any] = {}
-    environment = _llm_environment(stage.plan.steps)
+    environment = _llm_environment(plans[0].steps)
     if environment:  # workers resolve endpoints and keys as the driver would
         settings["runtime_env"] = {"env_vars": environment}
     refs = {
         remote.options(name=f"synthflow:{name}:{shard.directory_name}", **settings).remote(
-            plan_ref, shard, str(run_dir), options, keepers
+            put[id(plans[shard.index])], shard, str(run_dir), options, keepers
         ): shard
         for shard in shards
     }
@@ -230,16 +272,16 @@ class _LocalOutput:
     stop_reason: str | None
 
 
-def _run_here(stage: Stage, run_dir: Path, options: RunOptions) -> _LocalOutput:
-    """Run ``stage`` (a global step) in this process, over every row it takes."""
+def _run_here(stage_plan: Plan, run_dir: Path, options: RunOptions) -> _LocalOutput:
+    """Run a stage's plan (a global step) in this process, over every row it takes."""
     from synthflow.pipeline._engine import execute
     from synthflow.pipeline._progress import Progress
 
     async def main() -> Any:
-        return await execute(stage.plan, run_dir, Progress(False, run_dir.name), options)
+        return await execute(stage_plan, run_dir, Progress(False, run_dir.name), options)
 
     output = anyio.run(main)
-    leaves = {leaf: leaf_table(run_dir / "data" / leaf) for leaf in stage.plan.leaves}
+    leaves = {leaf: leaf_table(run_dir / "data" / leaf) for leaf in stage_plan.leaves}
     return _LocalOutput(leaves, output.stats, output.stop_reason)
 
 
@@ -300,6 +342,11 @@ def _endpoint_budgets(steps: Mapping[str, _Step]) -> dict[str, EndpointBudget]:
         if budget.limited:
             budgets.setdefault(key, budget)
     return budgets
+
+
+def _endpoint_keys(plan: Plan) -> set[str]:
+    keys = (_limiter_key(getattr(step, "llm", None)) for step in plan.steps.values())
+    return {key for key in keys if key is not None}
 
 
 def _llm_environment(steps: Mapping[str, _Step]) -> dict[str, str]:

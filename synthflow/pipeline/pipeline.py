@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import os
 import sys
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from synthflow.distiset import Distiset
     from synthflow.distributed.ray_backend import RayTarget
+    from synthflow.distributed.serving import ModelServerSettings
     from synthflow.pipeline._engine import RunOptions
     from synthflow.pipeline.routing import RoutingBatchFunction
     from synthflow.trust import LoadedTrust
@@ -510,16 +512,24 @@ class Pipeline:
         ray_init_kwargs: Mapping[str, Any] | None = None,
         *,
         shards: int | None = None,
+        model_servers: ModelServerSettings | None = None,
     ) -> Self:
         """Run this pipeline on Ray from now on (distilabel's ``pipeline.ray()``): returns the
         pipeline, whose ``run()`` then shards the rows over the cluster at
         ``ray_head_node_url`` (``ray://host:10001``, ``host:6379``, or None for ``RAY_ADDRESS``
-        or a local cluster), calling ``ray.init(**ray_init_kwargs)`` if Ray isn't started."""
+        or a local cluster), calling ``ray.init(**ray_init_kwargs)`` if Ray isn't started.
+
+        A step whose LLM is a local ``vLLM`` is served, not loaded by every shard: its
+        ``resources.replicas`` model servers start first, each on ``tensor_parallel_size`` GPU
+        bundles, and the shards call them; ``model_servers`` changes how (the server's command,
+        the bundle, the timeouts: ``synthflow.distributed.serving.ModelServerSettings``)."""
         from synthflow.distributed.ray_backend import RayTarget, require_ray
 
         require_ray()  # the missing extra is said now, not at run time
         self._backend = "ray"
-        self._ray_target = RayTarget(ray_head_node_url, shards, dict(ray_init_kwargs or {}))
+        self._ray_target = RayTarget(
+            ray_head_node_url, shards, dict(ray_init_kwargs or {}), model_servers
+        )
         return self
 
     async def _run_on_ray(
@@ -537,7 +547,7 @@ class Pipeline:
         if shards is not None:
             if shards < 1:
                 raise PipelineValidationError(f"shards must be 1 or more, not {shards}")
-            target = RayTarget(target.address, shards, target.init_kwargs)
+            target = dataclasses.replace(target, shards=shards)
         run = functools.partial(
             run_on_ray,
             self,
@@ -585,7 +595,8 @@ class RayPipeline(Pipeline):
         requirements: list[str] | None = None,
         ray_head_node_url: str | None = None,
         ray_init_kwargs: Mapping[str, Any] | None = None,
+        model_servers: ModelServerSettings | None = None,
     ) -> None:
         super().__init__(name, description, cache_dir, enable_metadata)
         self.requirements = list(requirements or [])
-        self.ray(ray_head_node_url, ray_init_kwargs)
+        self.ray(ray_head_node_url, ray_init_kwargs, model_servers=model_servers)

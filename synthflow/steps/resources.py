@@ -12,7 +12,10 @@ one process, so the request maps onto the step's own executor settings:
   ignored for both. Workers set explicitly win over replicas.
 - ``cpus``, ``gpus``, ``memory`` and ``resources`` are kept with the step (they save and load
   with it) but reserve nothing: on Ray (``synthflow.distributed``) the unit of work is a shard
-  of the rows running every step, one CPU each, not a step replica.
+  of the rows running every step, one CPU each, not a step replica. The exception is a task
+  whose LLM is a local model served on Ray (``synthflow.distributed.serving``): ``replicas``
+  is the number of its model servers there, each on ``tensor_parallel_size`` GPUs (``gpus``,
+  when set, must be that number).
 """
 
 from __future__ import annotations

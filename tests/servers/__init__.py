@@ -66,7 +66,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeAPI:
-    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        tls: ssl.SSLContext | None = None,
+        address: tuple[str, int] = ("127.0.0.1", 0),
+    ) -> None:
         self.handler = handler
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -121,12 +126,12 @@ class FakeAPI:
             do_DELETE = _handle
             do_HEAD = _handle  # answered with the headers of the GET, and no body
 
-        self._server = _Server(("127.0.0.1", 0), _RequestHandler)
+        self._server = _Server(address, _RequestHandler)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{address[0]}:{self.port}"
         if tls is not None:  # HTTPS with ``tls``'s certificate
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-            self.url = f"https://127.0.0.1:{self.port}"
+            self.url = f"https://{address[0]}:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )

@@ -1,0 +1,376 @@
+"""Model-server replicas for a Ray run: their placement groups, processes and URLs.
+
+Each replica of a served step (``synthflow.distributed.serving``) gets a placement group of
+``tensor_parallel_size`` bundles (``{"GPU": 1}`` each by default) packed on one node. A
+``ModelServer`` actor in bundle 0 starts the server process (vLLM's OpenAI-compatible server by
+default) on a free port of its node, with ``CUDA_VISIBLE_DEVICES`` naming the GPUs of every
+bundle: ``BundleHolder`` actors hold bundles 1..N-1 and say which GPUs Ray gave them. The
+actor returns the server's URL once ``GET /v1/models`` answers.
+
+The process never outlives its actor: it is stopped (its whole process group: vLLM's
+tensor-parallel workers too) when the run ends, and it is started with the parent-death signal
+set, so an actor killed outright (``ray.kill``, its worker lost) takes its server with it.
+
+``ModelServer`` is a plain class: Ray makes it an actor in ``start_model_servers``; tests run
+it in-process too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from synthflow.distributed.serving import ModelServerSettings, ServedStep, served_plan
+from synthflow.errors import ModelServerError
+
+if TYPE_CHECKING:
+    from synthflow.pipeline._validate import Plan
+
+__all__ = ["BundleHolder", "ModelServer", "ModelServers", "start_model_servers"]
+
+_TAIL_LINES = 15
+_STOP_GRACE_SECONDS = 30.0  # vLLM frees its GPUs and workers on SIGTERM
+
+
+class ModelServer:
+    """One server process for one replica of a served step."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self._process: subprocess.Popen[bytes] | None = None
+        self._files: Path | None = None  # its output, its chat template
+        self._url = ""
+        atexit.register(self.stop)  # an actor ended gracefully (``__ray_terminate__``)
+
+    def start(
+        self,
+        served: ServedStep,
+        command: Sequence[str],
+        startup_timeout: float,
+        other_gpus: Sequence[str] = (),
+    ) -> tuple[str, bool]:
+        """Start the server; once it answers, return its URL (``http://host:port``) and
+        whether it serves ``PLAIN_CHAT_TEMPLATE`` (the tokenizer has no chat template, and the
+        local class would fall back to the plain one)."""
+        plain = served.tokenizer is not None and not served.tokenizer.has_chat_template()
+        if plain:
+            served = served.with_plain_template()
+        host = _node_host()
+        port = _free_port(host)
+        self._files = Path(tempfile.mkdtemp(prefix="synthflow-server-"))
+        template_file = None
+        if served.chat_template is not None:
+            written = self._files / "chat_template.jinja"
+            written.write_text(served.chat_template, encoding="utf-8")
+            template_file = str(written)
+        argv = served.command(tuple(command), host, port, template_file)
+        env = dict(os.environ)
+        gpus = [*_own_gpus(), *other_gpus]
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        with (self._files / "output.log").open("wb") as output:
+            try:
+                self._process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,  # vLLM logs to stdout, tracebacks to stderr
+                    env=env,
+                    start_new_session=True,  # its own process group: stopped as a whole
+                    preexec_fn=_die_with_parent(),
+                )
+            except OSError as exc:
+                self.stop()
+                raise ModelServerError(
+                    f"the model server of step {self.step!r} can't start ({exc}); check "
+                    "ModelServerSettings.command"
+                ) from None
+        self._url = f"http://{host}:{port}"
+        self._wait_until_ready(startup_timeout)
+        return self._url, plain
+
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def stop(self) -> None:
+        """Stop the server and every process it started; idempotent."""
+        process = self._process
+        if process is not None:
+            _stop_group(process)
+        if self._files is not None:
+            shutil.rmtree(self._files, ignore_errors=True)
+            self._files = None
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        # A server loading a model has no event to wait on but its port: ask it, waiting on the
+        # process in between (so a crash is seen at once), at growing intervals.
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        pause = 0.05
+        while not _answers(f"{self._url}/v1/models"):
+            code = self._process.poll()
+            if code is not None:
+                self._fail(f"exited with code {code} before it answered")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._fail(
+                    f"did not answer {self._url}/v1/models within {timeout:g}s (a large model "
+                    "may need a longer ModelServerSettings.startup_timeout)"
+                )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=min(pause, left))
+            pause = min(pause * 2, 2.0)
+
+    def _fail(self, what: str) -> None:
+        tail = self._tail()
+        assert self._process is not None
+        argv = " ".join(str(a) for a in self._process.args)  # type: ignore[union-attr]
+        self.stop()
+        raise ModelServerError(
+            f"the model server of step {self.step!r} {what}; command: {argv[:300]}; "
+            f"its last output: {tail or '(none)'}"
+        )
+
+    def _tail(self) -> str:
+        log_file = self._files / "output.log" if self._files is not None else None
+        if log_file is None or not log_file.exists():
+            return ""
+        with log_file.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 16_384))
+            text = log.read().decode("utf-8", "replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return " | ".join(lines[-_TAIL_LINES:])[-2000:]
+
+
+class BundleHolder:
+    """Holds one bundle of a replica's placement group; says which GPUs Ray gave it."""
+
+    def gpu_ids(self) -> list[str]:
+        return _own_gpus()
+
+
+# -- the run's fleet (driver side) ----------------------------------------------------------------
+
+
+@dataclass
+class ModelServers:
+    """The running replicas of a run's served steps."""
+
+    served: dict[str, ServedStep]
+    endpoints: dict[str, list[str]] = field(default_factory=dict)
+    """The replicas' URLs, by step."""
+    servers: list[Any] = field(default_factory=list)
+    holders: list[Any] = field(default_factory=list)
+    groups: list[Any] = field(default_factory=list)
+
+    def plans(self, plan: Plan, count: int) -> list[Plan]:
+        """The plan of each of ``count`` shards: served steps call a replica of their server,
+        shards spread round-robin over the replicas. Shards calling the same replicas share one
+        plan object."""
+        sizes = [len(self.endpoints[name]) for name in self.served]
+        made: dict[tuple[int, ...], Plan] = {}
+        result = []
+        for shard in range(count):
+            key = tuple(shard % size for size in sizes)
+            if key not in made:
+                made[key] = served_plan(plan, self.served, self.endpoints, shard)
+            result.append(made[key])
+        return result
+
+    def stop(self, ray: ModuleType) -> None:
+        """Stop every server, then free the actors and their bundles."""
+        with contextlib.suppress(Exception):  # an actor already dead has nothing to stop
+            ray.get([server.stop.remote() for server in self.servers], timeout=60)
+        for actor in [*self.servers, *self.holders]:
+            ray.kill(actor)
+        from ray.util.placement_group import remove_placement_group
+
+        for group in self.groups:
+            remove_placement_group(group)
+
+
+def start_model_servers(
+    ray: ModuleType, run: str, served: Mapping[str, ServedStep], settings: ModelServerSettings
+) -> ModelServers:
+    """Start every replica of every served step; return once all of them answer. On a failure
+    the replicas started so far are stopped and ``ModelServerError`` says why."""
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    fleet = ModelServers(dict(served))
+    try:
+        replicas: list[tuple[ServedStep, Any, list[str]]] = []  # (step, server, holders' GPUs)
+        for entry in served.values():
+            for _ in range(entry.replicas):
+                bundles = [dict(settings.bundle)] * entry.tensor_parallel_size
+                fleet.groups.append(placement_group(bundles, strategy="STRICT_PACK"))
+        _wait_for_room(ray, fleet.groups, served, settings)
+        groups = iter(fleet.groups)
+        for entry in served.values():
+            for replica in range(entry.replicas):
+                group = next(groups)
+
+                def in_bundle(index: int, group: Any = group) -> dict[str, Any]:
+                    strategy = PlacementGroupSchedulingStrategy(
+                        group, placement_group_bundle_index=index
+                    )
+                    return {"scheduling_strategy": strategy, **_actor_resources(settings.bundle)}
+
+                server = (
+                    ray.remote(ModelServer)
+                    .options(name=f"synthflow:{run}:{entry.step}:{replica}", **in_bundle(0))
+                    .remote(entry.step)
+                )
+                holders = [
+                    ray.remote(BundleHolder).options(**in_bundle(i)).remote()
+                    for i in range(1, entry.tensor_parallel_size)
+                ]
+                fleet.servers.append(server)
+                fleet.holders += holders
+                gpus = [g for ids in ray.get([h.gpu_ids.remote() for h in holders]) for g in ids]
+                replicas.append((entry, server, gpus))
+        starts = [
+            (entry, server.start.remote(entry, settings.command, settings.startup_timeout, gpus))
+            for entry, server, gpus in replicas
+        ]
+        for entry, ref in starts:  # all start at once; the first failure is the one told
+            url, plain = _server_result(ray, ref)
+            fleet.endpoints.setdefault(entry.step, []).append(url)
+            if plain:  # the shards' client stops where the plain template's answers end
+                fleet.served[entry.step] = entry.with_plain_template()
+    except BaseException:
+        fleet.stop(ray)
+        raise
+    for name, urls in fleet.endpoints.items():
+        print(f"[synthflow] step {name!r} served at {', '.join(urls)}", file=sys.stderr)
+    return fleet
+
+
+def _wait_for_room(
+    ray: ModuleType,
+    groups: list[Any],
+    served: Mapping[str, ServedStep],
+    settings: ModelServerSettings,
+) -> None:
+    ready, _ = ray.wait(
+        [g.ready() for g in groups], num_returns=len(groups), timeout=settings.placement_timeout
+    )
+    if len(ready) == len(groups):
+        return
+    wanted = ", ".join(
+        f"{s.step!r}: {s.replicas} x {s.tensor_parallel_size} x {dict(settings.bundle)}"
+        for s in served.values()
+    )
+    raise ModelServerError(
+        f"the cluster had no room for the model servers within {settings.placement_timeout:g}s "
+        f"(replicas x tensor-parallel bundles: {wanted}; the cluster has "
+        f"{ray.cluster_resources()}): add nodes, or lower resources.replicas or "
+        "tensor_parallel_size"
+    )
+
+
+def _server_result(ray: ModuleType, ref: Any) -> tuple[str, bool]:
+    try:
+        url, plain = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        message = cause.args[0] if cause.args else str(cause)
+        raise ModelServerError(str(message)) from None
+    return str(url), bool(plain)
+
+
+def _actor_resources(bundle: Mapping[str, float]) -> dict[str, Any]:
+    """Actor options that take the whole of one ``bundle``."""
+    known = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory"}
+    options: dict[str, Any] = {"num_cpus": 0}
+    custom = {}
+    for name, amount in bundle.items():
+        if name in known:
+            options[known[name]] = amount
+        else:
+            custom[name] = amount
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+# -- the process --------------------------------------------------------------------------------
+
+
+def _node_host() -> str:
+    """The address other nodes reach this one at, as the cluster knows it (127.0.0.1 outside
+    Ray). Not ``ray.util.get_node_ip_address()``: that is the address of the default route,
+    which a node started with another ``--node-ip-address`` doesn't listen on."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return "127.0.0.1"
+    here = ray.get_runtime_context().get_node_id()
+    return next(str(n["NodeManagerAddress"]) for n in ray.nodes() if n["NodeID"] == here)
+
+
+def _own_gpus() -> list[str]:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return []
+    return [str(g) for g in ray.get_gpu_ids()]
+
+
+def _free_port(host: str) -> int:
+    # The port is free now; the server binds it a moment later (nothing else on a node running
+    # a model server is expected to race for ephemeral ports).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    try:
+        with opener.open(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook that makes the child get SIGTERM when its parent dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the child
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
+
+    def hook() -> None:
+        prctl(set_parent_death_signal, signal.SIGTERM)
+
+    return hook
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    def signal_group(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)  # its session's group: the server and its workers
+
+    signal_group(signal.SIGTERM)
+    try:
+        process.wait(timeout=_STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        signal_group(signal.SIGKILL)
+        process.wait()
+    signal_group(signal.SIGKILL)  # workers that outlived the server
