@@ -266,7 +266,7 @@ def test_the_cli_runs_a_saved_pipeline_on_ray(
     assert "shard-0001-of-0002 done" in result.output
     saved = CliRunner().invoke(app, ["pipeline", "run", "--config", str(config), "--shards", "2"])
     assert saved.exit_code == 2
-    assert "--ray-address and --shards go with --ray" in saved.output
+    assert "--ray-address, --shards and --ray-storage go with --ray" in saved.output
 
 
 def test_a_loaded_pipeline_is_held_to_the_same_trust_rules_on_ray(

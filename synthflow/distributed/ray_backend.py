@@ -30,13 +30,15 @@ import orjson
 
 from synthflow.distributed.budget import BudgetLedger, EndpointBudget, Share
 from synthflow.distributed.merge import (
-    in_id_order,
+    Rows,
+    leaf_parts,
     leaf_table,
     merge_caches,
     merge_stats,
     write_leaf,
 )
 from synthflow.distributed.stages import Stage, stages
+from synthflow.distributed.storage import StoredPart, store_part
 from synthflow.pipeline._shards import Shard
 from synthflow.steps.base import GeneratorStep, _Step
 
@@ -81,6 +83,9 @@ class RayTarget:
     shards: int | None = None
     """How many parts the rows are split into; None: one per CPU of the cluster."""
     init_kwargs: Mapping[str, Any] | None = None
+    storage: str | None = None
+    """Where shards write their rows (a path every node reaches, or an fsspec URL such as
+    ``s3://bucket/run``), for the driver to read back; None: through Ray's object store."""
 
 
 def run_on_ray(
@@ -114,22 +119,23 @@ def run_on_ray(
     options = replace(options, pipeline_name=pipeline.name)
     shard_options = _options_per_shard(options, count)
 
-    made: dict[str, Any] = {}
+    made: dict[str, list[Rows]] = {}  # step -> its rows, one part per shard that made some
     stats: list[dict[str, StepStats]] = []
     stop_reason: str | None = None
     for number, stage in enumerate(stages(built, made)):
         where = run_dir / f"stage-{number}"
         if stage.sharded:
+            storage = f"{target.storage.rstrip('/')}/{where.name}" if target.storage else None
             results = _run_sharded(
-                ray, pipeline.name, stage, where, count, block, shard_options, budgets
+                ray, pipeline.name, stage, where, count, block, shard_options, budgets, storage
             )
             for leaf in stage.plan.leaves:
-                made[leaf] = in_id_order([r.leaves.get(leaf) for r in results])
+                made[leaf] = [r.leaves[leaf] for r in results if r.leaves.get(leaf) is not None]
             parts = [r.stats for r in results]
             reasons = [r.stop_reason for r in results if r.stop_reason]
         else:
             output = _run_here(stage, where, options)
-            made.update(output.leaves)
+            made.update({leaf: [rows] for leaf, rows in output.leaves.items() if rows is not None})
             parts, reasons = [output.stats], [output.stop_reason] if output.stop_reason else []
         # A stage's sources stand for steps of earlier stages, counted there.
         stats += [{n: s for n, s in part.items() if n not in stage.inputs} for part in parts]
@@ -137,7 +143,7 @@ def run_on_ray(
             stop_reason = reasons[0]
             break
 
-    files = {leaf: write_leaf(run_dir / "data" / leaf, [made.get(leaf)]) for leaf in built.leaves}
+    files = {leaf: write_leaf(run_dir / "data" / leaf, made.get(leaf, [])) for leaf in built.leaves}
     failures = _join_failure_records(run_dir)
     distiset = Distiset.from_leaf_files(
         files, merge_stats(stats), enable_metadata=pipeline.enable_metadata
@@ -162,8 +168,10 @@ def _run_sharded(
     block: int,
     options: RunOptions,
     budgets: dict[str, EndpointBudget],
+    storage: str | None,
 ) -> list[ShardResult]:
-    """Run ``stage`` over ``count`` shards; return their results in shard order."""
+    """Run ``stage`` over ``count`` shards; return their results in shard order. With
+    ``storage``, the shards write their rows there and return where."""
     _prepare(run_dir, count, block)
     shards = [Shard(i, count, block) for i in range(count)]
     workers = [shard.directory_name for shard in shards]
@@ -184,7 +192,7 @@ def _run_sharded(
         settings["runtime_env"] = {"env_vars": environment}
     refs = {
         remote.options(name=f"synthflow:{name}:{shard.directory_name}", **settings).remote(
-            plan_ref, shard, str(run_dir), options, keepers
+            plan_ref, shard, str(run_dir), options, keepers, storage
         ): shard
         for shard in shards
     }
@@ -354,7 +362,9 @@ class BudgetKeeper:
 @dataclass
 class ShardResult:
     shard: Shard
-    leaves: dict[str, Any]  # leaf name -> Arrow table with lineage ids (None: no rows)
+    leaves: dict[str, Rows | None]
+    """Leaf name -> its rows with lineage ids: an Arrow table, or a ``StoredPart`` with a
+    ``storage``; None for no rows."""
     stats: dict[str, StepStats]
     stop_reason: str | None
     rows: int
@@ -366,8 +376,10 @@ def run_shard(
     run_dir: str,
     options: RunOptions,
     keepers: dict[str, Any],
+    storage: str | None = None,
 ) -> ShardResult:
-    """Run the engine over ``shard``'s rows of ``plan`` in its own directory (in a Ray worker)."""
+    """Run the engine over ``shard``'s rows of ``plan`` in its own directory (in a Ray worker);
+    with ``storage``, write each leaf's rows there and return where, not the rows."""
     from synthflow.pipeline._engine import execute
     from synthflow.pipeline._progress import Progress
 
@@ -396,9 +408,25 @@ def run_shard(
         output = anyio.run(main)
     finally:
         leases.release_all()
-    leaves = {leaf: leaf_table(directory / "data" / leaf) for leaf in built.leaves}
-    rows = sum(t.num_rows for t in leaves.values() if t is not None)
+    leaves = {leaf: _shard_rows(directory / "data", storage, leaf, shard) for leaf in built.leaves}
+    rows = sum(_count(part) for part in leaves.values())
     return ShardResult(shard, leaves, output.stats, output.stop_reason, rows)
+
+
+def _shard_rows(data: Path, storage: str | None, leaf: str, shard: Shard) -> Rows | None:
+    """A shard's rows of a leaf, to return: the table, or the file it was written to."""
+    if storage is None:
+        return leaf_table(data / leaf)
+    schema, parts = leaf_parts(data / leaf)
+    if schema is None:
+        return None
+    return store_part(storage, f"{leaf}/{shard.directory_name}", schema, parts)
+
+
+def _count(rows: Rows | None) -> int:
+    if rows is None:
+        return 0
+    return int(rows.rows if isinstance(rows, StoredPart) else rows.num_rows)
 
 
 class _Leases:
@@ -422,6 +450,8 @@ class _Leases:
             self._429s_before[id(limiter)] = limiter.stats().rate_limited_total
 
     def renew_all(self) -> None:
+        if not self.entries:  # no budget to share (and, in a test, maybe no Ray at all)
+            return
         import ray
 
         refs = [keeper.renew.remote(self.worker, *self._state(lim)) for lim, keeper in self.entries]
@@ -445,9 +475,9 @@ class _Leases:
         return stats.in_flight, stats.rate_limited_total - self._429s_before[id(limiter)]
 
     def release_all(self) -> None:
-        import ray
-
         if self.entries:
+            import ray
+
             ray.get([keeper.release.remote(self.worker) for _, keeper in self.entries])
 
 
