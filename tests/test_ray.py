@@ -307,10 +307,12 @@ def test_the_cli_runs_a_saved_pipeline_on_ray(
         monkeypatch.setenv("OPENAI_BASE_URL", f"{api.url}/v1")
         monkeypatch.setenv("SYNTHFLOW_CACHE_DIR", str(tmp_path / "cache"))
         args = ["pipeline", "run", "--config", str(config), "--ray", "--shards", "2"]
-        result = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out")])
+        shared = ["--ray-storage", str(tmp_path / "shared")]
+        result = CliRunner().invoke(app, [*args, *shared, "--output", str(tmp_path / "out")])
         assert result.exit_code == 0, result.output
         assert len(api.requests) == 40
     assert "shard-0001-of-0002 done" in result.output
+    assert len(list((tmp_path / "shared").rglob("shard-*.parquet"))) == 2
     saved = CliRunner().invoke(app, ["pipeline", "run", "--config", str(config), "--shards", "2"])
     assert saved.exit_code == 2
     assert "--ray-address, --shards and --ray-storage go with --ray" in saved.output

@@ -23,8 +23,8 @@ import pytest
 
 from synthflow.distributed.merge import in_id_order, write_leaf
 from synthflow.distributed.ray_backend import ShardResult, run_shard
-from synthflow.distributed.storage import StoredPart, store_part
-from synthflow.errors import LLMResponseError
+from synthflow.distributed.storage import StoredPart, storage_root, store_part
+from synthflow.errors import LLMResponseError, PipelineValidationError
 from synthflow.llms import ChatType
 from synthflow.pipeline import Pipeline
 from synthflow.pipeline._engine import RunOptions
@@ -199,6 +199,26 @@ def test_a_part_is_replaced_only_once_its_new_file_is_complete(tmp_path: Path) -
     assert [p.name for p in (tmp_path / "leaf").iterdir()] == ["shard-0000-of-0001.parquet"]
     _, tables = in_id_order([stored])
     assert [t.to_pylist() for t in tables] == [first.to_pylist()]
+
+    again = pa.table({"x": [5], ROW_ID: [0]}, schema=schema)  # a complete re-run replaces it
+    replaced = store_part(str(tmp_path), "leaf/shard-0000-of-0001", schema, [again])
+    assert replaced == StoredPart(stored.url, 1)
+    _, tables = in_id_order([replaced])
+    assert [t.to_pylist() for t in tables] == [again.to_pylist()]
+    assert len(list((tmp_path / "leaf").iterdir())) == 1
+
+
+def test_storage_is_checked_and_made_absolute_before_any_worker_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert storage_root("shared/run") == str(tmp_path / "shared" / "run")
+    assert (tmp_path / "shared" / "run").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PipelineValidationError, match="a directory every node reaches"):
+        storage_root(str(tmp_path / "file" / "run"))
+    with pytest.raises(PipelineValidationError, match="fsspec backend is installed"):
+        storage_root("nosuchscheme://bucket/run")
 
 
 # -- the merge by id ------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from synthflow.distributed.merge import (
     write_leaf,
 )
 from synthflow.distributed.stages import Stage, stages
-from synthflow.distributed.storage import StoredPart, store_part
+from synthflow.distributed.storage import StoredPart, storage_root, store_part
 from synthflow.pipeline._shards import Shard
 from synthflow.steps.base import GeneratorStep, _Step
 
@@ -109,6 +109,7 @@ def run_on_ray(
     # Every mistake named here, before any worker starts; a loaded pipeline's trust too.
     built = plan(steps, edges, parameters, routes=pipeline._routes, trust=pipeline._trust)
     refresh_secrets()  # the keys to keep out of what the run writes, as they are now
+    shared = storage_root(target.storage) if target.storage is not None else None
     if not ray.is_initialized():
         ray.init(address=target.address, **dict(target.init_kwargs or {}))
     count = target.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -125,7 +126,7 @@ def run_on_ray(
     for number, stage in enumerate(stages(built, made)):
         where = run_dir / f"stage-{number}"
         if stage.sharded:
-            storage = f"{target.storage.rstrip('/')}/{where.name}" if target.storage else None
+            storage = f"{shared.rstrip('/')}/{where.name}" if shared is not None else None
             results = _run_sharded(
                 ray, pipeline.name, stage, where, count, block, shard_options, budgets, storage
             )

@@ -20,7 +20,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StoredPart", "store_part"]
+from synthflow.errors import PipelineValidationError
+
+__all__ = ["StoredPart", "storage_root", "store_part"]
 
 ROW_GROUP_ROWS = 10_000
 """Rows per Parquet row group: what the driver holds of one shard's file at a time."""
@@ -51,6 +53,25 @@ class StoredPart:
         with fs.open(path, "rb") as file:
             for batch in pq.ParquetFile(file).iter_batches(batch_size=ROW_GROUP_ROWS):
                 yield pa.Table.from_batches([batch])
+
+
+def storage_root(storage: str) -> str:
+    """``storage`` as every worker must read it (a local path made absolute: a worker's working
+    directory is not the driver's), once it is known to be usable from here."""
+    from pathlib import Path
+
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().absolute())
+    try:
+        fs, root = _filesystem(storage)
+        fs.makedirs(root, exist_ok=True)
+    except (ImportError, ValueError, OSError) as exc:
+        raise PipelineValidationError(
+            f"storage {storage!r} can't be written from here ({type(exc).__name__}: {exc}): give "
+            "a directory every node reaches, or a URL whose fsspec backend is installed "
+            "(s3fs for s3://, gcsfs for gs://, adlfs for az://)"
+        ) from None
+    return storage
 
 
 def store_part(storage: str, name: str, schema: Any, tables: Iterable[Any]) -> StoredPart | None:
