@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -30,7 +30,7 @@ from synthflow.pipeline import Pipeline
 from synthflow.pipeline._engine import RunOptions
 from synthflow.pipeline._shards import Shard
 from synthflow.pipeline._validate import plan
-from synthflow.steps.base import ROW_ID
+from synthflow.steps.base import ROW_ID, GeneratorStep, Row
 from synthflow.steps.tasks import EvolInstructGenerator
 from synthflow.testing import FunctionLLM
 from tests.test_tasks_evolution_generators import growing
@@ -91,8 +91,8 @@ def in_shards(
         results.append(
             run_shard(built, Shard(index, count, block), str(where), options, {}, storage)
         )
-    parts = [r.leaves["evol"] for r in results if r.leaves["evol"] is not None]
-    path = write_leaf(where / "data" / "evol", parts)
+    parts = [r.leaves[step.name] for r in results if r.leaves[step.name] is not None]
+    path = write_leaf(where / "data" / step.name, parts)
     return dataset_rows(Dataset.from_file(str(path))), results
 
 
@@ -130,6 +130,32 @@ def test_shards_of_a_generator_task_make_a_one_process_runs_rows_once(
         ids = [] if table is None else table.column(ROW_ID).to_pylist()
         assert ids == [i for i in range(rows) if result.shard.owns(i)]
         assert result.stats["evol"].rows_out == len(ids)
+
+
+class Squares(GeneratorStep):
+    """A plain source that declares it makes rows by id, with a synchronous ``process``."""
+
+    makes_rows_by_id: ClassVar[bool] = True
+    made: ClassVar[list[int]] = []
+    total: int = 30
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["square"]
+
+    def process(  # type: ignore[override]
+        self, offset: int = 0, wanted: Callable[[int], bool] | None = None
+    ) -> Iterator[list[Row]]:
+        ids = [i for i in range(offset, self.total) if wanted is None or wanted(i)]
+        self.made.extend(ids)
+        for start in range(0, len(ids), self.batch_size):
+            yield [{"square": i * i, ROW_ID: i} for i in ids[start : start + self.batch_size]]
+
+
+def test_any_source_that_declares_it_is_asked_for_its_shards_rows(tmp_path: Path) -> None:
+    rows, _ = in_shards(lambda: Squares(name="squares", batch_size=4), 3, 5, tmp_path)
+    assert rows == [{"square": i * i} for i in range(30)]
+    assert sorted(Squares.made) == list(range(30))  # each row made once, by its shard
 
 
 def test_a_retry_asks_the_generator_for_the_failed_rows_only(tmp_path: Path) -> None:
