@@ -1,11 +1,15 @@
 """Ray: rows/s of one pipeline on 1 shard and on 3, against a mock server with fixed latency.
 
-    python benchmarks/ray_scaling.py [--n 1800] [--latency 0.2] [--concurrency 16]
+    python benchmarks/ray_scaling.py [--n 1800] [--latency 0.2] [--concurrency 16] [--generator]
 
 Each shard's task keeps ``concurrency`` calls in flight, and the endpoint's limit doesn't bind,
 so 3 shards should make rows about 3x as fast as one (target: >= 2.7x). A second part sets the
 endpoint's budget (``max_concurrency``) below 3 x concurrency and reports the server's peak in
 flight (must not exceed the budget) and its 429s (must be 0).
+
+With ``--generator`` the pipeline is a generator task instead (EvolInstructGenerator writing
+``--n`` instructions and their answers: independent rows made by the windowed writer, as
+MagpieGenerator's are), whose shards each make their own rows; the budget part is skipped.
 
 Ray starts once, on 127.0.0.1, before anything is timed; each measured run has its own cache.
 Prints JSON.
@@ -31,6 +35,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1800)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--generator", action="store_true")
     args = parser.parse_args()
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -41,18 +46,28 @@ def main() -> None:
     from synthflow.models import OpenAILLM
     from synthflow.pipeline import Pipeline
     from synthflow.steps import LoadDataFromDicts
-    from synthflow.steps.tasks import TextGeneration
+    from synthflow.steps.tasks import EvolInstructGenerator, TextGeneration
 
     def run(url: str, shards: int, budget: int | None = None, n: int = args.n) -> float:
         data = [{"instruction": f"Write a haiku about the number {i}."} for i in range(n)]
+        llm = OpenAILLM(model="m", base_url=url, api_key="k", max_concurrency=budget)
         with tempfile.TemporaryDirectory() as cache, Pipeline("ray-bench", cache_dir=cache) as p:
-            load = LoadDataFromDicts(data=data, batch_size=args.concurrency)
-            generate = TextGeneration(
-                llm=OpenAILLM(model="m", base_url=url, api_key="k", max_concurrency=budget),
-                concurrency=args.concurrency,
-                input_batch_size=args.concurrency,
-            )
-            load >> generate
+            if args.generator:
+                EvolInstructGenerator(
+                    llm=llm,
+                    num_instructions=n,
+                    num_evolutions=0,
+                    min_length=1,
+                    generate_answers=True,
+                    batch_size=args.concurrency,
+                    concurrency=args.concurrency,
+                )
+            else:
+                load = LoadDataFromDicts(data=data, batch_size=args.concurrency)
+                generate = TextGeneration(
+                    llm=llm, concurrency=args.concurrency, input_batch_size=args.concurrency
+                )
+                load >> generate
             started = time.perf_counter()
             distiset = p.run(backend="ray", shards=shards, progress=False)
             wall = time.perf_counter() - started
@@ -77,16 +92,20 @@ def main() -> None:
                 run(url, 3, n=60)  # warm: worker processes started, imports done
                 one = run(url, 1)
                 three = run(url, 3)
-            budget = 2 * args.concurrency  # below 3 x concurrency: the budget binds
-            with running_server(latency=args.latency, max_inflight=budget) as url:
-                bound = run(url, 3, budget=budget)
                 stats = server_stats(url)
+            budget = 2 * args.concurrency  # below 3 x concurrency: the budget binds
+            bound = None
+            if not args.generator:
+                with running_server(latency=args.latency, max_inflight=budget) as url:
+                    bound = run(url, 3, budget=budget)
+                    stats = server_stats(url)
         finally:
             ray.shutdown()
     rows_per_s = {"1": args.n / one, "3": args.n / three}
     print(
         json.dumps(
             {
+                "pipeline": "EvolInstructGenerator" if args.generator else "TextGeneration",
                 "n": args.n,
                 "latency_s": args.latency,
                 "concurrency_per_shard": args.concurrency,
@@ -94,7 +113,7 @@ def main() -> None:
                 "speedup_3_over_1": round(rows_per_s["3"] / rows_per_s["1"], 3),
                 "ideal_speedup": 3.0,
                 "budget": budget,
-                "budget_wall_s": round(bound, 2),
+                "budget_wall_s": None if bound is None else round(bound, 2),
                 "budget_ideal_s": round(args.n * args.latency / budget, 2),
                 "server": stats,
             },

@@ -322,6 +322,16 @@ def run(
             help="With --ray: how many parts the rows split into (default: one per CPU).",
         ),
     ] = None,
+    ray_storage: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-storage",
+            metavar="URL",
+            help="With --ray: where the shards write their rows as Parquet files (a directory "
+            "every node reaches, or an fsspec URL such as s3://bucket/run), for the driver to "
+            "read back; default: through Ray's object store.",
+        ),
+    ] = None,
     retry_failed: Annotated[
         bool,
         typer.Option(
@@ -367,11 +377,11 @@ def run(
         elif output is not None:
             check_output_dir(output.expanduser().absolute())
             warn_if_low(output.expanduser().absolute(), "the output")
-        if (ray_address is not None or shards is not None) and not on_ray:
-            raise UsageError("--ray-address and --shards go with --ray")
+        if (ray_address is not None or shards is not None or ray_storage) and not on_ray:
+            raise UsageError("--ray-address, --shards and --ray-storage go with --ray")
         if on_ray:
             try:
-                pipeline.ray(ray_address, shards=shards)
+                pipeline.ray(ray_address, shards=shards, storage=ray_storage)
             except ImportError as exc:
                 raise UsageError(str(exc)) from None
 

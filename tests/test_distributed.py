@@ -222,7 +222,7 @@ def test_stage_rows_keep_their_lineage_ids_and_skip_below_the_offset() -> None:
     import pyarrow as pa
 
     table = pa.table({"x": [1, 2, 3, 4], ROW_ID: [3, 7, 8, 20]})
-    source = StageRows(name="s", table=table, columns=["x"], batch_size=2)
+    source = StageRows(name="s", parts=[table], columns=["x"], batch_size=2)
     assert source.outputs == ["x"]
     assert list(source.process(8)) == [[{"x": 3, ROW_ID: 8}, {"x": 4, ROW_ID: 20}]]
     assert list(StageRows(name="e").process()) == []

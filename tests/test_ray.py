@@ -205,10 +205,57 @@ def test_a_global_step_cuts_the_run_into_stages(cluster: None, tmp_path: Path) -
             backend="ray", shards=3, progress=False
         )
         counts = api.prompt_counts()
+        # Through files on shared storage, also between the stages: the same rows.
+        on_storage = judged(Pipeline("g", cache_dir=tmp_path / "ray"), api.url).run(
+            backend="ray", shards=3, storage=str(tmp_path / "shared"), progress=False
+        )
     assert rows_of(sharded) == rows_of(local)
+    assert rows_of(on_storage) == rows_of(local)
+    assert len(list((tmp_path / "shared").glob("stage-*/*/*.parquet"))) > 3
     assert set(counts.values()) == {1}
     assert sharded.stats["judge"].rows_out == local.stats["judge"].rows_out
     assert sharded.stats["load_data_from_dicts_0"].rows_out == 130
+
+
+def test_magpie_generator_shards_make_the_local_rows_once_each(
+    cluster: None, tmp_path: Path
+) -> None:
+    from synthflow.models import ClientvLLM
+    from synthflow.steps.tasks import MagpieGenerator
+    from tests.servers.completions import openai_server
+
+    def magpie(pipeline: Pipeline, url: str) -> Pipeline:
+        with pipeline:
+            MagpieGenerator(
+                name="magpie",
+                llm=ClientvLLM(base_url=f"{url}/v1", magpie_pre_query_template="llama3"),
+                num_rows=83,
+                batch_size=10,
+                # Drawn per row, seeded by its id: a row made at another id would differ.
+                system_prompt=[f"You teach subject {i}{'.' * i}" for i in range(7)],
+            )
+        return pipeline
+
+    def asked(requests: list[Request]) -> Any:
+        from collections import Counter
+
+        return Counter(str(r.json) for r in requests if r.path != "/v1/models")
+
+    with fake_api(openai_server()) as api:
+        local = magpie(Pipeline("m", cache_dir=tmp_path / "local"), api.url).run(progress=False)
+        expected = asked(api.requests)
+        runs = {}
+        for storage in (None, str(tmp_path / "shared")):
+            api.requests.clear()
+            pipeline = magpie(Pipeline("m", cache_dir=tmp_path / f"ray-{storage is None}"), api.url)
+            runs[storage] = pipeline.run(backend="ray", shards=3, storage=storage, progress=False)
+            assert asked(api.requests) == expected  # every request once, by one shard
+    assert sum(expected.values()) == 2 * 83  # a user turn and its answer per row
+    for sharded in runs.values():
+        assert rows_of(sharded) == rows_of(local)
+        assert sharded.stats["magpie"].rows_out == 83
+    parts = sorted(p.name for p in (tmp_path / "shared").rglob("*.parquet"))
+    assert parts == [f"shard-{i:04d}-of-0003.parquet" for i in range(3)]
 
 
 def test_prompt_of_is_the_instruction() -> None:  # the counters above read prompts this way
@@ -235,13 +282,15 @@ def test_the_cli_runs_a_saved_pipeline_on_ray(
         monkeypatch.setenv("OPENAI_BASE_URL", f"{api.url}/v1")
         monkeypatch.setenv("SYNTHFLOW_CACHE_DIR", str(tmp_path / "cache"))
         args = ["pipeline", "run", "--config", str(config), "--ray", "--shards", "2"]
-        result = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out")])
+        shared = ["--ray-storage", str(tmp_path / "shared")]
+        result = CliRunner().invoke(app, [*args, *shared, "--output", str(tmp_path / "out")])
         assert result.exit_code == 0, result.output
         assert len(api.requests) == 40
     assert "shard-0001-of-0002 done" in result.output
+    assert len(list((tmp_path / "shared").rglob("shard-*.parquet"))) == 2
     saved = CliRunner().invoke(app, ["pipeline", "run", "--config", str(config), "--shards", "2"])
     assert saved.exit_code == 2
-    assert "--ray-address and --shards go with --ray" in saved.output
+    assert "--ray-address, --shards and --ray-storage go with --ray" in saved.output
 
 
 def test_a_loaded_pipeline_is_held_to_the_same_trust_rules_on_ray(

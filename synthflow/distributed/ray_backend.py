@@ -37,7 +37,8 @@ import orjson
 
 from synthflow.distributed.budget import BudgetLedger, EndpointBudget, Share
 from synthflow.distributed.merge import (
-    in_id_order,
+    Rows,
+    leaf_parts,
     leaf_table,
     merge_caches,
     merge_stats,
@@ -45,6 +46,7 @@ from synthflow.distributed.merge import (
 )
 from synthflow.distributed.serving import ModelServerSettings, served_steps
 from synthflow.distributed.stages import stages
+from synthflow.distributed.storage import StoredPart, storage_root, store_part
 from synthflow.pipeline._shards import Shard
 from synthflow.steps.base import GeneratorStep, _Step
 
@@ -95,6 +97,9 @@ class RayTarget:
     init_kwargs: Mapping[str, Any] | None = None
     model_servers: ModelServerSettings | None = None
     """How local-model steps are served (None: vLLM's server on GPU bundles)."""
+    storage: str | None = None
+    """Where shards write their rows (a path every node reaches, or an fsspec URL such as
+    ``s3://bucket/run``), for the driver to read back; None: through Ray's object store."""
 
 
 def run_on_ray(
@@ -120,6 +125,7 @@ def run_on_ray(
     built = plan(steps, edges, parameters, routes=pipeline._routes, trust=pipeline._trust)
     served = served_steps(built.steps)  # a local model's settings a server can't take: now
     refresh_secrets()  # the keys to keep out of what the run writes, as they are now
+    shared = storage_root(target.storage) if target.storage is not None else None
     if not ray.is_initialized():
         ray.init(address=target.address, **dict(target.init_kwargs or {}))
     count = target.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -140,24 +146,26 @@ def run_on_ray(
         for shard_plan in plans_of(built, count)
         for key, budget in _endpoint_budgets(shard_plan.steps).items()
     }
-    made: dict[str, Any] = {}
+    made: dict[str, list[Rows]] = {}  # step -> its rows, one part per shard that made some
     stats: list[dict[str, StepStats]] = []
     stop_reason: str | None = None
     try:
         for number, stage in enumerate(stages(built, made)):
             where = run_dir / f"stage-{number}"
             if stage.sharded:
+                storage = f"{shared.rstrip('/')}/{where.name}" if shared is not None else None
                 shard_plans = plans_of(stage.plan, count)
                 results = _run_sharded(
-                    ray, pipeline.name, shard_plans, where, block, shard_options, budgets
+                    ray, pipeline.name, shard_plans, where, block, shard_options, budgets, storage
                 )
                 for leaf in stage.plan.leaves:
-                    made[leaf] = in_id_order([r.leaves.get(leaf) for r in results])
+                    made[leaf] = [r.leaves[leaf] for r in results if r.leaves.get(leaf) is not None]
                 parts = [r.stats for r in results]
                 reasons = [r.stop_reason for r in results if r.stop_reason]
             else:
                 output = _run_here(plans_of(stage.plan, 1)[0], where, options)
-                made.update(output.leaves)
+                here = output.leaves.items()
+                made.update({leaf: [rows] for leaf, rows in here if rows is not None})
                 parts = [output.stats]
                 reasons = [output.stop_reason] if output.stop_reason else []
             # A stage's sources stand for steps of earlier stages, counted there.
@@ -169,7 +177,7 @@ def run_on_ray(
         if servers is not None:
             servers.stop(ray)
 
-    files = {leaf: write_leaf(run_dir / "data" / leaf, [made.get(leaf)]) for leaf in built.leaves}
+    files = {leaf: write_leaf(run_dir / "data" / leaf, made.get(leaf, [])) for leaf in built.leaves}
     failures = _join_failure_records(run_dir)
     distiset = Distiset.from_leaf_files(
         files, merge_stats(stats), enable_metadata=pipeline.enable_metadata
@@ -197,9 +205,11 @@ def _run_sharded(
     block: int,
     options: RunOptions,
     budgets: dict[str, EndpointBudget],
+    storage: str | None,
 ) -> list[ShardResult]:
     """Run a stage over as many shards as ``plans`` (shard ``i`` runs ``plans[i]``); return
-    their results in shard order."""
+    their results in shard order. With ``storage``, the shards write their rows there and return
+    where."""
     count = len(plans)
     _prepare(run_dir, count, block)
     shards = [Shard(i, count, block) for i in range(count)]
@@ -238,7 +248,7 @@ def _run_sharded(
         settings["runtime_env"] = {"env_vars": environment}
     refs = {
         remote.options(name=f"synthflow:{name}:{shard.directory_name}", **settings).remote(
-            put[id(plans[shard.index])], shard, str(run_dir), options, keepers
+            put[id(plans[shard.index])], shard, str(run_dir), options, keepers, storage
         ): shard
         for shard in shards
     }
@@ -431,7 +441,9 @@ class BudgetKeeper:
 @dataclass
 class ShardResult:
     shard: Shard
-    leaves: dict[str, Any]  # leaf name -> Arrow table with lineage ids (None: no rows)
+    leaves: dict[str, Rows | None]
+    """Leaf name -> its rows with lineage ids: an Arrow table, or a ``StoredPart`` with a
+    ``storage``; None for no rows."""
     stats: dict[str, StepStats]
     stop_reason: str | None
     rows: int
@@ -443,8 +455,10 @@ def run_shard(
     run_dir: str,
     options: RunOptions,
     keepers: dict[str, Any],
+    storage: str | None = None,
 ) -> ShardResult:
-    """Run the engine over ``shard``'s rows of ``plan`` in its own directory (in a Ray worker)."""
+    """Run the engine over ``shard``'s rows of ``plan`` in its own directory (in a Ray worker);
+    with ``storage``, write each leaf's rows there and return where, not the rows."""
     from synthflow.pipeline._engine import execute
     from synthflow.pipeline._progress import Progress
 
@@ -473,9 +487,25 @@ def run_shard(
         output = anyio.run(main)
     finally:
         leases.release_all()
-    leaves = {leaf: leaf_table(directory / "data" / leaf) for leaf in built.leaves}
-    rows = sum(t.num_rows for t in leaves.values() if t is not None)
+    leaves = {leaf: _shard_rows(directory / "data", storage, leaf, shard) for leaf in built.leaves}
+    rows = sum(_count(part) for part in leaves.values())
     return ShardResult(shard, leaves, output.stats, output.stop_reason, rows)
+
+
+def _shard_rows(data: Path, storage: str | None, leaf: str, shard: Shard) -> Rows | None:
+    """A shard's rows of a leaf, to return: the table, or the file it was written to."""
+    if storage is None:
+        return leaf_table(data / leaf)
+    schema, parts = leaf_parts(data / leaf)
+    if schema is None:
+        return None
+    return store_part(storage, f"{leaf}/{shard.directory_name}", schema, parts)
+
+
+def _count(rows: Rows | None) -> int:
+    if rows is None:
+        return 0
+    return int(rows.rows if isinstance(rows, StoredPart) else rows.num_rows)
 
 
 class _Leases:
@@ -501,6 +531,8 @@ class _Leases:
     def renew_all(self) -> None:
         """The first shares. A shard never starts without them (its limiter would allow the
         whole budget): a keeper being restarted is waited for."""
+        if not self.entries:  # no budget to share (and, in a test, maybe no Ray at all)
+            return
         import ray
 
         deadline = time.monotonic() + FIRST_SHARE_WAIT
@@ -535,9 +567,9 @@ class _Leases:
         return stats.in_flight, stats.rate_limited_total - self._429s_before[id(limiter)]
 
     def release_all(self) -> None:
-        import ray
-
         if self.entries:
+            import ray
+
             # A keeper being restarted refuses the call: the lease then expires by itself.
             with contextlib.suppress(ray.exceptions.RayActorError):
                 ray.get([keeper.release.remote(self.worker) for _, keeper in self.entries])

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from synthflow.distributed.merge import in_id_order
 from synthflow.pipeline._validate import Plan
 from synthflow.steps.base import ROW_ID, GeneratorStep, GlobalStep, Row
 
@@ -25,10 +26,11 @@ __all__ = ["Stage", "StageRows", "stages"]
 
 class StageRows(GeneratorStep):
     """The rows an earlier stage made for a step, as a source for the next stage, with their
-    lineage ids (``table``: an Arrow table with the id column, or None for no rows)."""
+    lineage ids (``parts``: the shards' parts of them, each in id order, as Arrow tables with
+    the id column or Parquet files on shared storage; none for no rows)."""
 
     numbers_rows: ClassVar[bool] = False
-    table: Any = Field(default=None, exclude=True)
+    parts: list[Any] = Field(default_factory=list, exclude=True)
     columns: list[str] = Field(default_factory=list)
 
     @property
@@ -36,12 +38,12 @@ class StageRows(GeneratorStep):
         return list(self.columns)
 
     def process(self, offset: int = 0) -> Iterator[list[Row]]:
-        if self.table is None:
-            return
-        for batch in self.table.to_batches(max_chunksize=self.batch_size):
-            rows = [row for row in batch.to_pylist() if row[ROW_ID] >= offset]
-            if rows:
-                yield rows
+        _, tables = in_id_order(self.parts)
+        for table in tables:
+            for batch in table.to_batches(max_chunksize=self.batch_size):
+                rows = [row for row in batch.to_pylist() if row[ROW_ID] >= offset]
+                if rows:
+                    yield rows
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class Stage:
 
 def stages(full: Plan, made: Mapping[str, Any]) -> Iterator[Stage]:
     """The stages of ``full``, in order. Each stage's plan writes (as leaves) what later stages
-    need; the caller runs it and puts those rows in ``made`` (step name -> table) before
-    asking for the next stage."""
+    need; the caller runs it and puts those rows in ``made`` (step name -> its parts, as
+    ``StageRows`` takes them) before asking for the next stage."""
     remaining = list(full.steps)
     while remaining:
         globals_ = [n for n in remaining if isinstance(full.steps[n], GlobalStep)]
@@ -109,8 +111,10 @@ def _stage(
     return Stage(sub, sharded, tuple(inputs))
 
 
-def _rows_of(full: Plan, name: str, table: Any) -> StageRows:
+def _rows_of(full: Plan, name: str, parts: list[Any] | None) -> StageRows:
+    parts = parts or []
     step = full.steps[name]
-    columns = [c for c in table.column_names if c != ROW_ID] if table is not None else []
+    schema, _ = in_id_order(parts)
+    columns = [c for c in schema.names if c != ROW_ID] if schema is not None else []
     size = getattr(step, "batch_size", None) or getattr(step, "input_batch_size", 50)
-    return StageRows(name=name, table=table, columns=columns, batch_size=size)
+    return StageRows(name=name, parts=parts, columns=columns, batch_size=size)

@@ -201,9 +201,11 @@ def _row_id(row: Row) -> int:
 async def run_generator(ctx: StepContext) -> None:
     step = ctx.step
     assert isinstance(step, GeneratorStep)
-    if ctx.shard is not None and isinstance(step, Task):
-        # Its rows cost LLM calls to make, so they can't be made everywhere and kept in part:
-        # the first shard makes them all.
+    wanted = _wanted_rows(ctx)
+    made_by_id = wanted is not None and step.makes_rows_by_id and ctx.pool is None
+    if ctx.shard is not None and isinstance(step, Task) and not made_by_id:
+        # Its rows cost LLM calls to make, and it can't make only some of them: rather than
+        # make them everywhere and keep a part, the first shard makes them all.
         if ctx.shard.index != 0:
             return
         ctx.shard = None
@@ -212,25 +214,33 @@ async def run_generator(ctx: StepContext) -> None:
         async with contextlib.aclosing(batches):
             await _send_generated(ctx, batches)
         return
-    result: Any = step.process(ctx.offset)
+    # A source that makes rows by id makes only the wanted ones: nothing to number or drop.
+    result: Any = (
+        step.process(ctx.offset, wanted=wanted) if made_by_id else step.process(ctx.offset)
+    )
     # Close the user's generator whatever happens (trio's lesson: an async generator left to
     # the garbage collector runs its cleanup in the wrong context, or never).
     if hasattr(result, "__anext__"):
         async with contextlib.aclosing(result):
-            await _send_generated(ctx, result)
+            await _send_generated(ctx, result, made_by_id=made_by_id)
     else:
         try:
-            await _send_generated(ctx, _iterate_sync(result, ctx))
+            await _send_generated(ctx, _iterate_sync(result, ctx), made_by_id=made_by_id)
         finally:
             if hasattr(result, "close"):
                 result.close()
 
 
-async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None:
+async def _send_generated(
+    ctx: StepContext, batches: AsyncIterator[Any], *, made_by_id: bool = False
+) -> None:
+    """Number the rows of ``batches``, keep the wanted ones and send them; with
+    ``made_by_id``, the source made only the wanted rows, and each carries its id."""
     next_id = ctx.offset
-    only = ctx.only_ids
+    only = None if made_by_id else ctx.only_ids
     last_wanted = max(only, default=-1) if only is not None else None
-    wanted = _wanted_rows(ctx)
+    wanted = None if made_by_id else _wanted_rows(ctx)
+    numbered = ctx.step.numbers_rows and not made_by_id  # type: ignore[attr-defined]
     async for batch in batches:
         if ctx.control.stop_reason is not None:
             return
@@ -238,7 +248,7 @@ async def _send_generated(ctx: StepContext, batches: AsyncIterator[Any]) -> None
             return  # a retry of failed rows: every row it wants has been sent
         start = time.perf_counter()
         rows = batch_rows(batch)
-        if not ctx.step.numbers_rows:  # type: ignore[attr-defined]
+        if not numbered:
             next_id = rows[-1][ROW_ID] + 1 if rows else next_id
         else:
             for row in rows:

@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import functools
 import os
 import sys
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -319,6 +319,7 @@ class Pipeline:
         progress: ProgressMode | bool = "auto",
         backend: Literal["local", "ray"] | None = None,
         shards: int | None = None,
+        storage: str | None = None,
         retry_failed: bool = False,
     ) -> Distiset:
         """Run the pipeline to completion and return its Distiset.
@@ -342,6 +343,13 @@ class Pipeline:
                 across them (needs ``synthflow[ray]``; see ``Pipeline.ray`` for the cluster).
                 Default: "ray" for a pipeline made by ``ray()`` or a ``RayPipeline``.
             shards: with the Ray backend, how many parts (default: one per CPU of the cluster).
+                Generator tasks whose rows are independent (``MagpieGenerator``,
+                ``EvolInstructGenerator``) make only their shard's rows; other generator tasks
+                run whole in the first shard.
+            storage: with the Ray backend, where the shards write their rows as Parquet files
+                (a directory every node reaches, or an fsspec URL such as
+                ``"s3://bucket/run"``), for this process to read back a part at a time; by
+                default they come back through Ray's object store.
             retry_failed: run only the rows that failed in the last (finished) run, as its
                 failure record names them, and put their new results into its dataset at
                 their source positions; answers already received come from the cache.
@@ -366,6 +374,7 @@ class Pipeline:
             "progress": progress,
             "backend": backend,
             "shards": shards,
+            "storage": storage,
             "retry_failed": retry_failed,
         }
         return run_sync(functools.partial(self.arun, parameters, **kwargs))
@@ -383,6 +392,7 @@ class Pipeline:
         progress: ProgressMode | bool = "auto",
         backend: Literal["local", "ray"] | None = None,
         shards: int | None = None,
+        storage: str | None = None,
         retry_failed: bool = False,
     ) -> Distiset:
         """Run the pipeline in the current event loop (for async apps). See ``run``."""
@@ -391,7 +401,7 @@ class Pipeline:
         from synthflow.pipeline._engine import RunOptions, execute
         from synthflow.pipeline._validate import check_cost_budget, plan
 
-        if (backend or self._backend) == "ray" or shards is not None:
+        if (backend or self._backend) == "ray" or shards is not None or storage is not None:
             if retry_failed:
                 raise PipelineValidationError(
                     "retry_failed is not supported on Ray yet: retry the failed rows with "
@@ -401,6 +411,7 @@ class Pipeline:
                 parameters,
                 RunOptions(use_cache, max_cost, max_tokens, dict(prices or {})),
                 shards=shards,
+                storage=storage,
                 dataset=dataset,
                 dataset_batch_size=dataset_batch_size,
             )
@@ -513,6 +524,7 @@ class Pipeline:
         *,
         shards: int | None = None,
         model_servers: ModelServerSettings | None = None,
+        storage: str | None = None,
     ) -> Self:
         """Run this pipeline on Ray from now on (distilabel's ``pipeline.ray()``): returns the
         pipeline, whose ``run()`` then shards the rows over the cluster at
@@ -522,13 +534,18 @@ class Pipeline:
         A step whose LLM is a local ``vLLM`` is served, not loaded by every shard: its
         ``resources.replicas`` model servers start first, each on ``tensor_parallel_size`` GPU
         bundles, and the shards call them; ``model_servers`` changes how (the server's command,
-        the bundle, the timeouts: ``synthflow.distributed.serving.ModelServerSettings``)."""
+        the bundle, the timeouts: ``synthflow.distributed.serving.ModelServerSettings``).
+        ``shards`` and ``storage`` are ``run()``'s defaults on Ray (see ``run``)."""
         from synthflow.distributed.ray_backend import RayTarget, require_ray
 
         require_ray()  # the missing extra is said now, not at run time
         self._backend = "ray"
         self._ray_target = RayTarget(
-            ray_head_node_url, shards, dict(ray_init_kwargs or {}), model_servers
+            ray_head_node_url,
+            shards,
+            dict(ray_init_kwargs or {}),
+            model_servers=model_servers,
+            storage=storage,
         )
         return self
 
@@ -538,6 +555,7 @@ class Pipeline:
         options: RunOptions,
         *,
         shards: int | None,
+        storage: str | None,
         dataset: Any,
         dataset_batch_size: int,
     ) -> Distiset:
@@ -547,7 +565,9 @@ class Pipeline:
         if shards is not None:
             if shards < 1:
                 raise PipelineValidationError(f"shards must be 1 or more, not {shards}")
-            target = dataclasses.replace(target, shards=shards)
+            target = replace(target, shards=shards)
+        if storage is not None:
+            target = replace(target, storage=storage)
         run = functools.partial(
             run_on_ray,
             self,

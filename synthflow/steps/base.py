@@ -392,6 +392,14 @@ class GeneratorStep(_Step):
     source whose rows carry theirs already (a stage of a distributed run), at or above the
     ``offset`` it is given, in id order."""
 
+    makes_rows_by_id: ClassVar[bool] = False
+    """Whether ``process(offset, wanted=...)`` makes only the rows whose ids ``wanted`` (a
+    predicate on lineage ids) accepts, each carrying its id and the same as in a run of every
+    row: a source of independent rows seeded by their ids. The engine then asks it for the
+    rows a shard owns, or that a retry re-runs, and nothing else is made. Any other source makes
+    every row and the engine keeps the wanted ones; an LLM task that can't (its rows come from
+    one call) is run whole by the first shard of a distributed run."""
+
     def process(self, *args: Any, **kwargs: Any) -> StepOutput:
         """``process(offset=0)``: yield batches of new rows, starting at row ``offset``.
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -202,14 +202,19 @@ class EvolInstructGenerator(GeneratorTask):
         prompt = self.mutation_templates[rng.choice(names)].replace(PROMPT_SLOT, text)
         return [{"role": "user", "content": prompt}]
 
-    async def process(self, offset: int = 0) -> AsyncIterator[list[Row]]:  # type: ignore[override]
-        # Rows are independent: a resumed run starts at row ``offset``.
+    makes_rows_by_id: ClassVar[bool] = True  # each row is seeded by its number alone
+
+    async def process(  # type: ignore[override]
+        self, offset: int = 0, wanted: Callable[[int], bool] | None = None
+    ) -> AsyncIterator[list[Row]]:
+        # Rows are independent: a resumed run starts at row ``offset``, a shard makes its own.
         windows = rows_in_windows(
             self._row,
             offset,
             self.num_instructions,
             batch_size=self.batch_size,
             concurrency=self.concurrency,
+            wanted=wanted,
         )
         async with contextlib.aclosing(windows):
             async for batch in windows:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator
-from typing import Any, Self
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar, Self
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
@@ -308,14 +308,19 @@ class MagpieGenerator(GeneratorTask, _MagpieBase):
         default=GIVEN_LATER, ge=1, description="How many rows to write."
     )
 
-    async def process(self, offset: int = 0) -> AsyncIterator[list[Row]]:  # type: ignore[override]
-        # Rows are independent: a resumed run starts at row ``offset``.
+    makes_rows_by_id: ClassVar[bool] = True  # each row is seeded by its number alone
+
+    async def process(  # type: ignore[override]
+        self, offset: int = 0, wanted: Callable[[int], bool] | None = None
+    ) -> AsyncIterator[list[Row]]:
+        # Rows are independent: a resumed run starts at row ``offset``, a shard makes its own.
         windows = rows_in_windows(
             self._row,
             offset,
             self.num_rows,
             batch_size=self.batch_size,
             concurrency=self.concurrency,
+            wanted=wanted,
         )
         async with contextlib.aclosing(windows):
             async for batch in windows:
