@@ -61,6 +61,10 @@ class APILLM(StructuredOutputLLM):
     api_key_envs: ClassVar[tuple[str, ...]] = ()
     """Every variable the key is read from, in order, when it is more than ``api_key_env``."""
     base_url_env: ClassVar[str | None] = None
+    """The variable that overrides ``default_base_url`` (distilabel's name for it)."""
+    base_url_env_path: ClassVar[str] = ""
+    """The path synthflow's base URL adds to the root that ``base_url_env`` names, where
+    distilabel's variable names the API's root (``GROQ_BASE_URL``)."""
     supports_n: ClassVar[bool] = False
     """The API returns several completions per request (OpenAI's ``n``)."""
     passthrough_generation_kwarg: ClassVar[str | None] = "extra_body"
@@ -164,7 +168,9 @@ class APILLM(StructuredOutputLLM):
 
     @property
     def endpoint(self) -> str:
-        env = os.environ.get(self.base_url_env) if self.base_url_env else None
+        env = (os.environ.get(self.base_url_env) or "").rstrip("/") if self.base_url_env else ""
+        if env and not env.endswith(self.base_url_env_path):
+            env += self.base_url_env_path
         return (self.base_url or env or self.default_base_url).rstrip("/")
 
     def resolved_api_key(self) -> str | None:
