@@ -58,6 +58,9 @@ class Pipeline:
         description: free text, kept when the pipeline is saved.
         cache_dir: where runs keep their data and caches; defaults to
             ``$SYNTHFLOW_CACHE_DIR`` or ``~/.cache/synthflow``.
+        enable_metadata: keep the ``distilabel_metadata`` column in the output.
+        requirements: packages (PEP 508 specifiers) the run needs besides its steps' own
+            (``synthflow.utils.requirements``); ``run`` refuses to start without them.
     """
 
     def __init__(
@@ -66,8 +69,11 @@ class Pipeline:
         description: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         enable_metadata: bool = True,
+        requirements: list[str] | None = None,
     ) -> None:
         self.name = name
+        # Packages the run needs besides its steps' own (PEP 508): run() checks them first.
+        self.requirements = list(requirements or [])
         self.description = description
         # distilabel's flag; synthflow keeps the column unless told not to (README, Distiset).
         self.enable_metadata = enable_metadata
@@ -302,6 +308,13 @@ class Pipeline:
 
         return pipeline_html(self)
 
+    def all_requirements(self) -> list[str]:
+        """The packages this pipeline and its steps' classes declare they need, once each."""
+        declared = [*self.requirements]
+        for step in self._steps.values():
+            declared += getattr(step, "requirements", [])
+        return list(dict.fromkeys(declared))
+
     # -- running ---------------------------------------------------------------------------
 
     def run(
@@ -388,7 +401,9 @@ class Pipeline:
         from synthflow.models.callpath.secrets import refresh as refresh_secrets
         from synthflow.pipeline._engine import RunOptions, execute
         from synthflow.pipeline._validate import check_cost_budget, plan
+        from synthflow.utils.requirements import check_requirements
 
+        check_requirements(self.all_requirements())
         if (backend or self._backend) == "ray" or shards is not None:
             if retry_failed:
                 raise PipelineValidationError(
@@ -586,6 +601,5 @@ class RayPipeline(Pipeline):
         ray_head_node_url: str | None = None,
         ray_init_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(name, description, cache_dir, enable_metadata)
-        self.requirements = list(requirements or [])
+        super().__init__(name, description, cache_dir, enable_metadata, requirements)
         self.ray(ray_head_node_url, ray_init_kwargs)
