@@ -3,17 +3,12 @@ the same module under synthflow has them, and such a step runs in a pipeline."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts, Step, StepInput
 from synthflow.steps.tasks import Task
 from synthflow.typing import ChatType, FormattedInput, StepColumns, StepOutput
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class WordCount(Step):
@@ -56,15 +51,3 @@ def test_a_step_annotated_with_synthflow_typing_runs_in_a_pipeline() -> None:
     rows = list(pipeline.run(use_cache=False)["default"]["train"])
     assert rows == [{"text": "one two three", "words": 3}]
     assert Summarize.__name__ == "Summarize"  # a task class with the annotations is definable
-
-
-def test_importing_synthflow_typing_stays_light() -> None:
-    code = (
-        "import sys, synthflow.typing; "
-        "heavy = [m for m in ('httpx', 'datasets', 'pyarrow', 'aiohttp') if m in sys.modules]; "
-        "print(heavy)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
-    )
-    assert out.stdout.strip() == "[]"
