@@ -331,6 +331,8 @@ class Pipeline:
         backend: Literal["local", "ray"] | None = None,
         shards: int | None = None,
         retry_failed: bool = False,
+        use_fs_to_pass_data: bool = False,
+        storage_parameters: Mapping[str, Any] | None = None,
     ) -> Distiset:
         """Run the pipeline to completion and return its Distiset.
 
@@ -356,6 +358,10 @@ class Pipeline:
             retry_failed: run only the rows that failed in the last (finished) run, as its
                 failure record names them, and put their new results into its dataset at
                 their source positions; answers already received come from the cache.
+            use_fs_to_pass_data, storage_parameters: distilabel's switches for passing batches
+                between its processes through a file system. synthflow's steps pass batches in
+                memory within the run (which writes its data under the cache directory), so
+                both are accepted for distilabel's pipelines and change nothing.
 
         Works from plain scripts and from code where an event loop is already running (Jupyter):
         there, the run gets its own loop in a worker thread, and this call blocks until it ends.
