@@ -17,12 +17,14 @@ SDIST is the ``.tar.gz`` or its unpacked folder; without it the script runs
 install, for its own count. Outcomes:
 
 - ``ran``: ``pipeline.run`` returned; the columns of each subset come out (``--json`` has them);
-- ``built``: the snippet builds a pipeline and never calls ``run`` (it finished without error);
+- ``built+...``: the snippet builds a pipeline and never calls ``run``; the harness then runs it
+  (``run(use_cache=False)``) and this is that run's outcome (``built`` alone: no pipeline
+  object was left to run);
 - ``failed``: an exception, named by type and first line, where the package is at fault;
 - ``external``: the snippet needs what no offline machine has, as distilabel would too: local
   model weights or a GPU, a dataset on the Hub (its columns can't be known), a model server or
   dedicated endpoint at an address the snippet names, or another internet host;
-- ``package``: a third-party package that isn't installed (``ModuleNotFoundError``);
+- ``missing-package``: a third-party package that isn't installed (``ModuleNotFoundError``);
 - ``fragment``: not a program on its own (an undefined name, ``...`` placeholders);
 - ``timeout``: still running at ``--timeout``.
 """
@@ -42,7 +44,7 @@ import textwrap
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +74,18 @@ REDIRECTABLE = (
     "api-inference.huggingface.co",
 )
 DEAD_PROXY = "http://127.0.0.1:9"
-OUTCOMES = ("ran", "built", "failed", "external", "package", "fragment", "timeout")
+OUTCOMES = ("ran", "built", "failed", "external", "missing-package", "fragment", "timeout")
+# A snippet that only builds its pipeline is run by the harness too (``run(use_cache=False)``),
+# as its reader would: its outcome is "built+" the outcome of that run.
+OUTCOMES += tuple(f"built+{o}" for o in ("ran", "failed", "external", "missing-package", "timeout"))
 
 
 @dataclass
 class Snippet:
     name: str
     code: str
+    files: dict[str, str] = field(default_factory=dict)
+    """Files the snippet reads from beside itself (an example's helper modules)."""
 
 
 def sdist_root(path: str | None) -> Path:
@@ -122,10 +129,11 @@ def snippets(root: Path) -> list[Snippet]:
     for page in sorted((root / "docs").rglob("*.md")):
         blocks = [c for c in _fenced(page.read_text()) if builds_pipeline(c)]
         found += [Snippet(f"{page.relative_to(root)}#{i}", c) for i, c in enumerate(blocks, 1)]
-    for example in sorted((root / "examples").glob("*.py")):
-        code = example.read_text()
+    examples = {p.name: p.read_text() for p in sorted((root / "examples").glob("*.py"))}
+    helpers = {name: code for name, code in examples.items() if not builds_pipeline(code)}
+    for name, code in examples.items():
         if builds_pipeline(code):
-            found.append(Snippet(str(example.relative_to(root)), code))
+            found.append(Snippet(f"examples/{name}", code, helpers))
     for module in sorted((root / "src").rglob("*.py")):
         # Docstring examples are indented Markdown inside the class's docstring.
         blocks = [c for c in _fenced(module.read_text()) if builds_pipeline(c)]
@@ -172,20 +180,30 @@ def child(snippet: str, package: str) -> None:
     pipeline_class.run = run
     sys.argv = [snippet]  # a snippet's argparse sees its own command line, not this script's
     try:
-        runpy.run_path(snippet, run_name="__main__")
+        names = runpy.run_path(snippet, run_name="__main__")
+        built = {id(v): v for v in names.values() if isinstance(v, pipeline_class)}
+        if not report["runs"] and built:
+            # The page builds a pipeline and leaves running it to the reader: run it as they would.
+            report["harness_run"] = True
+            save()
+            for pipeline in built.values():
+                pipeline.run(use_cache=False)
     except BaseException as exc:
-        frames = traceback.extract_tb(exc.__traceback__)
-        ours = [f for f in frames if f"/{package}/" in f.filename]
-        where = ours[-1] if ours else frames[-1]
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        report["error"] = {
-            "type": type(exc).__name__,
-            "message": first,
-            "where": f"{where.filename.rsplit('/', 2)[-1]}:{where.lineno}",
-            "snippet_line": next((f.lineno for f in frames if f.filename == snippet), None),
-            "text": "".join(traceback.format_exception(exc))[-3000:],
-        }
+        report["error"] = _error(exc, snippet, package)
     save()
+
+
+def _error(exc: BaseException, snippet: str, package: str) -> dict[str, Any]:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if f"/{package}/" in f.filename]
+    where = ours[-1] if ours else frames[-1]
+    return {
+        "type": type(exc).__name__,
+        "message": (str(exc).strip().splitlines() or [""])[0][:300],
+        "where": f"{where.filename.rsplit('/', 2)[-1]}:{where.lineno}",
+        "snippet_line": next((f.lineno for f in frames if f.filename == snippet), None),
+        "text": "".join(traceback.format_exception(exc))[-3000:],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,17 +288,27 @@ def _external_reason(code: str, error: dict[str, Any]) -> str | None:
 def classify(
     code: str, report: dict[str, Any] | None, timed_out: bool, package: str
 ) -> tuple[str, str]:
+    outcome, detail = _outcome(code, report, timed_out, package)
+    if report and report.get("harness_run") and outcome not in ("built+ran", "built"):
+        return f"built+{outcome}", f"(the harness ran it) {detail}"
+    return outcome, detail
+
+
+def _outcome(
+    code: str, report: dict[str, Any] | None, timed_out: bool, package: str
+) -> tuple[str, str]:
     if timed_out:
         return "timeout", ""
     if report is None:
         return "failed", "the child wrote no report (crashed)"
     error = report.get("error")
     if error is None or (error["type"] == "SystemExit" and error["message"] in ("", "0", "None")):
-        return ("ran", "") if report["runs"] else ("built", "(builds the pipeline, never runs it)")
+        if not report["runs"]:
+            return "built", "(builds a pipeline, never runs it)"
+        return ("built+ran", "(the harness ran it)") if report.get("harness_run") else ("ran", "")
     summary = f"{error['type']}: {error['message']}"
-    if (
-        error["type"] in ("NameError", "SyntaxError", "IndentationError")
-        or "ellipsis" in summary.lower()
+    if error["type"] in ("NameError", "SyntaxError", "IndentationError") or re.search(
+        r"[Ee]llipsis", summary + error.get("text", "")[-600:]
     ):
         return "fragment", summary
     missing = re.match(r"No module named '([^'.]+)", error["message"])
@@ -289,7 +317,7 @@ def classify(
         and missing
         and missing.group(1) not in (package, "distilabel")
     ):
-        return "package", summary
+        return "missing-package", summary
     if error["type"] == "FileNotFoundError" and " while " not in error["message"]:
         return "external", f"a file the snippet names ({summary})"
     reason = _external_reason(code, error)
@@ -304,6 +332,8 @@ def run_one(
     folder = scratch / re.sub(r"[^A-Za-z0-9_.-]+", "_", snippet.name)
     (folder / "home").mkdir(parents=True, exist_ok=True)
     code = rewrite(snippet.code, args.package)
+    for name, text in snippet.files.items():
+        (folder / name).write_text(rewrite(text, args.package))
     script = folder / "snippet.py"
     script.write_text(code)
     command = [
@@ -344,9 +374,71 @@ def run_one(
         "outcome": outcome,
         "detail": detail,
         "seconds": round(time.perf_counter() - started, 1),
-        "runs": (report or {}).get("runs", []),
-        "error": (report or {}).get("error"),
+        "timed_out": timed_out,
+        "report": report,
         "output_tail": output.decode(errors="replace")[-1500:],
+    }
+
+
+def summarize(package: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = Counter(r["outcome"] for r in results)
+    causes = Counter(r["detail"] for r in results if r["outcome"].endswith("failed"))
+    return {
+        "package": package,
+        "snippets": len(results),
+        **{k: counts[k] for k in OUTCOMES if counts[k]},
+        "top_failures": causes.most_common(12),
+    }
+
+
+def _columns_out(result: dict[str, Any]) -> list[list[str]]:
+    runs = (result.get("report") or {}).get("runs", [])
+    return [
+        sorted(split["columns"])
+        for run in runs
+        for subset in run.values()
+        for split in subset.values()
+    ]
+
+
+def compare(root: Path, ours_file: str, theirs_file: str) -> dict[str, Any]:
+    """Both sweeps' outcomes per snippet, classified again from their stored reports (so a
+    changed rule applies to earlier runs), and whether the columns that came out agree."""
+    codes = {s.name: s.code for s in snippets(root)}
+    sides = []
+    for name in (ours_file, theirs_file):
+        data = json.loads(Path(name).read_text())
+        package = data["summary"]["package"]
+        for r in data["results"]:
+            r["outcome"], r["detail"] = classify(
+                codes[r["snippet"]], r["report"], r["timed_out"], package
+            )
+        sides.append((package, {r["snippet"]: r for r in data["results"]}))
+    (ours, mine), (theirs, other) = sides
+    pairs = Counter((mine[n]["outcome"], other[n]["outcome"]) for n in mine if n in other)
+    same_columns = sum(
+        1
+        for n in mine
+        if n in other and _columns_out(mine[n]) and _columns_out(mine[n]) == _columns_out(other[n])
+    )
+    both_ran = sum(
+        1 for n in mine if n in other and _columns_out(mine[n]) and _columns_out(other[n])
+    )
+    only_here = sorted(
+        f"{n}: {mine[n]['detail'][:160]}"
+        for n in mine
+        if mine[n]["outcome"].endswith("failed")
+        and not other.get(n, {}).get("outcome", "").endswith(("failed", "fragment"))
+    )
+    return {
+        ours: summarize(ours, list(mine.values())),
+        theirs: summarize(theirs, list(other.values())),
+        f"outcome pairs ({ours}, {theirs})": sorted(
+            ([*k, v] for k, v in pairs.items()), key=lambda x: -x[2]
+        ),
+        "ran on both": both_ran,
+        "ran on both with the same columns": same_columns,
+        f"failed on {ours} only": only_here,
     }
 
 
@@ -363,10 +455,19 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run the snippets whose name contains this")
     parser.add_argument("--json", default="", help="write every result (columns included) here")
     parser.add_argument("--list", action="store_true", help="list the snippets and stop")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("OURS_JSON", "THEIRS_JSON"),
+        help="compare two sweeps' --json files (synthflow's, distilabel's) and stop",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.package)
+        return
+    if args.compare:
+        print(json.dumps(compare(sdist_root(args.sdist), *args.compare), indent=1))
         return
 
     sys.path.insert(0, str(ROOT))
@@ -395,14 +496,7 @@ def main() -> None:
     finally:
         llm.stop()
         hub.api.stop()
-    counts = Counter(r["outcome"] for r in results)
-    causes = Counter(r["detail"] for r in results if r["outcome"] == "failed")
-    summary = {
-        "package": args.package,
-        "snippets": len(results),
-        **{k: counts[k] for k in OUTCOMES},
-        "top_failures": causes.most_common(10),
-    }
+    summary = summarize(args.package, results)
     print(json.dumps(summary, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": summary, "results": results}, indent=1))
