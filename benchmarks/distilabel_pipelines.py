@@ -270,7 +270,7 @@ def _external_reason(code: str, error: dict[str, Any]) -> str | None:
         return None
     if HUB_DATA.search(code) and re.search(
         r"404|RepositoryNotFound|DatasetNotFound|doesn't exist|not found on the Hub|"
-        r"EntryNotFound|Couldn't find",
+        r"EntryNotFound|Couldn't find|parameter \S*repo_id",
         text,
     ):
         return "dataset on the Hub"
