@@ -20,6 +20,8 @@ install, for its own count. Outcomes:
 - ``built+...``: the snippet builds a pipeline and never calls ``run``; the harness then runs it
   (``run(use_cache=False)``) and this is that run's outcome (``built`` alone: no pipeline
   object was left to run);
+- ``ran-empty``: it ran, but some column has no value in any row (what a failed call leaves
+  where the package turns failures into None, as distilabel does);
 - ``failed``: an exception, named by type and first line, where the package is at fault;
 - ``external``: the snippet needs what no offline machine has, as distilabel would too: local
   model weights or a GPU, a dataset on the Hub (its columns can't be known), a model server or
@@ -74,10 +76,21 @@ REDIRECTABLE = (
     "api-inference.huggingface.co",
 )
 DEAD_PROXY = "http://127.0.0.1:9"
-OUTCOMES = ("ran", "built", "failed", "external", "missing-package", "fragment", "timeout")
+OUTCOMES = (
+    "ran",
+    "ran-empty",
+    "built",
+    "failed",
+    "external",
+    "missing-package",
+    "fragment",
+    "timeout",
+)
 # A snippet that only builds its pipeline is run by the harness too (``run(use_cache=False)``),
 # as its reader would: its outcome is "built+" the outcome of that run.
-OUTCOMES += tuple(f"built+{o}" for o in ("ran", "failed", "external", "missing-package", "timeout"))
+OUTCOMES += tuple(
+    f"built+{o}" for o in ("ran", "ran-empty", "failed", "external", "missing-package", "timeout")
+)
 
 
 @dataclass
@@ -154,7 +167,15 @@ def _columns(distiset: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for subset, value in dict(distiset or {}).items():
         splits = value.items() if hasattr(value, "keys") else [("train", value)]
-        out[subset] = {s: {"columns": list(d.column_names), "rows": len(d)} for s, d in splits}
+        out[subset] = {
+            s: {
+                "columns": list(d.column_names),
+                "rows": len(d),
+                # Columns with no value in any row: where a failed call left its None.
+                "empty": [c for c in d.column_names if len(d) and all(v is None for v in d[c])],
+            }
+            for s, d in splits
+        }
     return out
 
 
@@ -305,6 +326,17 @@ def _outcome(
     if error is None or (error["type"] == "SystemExit" and error["message"] in ("", "0", "None")):
         if not report["runs"]:
             return "built", "(builds a pipeline, never runs it)"
+        empty = sorted(
+            {
+                c
+                for r in report["runs"]
+                for sub in r.values()
+                for sp in sub.values()
+                for c in sp.get("empty", [])
+            }
+        )
+        if empty:
+            return "ran-empty", f"ran, but no row has a value in {', '.join(empty)}"
         return ("built+ran", "(the harness ran it)") if report.get("harness_run") else ("ran", "")
     summary = f"{error['type']}: {error['message']}"
     if error["type"] in ("NameError", "SyntaxError", "IndentationError") or re.search(
@@ -452,7 +484,11 @@ def main() -> None:
         "--package", default="synthflow", help="synthflow, or distilabel (unchanged)"
     )
     parser.add_argument("--timeout", type=float, default=90)
-    parser.add_argument("--only", default="", help="run the snippets whose name contains this")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run the snippets whose name contains one of these (comma-separated)",
+    )
     parser.add_argument("--json", default="", help="write every result (columns included) here")
     parser.add_argument("--list", action="store_true", help="list the snippets and stop")
     parser.add_argument(
@@ -475,7 +511,8 @@ def main() -> None:
     from tests.servers import FakeAPI
     from tests.servers.hub import FakeHub
 
-    found = [s for s in snippets(sdist_root(args.sdist)) if args.only in s.name]
+    wanted = args.only.split(",")
+    found = [s for s in snippets(sdist_root(args.sdist)) if any(w in s.name for w in wanted)]
     if args.list:
         print("\n".join(s.name for s in found))
         return
