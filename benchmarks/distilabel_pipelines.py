@@ -423,10 +423,15 @@ def summarize(package: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# The metadata column is named for its package, and distilabel leaves it out unless
+# enable_metadata=True while synthflow keeps it (README: "The metadata column").
+METADATA = {"distilabel_metadata", "synthflow_metadata"}
+
+
 def _columns_out(result: dict[str, Any]) -> list[list[str]]:
     runs = (result.get("report") or {}).get("runs", [])
     return [
-        sorted(split["columns"])
+        sorted(set(split["columns"]) - METADATA)
         for run in runs
         for subset in run.values()
         for split in subset.values()
