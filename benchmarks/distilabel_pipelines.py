@@ -26,7 +26,8 @@ install, for its own count. Outcomes:
 - ``external``: the snippet needs what no offline machine has, as distilabel would too: local
   model weights or a GPU, a dataset on the Hub (its columns can't be known), a model server or
   dedicated endpoint at an address the snippet names, or another internet host;
-- ``missing-package``: a third-party package that isn't installed (``ModuleNotFoundError``);
+- ``missing-package``: a third-party package that isn't installed (``ModuleNotFoundError``,
+  or a requirement the pipeline declares);
 - ``fragment``: not a program on its own (an undefined name, ``...`` placeholders);
 - ``timeout``: still running at ``--timeout``.
 """
@@ -344,10 +345,9 @@ def _outcome(
     ):
         return "fragment", summary
     missing = re.match(r"No module named '([^'.]+)", error["message"])
-    if (
-        error["type"] == "ModuleNotFoundError"
-        and missing
-        and missing.group(1) not in (package, "distilabel")
+    declared = error["message"].startswith("Please install the following requirements")
+    if error["type"] == "ModuleNotFoundError" and (
+        declared or (missing and missing.group(1) not in (package, "distilabel"))
     ):
         return "missing-package", summary
     if error["type"] == "FileNotFoundError" and " while " not in error["message"]:
