@@ -1,8 +1,8 @@
 """One loopback server that answers every LLM provider's wire format a documented pipeline may
 call, with plausible content: OpenAI-shaped chat (OpenAI, Azure, Groq, Together, Anyscale, vLLM,
 Mistral, Hugging Face serverless and TGI's Messages API), OpenAI completions, embeddings and
-images, Anthropic messages, Cohere chat (v1 and v2), Ollama chat/generate and TGI's raw
-``/generate``.
+images, Anthropic messages, Cohere chat (v1 and v2), Ollama chat/generate, TGI's raw
+``/generate`` and the serverless API's model status.
 
 Answers are sentences that echo the prompt, except where the request asks for structure: a JSON
 schema (``response_format``, a forced tool call, ``guided_json``) gets a JSON instance valid for
@@ -234,6 +234,9 @@ def handle(request: Request) -> Reply:
         if "inputs" in body and not isinstance(body.get("inputs"), str):
             return Reply(raw=png(str(body.get("inputs"))), headers={"content-type": "image/png"})
         return Reply(body=[{"generated_text": _text(str(body.get("inputs", "")))}])
+    if path.startswith("/status/"):  # the serverless API's model status (huggingface_hub)
+        status = {"loaded": True, "state": "Loaded", "compute_type": "gpu"}
+        return Reply(body={**status, "framework": "text-generation-inference"})
     if path.endswith("/api/tags") or path.endswith("/models"):
         return Reply(body={"models": [], "data": [], "object": "list"})
     return Reply(
