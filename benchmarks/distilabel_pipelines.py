@@ -173,11 +173,16 @@ def _columns(distiset: Any) -> dict[str, Any]:
                 "columns": list(d.column_names),
                 "rows": len(d),
                 # Columns with no value in any row: where a failed call left its None.
-                "empty": [c for c in d.column_names if len(d) and all(v is None for v in d[c])],
+                "empty": [c for c in d.column_names if len(d) and all(map(_no_value, d[c]))],
             }
             for s, d in splits
         }
     return out
+
+
+def _no_value(value: Any) -> bool:
+    """None, or a list of Nones (a failed call's generations)."""
+    return value is None or (isinstance(value, list) and all(v is None for v in value))
 
 
 def child(snippet: str, package: str) -> None:
