@@ -10,6 +10,7 @@ a loopback Hub (``tests/servers/hub.py``); any other host goes to a dead proxy o
 
     python benchmarks/distilabel_pipelines.py [SDIST] [--only SUBSTRING] [--timeout 90]
     python benchmarks/distilabel_pipelines.py SDIST --python VENV/bin/python --package distilabel
+    python benchmarks/distilabel_pipelines.py SDIST --compare SYNTHFLOW.json DISTILABEL.json
 
 SDIST is the ``.tar.gz`` or its unpacked folder; without it the script runs
 ``pip download distilabel==1.5.3 --no-deps --no-binary :all:`` into a temporary folder.
@@ -22,7 +23,8 @@ install, for its own count. Outcomes:
   object was left to run);
 - ``ran-empty``: it ran, but some column has no value in any row (what a failed call leaves
   where the package turns failures into None, as distilabel does);
-- ``failed``: an exception, named by type and first line, where the package is at fault;
+- ``failed``: an exception the other outcomes don't explain, named by type and first line: the
+  package's fault, or the page's own bug (``--compare`` shows which fail on distilabel too);
 - ``external``: the snippet needs what no offline machine has, as distilabel would too: local
   model weights or a GPU, a dataset on the Hub (its columns can't be known), a model server or
   dedicated endpoint at an address the snippet names, or another internet host;
