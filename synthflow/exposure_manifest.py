@@ -150,6 +150,7 @@ def _api_facts(cls: Any) -> dict[str, Any]:
         "key_envs": list(names),
         "own_hosts": [host_of(cls.default_base_url)] if cls.default_base_url else [],
         "endpoint_form": cls.endpoint_form,
+        "base_url_env_path": cls.base_url_env_path,
     }
 
 

@@ -39,12 +39,19 @@ def _text(value: Any) -> str | None:
 
 
 def resolved_url(
-    base_url: str | None, base_url_env: str | None, default: str, form: str = "as_given"
+    base_url: str | None,
+    base_url_env: str | None,
+    default: str,
+    form: str = "as_given",
+    env_path: str = "",
 ) -> str:
     """The endpoint an API client calls: its ``base_url``, else its provider's base-URL
-    variable, else the provider's default; completed as its server takes it (``form``, one of
-    ``URL_FORMS``)."""
-    from_env = os.environ.get(base_url_env) if base_url_env else None
+    variable (with ``env_path`` added where the variable names the API's root, as distilabel's
+    ``GROQ_BASE_URL`` does), else the provider's default; completed as its server takes it
+    (``form``, one of ``URL_FORMS``)."""
+    from_env = (os.environ.get(base_url_env) or "").rstrip("/") if base_url_env else ""
+    if from_env and not from_env.endswith(env_path):
+        from_env += env_path
     return URL_FORMS[form]((base_url or from_env or default).rstrip("/"))
 
 
@@ -95,7 +102,8 @@ def api_endpoint(where: str, values: Values, facts: Facts, url: str | None = Non
 def _facts_url(base_url: str | None, facts: Facts) -> str:
     default = str(facts.get("default_base_url"))
     form = str(facts.get("endpoint_form", "as_given"))
-    return resolved_url(base_url, facts.get("base_url_env"), default, form)
+    env_path = str(facts.get("base_url_env_path", ""))
+    return resolved_url(base_url, facts.get("base_url_env"), default, form, env_path)
 
 
 def api_exposures(where: str, values: Values, facts: Facts) -> Iterator[Exposure]:

@@ -117,6 +117,10 @@ def test_loading_a_pipeline_imports_only_the_clients_it_names(config: Path) -> N
     assert heavy(modules) == []
 
 
+def test_the_typing_module_imports_no_heavy_library() -> None:
+    assert heavy(imported_by("import synthflow.typing")) == []
+
+
 LAZY_PACKAGES = ["synthflow.steps", "synthflow.models", "synthflow.models.llms"]
 
 

@@ -60,6 +60,9 @@ class Pipeline:
         description: free text, kept when the pipeline is saved.
         cache_dir: where runs keep their data and caches; defaults to
             ``$SYNTHFLOW_CACHE_DIR`` or ``~/.cache/synthflow``.
+        enable_metadata: keep the ``distilabel_metadata`` column in the output.
+        requirements: packages (PEP 508 specifiers) the run needs besides its steps' own
+            (``synthflow.utils.requirements``); ``run`` refuses to start without them.
     """
 
     def __init__(
@@ -68,8 +71,11 @@ class Pipeline:
         description: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         enable_metadata: bool = True,
+        requirements: list[str] | None = None,
     ) -> None:
         self.name = name
+        # Packages the run needs besides its steps' own (PEP 508): run() checks them first.
+        self.requirements = list(requirements or [])
         self.description = description
         # distilabel's flag; synthflow keeps the column unless told not to (README, Distiset).
         self.enable_metadata = enable_metadata
@@ -304,6 +310,13 @@ class Pipeline:
 
         return pipeline_html(self)
 
+    def all_requirements(self) -> list[str]:
+        """The packages this pipeline and its steps' classes declare they need, once each."""
+        declared = [*self.requirements]
+        for step in self._steps.values():
+            declared += getattr(step, "requirements", [])
+        return list(dict.fromkeys(declared))
+
     # -- running ---------------------------------------------------------------------------
 
     def run(
@@ -321,6 +334,8 @@ class Pipeline:
         shards: int | None = None,
         storage: str | None = None,
         retry_failed: bool = False,
+        use_fs_to_pass_data: bool = False,
+        storage_parameters: Mapping[str, Any] | None = None,
     ) -> Distiset:
         """Run the pipeline to completion and return its Distiset.
 
@@ -353,6 +368,10 @@ class Pipeline:
             retry_failed: run only the rows that failed in the last (finished) run, as its
                 failure record names them, and put their new results into its dataset at
                 their source positions; answers already received come from the cache.
+            use_fs_to_pass_data, storage_parameters: distilabel's switches for passing batches
+                between its processes through a file system. synthflow's steps pass batches in
+                memory within the run (which writes its data under the cache directory), so
+                both are accepted for distilabel's pipelines and change nothing.
 
         Works from plain scripts and from code where an event loop is already running (Jupyter):
         there, the run gets its own loop in a worker thread, and this call blocks until it ends.
@@ -400,7 +419,9 @@ class Pipeline:
         from synthflow.models.callpath.secrets import refresh as refresh_secrets
         from synthflow.pipeline._engine import RunOptions, execute
         from synthflow.pipeline._validate import check_cost_budget, plan
+        from synthflow.utils.requirements import check_requirements
 
+        check_requirements(self.all_requirements())
         if (backend or self._backend) == "ray" or shards is not None or storage is not None:
             if retry_failed:
                 raise PipelineValidationError(
@@ -617,6 +638,5 @@ class RayPipeline(Pipeline):
         ray_init_kwargs: Mapping[str, Any] | None = None,
         model_servers: ModelServerSettings | None = None,
     ) -> None:
-        super().__init__(name, description, cache_dir, enable_metadata)
-        self.requirements = list(requirements or [])
+        super().__init__(name, description, cache_dir, enable_metadata, requirements)
         self.ray(ray_head_node_url, ray_init_kwargs, model_servers=model_servers)

@@ -182,6 +182,9 @@ class _Step(BaseModel):
         arbitrary_types_allowed=True, validate_assignment=True, extra="forbid"
     )
 
+    requirements: ClassVar[list[str]] = []
+    """Packages (PEP 508) the step needs; ``@requirements([...])`` sets them and ``run`` checks."""
+
     name: str = Field(default="", description="Unique name of the step in its pipeline.")
     input_mappings: dict[str, str] = Field(
         default_factory=dict,

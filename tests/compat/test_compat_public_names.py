@@ -71,6 +71,15 @@ DISTILABEL_PUBLIC_NAMES: dict[str, list[str]] = {
         "sample_n_steps",
     ],
     "distiset": ["Distiset", "create_distiset"],
+    "typing": [
+        "ChatItem", "ChatType", "DownstreamConnectable", "DownstreamConnectableSteps",
+        "FormattedInput", "GenerateOutput", "GeneratorStepOutput", "HiddenState", "ImageContent",
+        "ImageUrl", "InputDataset", "InstructorStructuredOutputType", "LLMLogprobs", "LLMOutput",
+        "LLMStatistics", "LoadGroups", "Logprob", "OutlinesStructuredOutputType",
+        "PipelineRuntimeParametersInfo", "StandardInput", "StepColumns", "StepLoadStatus",
+        "StepOutput", "StructuredInput", "StructuredOutputType", "TextContent", "TokenCount",
+        "UpstreamConnectableSteps",
+    ],
 }  # fmt: skip
 
 # -- names that belong to other open issues -------------------------------------------------------

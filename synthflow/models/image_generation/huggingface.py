@@ -34,14 +34,15 @@ class InferenceEndpointsImageGeneration(ImageGenerationModel):
     ``negative_prompt``, ``height``, ``width``, ``num_inference_steps``, ``guidance_scale``,
     ``seed``, ... One image per request: several generations are several requests (with
     ``seed + i`` when a seed is set). The token is ``api_key``, else ``HF_TOKEN``, else
-    ``HUGGING_FACE_HUB_TOKEN``. distilabel's ``model_id`` is ``model``.
+    ``HUGGING_FACE_HUB_TOKEN``. distilabel's ``model_id`` is ``model``. ``HF_INFERENCE_ENDPOINT``
+    (huggingface_hub's variable) replaces the serverless API's root.
     """
 
     provider: ClassVar[str] = "huggingface-images"
     default_base_url: ClassVar[str] = "https://api-inference.huggingface.co"
     api_key_env: ClassVar[str | None] = "HF_TOKEN"
     api_key_envs: ClassVar[tuple[str, ...]] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-    base_url_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = "HF_INFERENCE_ENDPOINT"  # the serverless API's root
     supports_n: ClassVar[bool] = False
     field_aliases: ClassVar[dict[str, str]] = {"model_id": "model"}
 

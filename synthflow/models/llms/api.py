@@ -62,6 +62,10 @@ class APILLM(StructuredOutputLLM):
     api_key_envs: ClassVar[tuple[str, ...]] = ()
     """Every variable the key is read from, in order, when it is more than ``api_key_env``."""
     base_url_env: ClassVar[str | None] = None
+    """The variable that overrides ``default_base_url`` (distilabel's name for it)."""
+    base_url_env_path: ClassVar[str] = ""
+    """The path synthflow's base URL adds to the root that ``base_url_env`` names, where
+    distilabel's variable names the API's root (``GROQ_BASE_URL``)."""
     endpoint_form: ClassVar[str] = "as_given"
     """How the server takes the URL: ``synthflow.exposure_rules.URL_FORMS``."""
     supports_n: ClassVar[bool] = False
@@ -168,7 +172,11 @@ class APILLM(StructuredOutputLLM):
     @property
     def endpoint(self) -> str:
         return resolved_url(
-            self.base_url, self.base_url_env, self.default_base_url, self.endpoint_form
+            self.base_url,
+            self.base_url_env,
+            self.default_base_url,
+            self.endpoint_form,
+            env_path=self.base_url_env_path,
         )
 
     def resolved_api_key(self) -> str | None:

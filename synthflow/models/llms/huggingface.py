@@ -78,8 +78,9 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     completions``, where ``model`` is optional and only names the model in the output.
 
     The token is ``api_key``, else ``HF_TOKEN``, else ``HUGGING_FACE_HUB_TOKEN``; the serverless
-    API requires one. A dedicated endpoint scaled to zero answers 503 while it starts (minutes):
-    raise ``max_retries`` and ``retry_backoff`` for those.
+    API requires one. ``HF_INFERENCE_ENDPOINT`` (huggingface_hub's variable) replaces the
+    serverless API's root, as it does for distilabel. A dedicated endpoint scaled to zero
+    answers 503 while it starts (minutes): raise ``max_retries`` and ``retry_backoff`` for those.
 
     distilabel's settings work as there: ``model_id`` is ``model``; ``endpoint_name`` (with
     ``endpoint_namespace``, else the token's user) is a dedicated endpoint whose URL ``load()``
@@ -101,7 +102,8 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     default_base_url: ClassVar[str] = "https://api-inference.huggingface.co"
     api_key_env: ClassVar[str | None] = "HF_TOKEN"
     api_key_envs: ClassVar[tuple[str, ...]] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-    base_url_env: ClassVar[str | None] = None
+    # huggingface_hub's variable for the serverless API's root (distilabel's client reads it).
+    base_url_env: ClassVar[str | None] = "HF_INFERENCE_ENDPOINT"
     supports_n: ClassVar[bool] = False
     field_aliases: ClassVar[dict[str, str]] = {"model_id": "model"}
     renames: ClassVar[dict[str, str]] = {**OpenAILLM.renames, "stop_sequences": "stop"}

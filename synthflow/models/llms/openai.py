@@ -188,7 +188,7 @@ class TogetherLLM(OpenAILLM):
     provider: ClassVar[str] = "together"
     default_base_url: ClassVar[str] = "https://api.together.xyz/v1"
     api_key_env: ClassVar[str | None] = "TOGETHER_API_KEY"
-    base_url_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = "TOGETHER_BASE_URL"
     generation_kwargs_spec: ClassVar[type | None] = TogetherGenerationKwargs
 
 
@@ -199,7 +199,7 @@ class AnyscaleLLM(OpenAILLM):
     provider: ClassVar[str] = "anyscale"
     default_base_url: ClassVar[str] = "https://api.endpoints.anyscale.com/v1"
     api_key_env: ClassVar[str | None] = "ANYSCALE_API_KEY"
-    base_url_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = "ANYSCALE_BASE_URL"
 
 
 class GroqLLM(OpenAILLM):
@@ -208,7 +208,8 @@ class GroqLLM(OpenAILLM):
     provider: ClassVar[str] = "groq"
     default_base_url: ClassVar[str] = "https://api.groq.com/openai/v1"
     api_key_env: ClassVar[str | None] = "GROQ_API_KEY"
-    base_url_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = "GROQ_BASE_URL"
+    base_url_env_path: ClassVar[str] = "/openai/v1"
     supports_n: ClassVar[bool] = False
 
 

@@ -402,7 +402,7 @@ def _yes_no(value: Any) -> bool | None:
 
 # -- the execution checker -----------------------------------------------------------------------
 
-_SANDBOX = Path(__file__).with_name("_apigen_sandbox.py")
+_SANDBOX = Path(__file__).with_name("_sandbox.py")
 
 
 class APIGenExecutionChecker(Step):

@@ -1,6 +1,6 @@
 """The child process of ``APIGenExecutionChecker``: runs one generated function call.
 
-Run as a script (``python -P _apigen_sandbox.py``), never imported by the engine: it reads
+Run as a script (``python -P _sandbox.py``), never imported by the engine: it reads
 ``{"libpath", "name", "arguments", "cpu_seconds", "memory_bytes", "check_is_dangerous"}`` as JSON
 on stdin, caps its own CPU time and address space with ``resource.setrlimit`` before it loads the
 user's module, calls the function, and writes ``{"keep": bool, "execution_result": str}`` as JSON

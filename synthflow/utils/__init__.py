@@ -1,0 +1,1 @@
+"""Helpers distilabel users import from ``distilabel.utils``: ``requirements``."""
