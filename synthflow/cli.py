@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import orjson
 import typer
 
 from synthflow.errors import DiskFullError, RuntimeParameterError, SynthflowError
@@ -405,6 +404,8 @@ def run(
         distiset.run_info["script"] = str(script_file(script).resolve())
     typer.echo(repr(distiset))
     if dry_run:
+        import orjson
+
         for subset, datasets in distiset.items():
             for row in datasets["train"]:
                 typer.echo(f"{subset}: {orjson.dumps(row, default=str).decode()}")
@@ -577,6 +578,8 @@ def named_by_params(params: list[str]) -> tuple[list[str], list[str]]:
 
 def parse_value(raw: str) -> Any:
     """A ``--param`` value: JSON when it parses, true/false/none in any case, else the text."""
+    import orjson
+
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:

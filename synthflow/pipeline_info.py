@@ -11,8 +11,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import orjson
-
 from synthflow.errors import SynthflowError
 
 
@@ -130,6 +128,8 @@ def _show_value(spec: dict[str, Any], param: dict[str, Any]) -> str:
         value = value[part]
     if value is _MISSING or (value is None and not param.get("optional", True)):
         return "(required)" if not param.get("optional", True) else "(not shown)"
+    import orjson  # not at the top: --help goes through this module and needs none
+
     text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
     return text if len(text) <= 80 else text[:77] + "..."
 
