@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from synthflow.distributed.checkpoints import (
@@ -65,6 +66,50 @@ def test_each_checkpoint_writes_only_what_came_since_the_last(tmp_path: Path) ->
     again = CacheCheckpoints(cache_file, storage, "s0")
     assert again.checkpoint() == 1
     assert sorted(map(sorted, stored_keys(storage, "s0"))) == [["a", "b"], ["c"], ["d"]]
+
+
+class BlockedOnce(CacheCheckpoints):
+    """Checkpoints to storage that refuses the first (a file stands where the shard's
+    directory must go) and is back for the next; ``done`` once a segment is written."""
+
+    def __init__(self, cache_file: Path, storage: str, shard: str) -> None:
+        super().__init__(cache_file, storage, shard)
+        self.blocker = Path(shard_state(storage, shard))
+        self.blocker.parent.mkdir(parents=True)
+        self.blocker.write_bytes(b"")
+        self.failed = 0
+        self.done = anyio.Event()
+
+    def checkpoint(self) -> int:
+        try:
+            return super().checkpoint()
+        except Exception:
+            self.failed += 1
+            self.blocker.unlink()
+            raise
+        finally:
+            if self.written:
+                anyio.from_thread.run_sync(self.done.set)
+
+
+def test_a_failed_checkpoint_leaves_its_entries_to_the_next(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_file = tmp_path / "shard" / "llm-cache.sqlite"
+    put(cache_file, "a")
+    checkpoints = BlockedOnce(cache_file, str(tmp_path / "storage"), "s0")
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(checkpoints.keep_checkpointing, 0.001)
+            with anyio.fail_after(10):
+                await checkpoints.done.wait()
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert checkpoints.failed == 1
+    assert "s0: checkpoint failed, retried in 0.001 s" in capsys.readouterr().err
+    assert stored_keys(str(tmp_path / "storage"), "s0") == [{"a"}]
 
 
 def test_a_new_cache_fills_from_the_seed_and_its_own_segments_only(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ segment twice adds nothing (keys are content hashes).
 from __future__ import annotations
 
 import gzip
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -173,10 +174,18 @@ class CacheCheckpoints:
         return count
 
     async def keep_checkpointing(self, every: float) -> None:
-        """Checkpoint every ``every`` seconds, off the event loop (until cancelled)."""
+        """Checkpoint every ``every`` seconds, off the event loop (until cancelled). A failed
+        checkpoint doesn't stop the shard: its entries go with the next one."""
         while True:
             await anyio.sleep(every)
-            await anyio.to_thread.run_sync(self.checkpoint)
+            try:
+                await anyio.to_thread.run_sync(self.checkpoint)
+            except Exception as exc:  # storage unreachable for a while: the answers stay local
+                print(
+                    f"[synthflow] {self.target}: checkpoint failed, retried in {every} s "
+                    f"({type(exc).__name__}: {exc})",
+                    file=sys.stderr,
+                )
 
 
 def _load_watermark(directory: Path) -> int:
