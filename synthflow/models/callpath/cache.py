@@ -193,7 +193,7 @@ class ResponseCache:
         """Store (or replace) ``items`` in one committed transaction: all of them, or (when it
         raises) none. Raises ``DiskFullError`` when the disk (or quota) is full, and
         ``ValueError`` for a generation without text."""
-        connection = self._open()
+        self._open()  # closed: raises, even for no items
         if not items:
             return
         if any(item.text is None for _, item in items):
@@ -209,10 +209,17 @@ class ResponseCache:
             )
             for key, item in items
         ]
+        self._write_all(_UPSERT, rows)
+
+    def _write_all(self, statement: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Run ``statement`` for every row in one committed transaction; return how many rows
+        it changed."""
+        connection = self._open()
+        before = connection.total_changes
         try:
             connection.execute("BEGIN")
             try:
-                connection.executemany(_UPSERT, rows)
+                connection.executemany(statement, rows)
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:  # SQLite may have rolled back already
@@ -222,6 +229,7 @@ class ResponseCache:
             if is_disk_full(exc):
                 raise self._full() from exc
             raise
+        return connection.total_changes - before
 
     def _full(self) -> DiskFullError:
         return DiskFullError(
@@ -264,25 +272,10 @@ class ResponseCache:
     def add_entries(self, entries: Iterable[Entry]) -> int:
         """Add the ``entries`` whose keys this cache lacks, in one transaction; return how many
         were added (keys are content hashes: adding the same entries again adds nothing)."""
-        connection = self._open()
-        before = connection.total_changes
-        try:
-            connection.execute("BEGIN")
-            try:
-                connection.executemany(
-                    f"INSERT OR IGNORE INTO generations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (entry for entry in entries if entry[1] is not None),
-                )
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        except (OSError, sqlite3.Error) as exc:
-            if is_disk_full(exc):
-                raise self._full() from exc
-            raise
-        return connection.total_changes - before
+        return self._write_all(
+            f"INSERT OR IGNORE INTO generations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry for entry in entries if entry[1] is not None),
+        )
 
     def close(self) -> None:
         """Close the database; further use raises. Closing twice is fine."""
