@@ -26,7 +26,7 @@ from synthflow.models.callpath.cache import CachedGeneration, ResponseCache
 from synthflow.pipeline import Pipeline
 from synthflow.pipeline._engine import RunOptions
 from synthflow.pipeline._shards import Shard
-from synthflow.pipeline._validate import plan
+from synthflow.pipeline._validate import Plan, plan
 from synthflow.steps import LoadDataFromDicts
 from synthflow.steps.tasks import TextGeneration
 from tests.servers import fake_api
@@ -196,7 +196,7 @@ def test_a_failure_record_of_an_earlier_attempt_goes_when_the_last_has_none(
     assert _join_failure_records(tmp_path / "run", {}) is None
 
 
-def shard_plan(url: str, rows: int) -> object:
+def shard_plan(url: str, rows: int) -> Plan:
     with Pipeline("resume", cache_dir="unused") as pipeline:
         load = LoadDataFromDicts(
             data=[{"instruction": f"question {i}"} for i in range(rows)], batch_size=10
@@ -215,7 +215,7 @@ def test_a_shard_run_again_on_another_disk_asks_again_only_without_storage(
         built = shard_plan(api.url, 30)
         for disk in ("node-a", "node-b"):  # the second attempt finds none of the first's files
             run_dir = tmp_path / disk / "ray" / "stage-0"
-            result = run_shard(built, Shard(0, 1, 10), str(run_dir), RunOptions(), {}, where)  # type: ignore[arg-type]
+            result = run_shard(built, Shard(0, 1, 10), str(run_dir), RunOptions(), {}, where)
             assert result.rows == 30
         counts = api.prompt_counts()
     assert sum(counts.values()) == (30 if storage else 60)
