@@ -5,7 +5,9 @@ a deterministic part of the sources' rows (``synthflow.pipeline._shards``), in a
 of its own under the pipeline's, with its own response cache on local disk (SQLite must not
 live on a network filesystem), seeded from the run's cache and merged back into it at the end.
 A shard that fails (its worker killed, its node lost) is run again by Ray and resumes from what
-it wrote, as an interrupted one-process run does.
+it wrote, as an interrupted one-process run does. With shared storage, a shard also checkpoints
+its new answers there as it runs, so that run again on another node it pays only for what came
+after its last checkpoint (``synthflow.distributed.checkpoints``).
 
 One budget per endpoint: an actor per endpoint holds the limits set on the LLM
 (``max_concurrency``, ``requests_per_minute``, ``tokens_per_minute``) for the whole run, and
@@ -26,7 +28,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -36,6 +38,14 @@ import anyio
 import orjson
 
 from synthflow.distributed.budget import BudgetLedger, EndpointBudget, Share
+from synthflow.distributed.checkpoints import (
+    CacheCheckpoints,
+    add_stored_caches,
+    fill_cache,
+    join_stored_failure_records,
+    store_failure_record,
+    upload_seed,
+)
 from synthflow.distributed.merge import (
     Rows,
     leaf_parts,
@@ -99,7 +109,12 @@ class RayTarget:
     """How local-model steps are served (None: vLLM's server on GPU bundles)."""
     storage: str | None = None
     """Where shards write their rows (a path every node reaches, or an fsspec URL such as
-    ``s3://bucket/run``), for the driver to read back; None: through Ray's object store."""
+    ``s3://bucket/run``), for the driver to read back; None: through Ray's object store.
+    Shards also checkpoint their LLM answers and failure records there, so that one run again
+    on another node resumes, and the driver merges them whichever node they ran on."""
+    checkpoint_every: float = 5.0
+    """With ``storage``: seconds between a shard's checkpoints of its new LLM answers (what a
+    shard run again elsewhere may pay for twice is at most what came since the last one)."""
 
 
 def run_on_ray(
@@ -149,6 +164,7 @@ def run_on_ray(
     made: dict[str, list[Rows]] = {}  # step -> its rows, one part per shard that made some
     stats: list[dict[str, StepStats]] = []
     stop_reason: str | None = None
+    stored_records: dict[str, tuple[str, list[str]]] = {}  # stage -> its storage, its shards
     try:
         for number, stage in enumerate(stages(built, made)):
             where = run_dir / f"stage-{number}"
@@ -156,8 +172,19 @@ def run_on_ray(
                 storage = f"{shared.rstrip('/')}/{where.name}" if shared is not None else None
                 shard_plans = plans_of(stage.plan, count)
                 results = _run_sharded(
-                    ray, pipeline.name, shard_plans, where, block, shard_options, budgets, storage
+                    ray,
+                    pipeline.name,
+                    shard_plans,
+                    where,
+                    block,
+                    shard_options,
+                    budgets,
+                    storage,
+                    target.checkpoint_every,
                 )
+                if storage is not None:
+                    shard_names = [r.shard.directory_name for r in results]
+                    stored_records[where.name] = (storage, shard_names)
                 for leaf in stage.plan.leaves:
                     made[leaf] = [r.leaves[leaf] for r in results if r.leaves.get(leaf) is not None]
                 parts = [r.stats for r in results]
@@ -178,7 +205,7 @@ def run_on_ray(
             servers.stop(ray)
 
     files = {leaf: write_leaf(run_dir / "data" / leaf, made.get(leaf, [])) for leaf in built.leaves}
-    failures = _join_failure_records(run_dir)
+    failures = _join_failure_records(run_dir, stored_records)
     distiset = Distiset.from_leaf_files(
         files, merge_stats(stats), enable_metadata=pipeline.enable_metadata
     )
@@ -206,12 +233,15 @@ def _run_sharded(
     options: RunOptions,
     budgets: dict[str, EndpointBudget],
     storage: str | None,
+    checkpoint_every: float,
 ) -> list[ShardResult]:
     """Run a stage over as many shards as ``plans`` (shard ``i`` runs ``plans[i]``); return
     their results in shard order. With ``storage``, the shards write their rows there and return
-    where."""
+    where, and checkpoint their caches there."""
     count = len(plans)
     _prepare(run_dir, count, block)
+    if storage is not None and options.use_cache:
+        upload_seed(run_dir / CACHE_FILE, storage)  # for shards on nodes without this disk
     shards = [Shard(i, count, block) for i in range(count)]
     workers = [shard.directory_name for shard in shards]
     # The workers each endpoint expects: all of them, but a served step's replica only those
@@ -248,7 +278,13 @@ def _run_sharded(
         settings["runtime_env"] = {"env_vars": environment}
     refs = {
         remote.options(name=f"synthflow:{name}:{shard.directory_name}", **settings).remote(
-            put[id(plans[shard.index])], shard, str(run_dir), options, keepers, storage
+            put[id(plans[shard.index])],
+            shard,
+            str(run_dir),
+            options,
+            keepers,
+            storage,
+            checkpoint_every,
         ): shard
         for shard in shards
     }
@@ -272,6 +308,8 @@ def _run_sharded(
             ray.kill(keeper)
         caches = (run_dir / SHARDS_DIR / w / CACHE_FILE for w in workers)
         merge_caches(run_dir / CACHE_FILE, caches)
+        if storage is not None and options.use_cache:  # those of shards run on other nodes
+            add_stored_caches(run_dir / CACHE_FILE, storage)
     return sorted(results, key=lambda r: r.shard.index)
 
 
@@ -295,18 +333,29 @@ def _run_here(stage_plan: Plan, run_dir: Path, options: RunOptions) -> _LocalOut
     return _LocalOutput(leaves, output.stats, output.stop_reason)
 
 
-def _join_failure_records(run_dir: Path) -> Path | None:
-    """One failure record for the run: every shard's and stage's lines, in order."""
+def _join_failure_records(
+    run_dir: Path, stored: Mapping[str, tuple[str, list[str]]]
+) -> Path | None:
+    """One failure record for the run: every shard's and stage's lines, in order. Those of the
+    stages in ``stored`` (stage directory -> its storage and shards) come from storage."""
     from synthflow.pipeline._failures import FAILURES_FILE
 
-    parts = sorted(run_dir.glob(f"stage-*/**/{FAILURES_FILE}"))
-    parts = [p for p in parts if p.stat().st_size]
-    if not parts:
+    def parts() -> Iterator[bytes]:
+        for stage in sorted(p for p in run_dir.glob("stage-*") if p.is_dir()):
+            if stage.name in stored:
+                yield from join_stored_failure_records(*stored[stage.name])
+            else:
+                yield from (p.read_bytes() for p in sorted(stage.glob(f"**/{FAILURES_FILE}")))
+
+    lines = (part for part in parts() if part)
+    first = next(lines, None)
+    if first is None:
         return None
     target = run_dir / FAILURES_FILE
     with target.open("wb") as out:
-        for part in parts:
-            out.write(part.read_bytes())
+        out.write(first)
+        for part in lines:
+            out.write(part)
     return target
 
 
@@ -456,26 +505,38 @@ def run_shard(
     options: RunOptions,
     keepers: dict[str, Any],
     storage: str | None = None,
+    checkpoint_every: float = 5.0,
 ) -> ShardResult:
     """Run the engine over ``shard``'s rows of ``plan`` in its own directory (in a Ray worker);
-    with ``storage``, write each leaf's rows there and return where, not the rows."""
+    with ``storage``, write each leaf's rows there and return where, not the rows, and
+    checkpoint the cache's new answers there every ``checkpoint_every`` seconds."""
     from synthflow.pipeline._engine import execute
+    from synthflow.pipeline._failures import FAILURES_FILE
     from synthflow.pipeline._progress import Progress
 
     root = Path(run_dir)
-    directory = root / SHARDS_DIR / shard.directory_name
+    name = shard.directory_name
+    directory = root / SHARDS_DIR / name
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "worker.pid").write_text(str(os.getpid()))
-    if options.use_cache and not (directory / CACHE_FILE).exists():
-        merge_caches(directory / CACHE_FILE, [root / CACHE_FILE])  # what earlier runs paid for
+    cache_file = directory / CACHE_FILE
+    if options.use_cache and not cache_file.exists():
+        merge_caches(cache_file, [root / CACHE_FILE])  # what earlier runs paid for
+        if storage is not None:  # ... and what an attempt on a lost node checkpointed
+            fill_cache(cache_file, storage, name)
+    checkpoints = None
+    if storage is not None and options.use_cache:
+        checkpoints = CacheCheckpoints(cache_file, storage, name)
     built = plan
-    leases = _Leases(built.steps, keepers, shard.directory_name)
+    leases = _Leases(built.steps, keepers, name)
     options = replace(options, shard=shard)
 
     async def main() -> Any:
         leases.renew_all()  # the first share before the first request
         async with anyio.create_task_group() as tg:
             tg.start_soon(leases.keep_renewing)
+            if checkpoints is not None:
+                tg.start_soon(checkpoints.keep_checkpointing, checkpoint_every)
             try:
                 return await execute(
                     built, directory, Progress(False, shard.directory_name), options
@@ -487,6 +548,10 @@ def run_shard(
         output = anyio.run(main)
     finally:
         leases.release_all()
+        if checkpoints is not None:
+            checkpoints.checkpoint()  # what came since the last one
+    if storage is not None:
+        store_failure_record(directory / FAILURES_FILE, storage, name)
     leaves = {leaf: _shard_rows(directory / "data", storage, leaf, shard) for leaf in built.leaves}
     rows = sum(_count(part) for part in leaves.values())
     return ShardResult(shard, leaves, output.stats, output.stop_reason, rows)

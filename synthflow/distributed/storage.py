@@ -22,7 +22,7 @@ from typing import Any
 
 from synthflow.errors import PipelineValidationError
 
-__all__ = ["StoredPart", "storage_root", "store_part"]
+__all__ = ["StoredPart", "filesystem", "storage_root", "store_part"]
 
 ROW_GROUP_ROWS = 10_000
 """Rows per Parquet row group: what the driver holds of one shard's file at a time."""
@@ -40,7 +40,7 @@ class StoredPart:
     def schema(self) -> Any:
         import pyarrow.parquet as pq
 
-        fs, path = _filesystem(self.url)
+        fs, path = filesystem(self.url)
         with fs.open(path, "rb") as file:
             return pq.read_schema(file)
 
@@ -49,7 +49,7 @@ class StoredPart:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        fs, path = _filesystem(self.url)
+        fs, path = filesystem(self.url)
         with fs.open(path, "rb") as file:
             for batch in pq.ParquetFile(file).iter_batches(batch_size=ROW_GROUP_ROWS):
                 yield pa.Table.from_batches([batch])
@@ -63,7 +63,7 @@ def storage_root(storage: str) -> str:
     if "://" not in storage:
         storage = str(Path(storage).expanduser().absolute())
     try:
-        fs, root = _filesystem(storage)
+        fs, root = filesystem(storage)
         fs.makedirs(root, exist_ok=True)
     except (ImportError, ValueError, OSError) as exc:
         raise PipelineValidationError(
@@ -79,7 +79,7 @@ def store_part(storage: str, name: str, schema: Any, tables: Iterable[Any]) -> S
     that name only once the new one is complete; None when they hold no rows (no file)."""
     import pyarrow.parquet as pq
 
-    fs, root = _filesystem(storage)
+    fs, root = filesystem(storage)
     final = f"{root.rstrip('/')}/{name}{PART_SUFFIX}"
     temp = f"{final}{TEMP_MARK}{uuid.uuid4().hex}"
     fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
@@ -102,7 +102,7 @@ def store_part(storage: str, name: str, schema: Any, tables: Iterable[Any]) -> S
     return StoredPart(fs.unstrip_protocol(final), rows)
 
 
-def _filesystem(url: str) -> tuple[Any, str]:
+def filesystem(url: str) -> tuple[Any, str]:
     from fsspec.core import url_to_fs  # type: ignore[import-untyped]  # fsspec ships no types
 
     fs, path = url_to_fs(url)

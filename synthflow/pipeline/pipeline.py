@@ -546,6 +546,7 @@ class Pipeline:
         shards: int | None = None,
         model_servers: ModelServerSettings | None = None,
         storage: str | None = None,
+        checkpoint_every: float = 5.0,
     ) -> Self:
         """Run this pipeline on Ray from now on (distilabel's ``pipeline.ray()``): returns the
         pipeline, whose ``run()`` then shards the rows over the cluster at
@@ -556,10 +557,17 @@ class Pipeline:
         ``resources.replicas`` model servers start first, each on ``tensor_parallel_size`` GPU
         bundles, and the shards call them; ``model_servers`` changes how (the server's command,
         the bundle, the timeouts: ``synthflow.distributed.serving.ModelServerSettings``).
-        ``shards`` and ``storage`` are ``run()``'s defaults on Ray (see ``run``)."""
+        ``shards`` and ``storage`` are ``run()``'s defaults on Ray (see ``run``). With
+        ``storage``, each shard checkpoints its new LLM answers there every
+        ``checkpoint_every`` seconds: one run again on another node (its node lost) pays only
+        for what came after its last checkpoint."""
         from synthflow.distributed.ray_backend import RayTarget, require_ray
 
         require_ray()  # the missing extra is said now, not at run time
+        if not checkpoint_every > 0:
+            raise PipelineValidationError(
+                f"checkpoint_every must be a number of seconds above 0, not {checkpoint_every!r}"
+            )
         self._backend = "ray"
         self._ray_target = RayTarget(
             ray_head_node_url,
@@ -567,6 +575,7 @@ class Pipeline:
             dict(ray_init_kwargs or {}),
             model_servers=model_servers,
             storage=storage,
+            checkpoint_every=checkpoint_every,
         )
         return self
 

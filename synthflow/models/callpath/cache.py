@@ -23,7 +23,7 @@ import errno
 import hashlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -33,7 +33,7 @@ import orjson
 
 from synthflow.errors import DiskFullError
 
-__all__ = ["CachedGeneration", "ResponseCache", "is_disk_full"]
+__all__ = ["CachedGeneration", "Entry", "ResponseCache", "is_disk_full"]
 
 _SCHEMA_VERSION = 1
 _KEY_FORMAT = b"synthflow-cache-v2"  # v2: endpoint and sample owner in the key
@@ -54,10 +54,16 @@ _UPSERT = (
     "INSERT OR REPLACE INTO generations"
     " (key, text, logprobs, input_tokens, output_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 )
+_COLUMNS = "key, text, logprobs, input_tokens, output_tokens, created_at"
 _SELECT = (
     "SELECT key, text, logprobs, input_tokens, output_tokens, created_at"
     " FROM generations WHERE key IN ({})"
 )
+
+
+Entry = tuple[str, str, "str | None", int, int, float]
+"""A generation as the table stores it: key, text, logprobs (JSON), input and output tokens,
+created_at. What cache checkpoints carry between machines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +193,7 @@ class ResponseCache:
         """Store (or replace) ``items`` in one committed transaction: all of them, or (when it
         raises) none. Raises ``DiskFullError`` when the disk (or quota) is full, and
         ``ValueError`` for a generation without text."""
-        connection = self._open()
+        self._open()  # closed: raises, even for no items
         if not items:
             return
         if any(item.text is None for _, item in items):
@@ -203,10 +209,17 @@ class ResponseCache:
             )
             for key, item in items
         ]
+        self._write_all(_UPSERT, rows)
+
+    def _write_all(self, statement: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Run ``statement`` for every row in one committed transaction; return how many rows
+        it changed."""
+        connection = self._open()
+        before = connection.total_changes
         try:
             connection.execute("BEGIN")
             try:
-                connection.executemany(_UPSERT, rows)
+                connection.executemany(statement, rows)
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:  # SQLite may have rolled back already
@@ -216,6 +229,7 @@ class ResponseCache:
             if is_disk_full(exc):
                 raise self._full() from exc
             raise
+        return connection.total_changes - before
 
     def _full(self) -> DiskFullError:
         return DiskFullError(
@@ -239,6 +253,29 @@ class ResponseCache:
         finally:
             self._connection.execute("DETACH DATABASE other")
         return self._connection.total_changes - before
+
+    def entries(self, after: int = 0) -> Iterator[tuple[int, Entry]]:
+        """The stored generations added after the one numbered ``after`` (SQLite's rowid), in
+        the order they were added, with their numbers: what a checkpoint adds to the last.
+        A generation stored again gets a new number (and is in the next checkpoint again)."""
+        connection = self._open()
+        query = f"SELECT rowid, {_COLUMNS} FROM generations WHERE rowid > ? ORDER BY rowid"
+        for rowid, *entry in connection.execute(query, (after,)):
+            yield rowid, tuple(entry)  # the table's six columns
+
+    def last_number(self) -> int:
+        """The number of the generation added last (0 when none): ``entries``' watermark."""
+        return int(
+            self._open().execute("SELECT coalesce(max(rowid), 0) FROM generations").fetchone()[0]
+        )
+
+    def add_entries(self, entries: Iterable[Entry]) -> int:
+        """Add the ``entries`` whose keys this cache lacks, in one transaction; return how many
+        were added (keys are content hashes: adding the same entries again adds nothing)."""
+        return self._write_all(
+            f"INSERT OR IGNORE INTO generations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry for entry in entries if entry[1] is not None),
+        )
 
     def close(self) -> None:
         """Close the database; further use raises. Closing twice is fine."""
