@@ -164,7 +164,9 @@ def pipeline_section(data: Mapping[str, Any]) -> dict[str, Any]:
             "not a synthflow pipeline: expected a top-level 'pipeline' mapping with 'steps' and "
             "'connections'"
         )
-    return body
+    from synthflow.distilabel_files import is_distilabel_layout, synthflow_body
+
+    return synthflow_body(body) if is_distilabel_layout(body) else body
 
 
 def connections_of(body: Mapping[str, Any]) -> list[tuple[str, str]]:
