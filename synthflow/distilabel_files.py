@@ -81,105 +81,101 @@ def is_distilabel_layout(body: Mapping[str, Any]) -> bool:
     return isinstance(first, dict) and isinstance(first.get("step"), dict)
 
 
-def synthflow_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """distilabel's pipeline section in synthflow's layout (see the module's docstring)."""
+def synthflow_body(body: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    """distilabel's pipeline section in synthflow's layout (see the module's docstring).
+
+    ``strict``: raise on what synthflow can't run (a class it lacks, a setting it can't honour,
+    rows distilabel didn't save); else leave those as they are, for ``pipeline info`` to show."""
+    reading = _Reading(strict)
     out = {k: v for k, v in body.items() if k != "type_info"}  # distilabel's Pipeline class
-    out["steps"] = [_step(entry, i) for i, entry in enumerate(body["steps"])]
+    out["steps"] = [reading.step(entry, i) for i, entry in enumerate(body["steps"])]
     routes = body.get("routing_batch_functions") or []
     if isinstance(routes, list):
-        out["routing_batch_functions"] = [_route(entry, i) for i, entry in enumerate(routes)]
+        out["routing_batch_functions"] = [reading.route(e, i) for i, e in enumerate(routes)]
     return out
 
 
-def _step(entry: Any, index: int) -> Any:
-    if not isinstance(entry, dict) or not isinstance(entry.get("step"), dict):
-        return entry  # the loader says what is wrong with it
-    spec = dict(entry["step"])
-    name = entry.get("name") or spec.get("name")
-    where = f"step {name!r}" if name else f"step #{index + 1}"
-    params = spec.pop("runtime_parameters_info", None) or []
-    dropped: set[str] = set()
-    spec = _model(spec, where, "", dropped)
-    spec["name"] = name
-    flat = [p for p in _flat_parameters(params, "") if p["name"] not in dropped]
-    spec["runtime_parameters_info"] = flat
-    return {"name": name, **{k: v for k, v in spec.items() if k != "name"}}
+class _Reading:
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.dropped: set[str] = set()  # dotted paths of the fields dropped from this step
 
+    def problem(self, message: str) -> None:
+        if self.strict:
+            raise SerializationError(message)
 
-def _route(entry: Any, index: int) -> Any:
-    if not isinstance(entry, dict) or not is_type_info(entry.get("type_info")):
-        return entry
-    where = f"routing batch function #{index + 1}"
-    return {**entry, "type_info": synthflow_type_info(entry["type_info"], where)}
+    def step(self, entry: Any, index: int) -> Any:
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), dict):
+            return entry  # the loader says what is wrong with it
+        spec = dict(entry["step"])
+        name = entry.get("name") or spec.get("name")
+        where = f"step {name!r}" if name else f"step #{index + 1}"
+        params = spec.pop("runtime_parameters_info", None) or []
+        self.dropped = set()
+        spec = self.model(spec, where, "")
+        flat = [p for p in _flat_parameters(params, "") if p["name"] not in self.dropped]
+        spec["runtime_parameters_info"] = flat
+        return {"name": name, **{k: v for k, v in spec.items() if k != "name"}}
 
+    def route(self, entry: Any, index: int) -> Any:
+        if not isinstance(entry, dict) or not is_type_info(entry.get("type_info")):
+            return entry
+        where = f"routing batch function #{index + 1}"
+        return {**entry, "type_info": self.type_info(entry["type_info"], where)}
 
-def _model(spec: Mapping[str, Any], where: str, path: str, dropped: set[str]) -> dict[str, Any]:
-    """A class's fields with its type_info mapped to synthflow's and distilabel's extra fields
-    dropped (``dropped`` collects their dotted paths)."""
-    info: Any = spec.get("type_info")
-    out: dict[str, Any] = {}
-    known = None
-    if is_type_info(info):
-        info = synthflow_type_info(info, where)
-        out["type_info"] = info
-        known = _known_fields(info)
-    _require_saved(spec, info, where)
-    for key, value in spec.items():
-        if key == "type_info" or (key in NONE_IS_UNSET and value is None):
-            continue
-        if known is not None and key not in known and key in DISTILABEL_ONLY:
-            _refuse_unless_off(key, value, where, path, info)
-            dropped.add(path + key)
-            continue
-        out[key] = _value(value, where, f"{path}{key}.", dropped)
-    return out
+    def model(self, spec: Mapping[str, Any], where: str, path: str) -> dict[str, Any]:
+        """A class's fields, its type_info synthflow's and distilabel's extra fields dropped."""
+        info: Any = spec.get("type_info")
+        out: dict[str, Any] = {}
+        known = None
+        if is_type_info(info):
+            info = self.type_info(info, where)
+            out["type_info"] = info
+            known = _known_fields(info)
+            missing = NOT_SAVED.get(info["name"])
+            if missing is not None and missing not in spec:
+                self.problem(
+                    f"{where}: distilabel doesn't save {info['name']}'s {missing!r}, so the file "
+                    f"has none: add it to the step in the file ({missing}: [{{...}}, ...])"
+                )
+        for key, value in spec.items():
+            if key == "type_info" or (key in NONE_IS_UNSET and value is None):
+                continue
+            if known is not None and key not in known and key in DISTILABEL_ONLY:
+                off, advice = DISTILABEL_ONLY[key]
+                if any(value == v and type(value) is type(v) for v in off):
+                    self.dropped.add(path + key)
+                    continue
+                self.problem(
+                    f"{where}: field {path + key!r} = {value!r} is distilabel's, and synthflow's "
+                    f"{info['name']} can't honour it: {advice}"
+                )
+            out[key] = self.value(value, where, f"{path}{key}.")
+        return out
 
+    def value(self, value: Any, where: str, path: str) -> Any:
+        if isinstance(value, dict):
+            if is_type_info(value.get("type_info")):
+                return self.model(value, where, path)
+            return {k: self.value(v, where, path) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, where, path) for v in value]
+        return value
 
-def _value(value: Any, where: str, path: str, dropped: set[str]) -> Any:
-    if isinstance(value, dict):
-        if is_type_info(value.get("type_info")):
-            return _model(value, where, path, dropped)
-        return {k: _value(v, where, path, dropped) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_value(v, where, path, dropped) for v in value]
-    return value
-
-
-def _require_saved(spec: Mapping[str, Any], info: Any, where: str) -> None:
-    missing = NOT_SAVED.get(info["name"]) if is_type_info(info) else None
-    if missing is not None and missing not in spec:
-        raise SerializationError(
-            f"{where}: distilabel doesn't save {info['name']}'s {missing!r}, so the file has "
-            f"none: add it to the step in the file ({missing}: [{{instruction: ...}}, ...])"
-        )
-
-
-def _refuse_unless_off(key: str, value: Any, where: str, path: str, info: Any) -> None:
-    off, advice = DISTILABEL_ONLY[key]
-    if any(value == v and type(value) is type(v) for v in off):
-        return
-    raise SerializationError(
-        f"{where}: field {path + key!r} = {value!r} is distilabel's, and synthflow's "
-        f"{info['name']} can't honour it: {advice}"
-    )
-
-
-def synthflow_type_info(info: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """The type_info of synthflow's class for distilabel's ``info``; any other module's is
-    returned as it is."""
-    module, name = str(info["module"]), str(info["name"])
-    root, _, rest = module.partition(".")
-    if root not in FOREIGN_ROOTS:
-        return dict(info)
-    home = _home(rest, name)
-    if home is None:
-        if root == "synthflow":
-            return dict(info)  # one of synthflow's own modules, not a distilabel name
-        raise SerializationError(
-            f"{where} uses distilabel's {module}.{name}, which synthflow doesn't have: replace "
-            "it by a synthflow step in the file, or run this pipeline with distilabel"
-        )
-    return {**info, "module": home}
+    def type_info(self, info: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """The type_info of synthflow's class for distilabel's ``info``; any other module's is
+        returned as it is."""
+        module, name = str(info["module"]), str(info["name"])
+        root, _, rest = module.partition(".")
+        home = _home(rest, name) if root in FOREIGN_ROOTS else None
+        if home is None:
+            if root == "distilabel":
+                self.problem(
+                    f"{where} uses distilabel's {module}.{name}, which synthflow doesn't have: "
+                    "replace it by a synthflow class in the file, or run it with distilabel"
+                )
+            return dict(info)  # another module's (synthflow's own, when renamed)
+        return {**info, "module": home}
 
 
 def _home(distilabel_module: str, name: str) -> str | None:

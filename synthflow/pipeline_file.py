@@ -149,7 +149,10 @@ def _yaml_reason(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def pipeline_section(data: Mapping[str, Any]) -> dict[str, Any]:
+def pipeline_section(data: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    """The ``pipeline`` mapping, in synthflow's layout also when distilabel wrote the file
+    (``synthflow.distilabel_files``; ``strict=False``: what synthflow can't run left as it is,
+    for a description of the file)."""
     header = data.get("synthflow")
     if isinstance(header, dict):
         fmt = header.get("format", FORMAT_VERSION)
@@ -166,7 +169,7 @@ def pipeline_section(data: Mapping[str, Any]) -> dict[str, Any]:
         )
     from synthflow.distilabel_files import is_distilabel_layout, synthflow_body
 
-    return synthflow_body(body) if is_distilabel_layout(body) else body
+    return synthflow_body(body, strict=strict) if is_distilabel_layout(body) else body
 
 
 def connections_of(body: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -82,7 +82,7 @@ def describe(data: dict[str, Any]) -> str:
         pipeline_section,
     )
 
-    body = pipeline_section(data)
+    body = pipeline_section(data, strict=False)
     specs = [s for s in body.get("steps") or [] if isinstance(s, dict)]
     lines = [f"pipeline   {body.get('name', '?')}"]
     if body.get("signature"):

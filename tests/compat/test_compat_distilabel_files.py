@@ -81,6 +81,7 @@ def test_rows_distilabel_never_saves_are_asked_for(tmp_path: Path) -> None:
     path = FIXTURES / "distilabel_evol_instruct.yaml"
     with pytest.raises(SerializationError, match=r"step 'load'.*add it to the step in the file"):
         load_file(path)
+    assert "  evol  EvolInstruct" in file_info(str(path))  # info shows what the file holds
 
 
 def test_a_distilabel_setting_synthflow_cant_honour_is_one_line(tmp_path: Path) -> None:

@@ -1,0 +1,165 @@
+"""How many of distilabel 1.5.3's documented pipelines, saved by distilabel itself as the
+``pipeline.yaml`` every dataset it pushes carries, load in synthflow and print with
+``synthflow pipeline info``.
+
+For each snippet ``distilabel_pipelines.py`` finds (docs pages, examples, docstrings), a child on
+distilabel's interpreter runs the snippet unchanged, offline, with ``Pipeline.run`` replaced by a
+save: each pipeline the snippet builds is written with ``pipeline.dump()`` (the layout of
+``pipeline.yaml``) and nothing runs. Then this process, synthflow's, loads each file
+(``synthflow.serialization.load_file``) and renders ``pipeline info`` for it.
+
+    python benchmarks/distilabel_yaml_files.py SDIST --python /work/ref/dvenv/bin/python
+        [--only SUBSTRING] [--timeout 60] [--keep DIR] [--json FILE]
+    python benchmarks/distilabel_yaml_files.py SDIST --python ... --saved DIR   # reload DIR
+
+Outcomes per saved file: ``loads`` (and ``info`` when ``pipeline info`` printed it too), or the
+first line of synthflow's error. A snippet that never built a pipeline on distilabel (a fragment,
+a missing package, a model loaded at build time) saves no file and is counted apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distilabel_pipelines import Snippet, sdist_root, snippets
+
+# Run by distilabel's interpreter in the snippet's folder: save each pipeline instead of running.
+SAVER = """
+import runpy, sys, yaml
+from distilabel.pipeline.base import BasePipeline
+
+saved = []
+
+def save(pipeline):
+    if any(p is pipeline for p in saved):
+        return
+    saved.append(pipeline)
+    with open(f"saved_{len(saved)}.yaml", "w") as out:
+        yaml.dump(pipeline.dump(), out, sort_keys=False)
+
+class Saved(Exception):
+    pass
+
+def run(self, *args, **kwargs):
+    save(self)
+    raise Saved()
+
+BasePipeline.run = run
+sys.argv = ["snippet.py"]
+try:
+    names = runpy.run_path("snippet.py", run_name="__main__")
+    for value in list(names.values()):
+        if isinstance(value, BasePipeline):
+            save(value)
+except Saved:
+    pass
+"""
+
+
+def save_with_distilabel(snippet: Snippet, python: str, folder: Path, timeout: float) -> str:
+    """Run the snippet on distilabel, saving its pipelines as saved_N.yaml; how it ended."""
+    folder.mkdir(parents=True)
+    (folder / "snippet.py").write_text(snippet.code)
+    for name, code in snippet.files.items():
+        (folder / name).write_text(code)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "unused", "HF_TOKEN": "unused"}
+    try:
+        done = subprocess.run(
+            [python, "-c", SAVER],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    if done.returncode == 0:
+        return "ok"
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1][:160] if lines else f"exit {done.returncode}"
+
+
+def load_in_synthflow(path: Path) -> dict[str, Any]:
+    from synthflow.errors import SynthflowError
+    from synthflow.pipeline_info import file_info
+    from synthflow.serialization import load_file
+
+    result: dict[str, Any] = {"file": str(path)}
+    try:
+        pipeline = load_file(path)
+        result["loads"] = True
+        result["steps"] = len(pipeline.steps)
+    except SynthflowError as exc:
+        result["loads"] = False
+        result["error"] = str(exc).splitlines()[0][:200]
+    try:
+        file_info(str(path))
+        result["info"] = True
+    except SynthflowError as exc:
+        result["info"] = False
+        result.setdefault("error", str(exc).splitlines()[0][:200])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sdist", nargs="?")
+    parser.add_argument("--python", required=True, help="an interpreter with distilabel 1.5.3")
+    parser.add_argument("--only", default="")
+    parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--keep", default="", help="keep the saved files in this folder")
+    parser.add_argument("--json", default="", help="write every result here")
+    parser.add_argument(
+        "--saved", default="", help="load the files a --keep DIR run saved; save nothing"
+    )
+    args = parser.parse_args()
+
+    root = sdist_root(args.sdist)
+    found = [s for s in snippets(root) if args.only in s.name]
+    scratch = Path(args.saved or args.keep or tempfile.mkdtemp(prefix="dyaml"))
+    results: list[dict[str, Any]] = []
+    unsaved: Counter[str] = Counter()
+    for i, snippet in enumerate(found):
+        folder = scratch / f"{i:03d}"
+        ended = "not saved"
+        if not args.saved:
+            ended = save_with_distilabel(snippet, args.python, folder, args.timeout)
+        files = sorted(folder.glob("saved_*.yaml"))
+        if not files:
+            unsaved[ended.split(":")[0]] += 1
+            print(f"{snippet.name}: no pipeline saved ({ended})", flush=True)
+            continue
+        for path in files:
+            result = {"snippet": snippet.name, **load_in_synthflow(path)}
+            results.append(result)
+            shown = "loads" if result["loads"] else f"fails: {result['error']}"
+            shown += ", info prints" if result["info"] else ", info fails"
+            print(f"{snippet.name} ({path.name}): {shown}", flush=True)
+
+    loads = sum(r["loads"] for r in results)
+    infos = sum(r["info"] for r in results)
+    print(
+        f"\n{len(found)} snippets; {len(results)} pipeline files saved by distilabel; "
+        f"{loads} load in synthflow; pipeline info prints {infos}"
+    )
+    print(f"snippets that saved no file on distilabel: {dict(unsaved.most_common())}")
+    reasons = Counter(r["error"].split(":")[0] for r in results if not r["loads"])
+    print(f"load failures by step: {dict(reasons.most_common())}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "unsaved": unsaved}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
