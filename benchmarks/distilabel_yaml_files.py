@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distilabel_pipelines import Snippet, sdist_root, snippets
+from distilabel_pipelines import Snippet, environment, sdist_root, snippets
+
+DEAD = "http://127.0.0.1:9"
 
 # Run by distilabel's interpreter in the snippet's folder: save each pipeline instead of running.
 SAVER = """
@@ -73,7 +74,10 @@ def save_with_distilabel(snippet: Snippet, python: str, folder: Path, timeout: f
     (folder / "snippet.py").write_text(snippet.code)
     for name, code in snippet.files.items():
         (folder / name).write_text(code)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "unused", "HF_TOKEN": "unused"}
+    # Every provider's key and base URL set (as distilabel_pipelines.py runs them), pointing
+    # nowhere: building and saving calls no one.
+    env = environment(DEAD, DEAD, folder / "home")
+    env["HF_HUB_OFFLINE"] = "1"
     try:
         done = subprocess.run(
             [python, "-c", SAVER],
@@ -131,6 +135,7 @@ def main() -> None:
     scratch = Path(args.saved or args.keep or tempfile.mkdtemp(prefix="dyaml"))
     results: list[dict[str, Any]] = []
     unsaved: Counter[str] = Counter()
+    empty = 0
     for i, snippet in enumerate(found):
         folder = scratch / f"{i:03d}"
         ended = "not saved"
@@ -142,6 +147,9 @@ def main() -> None:
             print(f"{snippet.name}: no pipeline saved ({ended})", flush=True)
             continue
         for path in files:
+            if "\n  steps: []\n" in path.read_text():
+                empty += 1  # distilabel's page shows an empty Pipeline: nothing to load
+                continue
             result = {"snippet": snippet.name, **load_in_synthflow(path)}
             results.append(result)
             shown = "loads" if result["loads"] else f"fails: {result['error']}"
@@ -152,10 +160,11 @@ def main() -> None:
     infos = sum(r["info"] for r in results)
     print(
         f"\n{len(found)} snippets; {len(results)} pipeline files saved by distilabel; "
-        f"{loads} load in synthflow; pipeline info prints {infos}"
+        f"{loads} load in synthflow; pipeline info prints {infos} ({empty} empty pipelines "
+        "left out)"
     )
     print(f"snippets that saved no file on distilabel: {dict(unsaved.most_common())}")
-    reasons = Counter(r["error"].split(":")[0] for r in results if not r["loads"])
+    reasons = Counter(r["error"][:60] for r in results if not r["loads"])
     print(f"load failures by step: {dict(reasons.most_common())}")
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "unsaved": unsaved}, indent=1))

@@ -144,6 +144,11 @@ def parse_text(
 def _yaml_reason(exc: Exception) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if "python/" in str(problem):  # distilabel saves a pydantic structured_output class so
+        problem += (
+            " (a Python object, which synthflow never builds from a file: put its JSON schema "
+            "there, e.g. {format: json, schema: {...}})"
+        )
     if mark is not None:
         return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     return " ".join(str(exc).split())

@@ -23,6 +23,7 @@ from synthflow.steps.base import METADATA_COLUMN
 from tests.servers import Reply, Request, fake_api
 from tests.servers.chat import completion
 from tests.servers.hub import hub_endpoint
+from tests.test_lazy_imports import RUN_CONSOLE, imported_by
 
 # huggingface_hub's LFS upload (PushToHub, on the loopback Hub) passes bytes as httpx's ``data=``.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -160,3 +161,12 @@ def test_the_cli_runs_a_distilabel_file(prompts: Path, tmp_path: Path) -> None:
         result = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.stderr
     assert api.paths()  # the file's OpenAI endpoint was replaced by --param
+
+
+def test_info_on_a_distilabel_file_imports_no_class_nor_pydantic() -> None:
+    # Its classes map to synthflow's, whose facts info reads from exposure_classes.json.
+    path = FIXTURES / "distilabel_generate_and_judge.yaml"
+    modules = imported_by(RUN_CONSOLE, "pipeline", "info", "--config", str(path))
+    assert "synthflow.distilabel_files" in modules
+    assert [m for m in modules if m.startswith(("synthflow.steps", "synthflow.models"))] == []
+    assert [m for m in modules if m.split(".")[0] in ("pydantic", "distilabel")] == []
