@@ -175,11 +175,12 @@ class _Reading:
                     "replace it by a synthflow class in the file, or run it with distilabel"
                 )
             return dict(info)  # another module's (synthflow's own, when renamed)
-        return {**info, "module": home}
+        module, _, qualname = home.partition(":")
+        return {**info, "module": module, "name": qualname}
 
 
 def _home(distilabel_module: str, name: str) -> str | None:
-    """The synthflow module defining the public ``name`` of distilabel's module."""
+    """``module:qualname`` of synthflow's class for the public ``name`` of distilabel's module."""
     from synthflow.exposure_rules import public_names
 
     tables = public_names()

@@ -201,7 +201,8 @@ PUBLIC_PACKAGES = ("steps", "steps.tasks", "models", "pipeline")
 
 
 def public_names() -> dict[str, dict[str, str]]:
-    """For each public package, its classes and functions and the module defining each."""
+    """For each public package, its classes and functions, each as ``module:qualname`` (an
+    alias, such as ``AsyncLLM``, names the class it stands for)."""
     out: dict[str, dict[str, str]] = {}
     for package in PUBLIC_PACKAGES:
         module = importlib.import_module(f"synthflow.{package}")
@@ -210,7 +211,7 @@ def public_names() -> dict[str, dict[str, str]]:
             value = getattr(module, name)
             home = getattr(value, "__module__", None) or ""
             if callable(value) and home.startswith("synthflow.") and not name.startswith("_"):
-                homes[name] = home
+                homes[name] = f"{home}:{value.__qualname__}"
         out[package] = dict(sorted(homes.items()))
     return out
 

@@ -241,8 +241,8 @@ def manifest() -> dict[str, Any]:
 
 
 def public_names() -> dict[str, dict[str, str]]:
-    """The module defining each public name of synthflow's public packages (``steps``,
-    ``steps.tasks``, ``models``, ``pipeline``), by package: where distilabel's names resolve."""
+    """Each public name of synthflow's public packages (``steps``, ``steps.tasks``, ``models``,
+    ``pipeline``) as ``module:qualname``, by package: where distilabel's names resolve."""
     names: dict[str, dict[str, str]] = _manifest_file()["public_names"]
     return names
 

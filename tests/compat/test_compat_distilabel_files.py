@@ -8,6 +8,8 @@ documentation gives for each step class (its "Output columns"), not synthflow's 
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,12 @@ import pytest
 from typer.testing import CliRunner
 
 from synthflow.cli import app, apply_parameters
+from synthflow.distilabel_files import synthflow_body
 from synthflow.errors import SerializationError
 from synthflow.pipeline_info import file_info
 from synthflow.serialization import load_file
 from synthflow.steps.base import METADATA_COLUMN
+from tests.compat.test_compat_public_names import DISTILABEL_PUBLIC_NAMES
 from tests.servers import Reply, Request, fake_api
 from tests.servers.chat import completion
 from tests.servers.hub import hub_endpoint
@@ -170,3 +174,30 @@ def test_info_on_a_distilabel_file_imports_no_class_nor_pydantic() -> None:
     assert "synthflow.distilabel_files" in modules
     assert [m for m in modules if m.startswith(("synthflow.steps", "synthflow.models"))] == []
     assert [m for m in modules if m.split(".")[0] in ("pydantic", "distilabel")] == []
+
+
+MODEL_PACKAGES = ("steps", "steps.tasks", "llms", "models", "pipeline")
+
+
+@pytest.mark.parametrize(
+    "package", [p for p in DISTILABEL_PUBLIC_NAMES if p.split(".")[0] in MODEL_PACKAGES]
+)
+def test_every_public_class_of_distilabel_resolves_to_synthflows(package: str) -> None:
+    # A file names a class by its defining module (distilabel.steps.columns.keep), which
+    # synthflow doesn't mirror: any module under the package resolves the package's names.
+    ours = importlib.import_module(
+        "synthflow." + ("models" if package.startswith("llms") else package)
+    )
+    for name in DISTILABEL_PUBLIC_NAMES[package]:
+        public = getattr(ours, name)
+        if not isinstance(public, type) and not inspect.isfunction(public):
+            continue  # a type alias: never a file's type_info
+        if not public.__module__.startswith("synthflow."):
+            continue  # another library's type (HiddenState is numpy's array): not a step's part
+        info = {"module": f"distilabel.{package}.some_module", "name": name}
+        body = {"steps": [{"step": {"type_info": info}, "name": "s"}]}
+        mapped = synthflow_body(body, strict=False)["steps"][0]["type_info"]
+        found = importlib.import_module(mapped["module"])
+        for part in mapped["name"].split("."):
+            found = getattr(found, part)
+        assert found is public, (package, name)
