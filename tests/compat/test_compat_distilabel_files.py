@@ -149,6 +149,10 @@ def test_each_file_runs_with_distilabels_columns(
         apply_parameters(pipeline, None, params_for(name, api.url, prompts))
         distiset = pipeline.run(use_cache=False)
     rows = distiset["default"]["train"]
+    sent = [r.json for r in api.requests if r.path.endswith("/chat/completions")]
+    if name == "generate_and_judge":  # the file's runtime parameters reach the server
+        assert {b.get("temperature") for b in sent if b["model"] == "gpt-4o-mini"} == {0.7}
+        assert {b.get("max_tokens") for b in sent if b["model"] == "tgi"} == {64}
     if "push" in pipeline.steps:  # the global step pushed what the pipeline outputs
         assert any(f.startswith("data/train-") for f in hub.files["someone/routed"])
     expected = {SYNTHFLOW_NAMES.get(c, c) for c in EXPECTED_COLUMNS[name]}
@@ -162,9 +166,13 @@ def test_the_cli_runs_a_distilabel_file(prompts: Path, tmp_path: Path) -> None:
         args: list[Any] = ["pipeline", "run", "--config", str(path)]
         for param in params_for("structured", api.url, prompts):
             args += ["--param", param]
+        args += ["--param", "gen.llm.generation_kwargs.temperature=0.25"]
         result = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.stderr
-    assert api.paths()  # the file's OpenAI endpoint was replaced by --param
+    sent = [r.json for r in api.requests]  # the file's OpenAI endpoint was replaced by --param
+    assert len(sent) == len(PROMPTS)
+    assert all(body["temperature"] == 0.25 and body["n"] == 2 for body in sent)
+    assert (tmp_path / "out").is_dir()
 
 
 def test_info_on_a_distilabel_file_imports_no_class_nor_pydantic() -> None:
