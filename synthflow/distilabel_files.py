@@ -47,6 +47,9 @@ _NO_BATCH_API = "synthflow sends requests as they come (no provider batch API he
 _NO_PLACEMENT = "synthflow doesn't place models on GPUs; remove it and set CUDA_VISIBLE_DEVICES"
 _NO_CACHE_SWITCH = "synthflow caches every step; run with --no-cache (CLI) to recompute all"
 
+ANY_VALUE: tuple[Any, ...] = ()
+"""A field whose value, whatever it is, changes nothing here."""
+
 DISTILABEL_ONLY: dict[str, tuple[tuple[Any, ...], str]] = {
     "use_cache": ((True,), _NO_CACHE_SWITCH),
     "use_offline_batch_generation": ((False, None), _NO_BATCH_API),
@@ -59,13 +62,22 @@ DISTILABEL_ONLY: dict[str, tuple[tuple[Any, ...], str]] = {
     "tokenizer_mode": (("auto", None), "synthflow uses the model's own tokenizer; remove it"),
     "skip_tokenizer_init": ((False, None), "synthflow initialises the tokenizer; remove it"),
     "tokenizer_revision": ((None,), "pin the model revision instead; remove it"),
+    "structured_output": (
+        (None,),
+        "this client has no structured output here; use a client "
+        "that has (OpenAILLM, InferenceEndpointsLLM...)",
+    ),
+    "client_name": (ANY_VALUE, "the name Cohere's client sends; it changes no answer"),
+    "verbose": ((False, None), "synthflow logs through the logging module; remove it"),
+    "follow_redirects": ((True, None), "synthflow's HTTP client follows redirects; remove it"),
     "config": ((None,), "a Hub dataset's config applies to LoadDataFromHub only; remove it"),
     "revision": ((None,), "a Hub dataset's revision applies to LoadDataFromHub only; remove it"),
 }
 """Fields distilabel writes that synthflow's class of the same name lacks: the values that ask
-for nothing (dropped without a word), and what to do about any other."""
+for nothing (dropped without a word; ``ANY_VALUE``: every value), and what to do about any
+other."""
 
-NONE_IS_UNSET = frozenset({"default_headers"})
+NONE_IS_UNSET = frozenset({"default_headers", "model_kwargs"})
 """Fields distilabel writes as ``null`` when unset, where synthflow's default is no value."""
 
 NOT_SAVED = {"LoadDataFromDicts": "data", "DataSampler": "data"}
@@ -143,7 +155,7 @@ class _Reading:
                 continue
             if known is not None and key not in known and key in DISTILABEL_ONLY:
                 off, advice = DISTILABEL_ONLY[key]
-                if any(value == v and type(value) is type(v) for v in off):
+                if not off or any(value == v and type(value) is type(v) for v in off):
                     self.dropped.add(path + key)
                     continue
                 self.problem(
@@ -157,6 +169,8 @@ class _Reading:
         if isinstance(value, dict):
             if is_type_info(value.get("type_info")):
                 return self.model(value, where, path)
+            if _is_indexed(value):  # distilabel writes a list of models as {'0': ..., '1': ...}
+                return [self.value(v, where, f"{path}{i}.") for i, v in enumerate(value.values())]
             return {k: self.value(v, where, path) for k, v in value.items()}
         if isinstance(value, list):
             return [self.value(v, where, path) for v in value]
@@ -204,6 +218,10 @@ def _known_fields(info: Mapping[str, Any]) -> set[str] | None:
     return {*entry["fields"], *entry.get("aliases", {})}
 
 
+def _is_indexed(value: Mapping[str, Any]) -> bool:
+    return bool(value) and list(value) == [str(i) for i in range(len(value))]
+
+
 def _flat_parameters(params: Any, prefix: str) -> Iterator[dict[str, Any]]:
     """distilabel's nested ``runtime_parameters_info`` as synthflow's dotted entries."""
     if not isinstance(params, list):
@@ -213,6 +231,10 @@ def _flat_parameters(params: Any, prefix: str) -> Iterator[dict[str, Any]]:
             continue
         path = f"{prefix}{param['name']}"
         nested = param.get("runtime_parameters_info")
+        if isinstance(nested, dict):  # a list of models, by index
+            for index, params_of_one in nested.items():
+                yield from _flat_parameters(params_of_one, f"{path}.{index}.")
+            continue
         if isinstance(nested, list):
             yield from _flat_parameters(nested, path + ".")
             continue

@@ -34,7 +34,19 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationW
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNNABLE = ["generate_and_judge", "structured", "routed"]
+CLIENTS = [
+    "anthropic",
+    "cohere",
+    "groq",
+    "mistral",
+    "ollama",
+    "litellm",
+    "client_vllm",
+    "transformers",
+    "moa",
+]
 STEPS = {
+    "clients": ["load", *(f"gen_{name}" for name in CLIENTS)],
     "generate_and_judge": ["load", "gen_a", "gen_b", "group", "rate", "judge", "keep"],
     "hub_to_hub": ["load", "gen", "push"],
     "magpie": ["magpie"],
@@ -209,3 +221,9 @@ def test_every_public_class_of_distilabel_resolves_to_synthflows(package: str) -
         for part in mapped["name"].split("."):
             found = getattr(found, part)
         assert found is public, (package, name)
+
+
+def test_info_shows_the_values_of_a_list_of_models() -> None:
+    # distilabel writes MixtureOfAgentsLLM's proposers as {'0': ..., '1': ...}: a list here.
+    text = file_info(str(FIXTURES / "distilabel_clients.yaml"))
+    assert "gen_moa.llm.proposers_llms.1.max_retries = 6" in text
