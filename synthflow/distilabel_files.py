@@ -239,6 +239,8 @@ def _flat_parameters(params: Any, prefix: str) -> Iterator[dict[str, Any]]:
             yield from _flat_parameters(nested, path + ".")
             continue
         entry = {k: v for k, v in param.items() if k != "keys"}
+        if isinstance(entry.get("description"), list):  # a tuple in distilabel's code
+            entry["description"] = ",".join(map(str, entry["description"]))
         entry["name"] = path
         entry.setdefault("optional", True)
         yield entry

@@ -8,6 +8,7 @@ Pipeline, and a Pipeline into data, is ``synthflow.serialization``'s job.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -131,14 +132,30 @@ def parse_text(
             raise SerializationError(f"{source} is not valid JSON: {exc}") from None
     else:
         yaml = yaml_module()
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         try:
-            data = yaml.load(text, Loader=loader)  # a safe loader: no Python objects
+            data = yaml.load(text, Loader=_yaml_loader())  # a safe loader: no Python objects
         except yaml.YAMLError as exc:
             raise SerializationError(f"{source} is not valid YAML: {_yaml_reason(exc)}") from None
     if not isinstance(data, dict):
         raise SerializationError(f"{source} is not {expected}, got {type(data).__name__}")
     return data
+
+
+@functools.cache
+def _yaml_loader() -> type[Any]:
+    """The safe loader, which also reads ``!!python/tuple`` as a list: distilabel writes its
+    files with PyYAML's unsafe dumper, which tags tuples so (a tuple of texts is no object)."""
+    yaml = yaml_module()
+    base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc]
+        pass
+
+    def tuple_as_list(loader: Any, node: Any) -> list[Any]:
+        return list(loader.construct_sequence(node, deep=True))
+
+    Loader.add_constructor("tag:yaml.org,2002:python/tuple", tuple_as_list)
+    return Loader
 
 
 def _yaml_reason(exc: Exception) -> str:

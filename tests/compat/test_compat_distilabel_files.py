@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from synthflow.cli import app, apply_parameters
 from synthflow.distilabel_files import synthflow_body
 from synthflow.errors import SerializationError
+from synthflow.pipeline_file import parse_text
 from synthflow.pipeline_info import file_info
 from synthflow.serialization import load_file
 from synthflow.steps.base import METADATA_COLUMN
@@ -227,3 +228,11 @@ def test_info_shows_the_values_of_a_list_of_models() -> None:
     # distilabel writes MixtureOfAgentsLLM's proposers as {'0': ..., '1': ...}: a list here.
     text = file_info(str(FIXTURES / "distilabel_clients.yaml"))
     assert "gen_moa.llm.proposers_llms.1.max_retries = 6" in text
+
+
+def test_a_yaml_tuple_reads_as_a_list_and_python_objects_stay_refused() -> None:
+    # distilabel dumps with PyYAML's unsafe dumper: a tuple (LoadDataFromDisk's description of
+    # ``config`` is one) comes tagged !!python/tuple.
+    assert parse_text("a: !!python/tuple [x, y]\n", "yaml") == {"a": ["x", "y"]}
+    with pytest.raises(SerializationError, match="never builds"):
+        parse_text("a: !!python/name:os.system\n", "yaml")
