@@ -11,6 +11,7 @@ save: each pipeline the snippet builds is written with ``pipeline.dump()`` (the 
     python benchmarks/distilabel_yaml_files.py SDIST --python /work/ref/dvenv/bin/python
         [--only SUBSTRING] [--timeout 60] [--keep DIR] [--json FILE]
     python benchmarks/distilabel_yaml_files.py SDIST --python ... --saved DIR   # reload DIR
+    python benchmarks/distilabel_yaml_files.py --python ... --classes     # each class alone
 
 Outcomes per saved file: ``loads`` (and ``info`` when ``pipeline info`` printed it too), or the
 first line of synthflow's error. A snippet that never built a pipeline on distilabel (a fragment,
@@ -68,6 +69,72 @@ except Saved:
 """
 
 
+# Run by distilabel's interpreter: one single-step pipeline per public step and task class of
+# distilabel, built with an OpenAILLM where it takes one and the arguments below where it needs
+# some, saved as class_<Name>.yaml.
+CLASS_SAVER = """
+import inspect, sys, yaml
+import distilabel.steps as S, distilabel.steps.tasks as T
+from distilabel.models import OpenAILLM
+from distilabel.pipeline import Pipeline
+from distilabel.steps.base import _Step
+
+NEEDS = {
+    "KeepColumns": dict(columns=["a"]), "GroupColumns": dict(columns=["a"]),
+    "MergeColumns": dict(columns=["a"]), "ExpandColumns": dict(columns=["a"]),
+    "LoadDataFromHub": dict(repo_id="a/b"), "LoadDataFromFileSystem": dict(data_files="x.jsonl"),
+    "LoadDataFromDisk": dict(dataset_path="x"), "PushToHub": dict(repo_id="a/b"),
+    "LoadDataFromDicts": dict(data=[{"a": 1}]), "DataSampler": dict(data=[{"a": 1}], size=1,
+    samples=1), "TruncateTextColumn": dict(column="a"),
+    "PrometheusEval": dict(mode="absolute", rubric="factual-validity"),
+    "GenerateSentencePair": dict(triplet=True, action="paraphrase"),
+    "EvolInstructGenerator": dict(num_instructions=2),
+    "EvolComplexityGenerator": dict(num_instructions=2),
+    "EmbeddingTaskGenerator": dict(category="text-retrieval"), "MagpieGenerator": dict(num_rows=2),
+    "BitextRetrievalGenerator": dict(source_language="English", target_language="French"),
+    "MonolingualTripletGenerator": dict(language="English"),
+    "EvolQuality": dict(num_evolutions=1), "EvolComplexity": dict(num_evolutions=1),
+    "EvolInstruct": dict(num_evolutions=1),
+}
+for module in (S, T):
+    for name in module.__all__:
+        cls = getattr(module, name)
+        if not (inspect.isclass(cls) and issubclass(cls, _Step)) or inspect.isabstract(cls):
+            continue
+        kwargs = dict(NEEDS.get(name, {}))
+        if "llm" in cls.model_fields:
+            kwargs["llm"] = OpenAILLM(model="m", api_key="unused")
+        try:
+            with Pipeline(name=name) as pipeline:
+                cls(name="step", **kwargs)
+        except Exception as exc:
+            print(f"{name}: not built on distilabel: {type(exc).__name__}", file=sys.stderr)
+            continue
+        with open(f"class_{name}.yaml", "w") as out:
+            yaml.dump(pipeline.dump(), out, sort_keys=False)
+"""
+
+
+def classes(python: str, folder: Path) -> None:
+    """Save every public step and task class of distilabel alone, and load each here."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = environment(DEAD, DEAD, folder / "home")
+    env["HF_HUB_OFFLINE"] = "1"
+    done = subprocess.run(
+        [python, "-W", "ignore", "-c", CLASS_SAVER], cwd=folder, env=env, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"distilabel's interpreter failed (exit {done.returncode})")
+    files = sorted(folder.glob("class_*.yaml"))
+    results = [load_in_synthflow(path) for path in files]
+    for result in results:
+        if not result["loads"]:
+            print(f"{Path(result['file']).stem}: {result['error']}")
+    loads = sum(r["loads"] for r in results)
+    infos = sum(r["info"] for r in results)
+    print(f"\n{len(files)} classes saved alone by distilabel; {loads} load; info prints {infos}")
+
+
 def save_with_distilabel(snippet: Snippet, python: str, folder: Path, timeout: float) -> str:
     """Run the snippet on distilabel, saving its pipelines as saved_N.yaml; how it ended."""
     folder.mkdir(parents=True)
@@ -80,7 +147,7 @@ def save_with_distilabel(snippet: Snippet, python: str, folder: Path, timeout: f
     env["HF_HUB_OFFLINE"] = "1"
     try:
         done = subprocess.run(
-            [python, "-c", SAVER],
+            [python, "-W", "ignore", "-c", SAVER],
             cwd=folder,
             env=env,
             capture_output=True,
@@ -153,7 +220,13 @@ def main() -> None:
     parser.add_argument(
         "--saved", default="", help="load the files a --keep DIR run saved; save nothing"
     )
+    parser.add_argument(
+        "--classes", action="store_true", help="save each step and task class alone instead"
+    )
     args = parser.parse_args()
+    if args.classes:
+        classes(args.python, Path(args.keep or tempfile.mkdtemp(prefix="dyaml")))
+        return
 
     root = sdist_root(args.sdist)
     found = [s for s in snippets(root) if args.only in s.name]
