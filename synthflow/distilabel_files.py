@@ -45,7 +45,10 @@ whose names they resolve in."""
 
 _NO_BATCH_API = "synthflow sends requests as they come (no provider batch API here); remove it"
 _NO_PLACEMENT = "synthflow doesn't place models on GPUs; remove it and set CUDA_VISIBLE_DEVICES"
-_NO_CACHE_SWITCH = "synthflow caches every step; run with --no-cache (CLI) to recompute all"
+_NO_CACHE_SWITCH = (
+    "synthflow's cache is the run's, not a step's: remove it and run with --ignore-cache "
+    "(run(use_cache=False)) to recompute"
+)
 
 ANY_VALUE: tuple[Any, ...] = ()
 """A field whose value, whatever it is, changes nothing here."""

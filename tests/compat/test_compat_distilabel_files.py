@@ -236,3 +236,13 @@ def test_a_yaml_tuple_reads_as_a_list_and_python_objects_stay_refused() -> None:
     assert parse_text("a: !!python/tuple [x, y]\n", "yaml") == {"a": ["x", "y"]}
     with pytest.raises(SerializationError, match="never builds"):
         parse_text("a: !!python/name:os.system\n", "yaml")
+
+
+def test_a_step_that_turns_its_cache_off_is_told_how_to_here(tmp_path: Path) -> None:
+    text = (FIXTURES / "distilabel_structured.yaml").read_text()
+    path = tmp_path / "p.yaml"
+    path.write_text(text.replace("use_cache: true", "use_cache: false", 1))
+    with pytest.raises(
+        SerializationError, match=r"step 'load': field 'use_cache' = False .*--ignore-cache"
+    ):
+        load_file(path)
