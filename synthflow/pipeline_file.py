@@ -148,8 +148,8 @@ def _yaml_loader() -> type[Any]:
     yaml = yaml_module()
     base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    class Loader(base):  # type: ignore[misc]
-        pass
+    class Loader(base):  # type: ignore[misc]  # PyYAML ships no types: base is Any
+        """The safe loader, and tuples."""
 
     def tuple_as_list(loader: Any, node: Any) -> list[Any]:
         return list(loader.construct_sequence(node, deep=True))
