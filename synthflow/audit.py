@@ -144,7 +144,7 @@ def file_exposures(data: Mapping[str, Any]) -> tuple[list[Exposure], list[Exposu
 
     out: list[Exposure] = []
     judged: list[Exposure] = []
-    for i, spec in enumerate(pipeline_section(data).get("steps") or []):
+    for i, spec in enumerate(pipeline_section(data, strict=False).get("steps") or []):
         if not isinstance(spec, dict):
             continue
         name = str(spec.get("name") or f"#{i + 1}")

@@ -878,7 +878,7 @@ def _stats_from_dict(data: dict[str, Any]) -> StepStats:
 def _mermaid(config: dict[str, Any]) -> str:
     from synthflow.pipeline_file import connections_of, models_of, pipeline_section
 
-    body = pipeline_section(config)
+    body = pipeline_section(config, strict=False)
     ids: dict[str, str] = {}
     lines = ["flowchart TD"]
     for i, spec in enumerate(body.get("steps") or []):
@@ -904,7 +904,7 @@ def _models_table(config: dict[str, Any]) -> list[str]:
     from synthflow.pipeline_file import models_of, pipeline_section
 
     rows = []
-    for spec in pipeline_section(config).get("steps") or []:
+    for spec in pipeline_section(config, strict=False).get("steps") or []:
         for cls, model in models_of(spec):
             rows.append(f"| {spec.get('name')} | {cls} | {model or ''} |")
     return ["| step | client | model |", "|---|---|---|", *rows] if rows else []

@@ -195,9 +195,30 @@ def _is_plain(value: Any) -> bool:
     return value is None or isinstance(value, str | bool | int | float)
 
 
+PUBLIC_PACKAGES = ("steps", "steps.tasks", "models", "pipeline")
+"""synthflow's packages whose public names a distilabel file's classes resolve to
+(``synthflow.distilabel_files``)."""
+
+
+def public_names() -> dict[str, dict[str, str]]:
+    """For each public package, its classes and functions, each as ``module:qualname`` (an
+    alias, such as ``AsyncLLM``, names the class it stands for)."""
+    out: dict[str, dict[str, str]] = {}
+    for package in PUBLIC_PACKAGES:
+        module = importlib.import_module(f"synthflow.{package}")
+        homes: dict[str, str] = {}
+        for name in dir(module):
+            value = getattr(module, name)
+            home = getattr(value, "__module__", None) or ""
+            if callable(value) and home.startswith("synthflow.") and not name.startswith("_"):
+                homes[name] = f"{home}:{value.__qualname__}"
+        out[package] = dict(sorted(homes.items()))
+    return out
+
+
 def manifest() -> dict[str, Any]:
     found = {f"{c.__module__}:{c.__qualname__}": entry(c) for c in classes()}
-    return {"classes": dict(sorted(found.items()))}
+    return {"classes": dict(sorted(found.items())), "public_names": public_names()}
 
 
 def text() -> bytes:

@@ -229,10 +229,22 @@ def _fits(value: Any, kind: str) -> bool:
 
 
 @functools.cache
+def _manifest_file() -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(MANIFEST.read_bytes())
+    return data
+
+
 def manifest() -> dict[str, Any]:
     """The classes of ``exposure_classes.json``, by ``module:qualname``."""
-    classes: dict[str, Any] = orjson.loads(MANIFEST.read_bytes())["classes"]
+    classes: dict[str, Any] = _manifest_file()["classes"]
     return classes
+
+
+def public_names() -> dict[str, dict[str, str]]:
+    """Each public name of synthflow's public packages (``steps``, ``steps.tasks``, ``models``,
+    ``pipeline``) as ``module:qualname``, by package: where distilabel's names resolve."""
+    names: dict[str, dict[str, str]] = _manifest_file()["public_names"]
+    return names
 
 
 def _is_model_spec(value: Any) -> bool:

@@ -8,6 +8,7 @@ Pipeline, and a Pipeline into data, is ``synthflow.serialization``'s job.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -131,9 +132,8 @@ def parse_text(
             raise SerializationError(f"{source} is not valid JSON: {exc}") from None
     else:
         yaml = yaml_module()
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         try:
-            data = yaml.load(text, Loader=loader)  # a safe loader: no Python objects
+            data = yaml.load(text, Loader=_yaml_loader())  # a safe loader: no Python objects
         except yaml.YAMLError as exc:
             raise SerializationError(f"{source} is not valid YAML: {_yaml_reason(exc)}") from None
     if not isinstance(data, dict):
@@ -141,15 +141,40 @@ def parse_text(
     return data
 
 
+@functools.cache
+def _yaml_loader() -> type[Any]:
+    """The safe loader, which also reads ``!!python/tuple`` as a list: distilabel writes its
+    files with PyYAML's unsafe dumper, which tags tuples so (a tuple of texts is no object)."""
+    yaml = yaml_module()
+    base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc]  # PyYAML ships no types: base is Any
+        """The safe loader, and tuples."""
+
+    def tuple_as_list(loader: Any, node: Any) -> list[Any]:
+        return list(loader.construct_sequence(node, deep=True))
+
+    Loader.add_constructor("tag:yaml.org,2002:python/tuple", tuple_as_list)
+    return Loader
+
+
 def _yaml_reason(exc: Exception) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if "python/" in str(problem):  # distilabel saves a pydantic structured_output class so
+        problem += (
+            " (a Python object, which synthflow never builds from a file: put its JSON schema "
+            "there, e.g. {format: json, schema: {...}})"
+        )
     if mark is not None:
         return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     return " ".join(str(exc).split())
 
 
-def pipeline_section(data: Mapping[str, Any]) -> dict[str, Any]:
+def pipeline_section(data: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    """The ``pipeline`` mapping, in synthflow's layout also when distilabel wrote the file
+    (``synthflow.distilabel_files``; ``strict=False``: what synthflow can't run left as it is,
+    for a description of the file)."""
     header = data.get("synthflow")
     if isinstance(header, dict):
         fmt = header.get("format", FORMAT_VERSION)
@@ -164,7 +189,9 @@ def pipeline_section(data: Mapping[str, Any]) -> dict[str, Any]:
             "not a synthflow pipeline: expected a top-level 'pipeline' mapping with 'steps' and "
             "'connections'"
         )
-    return body
+    from synthflow.distilabel_files import is_distilabel_layout, synthflow_body
+
+    return synthflow_body(body, strict=strict) if is_distilabel_layout(body) else body
 
 
 def connections_of(body: Mapping[str, Any]) -> list[tuple[str, str]]:

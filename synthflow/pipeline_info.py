@@ -80,7 +80,7 @@ def describe(data: dict[str, Any]) -> str:
         pipeline_section,
     )
 
-    body = pipeline_section(data)
+    body = pipeline_section(data, strict=False)
     specs = [s for s in body.get("steps") or [] if isinstance(s, dict)]
     lines = [f"pipeline   {body.get('name', '?')}"]
     if body.get("signature"):
@@ -122,6 +122,9 @@ def describe(data: dict[str, Any]) -> str:
 def _show_value(spec: dict[str, Any], param: dict[str, Any]) -> str:
     value: Any = spec
     for part in str(param.get("name")).split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]  # one of a list of models (MixtureOfAgentsLLM's proposers)
+            continue
         if not isinstance(value, dict) or part not in value:
             value = param.get("value", _MISSING)
             break
