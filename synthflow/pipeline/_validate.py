@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
 from synthflow.models.callpath.pricing import Price, price_of
+from synthflow.pipeline._columns import unknown_mapping
 from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import missing_runtime_parameters, set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step, takes_separate_inputs
@@ -184,6 +185,10 @@ def _check_missing_parameters(steps: Mapping[str, _Step]) -> None:
 def _check_columns(
     steps: Mapping[str, _Step], order: list[str], predecessors: dict[str, list[str]]
 ) -> None:
+    for name in order:  # each step's own mistake first, as distilabel checks it
+        problem = unknown_mapping(steps[name])
+        if problem is not None:
+            raise PipelineValidationError(problem)
     available: dict[str, set[str]] = {}
     for name in order:
         step = steps[name]

@@ -279,6 +279,12 @@ class _Step(BaseModel):
         """Columns the step adds."""
         return []
 
+    @property
+    def optional_inputs(self) -> list[str]:
+        """Columns the step reads when a row has them (distilabel's inputs marked ``False``):
+        no step before it need produce them, and ``input_mappings`` may name them."""
+        return []
+
     def mapped_inputs(self) -> list[str]:
         """``inputs`` as row column names, after ``input_mappings``."""
         return [self.input_mappings.get(c, c) for c in self.inputs]
