@@ -64,13 +64,8 @@ def plan(
         raise PipelineValidationError(
             "the pipeline has no steps; create steps inside 'with Pipeline() as p:'"
         )
-    predecessors: dict[str, list[str]] = {name: [] for name in steps}
-    successors: dict[str, list[str]] = {name: [] for name in steps}
-    for a, b in edges:
-        predecessors[b].append(a)
-        successors[a].append(b)
-
-    order = _topological_order(predecessors, successors)
+    predecessors, successors = neighbours(steps, edges)
+    order = topological_order(predecessors, successors)
     routes = dict(routes or {})
     for name, route in routes.items():
         route.check(name)
@@ -121,7 +116,19 @@ def plan(
     )
 
 
-def _topological_order(
+def neighbours(
+    steps: Iterable[str], edges: Iterable[tuple[str, str]]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Each step's predecessors and successors, in the order the edges were made."""
+    predecessors: dict[str, list[str]] = {name: [] for name in steps}
+    successors: dict[str, list[str]] = {name: [] for name in predecessors}
+    for a, b in edges:
+        predecessors[b].append(a)
+        successors[a].append(b)
+    return predecessors, successors
+
+
+def topological_order(
     predecessors: dict[str, list[str]], successors: dict[str, list[str]]
 ) -> list[str]:
     remaining = {name: len(preds) for name, preds in predecessors.items()}
