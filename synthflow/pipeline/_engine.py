@@ -4,6 +4,10 @@ Every step runs as one task in a single task group. Edges are bounded memory str
 chunks, so a slow step fills its input queue and its producers wait: memory stays bounded by the
 queue sizes, whatever the dataset's size. Each leaf feeds a writer that puts its rows on disk.
 
+With load stages (``run(load_groups=...)``, see ``_load_stages``) the steps of a stage start
+only once the stages before it have finished and unloaded; edges into a later stage are
+unbounded, so nothing upstream waits on a step that hasn't started.
+
 The first error cancels the task group; the error that caused it is re-raised on its own (not
 wrapped in an ExceptionGroup), named after its step. Cancellation (Ctrl+C, a cancelled
 ``arun``) takes the same path, and the ``finally`` blocks shut process pools down hard, so no
@@ -468,10 +472,13 @@ async def _run_stages(staged: list[list[StepContext]], loaded: list[_Step]) -> N
             error = first_error(group)
             raise error from error.__cause__
         done = {id(ctx.step) for ctx in stage}
-        await _shutdown(stage, [step for step in loaded if id(step) in done], kill=False)
-        loaded[:] = [step for step in loaded if id(step) not in done]
-        for ctx in stage:
-            ctx.pool = None
+        finished = [step for step in loaded if id(step) in done]
+        loaded[:] = [step for step in loaded if id(step) not in done]  # unloaded once, here
+        try:
+            await _shutdown(stage, finished, kill=False)
+        finally:
+            for ctx in stage:
+                ctx.pool = None
 
 
 async def _run_step(ctx: StepContext) -> None:
