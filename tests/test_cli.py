@@ -734,3 +734,25 @@ def test_help_documents_the_exit_codes() -> None:
     for code in ("0 done", "1 the run failed", "2 bad input", "3 more rows failed than"):
         assert code in text
     assert "4 a disk is full" in text and "130 interrupted" in text
+
+
+def test_step_names_distilabel_accepts_run_from_yaml_with_params(tmp_path: Path) -> None:
+    """distilabel's name rule (letters, digits, '_', '-', in any order): names that start with
+    a digit or a dash survive YAML, the run directory and --param paths."""
+    with Pipeline(name="names") as pipeline:
+        load = LoadDataFromDicts(name="1load", data=[{"instruction": f"q{i}"} for i in range(5)])
+        generate = TextGeneration(name="-generate", llm=OfflineLLM())
+        load >> generate
+    config = pipeline.save(tmp_path / "pipeline.yaml")
+    out = tmp_path / "out"
+
+    result = synthflow(
+        "pipeline", "run", "--config", str(config), "--output", str(out),
+        "--param", "1load.batch_size=2", "--param", "-generate.num_generations=2",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert len(Distiset.load_from_disk(out)["default"]["train"]) == 10
+    saved = Pipeline.from_file(out / "pipeline.yaml")
+    assert list(saved.steps) == ["1load", "-generate"]
+    assert saved.steps["1load"].batch_size == 2  # type: ignore[attr-defined]

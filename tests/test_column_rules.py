@@ -12,12 +12,15 @@ LLM sees, every final column of every leaf, and whether the pipeline is refused 
   row that failed upstream and lacks a step's input passes that step untouched but for null
   outputs, keeping its first error;
 - a fan-in keeps, for each column, the value of the branch that wrote it after the paths split;
-  two branches writing it is refused before the run.
+  two branches writing it is refused before the run;
+- a mapping whose key is not a column the step reads (input) or writes (output) is refused
+  before the run, naming the step and the key (distilabel refuses it too).
 """
 
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -37,6 +40,9 @@ from synthflow.testing import FunctionLLM
 SOURCE_COLUMNS = ["instruction", "a", "b"]
 NAMES = ["instruction", "generation", "a", "b", "critique", "text", "out", "model_name"]
 ROWS = 5
+# Mapping keys no step of a case reads or writes: a typo of a real one, or another step's name.
+UNKNOWN_INPUTS = ["txt", "instructions", "prompt"]
+UNKNOWN_OUTPUTS = ["outt", "generations", "c"]
 
 
 def fails(step: str, value: Any) -> bool:
@@ -87,9 +93,19 @@ class Node:
         own = {"task": ["generation", "model_name"], "tag": ["out"], "source": SOURCE_COLUMNS}
         return [self.output_mappings.get(c, c) for c in own[self.kind]]
 
+    def unknown_keys(self) -> list[tuple[str, str]]:
+        """(mapping, key) for each key naming no column the step reads or writes."""
+        reads = {"task": ["instruction", "system_prompt"], "tag": ["text"], "source": []}
+        writes = {"task": ["generation", "model_name"], "tag": ["out"], "source": SOURCE_COLUMNS}
+        return [("input_mappings", k) for k in self.input_mappings if k not in reads[self.kind]] + [
+            ("output_mappings", k) for k in self.output_mappings if k not in writes[self.kind]
+        ]
+
 
 def random_dag(rng: random.Random) -> list[Node]:
     nodes = [Node("load", "source", [])]
+    if rng.random() < 0.02:
+        nodes[0].output_mappings = {rng.choice(UNKNOWN_OUTPUTS): "zz"}
     available = {"load": set(SOURCE_COLUMNS)}
     for i in range(rng.randint(2, 6)):
         kind = rng.choice(["task", "tag"])
@@ -110,6 +126,10 @@ def random_dag(rng: random.Random) -> list[Node]:
                 target = rng.choice([*NAMES, f"{own_out}_{name}"])
                 if target != own_out:
                     node.output_mappings[own_out] = target
+        if rng.random() < 0.025:
+            node.input_mappings[rng.choice(UNKNOWN_INPUTS)] = rng.choice(sorted(columns))
+        if rng.random() < 0.025:
+            node.output_mappings[rng.choice(UNKNOWN_OUTPUTS)] = rng.choice(NAMES)
         nodes.append(node)
         available[name] = columns | set(node.writes())
     return nodes
@@ -154,6 +174,13 @@ def reference(nodes: list[Node], data: list[dict[str, Any]]) -> tuple[dict, Coun
     """Final rows per leaf, and every prompt each task sent (as 'task|prompt')."""
     rows: dict[str, list[dict[str, Cell]]] = {}
     prompts: Counter[str] = Counter()
+    unknown = [
+        re.escape(f"step {node.name!r} has {mapping} for {key!r}")
+        for node in nodes
+        for mapping, key in node.unknown_keys()
+    ]
+    if unknown:  # any of them: each is the step's own mistake, found before the others
+        raise Refused("|".join(unknown))
     if any(len(set(node.writes())) < len(node.writes()) for node in nodes):
         raise Refused("writes both")
     for node in nodes:
@@ -214,7 +241,9 @@ def build(nodes: list[Node], data: list[dict[str, Any]], seen: Counter[str], tmp
                 "output_mappings": node.output_mappings,
             }
             if node.kind == "source":
-                steps[node.name] = LoadDataFromDicts(name="load", data=data, batch_size=2)
+                steps[node.name] = LoadDataFromDicts(
+                    name="load", data=data, batch_size=2, output_mappings=node.output_mappings
+                )
             elif node.kind == "task":
                 steps[node.name] = TextGeneration(
                     name=node.name, llm=llm_for(node.name), add_statistics=False, **mappings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,47 @@ def test_missing_input_column_names_the_column_and_the_fix() -> None:
     message = one_line(info)
     assert "step 'shout' needs column 'instruction'" in message
     assert "input_mappings={'instruction': '<column>'}" in message
+
+
+def test_mapping_a_column_the_step_neither_reads_nor_writes_is_refused(tmp_path: Path) -> None:
+    """As in distilabel: an ignored mapping would leave the user's column unread, or unwritten."""
+    with Pipeline(cache_dir=tmp_path) as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "x"}])
+        load >> Shout(name="shout", output_mappings={"shuot": "loud"})
+    with pytest.raises(PipelineValidationError) as info:
+        pipeline.run()
+    assert one_line(info) == (
+        "step 'shout' has output_mappings for 'shuot', a column it doesn't write (it writes: "
+        "shout); did you mean 'shout'?"
+    )
+    pipeline.steps["shout"].output_mappings = {}
+    pipeline.steps["shout"].input_mappings = {"instructions": "instruction"}
+    with pytest.raises(PipelineValidationError) as info:
+        pipeline.run()
+    assert "has input_mappings for 'instructions', a column it doesn't read" in one_line(info)
+    assert "did you mean 'instruction'?" in one_line(info)
+
+
+@step(inputs={"text": True, "context": False}, outputs=["answer"])
+def Answer(inputs: StepInput) -> Iterator[list[Row]]:
+    for row in inputs:
+        row["answer"] = f"{row['text']}|{row.get('context')}"
+    yield inputs
+
+
+def test_mappings_distilabel_accepts_are_kept(tmp_path: Path) -> None:
+    """Optional inputs may be mapped; a source's columns, known from its data, may be renamed."""
+    with Pipeline(cache_dir=tmp_path) as pipeline:
+        load = LoadDataFromDicts(
+            data=[{"q": "x", "c": "y", "sp": "be brief"}], output_mappings={"q": "text"}
+        )
+        answer = Answer(input_mappings={"context": "c"}, output_mappings={"answer": "a"})
+        generate = TextGeneration(
+            llm=OfflineLLM(), input_mappings={"instruction": "text", "system_prompt": "sp"}
+        )
+        load >> answer >> generate
+    row = pipeline.run(use_cache=False, progress=False)["default"]["train"][0]
+    assert row["a"] == "x|y" and row["text"] == "x" and row["generation"]
 
 
 def test_unknown_runtime_parameter_suggests_the_near_match() -> None:
@@ -117,8 +159,11 @@ def test_unpicklable_process_step_is_reported_before_running() -> None:
 def test_empty_pipeline_and_bad_step_names() -> None:
     with pytest.raises(PipelineValidationError, match="no steps"):
         Pipeline().run()
-    with pytest.raises(ValueError, match=r"step name 'a\.b'"):
-        Passthrough(name="a.b")
+    for bad in ["a.b", "a/b", "a b", "a\n", "é"]:  # distilabel's rule: [a-zA-Z0-9_-]+
+        with pytest.raises(ValueError, match="must hold only letters, digits"):
+            Passthrough(name=bad)
+    for good in ["1st", "-x", "a-b_2", "_"]:
+        assert Passthrough(name=good).name == good
 
 
 def test_connecting_steps_outside_a_pipeline_says_how() -> None:

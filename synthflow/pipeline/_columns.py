@@ -21,10 +21,33 @@ that column), and restores the values set aside, with outputs winning.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from synthflow.steps.base import Row, _Step
+
+
+def unknown_mapping(step: _Step) -> str | None:
+    """Why ``step``'s mappings can't be applied, or None: each key of ``input_mappings`` must
+    be a column the step reads (its inputs, or optional inputs), each key of
+    ``output_mappings`` one it writes, as distilabel requires. A key that is neither would be
+    ignored, and the step would read the row's own column, or write where no one looks."""
+    reads = [*step.inputs, *step.optional_inputs]
+    for kind, keys, known, verb in (
+        ("input_mappings", step.input_mappings, reads, "read"),
+        ("output_mappings", step.output_mappings, list(step.outputs), "write"),
+    ):
+        for key in keys:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                return (
+                    f"step {step.name!r} has {kind} for {key!r}, a column it doesn't {verb} "
+                    f"(it {verb}s: {', '.join(known) or 'none'}){hint}"
+                )
+    return None
+
 
 SHADOW = "_sf_shadow"
 """Private key of a row inside a mapped step: the row's own values of the names the step uses."""

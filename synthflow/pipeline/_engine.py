@@ -4,6 +4,10 @@ Every step runs as one task in a single task group. Edges are bounded memory str
 chunks, so a slow step fills its input queue and its producers wait: memory stays bounded by the
 queue sizes, whatever the dataset's size. Each leaf feeds a writer that puts its rows on disk.
 
+With load stages (``run(load_groups=...)``, see ``_load_stages``) the steps of a stage start
+only once the stages before it have finished and unloaded; edges into a later stage are
+unbounded, so nothing upstream waits on a step that hasn't started.
+
 The first error cancels the task group; the error that caused it is re-raised on its own (not
 wrapped in an ExceptionGroup), named after its step. Cancellation (Ctrl+C, a cancelled
 ``arun``) takes the same path, and the ``finally`` blocks shut process pools down hard, so no
@@ -13,6 +17,7 @@ worker outlives the run.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import sys
@@ -72,6 +77,8 @@ class RunOptions:
     retry_failed: bool = False
     """Run only the rows that failed in the last (finished) run, and merge them into its data."""
     pipeline_name: str = "pipeline"
+    load_stages: list[list[str]] | None = None
+    """Steps loaded together, stage after stage (``run(load_groups=...)``); None: all at once."""
 
 
 @dataclass
@@ -159,9 +166,13 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
     outputs: dict[str, list[MemoryObjectSendStream[Chunk]]] = {n: [] for n in plan.steps}
     receivers: dict[str, list[str]] = {n: [] for n in plan.steps}  # whom each output feeds
+    stages = options.load_stages or [list(plan.steps)]
+    stage_of = {name: i for i, stage in enumerate(stages) for name in stage}
     for name in plan.steps:  # a step's inputs in the order its predecessors were connected
         for pred in plan.predecessors[name]:
-            send, receive = anyio.create_memory_object_stream[Chunk](QUEUE_CHUNKS)
+            # Rows for a later load stage wait there until it loads: its producer can't wait.
+            size = QUEUE_CHUNKS if stage_of[pred] == stage_of[name] else math.inf
+            send, receive = anyio.create_memory_object_stream[Chunk](size)
             streams += (send, receive)
             outputs[pred].append(send)
             receivers[pred].append(name)
@@ -240,25 +251,21 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
 
     loaded: list[_Step] = []
     completed = False
+    by_name = {ctx.step.name: ctx for ctx in contexts}
+    staged = [[by_name[name] for name in stage] for stage in stages]
     try:
-        for ctx in contexts:
-            if ctx.step.executor != "loop" and isinstance(ctx.step, CallsUser):
-                # Workers (processes, threads) call the model directly, uncached: the cache
-                # and the accounting belong to the loop's thread.
-                ctx.step.bind_calls(None, LLMCallStats())
-            if ctx.step.executor == "process":
-                ctx.pool = StepProcessPool(ctx.step, ctx.step.workers)
-            else:
-                await anyio.to_thread.run_sync(ctx.step.load)
-                loaded.append(ctx.step)
+        await _load(staged[0], loaded)
         progress.start(stats, {ctx.step.name: inputs[ctx.step.name] for ctx in contexts})
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(progress.run)  # runs until cancelled
                 outer.start_soon(status.keep)  # so does this
                 async with anyio.create_task_group() as tg:
-                    for ctx in contexts:
-                        tg.start_soon(_run_step, ctx, name=f"step:{ctx.step.name}")
+                    if len(staged) == 1:
+                        for ctx in contexts:
+                            tg.start_soon(_run_step, ctx, name=f"step:{ctx.step.name}")
+                    else:
+                        tg.start_soon(_run_stages, staged, loaded)
                     for writer, receive in sinks:
                         tg.start_soon(_run_sink, writer, receive)
                     outer.start_soon(_prewarm_imports)
@@ -436,6 +443,42 @@ def parameters_fingerprint(plan: Plan) -> str:
     }
     encoded = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+async def _load(contexts: list[StepContext], loaded: list[_Step]) -> None:
+    for ctx in contexts:
+        if ctx.step.executor != "loop" and isinstance(ctx.step, CallsUser):
+            # Workers (processes, threads) call the model directly, uncached: the cache
+            # and the accounting belong to the loop's thread.
+            ctx.step.bind_calls(None, LLMCallStats())
+        if ctx.step.executor == "process":
+            ctx.pool = StepProcessPool(ctx.step, ctx.step.workers)
+        else:
+            await anyio.to_thread.run_sync(ctx.step.load)
+            loaded.append(ctx.step)
+
+
+async def _run_stages(staged: list[list[StepContext]], loaded: list[_Step]) -> None:
+    """Each load stage's steps run once the stage before has finished and unloaded (the first
+    stage is loaded already)."""
+    for i, stage in enumerate(staged):
+        if i:
+            await _load(stage, loaded)
+        try:
+            async with anyio.create_task_group() as tg:
+                for ctx in stage:
+                    tg.start_soon(_run_step, ctx, name=f"step:{ctx.step.name}")
+        except BaseExceptionGroup as group:
+            error = first_error(group)
+            raise error from error.__cause__
+        done = {id(ctx.step) for ctx in stage}
+        finished = [step for step in loaded if id(step) in done]
+        loaded[:] = [step for step in loaded if id(step) not in done]  # unloaded once, here
+        try:
+            await _shutdown(stage, finished, kill=False)
+        finally:
+            for ctx in stage:
+                ctx.pool = None
 
 
 async def _run_step(ctx: StepContext) -> None:

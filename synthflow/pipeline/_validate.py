@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from synthflow.errors import PipelineValidationError, RuntimeParameterError
 from synthflow.models.callpath.pricing import Price, price_of
+from synthflow.pipeline._columns import unknown_mapping
 from synthflow.pipeline._execution import check_picklable
 from synthflow.runtime_parameters import missing_runtime_parameters, set_runtime_parameters
 from synthflow.steps.base import GeneratorStep, _Step, takes_separate_inputs
@@ -63,13 +64,8 @@ def plan(
         raise PipelineValidationError(
             "the pipeline has no steps; create steps inside 'with Pipeline() as p:'"
         )
-    predecessors: dict[str, list[str]] = {name: [] for name in steps}
-    successors: dict[str, list[str]] = {name: [] for name in steps}
-    for a, b in edges:
-        predecessors[b].append(a)
-        successors[a].append(b)
-
-    order = _topological_order(predecessors, successors)
+    predecessors, successors = neighbours(steps, edges)
+    order = topological_order(predecessors, successors)
     routes = dict(routes or {})
     for name, route in routes.items():
         route.check(name)
@@ -120,7 +116,19 @@ def plan(
     )
 
 
-def _topological_order(
+def neighbours(
+    steps: Iterable[str], edges: Iterable[tuple[str, str]]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Each step's predecessors and successors, in the order the edges were made."""
+    predecessors: dict[str, list[str]] = {name: [] for name in steps}
+    successors: dict[str, list[str]] = {name: [] for name in predecessors}
+    for a, b in edges:
+        predecessors[b].append(a)
+        successors[a].append(b)
+    return predecessors, successors
+
+
+def topological_order(
     predecessors: dict[str, list[str]], successors: dict[str, list[str]]
 ) -> list[str]:
     remaining = {name: len(preds) for name, preds in predecessors.items()}
@@ -184,6 +192,10 @@ def _check_missing_parameters(steps: Mapping[str, _Step]) -> None:
 def _check_columns(
     steps: Mapping[str, _Step], order: list[str], predecessors: dict[str, list[str]]
 ) -> None:
+    for name in order:  # each step's own mistake first, as distilabel checks it
+        problem = unknown_mapping(steps[name])
+        if problem is not None:
+            raise PipelineValidationError(problem)
     available: dict[str, set[str]] = {}
     for name in order:
         step = steps[name]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from synthflow.distributed.ray_backend import RayTarget
     from synthflow.distributed.serving import ModelServerSettings
     from synthflow.pipeline._engine import RunOptions
+    from synthflow.pipeline._load_stages import LoadGroups, LoadStages
     from synthflow.pipeline.routing import RoutingBatchFunction
     from synthflow.trust import LoadedTrust
 
@@ -334,6 +335,7 @@ class Pipeline:
         shards: int | None = None,
         storage: str | None = None,
         retry_failed: bool = False,
+        load_groups: LoadGroups | None = None,
         use_fs_to_pass_data: bool = False,
         storage_parameters: Mapping[str, Any] | None = None,
     ) -> Distiset:
@@ -368,6 +370,13 @@ class Pipeline:
             retry_failed: run only the rows that failed in the last (finished) run, as its
                 failure record names them, and put their new results into its dataset at
                 their source positions; answers already received come from the cache.
+            load_groups: steps to load together and apart from the others, as distilabel
+                takes them: lists of steps (names or steps), e.g. ``[["generate"],
+                ["judge"]]``, or ``"sequential_step_execution"`` (one step at a time). The run
+                goes in stages (``get_load_stages``): a stage's steps load once every step of
+                the stages before it has finished and unloaded, so two local models need not
+                fit in memory together. The rows are those of a run without groups; rows on
+                their way to a later stage wait for it in memory.
             use_fs_to_pass_data, storage_parameters: distilabel's switches for passing batches
                 between its processes through a file system. synthflow's steps pass batches in
                 memory within the run (which writes its data under the cache directory), so
@@ -395,6 +404,7 @@ class Pipeline:
             "shards": shards,
             "storage": storage,
             "retry_failed": retry_failed,
+            "load_groups": load_groups,
         }
         return run_sync(functools.partial(self.arun, parameters, **kwargs))
 
@@ -413,11 +423,13 @@ class Pipeline:
         shards: int | None = None,
         storage: str | None = None,
         retry_failed: bool = False,
+        load_groups: LoadGroups | None = None,
     ) -> Distiset:
         """Run the pipeline in the current event loop (for async apps). See ``run``."""
         from synthflow.distiset import Distiset
         from synthflow.models.callpath.secrets import refresh as refresh_secrets
         from synthflow.pipeline._engine import RunOptions, execute
+        from synthflow.pipeline._load_stages import load_stages
         from synthflow.pipeline._validate import check_cost_budget, plan
         from synthflow.utils.requirements import check_requirements
 
@@ -427,6 +439,11 @@ class Pipeline:
                 raise PipelineValidationError(
                     "retry_failed is not supported on Ray yet: retry the failed rows with "
                     "backend='local' (they are in the shards' failures.jsonl)"
+                )
+            if load_groups is not None:
+                raise PipelineValidationError(
+                    "load_groups is not supported on Ray yet (each shard loads every step): "
+                    "run with backend='local', or without load_groups"
                 )
             return await self._run_on_ray(
                 parameters,
@@ -445,6 +462,7 @@ class Pipeline:
             steps, edges, parameters, routes=self._routes, trust=self._trust
         )
         check_cost_budget(built.steps.values(), max_cost, prices)
+        stages = None if load_groups is None else load_stages(load_groups, steps, edges)[0]
         options = RunOptions(
             use_cache,
             max_cost,
@@ -452,6 +470,7 @@ class Pipeline:
             dict(prices or {}),
             retry_failed=retry_failed,
             pipeline_name=self.name,
+            load_stages=stages,
         )
         refresh_secrets()  # the keys to keep out of what the run writes, as they are now
         shown = Progress(progress, self.name)
@@ -479,6 +498,14 @@ class Pipeline:
             print(f"[synthflow] {self.name}: {summary}", file=sys.stderr)
         shown.report(where_data_is(run_dir, built.steps, output.artifacts_dir))
         return distiset
+
+    def get_load_stages(self, load_groups: LoadGroups | None = None) -> LoadStages:
+        """The stages a run with ``load_groups`` goes in (see ``run``), as distilabel gives
+        them: the steps of each stage, and each stage's last steps. Global steps are stages
+        of their own; steps in no group make stages between the groups."""
+        from synthflow.pipeline._load_stages import load_stages
+
+        return load_stages(load_groups, self._steps, self._edges)
 
     def _fed_by(
         self, dataset: Any, run_dir: Path, batch_size: int = 50

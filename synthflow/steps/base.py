@@ -168,7 +168,9 @@ Executor = Literal["loop", "thread", "process"]
 
 _StepT = TypeVar("_StepT", bound="_Step")
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+# distilabel's rule, exactly: a name is a path segment (run directories, artifacts), a YAML key
+# and the head of a parameter path 'name.field', so neither '.' nor '/' nor spaces.
+_NAME_RE = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 def _snake(name: str) -> str:
@@ -251,10 +253,10 @@ class _Step(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if value and not _NAME_RE.match(value):
+        if value and not _NAME_RE.fullmatch(value):
             raise ValueError(
-                f"step name {value!r} must start with a letter or '_' and hold only letters, "
-                "digits, '_' and '-' (it is used in parameter paths like 'name.field')"
+                f"step name {value!r} must hold only letters, digits, '_' and '-' (it is used "
+                "in parameter paths like 'name.field' and as a directory name)"
             )
         return value
 
@@ -275,6 +277,12 @@ class _Step(BaseModel):
     @property
     def outputs(self) -> list[str]:
         """Columns the step adds."""
+        return []
+
+    @property
+    def optional_inputs(self) -> list[str]:
+        """Columns the step reads when a row has them (distilabel's inputs marked ``False``):
+        no step before it need produce them, and ``input_mappings`` may name them."""
         return []
 
     def mapped_inputs(self) -> list[str]:

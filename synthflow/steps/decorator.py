@@ -47,6 +47,7 @@ def step(
     base = _BASES[step_type]
     in_cols = column_names(inputs, required_only=True)
     out_cols = column_names(outputs)
+    optional_cols = [c for c in column_names(inputs) if c not in in_cols]
 
     def decorator(func: Callable[..., StepOutput]) -> type[_Step]:
         signature = inspect.signature(func)
@@ -86,6 +87,7 @@ def step(
             "unload": unload,
             "inputs": property(lambda self: list(in_cols)),
             "outputs": property(lambda self: list(out_cols)),
+            "optional_inputs": property(lambda self: list(optional_cols)),
         }
         cls = cast(
             "type[_Step]",

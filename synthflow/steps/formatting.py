@@ -72,6 +72,10 @@ class FormatTextGenerationSFT(Step):
         return ["instruction", "generation"]
 
     @property
+    def optional_inputs(self) -> list[str]:
+        return ["system_prompt"]
+
+    @property
     def outputs(self) -> list[str]:
         return ["prompt", "prompt_id", "messages"]
 
@@ -177,6 +181,10 @@ class FormatTextGenerationDPO(Step):
         return ["instruction", "generations", "ratings"]
 
     @property
+    def optional_inputs(self) -> list[str]:
+        return ["system_prompt", "generation_models"]
+
+    @property
     def outputs(self) -> list[str]:
         return list(_DPO_OUTPUTS)
 
@@ -203,6 +211,10 @@ class FormatChatGenerationDPO(Step):
     @property
     def inputs(self) -> list[str]:
         return ["messages", "generations", "ratings"]
+
+    @property
+    def optional_inputs(self) -> list[str]:
+        return ["generation_models"]
 
     @property
     def outputs(self) -> list[str]:

@@ -89,6 +89,10 @@ class RewardModelScore(Step):
         return []
 
     @property
+    def optional_inputs(self) -> list[str]:
+        return ["response", "instruction", "conversation"]
+
+    @property
     def outputs(self) -> list[str]:
         return ["score"]
 

@@ -174,6 +174,10 @@ class ArgillaLabeller(Task):
         return ["record"]
 
     @property
+    def optional_inputs(self) -> list[str]:
+        return ["fields", "question", "example_records", "guidelines"]
+
+    @property
     def outputs(self) -> list[str]:
         return ["suggestion", "model_name"]
 

@@ -271,7 +271,11 @@ class Magpie(_MagpieBase):
 
     @property
     def inputs(self) -> list[str]:
-        return []  # 'system_prompt' is read when the row has it
+        return []
+
+    @property
+    def optional_inputs(self) -> list[str]:
+        return ["system_prompt"]
 
     async def process_row(self, row: Row) -> list[Row]:
         return [await self._write(row, row)]

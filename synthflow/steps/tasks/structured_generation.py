@@ -78,6 +78,10 @@ class StructuredGeneration(Task):
         return ["system_prompt", *columns] if self.use_system_prompt else columns
 
     @property
+    def optional_inputs(self) -> list[str]:
+        return ["system_prompt"]
+
+    @property
     def outputs(self) -> list[str]:
         return ["generation", "model_name"]
 

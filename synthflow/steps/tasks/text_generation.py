@@ -77,6 +77,10 @@ class TextGeneration(Task):
         return list(self.columns)
 
     @property
+    def optional_inputs(self) -> list[str]:
+        return ["system_prompt"]
+
+    @property
     def outputs(self) -> list[str]:
         return ["generation", "model_name"]
 

@@ -96,6 +96,10 @@ class URIAL(Task):
         return []
 
     @property
+    def optional_inputs(self) -> list[str]:
+        return ["instruction", "conversation"]
+
+    @property
     def outputs(self) -> list[str]:
         return ["generation", "model_name"]
 

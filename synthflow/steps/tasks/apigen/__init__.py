@@ -136,6 +136,10 @@ class APIGenGenerator(Task):
         return ["examples", "func_name", "func_desc"]
 
     @property
+    def optional_inputs(self) -> list[str]:
+        return ["tools"]
+
+    @property
     def outputs(self) -> list[str]:
         return ["query", "answers", "model_name"]
 
