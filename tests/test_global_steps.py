@@ -163,3 +163,30 @@ def test_a_spilled_input_reaches_a_global_step_in_a_worker_process() -> None:
     assert distiset["default"]["train"]["t"] == [f"t{i}" for i in range(7)]
     assert distiset.stats["d"].spilled
     assert not list((pipeline.run_dir / "spill").glob("**/*.spill"))  # removed after the run
+
+
+@step(inputs=["n"], outputs=["seen"])
+def Seen(inputs: StepInput) -> Iterator[list[Row]]:
+    yield [{**row, "seen": True} for row in inputs]
+
+
+@step(inputs=["n"])
+def JoinBranches(*inputs: StepInput) -> Iterator[list[Row]]:
+    yield [{**a, **b} for a, b in zip(*inputs, strict=True)]
+
+
+@pytest.mark.parametrize("join", ["merged", "separate"])
+def test_a_join_of_a_global_step_with_rows_that_bypass_it_finishes(join: str) -> None:
+    """``load >> dedup >> join`` and ``load >> join``: the join holds the bypassing rows until
+    the global step has seen every row, so the source must never wait on them (it did: on a
+    bounded edge the run hung past 8 batches)."""
+    with Pipeline(name="bypass") as pipeline:
+        load = numbers(400)  # 58 batches
+        dedup = DropDuplicates(name="dedup", columns=["n"])
+        seen = Seen(name="seen")
+        last = JoinBranches(name="join") if join == "separate" else Seen(name="join")
+        load >> dedup >> last
+        load >> seen >> last
+    rows = rows_of(pipeline.run(progress=False, use_cache=False))
+    assert [row["n"] for row in rows] == list(range(400))
+    assert all(row["seen"] for row in rows)

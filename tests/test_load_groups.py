@@ -162,11 +162,8 @@ def test_a_later_stage_loads_after_the_earlier_stage_unloaded(tmp_path: Path) ->
 
 def random_pipeline(rng: random.Random, tmp: Path) -> tuple[Pipeline, Any]:
     """A random DAG (fan-out, fan-in, a global step at times) and random valid load groups:
-    consecutive runs of its topological order, a global step alone.
-
-    (*) A join of a global step's rows with rows that bypass it waits forever, with or
-    without load groups (the bypassing edge fills before the global step has all its rows):
-    an engine limit of its own, left out here."""
+    consecutive runs of its topological order, a global step alone. Joins of a global step's
+    rows with rows that bypass it are among them."""
     with Pipeline(name="random-stages", cache_dir=tmp) as pipeline:
         nodes: list[Any] = [
             LoadDataFromDicts(
@@ -175,18 +172,14 @@ def random_pipeline(rng: random.Random, tmp: Path) -> tuple[Pipeline, Any]:
                 batch_size=rng.randint(1, 4),
             )
         ]
-        below = 0  # steps after a global step take rows only from it or after it (*)
         for i in range(rng.randint(2, 7)):
             if rng.random() < 0.15:
                 node: Any = Count(name=f"count{i}")
             else:
                 executor = rng.choice(["loop", "loop", "thread"])
                 node = Tag(name=f"tag{i}", input_batch_size=rng.randint(1, 4), executor=executor)
-            candidates = nodes[below:]
-            for pred in rng.sample(candidates, min(len(candidates), rng.choice([1, 1, 2]))):
+            for pred in rng.sample(nodes, min(len(nodes), rng.choice([1, 1, 2]))):
                 pred >> node
-            if isinstance(node, GlobalStep):
-                below = len(nodes)
             nodes.append(node)
     if rng.random() < 0.1:
         return pipeline, "sequential_step_execution"

@@ -167,11 +167,10 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     outputs: dict[str, list[MemoryObjectSendStream[Chunk]]] = {n: [] for n in plan.steps}
     receivers: dict[str, list[str]] = {n: [] for n in plan.steps}  # whom each output feeds
     stages = options.load_stages or [list(plan.steps)]
-    stage_of = {name: i for i, stage in enumerate(stages) for name in stage}
+    unbounded = _unbounded_edges(plan, stages)
     for name in plan.steps:  # a step's inputs in the order its predecessors were connected
         for pred in plan.predecessors[name]:
-            # Rows for a later load stage wait there until it loads: its producer can't wait.
-            size = QUEUE_CHUNKS if stage_of[pred] == stage_of[name] else math.inf
+            size = math.inf if (pred, name) in unbounded else QUEUE_CHUNKS
             send, receive = anyio.create_memory_object_stream[Chunk](size)
             streams += (send, receive)
             outputs[pred].append(send)
@@ -443,6 +442,35 @@ def parameters_fingerprint(plan: Plan) -> str:
     }
     encoded = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def _unbounded_edges(plan: Plan, load_stages: list[list[str]]) -> set[tuple[str, str]]:
+    """The edges whose consumer can't take rows until a barrier upstream of it has finished,
+    while their producer must go on: on a bounded edge that producer would wait forever.
+
+    - An edge into a later load stage: its consumer isn't even started.
+    - An edge into a join from a branch with no global step, when another of the join's inputs
+      comes through one (``load >> dedup >> join`` and ``load >> join``): the join can't
+      release a row before the global step has seen every row, so the other branch's rows wait
+      in the join's input, and the source feeding both must not be held back by them.
+
+    Their rows wait in memory (a global step's own input spills to disk)."""
+    stage_of = {name: i for i, stage in enumerate(load_stages) for name in stage}
+    barred: dict[str, bool] = {}  # step -> it, or a step upstream of it, is a global step
+
+    def behind_barrier(name: str) -> bool:
+        if name not in barred:
+            barred[name] = isinstance(plan.steps[name], GlobalStep) or any(
+                behind_barrier(pred) for pred in plan.predecessors[name]
+            )
+        return barred[name]
+
+    edges: set[tuple[str, str]] = set()
+    for name, preds in plan.predecessors.items():
+        edges.update((pred, name) for pred in preds if stage_of[pred] != stage_of[name])
+        if any(behind_barrier(pred) for pred in preds):
+            edges.update((pred, name) for pred in preds if not behind_barrier(pred))
+    return edges
 
 
 async def _load(contexts: list[StepContext], loaded: list[_Step]) -> None:
