@@ -113,8 +113,18 @@ def describe(data: dict[str, Any]) -> str:
             lines.append(f"  {path} = {_show_value(spec, param)}")
             if param.get("description"):
                 lines.append(f"      {param['description']}")
-    if foreign:
-        allow = " ".join(f"--allow-module {m}" for m in foreign)
+    # distilabel's classes resolve to synthflow's own (synthflow.distilabel_files); those left
+    # here have no counterpart, and allowing their module wouldn't help.
+    missing = [m for m in foreign if m.partition(".")[0] == "distilabel"]
+    others = [m for m in foreign if m not in missing]
+    if missing:
+        lines += [
+            "",
+            f"distilabel classes synthflow doesn't have (from {', '.join(missing)}): replace "
+            "them by synthflow classes in the file, or run it with distilabel",
+        ]
+    if others:
+        allow = " ".join(f"--allow-module {m}" for m in others)
         lines += ["", f"classes outside synthflow: load them with {allow}"]
     return "\n".join(lines)
 

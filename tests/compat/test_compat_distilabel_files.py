@@ -121,6 +121,9 @@ def test_a_class_synthflow_lacks_is_named(tmp_path: Path) -> None:
     path.write_text(text.replace("name: MagpieGenerator", "name: NoSuchGenerator"))
     with pytest.raises(SerializationError, match=r"distilabel's .*NoSuchGenerator.* doesn't have"):
         load_file(path)
+    text = file_info(str(path))  # info says so too, rather than offer --allow-module
+    assert "distilabel classes synthflow doesn't have" in text
+    assert "--allow-module" not in text
 
 
 def answers(request: Request) -> Reply:
