@@ -127,6 +127,8 @@ def dump_pipeline(pipeline: Pipeline) -> dict[str, Any]:
             "connections": [{"from": a, "to": b} for a, b in pipeline.edges],
             **_routes_entry(pipeline),
         },
+        # Where distilabel writes them: packages the run needs besides synthflow.
+        **({"requirements": list(pipeline.requirements)} if pipeline.requirements else {}),
     }
 
 
@@ -409,6 +411,7 @@ def load_pipeline(
         name=str(body.get("name") or "pipeline"),
         description=body.get("description"),
         cache_dir=cache_dir,
+        requirements=_requirements(data.get("requirements")),
     )
     with pipeline:
         for i, spec in enumerate(steps):
@@ -426,6 +429,28 @@ def load_pipeline(
     _load_routes(pipeline, body.get("routing_batch_functions") or [], allowed)
     pipeline._trust = LoadedTrust.record(pipeline.steps, source)
     return pipeline
+
+
+def _requirements(value: Any) -> list[str]:
+    """A file's ``requirements`` (PEP 508 specifiers; ``run`` checks them). One naming
+    distilabel, which a file distilabel wrote lists, is dropped: synthflow runs it instead."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SerializationError("'requirements' must be a list of package specifiers")
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    kept = []
+    for spec in value:
+        try:
+            name = Requirement(spec).name
+        except InvalidRequirement as exc:
+            raise SerializationError(
+                f"requirement {spec!r} is not a PEP 508 specifier: {exc}"
+            ) from None
+        if name.lower() != "distilabel":
+            kept.append(spec)
+    return kept
 
 
 def _load_routes(pipeline: Pipeline, entries: Any, allowed: tuple[str, ...]) -> None:

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from synthflow.errors import SerializationError
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts, Step, StepInput
 from synthflow.typing import StepOutput
@@ -63,3 +66,42 @@ def test_a_step_requirement_adds_to_its_bases_and_is_checked_by_version() -> Non
 def test_a_malformed_requirement_is_refused_where_it_is_declared() -> None:
     with pytest.raises(ValueError, match="not a PEP 508"):
         requirements(["nltk >>> 3"])
+
+
+def test_a_saved_pipeline_keeps_its_requirements(tmp_path: Path) -> None:
+    with Pipeline(name="needs", requirements=["synthflow-no-such-package>=2"]) as pipeline:
+        LoadDataFromDicts(data=[{"text": "hi"}])
+    pipeline.save(tmp_path / "p.yaml")
+    loaded = Pipeline.from_yaml(tmp_path / "p.yaml")
+    assert loaded.requirements == ["synthflow-no-such-package>=2"]
+    with pytest.raises(ModuleNotFoundError, match="synthflow-no-such-package"):
+        loaded.run(use_cache=False)
+
+
+def test_a_distilabel_files_requirements_are_checked_but_distilabel_itself() -> None:
+    # distilabel writes them at the top level of its files; synthflow runs the file instead.
+    data = {
+        "distilabel": {"version": "1.5.3"},
+        "pipeline": {
+            "name": "p",
+            "steps": [
+                {
+                    "step": {
+                        "name": "load",
+                        "data": {"0": {"text": "hi"}},
+                        "type_info": {
+                            "module": "distilabel.steps.generators.data",
+                            "name": "LoadDataFromDicts",
+                        },
+                    },
+                    "name": "load",
+                }
+            ],
+            "connections": [],
+        },
+        "requirements": ["distilabel[openai]>=1.5", "pyyaml"],
+    }
+    assert Pipeline.from_dict(data).requirements == ["pyyaml"]
+    data["requirements"] = ["nltk >>> 3"]
+    with pytest.raises(SerializationError, match="not a PEP 508 specifier"):
+        Pipeline.from_dict(data)
