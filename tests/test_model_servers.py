@@ -5,16 +5,16 @@ started with, what its client sends, what is refused, and the server process's l
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from synthflow.distributed.model_servers import ModelServer
 from synthflow.distributed.serving import (
@@ -232,23 +232,33 @@ def test_whether_a_tokenizer_has_a_chat_template_is_read_from_its_files(
     assert TokenizerSource(str(tmp_path)).has_chat_template() is has
 
 
-def plain_messages() -> st.SearchStrategy[list[dict[str, object]]]:
-    text = st.text(max_size=20)
-    content = st.one_of(
-        text,
-        st.none(),
-        st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": text}), max_size=2),
-    )
-    role = st.sampled_from(["system", "user", "assistant", "tool", "uSER"])
-    message = st.fixed_dictionaries({"role": role, "content": content})
-    return st.lists(message, min_size=1, max_size=4)
+def random_text(rng: random.Random, most: int) -> str:
+    alphabet = "ab \n{}%#<>|'\"\\é🙂"
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, most)))
 
 
-@settings(max_examples=200, deadline=None)
-@given(plain_messages(), st.sampled_from([None, "", "<s>", "<|begin_of_text|>"]))
-def test_the_plain_chat_template_renders_the_local_classes_plain_prompt(
-    messages: list[dict[str, object]], bos: str | None
-) -> None:
+def plain_messages(rng: random.Random) -> list[dict[str, object]]:
+    """A random conversation: text, None or a list of text parts as content; odd roles too."""
+    messages: list[dict[str, object]] = []
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(3)
+        content: object = (
+            random_text(rng, 20)
+            if kind == 0
+            else None
+            if kind == 1
+            else [{"type": "text", "text": random_text(rng, 20)} for _ in range(rng.randint(0, 2))]
+        )
+        role = rng.choice(["system", "user", "assistant", "tool", "uSER"])
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_plain_chat_template_renders_the_local_classes_plain_prompt(seed: int) -> None:
+    rng = random.Random(seed)
+    messages = plain_messages(rng)
+    bos = rng.choice([None, "", "<s>", "<|begin_of_text|>"])
     # Rendered as transformers renders chat templates (trim_blocks, lstrip_blocks).
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -338,39 +348,45 @@ def test_a_server_dies_with_the_process_that_started_it(
     assert gone(pid)
 
 
-_SAMPLING = {
-    "max_new_tokens": st.integers(1, 4096),
-    "max_tokens": st.integers(1, 4096),
-    "min_tokens": st.integers(0, 16),
-    "temperature": st.floats(0, 2),
-    "do_sample": st.booleans(),
-    "top_p": st.floats(0.01, 1),
-    "top_k": st.integers(-1, 100),
-    "min_p": st.floats(0, 1),
-    "presence_penalty": st.floats(-2, 2),
-    "frequency_penalty": st.floats(-2, 2),
-    "repetition_penalty": st.floats(0.5, 2),
-    "seed": st.integers(0, 2**31),
-    "stop": st.one_of(st.text(max_size=3), st.lists(st.text(max_size=3), max_size=3)),
-    "stop_token_ids": st.lists(st.integers(0, 50_000), max_size=3),
-    "include_stop_str_in_output": st.booleans(),
-    "ignore_eos": st.booleans(),
-    "skip_special_tokens": st.booleans(),
-    "logprobs": st.integers(0, 5),
-    "echo": st.booleans(),
-    "extra_sampling_params": st.dictionaries(
-        st.sampled_from(["top_k", "best_of", "max_tokens", "min_tokens", "truncate_prompt_tokens"]),
-        st.integers(1, 9),
-        max_size=2,
+_SAMPLING: dict[str, Callable[[random.Random], object]] = {
+    "max_new_tokens": lambda r: r.randint(1, 4096),
+    "max_tokens": lambda r: r.randint(1, 4096),
+    "min_tokens": lambda r: r.randint(0, 16),
+    "temperature": lambda r: r.choice([0.0, 2.0, r.uniform(0, 2)]),
+    "do_sample": lambda r: r.random() < 0.5,
+    "top_p": lambda r: r.choice([1.0, r.uniform(0.01, 1)]),
+    "top_k": lambda r: r.randint(-1, 100),
+    "min_p": lambda r: r.choice([0.0, r.uniform(0, 1)]),
+    "presence_penalty": lambda r: r.uniform(-2, 2),
+    "frequency_penalty": lambda r: r.uniform(-2, 2),
+    "repetition_penalty": lambda r: r.uniform(0.5, 2),
+    "seed": lambda r: r.randint(0, 2**31),
+    "stop": lambda r: (
+        random_text(r, 3)
+        if r.random() < 0.5
+        else [random_text(r, 3) for _ in range(r.randint(0, 3))]
     ),
+    "stop_token_ids": lambda r: [r.randint(0, 50_000) for _ in range(r.randint(0, 3))],
+    "include_stop_str_in_output": lambda r: r.random() < 0.5,
+    "ignore_eos": lambda r: r.random() < 0.5,
+    "skip_special_tokens": lambda r: r.random() < 0.5,
+    "logprobs": lambda r: r.randint(0, 5),
+    "echo": lambda r: r.random() < 0.5,
+    "extra_sampling_params": lambda r: {
+        key: r.randint(1, 9)
+        for key in r.sample(
+            ["top_k", "best_of", "max_tokens", "min_tokens", "truncate_prompt_tokens"],
+            r.randint(0, 2),
+        )
+    },
 }
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.fixed_dictionaries({}, optional=_SAMPLING))
-def test_the_servers_request_carries_what_the_local_engine_would_sample_with(
-    kwargs: dict[str, object],
-) -> None:
+@pytest.mark.parametrize("seed", range(200))
+def test_the_servers_request_carries_what_the_local_engine_would_sample_with(seed: int) -> None:
+    rng = random.Random(seed)
+    names = rng.sample(sorted(_SAMPLING), rng.randint(0, len(_SAMPLING)))
+    kwargs = {name: _SAMPLING[name](rng) for name in names}
     # The reference: the SamplingParams the in-process class builds (with a stand-in vllm
     # module that records them). What the local class keeps no trace of (logprobs) is dropped.
     with pytest.MonkeyPatch.context() as patch:
