@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from synthflow.errors import PipelineValidationError
 from synthflow.models import OpenAILLM
 from synthflow.pipeline import Pipeline, RayPipeline
 from synthflow.steps import LoadDataFromDicts, StepInput, step
@@ -309,3 +310,36 @@ def test_a_loaded_pipeline_is_held_to_the_same_trust_rules_on_ray(
         with pytest.raises(UntrustedPipelineError, match="--trust-endpoint"):
             loaded.run(backend="ray", shards=2, progress=False)
         assert api.requests == []
+
+
+def test_running_again_on_ray_asks_only_for_the_rows_that_failed(
+    cluster: None, tmp_path: Path
+) -> None:
+    """``retry_failed`` is refused on Ray; what it says to do instead, running the pipeline
+    again, pays only for the failed rows: every answer received is in the shards' caches."""
+    failing = {"question 3", "question 40", "question 77"}
+
+    def flaky(request: Request) -> Reply:
+        if prompt_of(request) in failing:
+            return Reply(500, {"error": {"message": "try later"}})
+        return completion(request)
+
+    def pipeline(url: str) -> Pipeline:
+        built = build(Pipeline("p", cache_dir=tmp_path / "ray"), url, 95)
+        built.steps["text_generation_0"].llm.max_retries = 0  # type: ignore[attr-defined]
+        return built
+
+    with fake_api(completion) as healthy:
+        expected = rows_of(
+            build(Pipeline("p", cache_dir=tmp_path / "local"), healthy.url, 95).run(progress=False)
+        )
+    with fake_api(flaky) as api:
+        failed = pipeline(api.url).run(backend="ray", shards=3, progress=False)
+        assert failed.failed_rows == {"text_generation_0": 3}
+        with pytest.raises(PipelineValidationError, match="run the pipeline again on Ray"):
+            pipeline(api.url).run(backend="ray", shards=3, retry_failed=True, progress=False)
+        failing.clear()
+        api.requests.clear()
+        second = pipeline(api.url).run(backend="ray", shards=3, progress=False)
+        assert sorted(api.prompt_counts()) == ["question 3", "question 40", "question 77"]
+    assert rows_of(second) == expected

@@ -437,8 +437,9 @@ class Pipeline:
         if (backend or self._backend) == "ray" or shards is not None or storage is not None:
             if retry_failed:
                 raise PipelineValidationError(
-                    "retry_failed is not supported on Ray yet: retry the failed rows with "
-                    "backend='local' (they are in the shards' failures.jsonl)"
+                    "retry_failed is not supported on Ray yet: run the pipeline again on Ray "
+                    "instead; every answer received is in the response cache, so only the "
+                    "failed rows are asked again"
                 )
             if load_groups is not None:
                 raise PipelineValidationError(
