@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from synthflow.errors import PipelineValidationError
 from synthflow.models import OpenAILLM
 from synthflow.pipeline import Pipeline, RayPipeline
-from synthflow.steps import LoadDataFromDicts, StepInput, step
+from synthflow.steps import DropDuplicates, LoadDataFromDicts, Step, StepInput, step
 from synthflow.steps.tasks import TextGeneration
 from tests.servers import Reply, Request, fake_api, prompt_of
 from tests.servers.chat import completion
@@ -343,3 +344,83 @@ def test_running_again_on_ray_asks_only_for_the_rows_that_failed(
         second = pipeline(api.url).run(backend="ray", shards=3, progress=False)
         assert sorted(api.prompt_counts()) == ["question 3", "question 40", "question 77"]
     assert rows_of(second) == expected
+
+
+class Logged(Step):
+    """Writes its name into a column of its name; logs its loads and unloads, with the process
+    they happened in, to the file ``log``."""
+
+    log: str
+
+    @property
+    def inputs(self) -> list[str]:
+        return ["instruction"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.name]
+
+    def _note(self, what: str) -> None:
+        with open(self.log, "a") as file:
+            file.write(f"{os.getpid()} {what} {self.name}\n")
+
+    def load(self) -> None:
+        self._note("load")
+
+    def unload(self) -> None:
+        self._note("unload")
+
+    def process(self, inputs: StepInput) -> Iterator[list[dict[str, Any]]]:
+        yield [{**row, self.name: self.name} for row in inputs]
+
+
+def test_load_groups_load_each_shards_steps_stage_by_stage(cluster: None, tmp_path: Path) -> None:
+    log = tmp_path / "loads.log"
+
+    def pipeline(cache: Path) -> Pipeline:
+        with Pipeline("staged", cache_dir=cache) as built:
+            load = LoadDataFromDicts(
+                data=[{"instruction": f"q{i}"} for i in range(60)], batch_size=10
+            )
+            load >> Logged(name="a", log=str(log)) >> Logged(name="b", log=str(log))
+        return built
+
+    local = pipeline(tmp_path / "local").run(progress=False)
+    log.unlink()
+    sharded = pipeline(tmp_path / "ray").run(
+        backend="ray", shards=3, load_groups=[["a"], ["b"]], progress=False
+    )
+    assert rows_of(sharded) == rows_of(local)
+    loaded: dict[str, set[str]] = {}
+    loads = 0
+    for line in log.read_text().splitlines():
+        pid, what, name = line.split()
+        held = loaded.setdefault(pid, set())
+        if what == "load":
+            loads += 1
+            assert name != "b" or "a" not in held, log.read_text()  # b never beside a
+            held.add(name)
+        else:
+            held.discard(name)
+    assert loads == 6  # each shard loaded each step once
+
+
+def test_load_groups_with_a_global_step_on_ray(cluster: None, tmp_path: Path) -> None:
+    # The global step cuts the Ray run into parts; each keeps the load stages of its own steps,
+    # and the source standing for the part before loads with the step it feeds.
+    log = tmp_path / "loads.log"
+
+    def pipeline(cache: Path) -> Pipeline:
+        with Pipeline("staged-global", cache_dir=cache) as built:
+            load = LoadDataFromDicts(data=[{"instruction": f"q{i % 40}"} for i in range(60)])
+            dedup = DropDuplicates(name="dedup", columns=["instruction"])
+            load >> Logged(name="a", log=str(log)) >> dedup >> Logged(name="b", log=str(log))
+        return built
+
+    groups = [["a"], ["dedup"], ["b"]]
+    local = pipeline(tmp_path / "local").run(progress=False, load_groups=groups)
+    sharded = pipeline(tmp_path / "ray").run(
+        backend="ray", shards=2, load_groups=groups, progress=False
+    )
+    assert rows_of(sharded) == rows_of(local)
+    assert len(rows_of(sharded)) == 40

@@ -166,7 +166,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     inputs: dict[str, list[MemoryObjectReceiveStream[Chunk]]] = {n: [] for n in plan.steps}
     outputs: dict[str, list[MemoryObjectSendStream[Chunk]]] = {n: [] for n in plan.steps}
     receivers: dict[str, list[str]] = {n: [] for n in plan.steps}  # whom each output feeds
-    stages = options.load_stages or [list(plan.steps)]
+    stages = _stages_of(plan, options.load_stages)
     unbounded = _unbounded_edges(plan, stages)
     for name in plan.steps:  # a step's inputs in the order its predecessors were connected
         for pred in plan.predecessors[name]:
@@ -442,6 +442,21 @@ def parameters_fingerprint(plan: Plan) -> str:
     }
     encoded = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def _stages_of(plan: Plan, load_stages: list[list[str]] | None) -> list[list[str]]:
+    """The run's load stages, over ``plan``'s steps: a part of the pipeline (a stage of a run
+    on Ray) keeps the stages of its own steps, and a step no stage names (the source standing
+    for an earlier part's rows, or a dataset's) loads with the first step it feeds."""
+    if not load_stages:
+        return [list(plan.steps)]
+    stages = [[n for n in stage if n in plan.steps] for stage in load_stages]
+    stage_of = {name: i for i, stage in enumerate(stages) for name in stage}
+    for name in reversed(plan.steps):  # in topological order: successors first
+        if name not in stage_of:
+            stage_of[name] = min((stage_of[s] for s in plan.successors[name]), default=0)
+            stages[stage_of[name]].insert(0, name)
+    return [stage for stage in stages if stage]
 
 
 def _unbounded_edges(plan: Plan, load_stages: list[list[str]]) -> set[tuple[str, str]]:

@@ -441,14 +441,11 @@ class Pipeline:
                     "instead; every answer received is in the response cache, so only the "
                     "failed rows are asked again"
                 )
-            if load_groups is not None:
-                raise PipelineValidationError(
-                    "load_groups is not supported on Ray yet (each shard loads every step): "
-                    "run with backend='local', or without load_groups"
-                )
+            # Each shard runs the engine, which loads its steps in these stages too.
+            groups = load_stages(load_groups, self._steps, self._edges)[0] if load_groups else None
             return await self._run_on_ray(
                 parameters,
-                RunOptions(use_cache, max_cost, max_tokens, dict(prices or {})),
+                RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}), load_stages=groups),
                 shards=shards,
                 storage=storage,
                 dataset=dataset,
