@@ -43,7 +43,10 @@ _NAMESPACES = (
 """distilabel's packages (by module prefix, most specific first), and synthflow's public package
 whose names they resolve in."""
 
-_NO_BATCH_API = "synthflow sends requests as they come (no provider batch API here); remove it"
+_NO_BATCH_API = (
+    "this client has no offline batch API in synthflow (OpenAILLM, GroqLLM and AnthropicLLM "
+    "have); remove it"
+)
 _NO_PLACEMENT = "synthflow doesn't place models on GPUs; remove it and set CUDA_VISIBLE_DEVICES"
 _NO_CACHE_SWITCH = (
     "synthflow's cache is the run's, not a step's: remove it and run with --ignore-cache "
