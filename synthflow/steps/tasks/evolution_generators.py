@@ -12,18 +12,16 @@ cache) whatever order the calls finish in.
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from synthflow.errors import BudgetExceeded, LLMError, OutputParseError
+from synthflow.errors import OutputParseError
 from synthflow.models.llms.base import GenerateOutput, Usage
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps.base import METADATA_COLUMN, ROW_ID, Row
-from synthflow.steps.tasks._windows import rows_in_windows
 from synthflow.steps.tasks.evolution import (
     _TEMPLATE_ECHO,
     IN_DEPTH_TEMPLATES,
@@ -204,32 +202,11 @@ class EvolInstructGenerator(GeneratorTask):
 
     makes_rows_by_id: ClassVar[bool] = True  # each row is seeded by its number alone
 
-    async def process(  # type: ignore[override]
+    def process(  # type: ignore[override]
         self, offset: int = 0, wanted: Callable[[int], bool] | None = None
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row]]:
         # Rows are independent: a resumed run starts at row ``offset``, a shard makes its own.
-        windows = rows_in_windows(
-            self._row,
-            offset,
-            self.num_instructions,
-            batch_size=self.batch_size,
-            concurrency=self.concurrency,
-            wanted=wanted,
-        )
-        async with contextlib.aclosing(windows):
-            async for batch in windows:
-                yield batch
-
-    async def _row(self, slot: int) -> Row | None:
-        """Row ``slot``: its chain of calls, then its answer; None once the budget is spent."""
-        try:
-            return await self._chain(slot)
-        except BudgetExceeded:
-            return None
-        except LLMError as exc:
-            if exc.fatal or self.on_error == "fail":
-                raise
-            return self._failed({}, f"{type(exc).__name__}: {exc}")
+        return self._rows_by_slot(self._chain, offset, self.num_instructions, wanted)
 
     async def _chain(self, slot: int) -> Row:
         rng = self._random(slot)

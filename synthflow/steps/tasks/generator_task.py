@@ -9,12 +9,13 @@ task, with an empty row as the input.
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from pydantic import Field
 
 from synthflow.errors import BudgetExceeded, LLMError
 from synthflow.steps.base import FAILED, ErrorPolicy, GeneratorStep, Row
+from synthflow.steps.tasks._windows import rows_in_windows
 from synthflow.steps.tasks.base import Task
 
 
@@ -53,6 +54,37 @@ class GeneratorTask(GeneratorStep, Task, ABC):
         rows = rows[offset:]
         for start in range(0, len(rows), self.batch_size):
             yield rows[start : start + self.batch_size]
+
+    def _rows_by_slot(
+        self,
+        write: Callable[[int], Awaitable[Row]],
+        offset: int,
+        total: int,
+        wanted: Callable[[int], bool] | None,
+    ) -> AsyncGenerator[list[Row]]:
+        """The batches of a task whose rows are independent (``makes_rows_by_id``): row
+        ``slot`` is ``write(slot)``, for the slots from ``offset`` to ``total - 1`` that
+        ``wanted`` accepts, ``concurrency`` at a time (``synthflow.steps.tasks._windows``). A
+        failed call gives its row's failure under ``on_error``; a spent budget ends the rows."""
+
+        async def row_of(slot: int) -> Row | None:
+            try:
+                return await write(slot)
+            except BudgetExceeded:
+                return None
+            except LLMError as exc:
+                if exc.fatal or self.on_error == "fail":
+                    raise
+                return self._failed({}, f"{type(exc).__name__}: {exc}")
+
+        return rows_in_windows(
+            row_of,
+            offset,
+            total,
+            batch_size=self.batch_size,
+            concurrency=self.concurrency,
+            wanted=wanted,
+        )
 
     def _failed(self, row: Row, message: str) -> Row:
         row.update(dict.fromkeys(self._answer_columns()))

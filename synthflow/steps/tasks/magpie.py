@@ -11,17 +11,14 @@ models do it; a chat-only client is refused when the task is built.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar, Self
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from synthflow.errors import (
-    BudgetExceeded,
-    LLMError,
     OutputParseError,
     PipelineValidationError,
 )
@@ -29,7 +26,6 @@ from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.magpie import END_OF_TURN_MARKERS, magpie_problem
 from synthflow.runtime_parameters import GIVEN_LATER, RuntimeParameter
 from synthflow.steps.base import FAILED, METADATA_COLUMN, ROW_ID, Row
-from synthflow.steps.tasks._windows import rows_in_windows
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.generator_task import GeneratorTask
 
@@ -314,31 +310,12 @@ class MagpieGenerator(GeneratorTask, _MagpieBase):
 
     makes_rows_by_id: ClassVar[bool] = True  # each row is seeded by its number alone
 
-    async def process(  # type: ignore[override]
+    def process(  # type: ignore[override]
         self, offset: int = 0, wanted: Callable[[int], bool] | None = None
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row]]:
         # Rows are independent: a resumed run starts at row ``offset``, a shard makes its own.
-        windows = rows_in_windows(
-            self._row,
-            offset,
-            self.num_rows,
-            batch_size=self.batch_size,
-            concurrency=self.concurrency,
-            wanted=wanted,
-        )
-        async with contextlib.aclosing(windows):
-            async for batch in windows:
-                yield batch
+        return self._rows_by_slot(self._row, offset, self.num_rows, wanted)
 
-    async def _row(self, slot: int) -> Row | None:
-        """Row ``slot``, or None once the budget is spent."""
-        owner: Row = {ROW_ID: slot}  # each row's samples are its own in the response cache
-        try:
-            row = await self._write({}, owner)
-        except BudgetExceeded:
-            return None
-        except LLMError as exc:
-            if exc.fatal or self.on_error == "fail":
-                raise
-            return self._failed({}, f"{type(exc).__name__}: {exc}")
-        return row
+    async def _row(self, slot: int) -> Row:
+        # Each row's samples are its own in the response cache.
+        return await self._write({}, {ROW_ID: slot})
