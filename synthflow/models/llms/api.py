@@ -138,6 +138,10 @@ class APILLM(StructuredOutputLLM):
 
     _http: HTTPClient | None = PrivateAttr(default=None)
     _limiter: tuple[tuple[Any, ...], EndpointLimiter] | None = PrivateAttr(default=None)
+    _user_turns: bool = PrivateAttr(default=False)
+    """Set on the copy ``raw_user_turns`` makes: its requests go to the server's raw
+    completion route (a client that writes Magpie's user turns reads it in
+    ``build_request``)."""
 
     # -- identity and configuration ---------------------------------------------------------
 
@@ -258,6 +262,14 @@ class APILLM(StructuredOutputLLM):
         return await self._client().post_json(path, payload, headers)
 
     # -- the call path ----------------------------------------------------------------------
+
+    async def raw_user_turns(self, messages: ChatType, num_generations: int) -> GenerateOutput:
+        """``agenerate`` through a shallow copy with ``_user_turns`` set, sharing this client's
+        HTTP connections and limiter (created first, so that the copy doesn't make its own)."""
+        self._client()
+        writer = self.model_copy(update={"structured_output": None})
+        writer._user_turns = True
+        return await writer.agenerate(messages, num_generations=num_generations)
 
     def _client(self) -> HTTPClient:
         if self._http is None:

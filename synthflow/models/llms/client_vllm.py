@@ -65,7 +65,6 @@ class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
 
     _served_model: str = PrivateAttr(default="")
     _tokenizer: Any = PrivateAttr(default=None)
-    _user_turns: bool = PrivateAttr(default=False)
 
     @property
     def model_name(self) -> str:
@@ -114,12 +113,7 @@ class ClientvLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     async def agenerate_user_turn(
         self, messages: ChatType, *, num_generations: int = 1
     ) -> GenerateOutput:
-        # A shallow copy that speaks the completions route, sharing this client's HTTP
-        # connections and limiter (created first, so that the copy doesn't make its own).
-        self._client()
-        writer = self.model_copy(update={"structured_output": None})
-        writer._user_turns = True
-        return await writer.agenerate(messages, num_generations=num_generations)
+        return await self.raw_user_turns(messages, num_generations)  # the completions route
 
 
 def _first_served_model(endpoint: str, api_key: str | None) -> str:

@@ -129,7 +129,6 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     )
 
     _tokenizer: Any = PrivateAttr(default=None)
-    _user_turns: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _model_or_endpoint(self) -> Self:
@@ -210,12 +209,7 @@ class InferenceEndpointsLLM(OpenAILLM, MagpieSettings, UserTurnWriter):
     async def agenerate_user_turn(
         self, messages: ChatType, *, num_generations: int = 1
     ) -> GenerateOutput:
-        # A shallow copy that speaks the raw route, sharing this client's HTTP connections and
-        # limiter (created first, so that the copy doesn't make its own).
-        self._client()
-        writer = self.model_copy(update={"structured_output": None})
-        writer._user_turns = True
-        return await writer.agenerate(messages, num_generations=num_generations)
+        return await self.raw_user_turns(messages, num_generations)  # the raw route
 
     def _raw_request(self, messages: ChatType) -> tuple[str, Payload]:
         prompt = user_turn_prompt(messages, self.pre_query_template() or "", self._tokenizer)
