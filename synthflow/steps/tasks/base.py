@@ -30,7 +30,7 @@ from synthflow.models.callpath.structured import (
     schema_of,
     unwrap_structured_output,
 )
-from synthflow.models.llms.base import LLM, ChatType, GenerateOutput
+from synthflow.models.llms.base import LLM, ChatType, GenerateOutput, Usage
 from synthflow.models.llms.magpie import user_turn_of
 from synthflow.pipeline._failures import RowFailure, as_text
 from synthflow.runtime_parameters import RuntimeParameter
@@ -266,6 +266,22 @@ class Task(Step, ABC):
             return self.format_input(row)
         except Exception:
             return None
+
+    def _finish(
+        self, row: Row, columns: dict[str, Any], usage: Usage, unreadable: Any = None
+    ) -> Row:
+        """``row`` with ``columns``, the model's name and its metadata, for a task whose row
+        took several calls (``usage``: theirs together); ``unreadable``, the answer that
+        stopped the row, stays in ``raw_output_<task>``, to see why."""
+        row.update(columns)
+        row["model_name"] = self.llm.model_name
+        metadata = self._metadata(row, GenerateOutput(generations=[], usage=usage))
+        if unreadable is not None:
+            metadata = metadata if metadata is not None else dict(row.get(METADATA_COLUMN) or {})
+            metadata[f"raw_output_{self.name}"] = unreadable
+        if metadata is not None:
+            row[METADATA_COLUMN] = metadata
+        return row
 
     def _metadata(
         self,

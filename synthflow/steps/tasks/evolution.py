@@ -18,9 +18,9 @@ import anyio
 from pydantic import Field, field_validator
 
 from synthflow.errors import OutputParseError
-from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.base import ChatType, Usage
 from synthflow.runtime_parameters import RuntimeParameter
-from synthflow.steps.base import FAILED, METADATA_COLUMN, Row
+from synthflow.steps.base import FAILED, Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.parsing import after_marker, require_text
 
@@ -160,19 +160,6 @@ class _Evolution(Task):
     def _ask(self, prompt: str) -> ChatType:
         return [{"role": "user", "content": prompt}]
 
-    def _finish(
-        self, row: Row, columns: dict[str, Any], usage: Usage, unreadable: Any = None
-    ) -> list[Row]:
-        row.update(columns)
-        row["model_name"] = self.llm.model_name
-        metadata = self._metadata(row, GenerateOutput(generations=[], usage=usage))
-        if unreadable is not None:  # the answer that stopped the row stays, to see why
-            metadata = metadata if metadata is not None else dict(row.get(METADATA_COLUMN) or {})
-            metadata[f"raw_output_{self.name}"] = unreadable
-        if metadata is not None:
-            row[METADATA_COLUMN] = metadata
-        return [row]
-
     def _unreadable(
         self, row: Row, output: str | None, error: OutputParseError, usage: Usage
     ) -> list[Row]:
@@ -180,7 +167,7 @@ class _Evolution(Task):
         marked for the engine's ``on_error`` policy, the answer kept in the metadata."""
         row[FAILED] = f"{type(error).__name__}: {error}"
         nulls = dict.fromkeys(c for c in self.outputs if c != "model_name")
-        return self._finish(row, nulls, usage, unreadable=output)
+        return [self._finish(row, nulls, usage, unreadable=output)]
 
 
 class EvolInstruct(_Evolution):
@@ -287,7 +274,7 @@ class EvolInstruct(_Evolution):
             targets = kept if self.store_evolutions else kept[-1:]
             answers, answer_usage = await self._answer(targets, row)
             usage += answer_usage
-        return self._finish(row, self._columns(kept, answers), usage)
+        return [self._finish(row, self._columns(kept, answers), usage)]
 
     async def _answer(self, instructions: list[str], row: Row) -> tuple[list[str | None], Usage]:
         answers: list[str | None] = [None] * len(instructions)
@@ -420,7 +407,7 @@ class EvolQuality(_Evolution):
             except OutputParseError as exc:
                 return self._unreadable(row, result.generations[0], exc, usage)
         kept = chain if self.include_original_response else chain[1:]
-        return self._finish(row, self._columns(kept), usage)
+        return [self._finish(row, self._columns(kept), usage)]
 
 
 def _text_column(row: Row, column: str) -> str:

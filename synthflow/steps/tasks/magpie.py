@@ -25,7 +25,7 @@ from synthflow.errors import (
 from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
 from synthflow.models.llms.magpie import END_OF_TURN_MARKERS, magpie_problem
 from synthflow.runtime_parameters import GIVEN_LATER, RuntimeParameter
-from synthflow.steps.base import FAILED, METADATA_COLUMN, ROW_ID, Row
+from synthflow.steps.base import FAILED, ROW_ID, Row
 from synthflow.steps.tasks.base import Task
 from synthflow.steps.tasks.generator_task import GeneratorTask
 
@@ -206,19 +206,6 @@ class _MagpieBase(Task):
         if self.n_turns == 1:  # end_with_user: the instruction, unanswered
             return {"instruction": turns[0]["content"], "response": None}
         return {"conversation": conversation if self.include_system_prompt else turns}
-
-    def _finish(
-        self, row: Row, columns: dict[str, Any], usage: Usage, unreadable: str | None = None
-    ) -> Row:
-        row.update(columns)
-        row["model_name"] = self.llm.model_name
-        metadata = self._metadata(row, GenerateOutput(generations=[], usage=usage))
-        if unreadable is not None:  # the answer that stopped the row stays, to see why
-            metadata = metadata if metadata is not None else dict(row.get(METADATA_COLUMN) or {})
-            metadata[f"raw_output_{self.name}"] = unreadable
-        if metadata is not None:
-            row[METADATA_COLUMN] = metadata
-        return row
 
 
 def _only(result: GenerateOutput) -> str | None:
