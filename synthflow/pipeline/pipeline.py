@@ -434,6 +434,10 @@ class Pipeline:
         from synthflow.utils.requirements import check_requirements
 
         check_requirements(self.all_requirements())
+        # The user's steps: a dataset's stand-in source loads with the step it feeds.
+        stages = (
+            None if load_groups is None else load_stages(load_groups, self._steps, self._edges)[0]
+        )
         if (backend or self._backend) == "ray" or shards is not None or storage is not None:
             if retry_failed:
                 raise PipelineValidationError(
@@ -442,10 +446,9 @@ class Pipeline:
                     "failed rows are asked again"
                 )
             # Each shard runs the engine, which loads its steps in these stages too.
-            groups = load_stages(load_groups, self._steps, self._edges)[0] if load_groups else None
             return await self._run_on_ray(
                 parameters,
-                RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}), load_stages=groups),
+                RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}), load_stages=stages),
                 shards=shards,
                 storage=storage,
                 dataset=dataset,
@@ -460,7 +463,6 @@ class Pipeline:
             steps, edges, parameters, routes=self._routes, trust=self._trust
         )
         check_cost_budget(built.steps.values(), max_cost, prices)
-        stages = None if load_groups is None else load_stages(load_groups, steps, edges)[0]
         options = RunOptions(
             use_cache,
             max_cost,
