@@ -7,6 +7,9 @@ which become the task and step pages), rewrites ``distilabel`` to ``synthflow`` 
 only, and runs each in a subprocess with a timeout, in a scratch directory, offline: every
 provider's base-URL variable points at one loopback server (``loopback_apis.py``) and the Hub at
 a loopback Hub (``tests/servers/hub.py``); any other host goes to a dead proxy on 127.0.0.1.
+The loopback Hub holds stand-ins for the Hub datasets the snippets read (``hub_stand_ins.py``:
+their publishers' column names and types, rows written here), so that what follows the loader
+runs too; ``--no-stand-ins`` leaves it empty.
 
     python benchmarks/distilabel_pipelines.py [SDIST] [--only SUBSTRING] [--timeout 90]
     python benchmarks/distilabel_pipelines.py SDIST --python VENV/bin/python --package distilabel
@@ -504,6 +507,11 @@ def main() -> None:
     parser.add_argument("--json", default="", help="write every result (columns included) here")
     parser.add_argument("--list", action="store_true", help="list the snippets and stop")
     parser.add_argument(
+        "--no-stand-ins",
+        action="store_true",
+        help="leave the loopback Hub empty (no stand-ins for the Hub datasets snippets read)",
+    )
+    parser.add_argument(
         "--compare",
         nargs=2,
         metavar=("OURS_JSON", "THEIRS_JSON"),
@@ -530,6 +538,10 @@ def main() -> None:
         return
     llm, hub = FakeAPI(handle).start(), FakeHub()
     hub.api.start()
+    if not args.no_stand_ins:
+        from benchmarks.hub_stand_ins import seed
+
+        seed(hub)
     scratch = Path(tempfile.mkdtemp(prefix="dpipes"))
     env = environment(llm.url, hub.url, scratch)
     results = []

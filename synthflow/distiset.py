@@ -58,7 +58,8 @@ _PUSH_OPTIONS = frozenset(
 ``huggingface_hub.HfApi`` to use)."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
 _SUBSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.\-]*/)?[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+"""``ORG/NAME``, or ``NAME`` alone: a repository of the account the token belongs to."""
 _WRITE_BATCH_ROWS = 10_000
 
 
@@ -469,6 +470,7 @@ class Distiset(dict[str, "DatasetDict"]):
             from huggingface_hub import HfApi
 
             api = HfApi(token=token)
+        repo_id = _with_namespace(repo_id, api)
         shards = _Sharding.of(kwargs.get("max_shard_size"), kwargs.get("num_shards"))
         options = _TreeOptions(generate_card, True, True, shards)
         name = (self.pipeline_config or {}).get("pipeline", {}).get("name", "distiset")
@@ -819,7 +821,26 @@ def check_output_dir(target: Path) -> None:
 
 def check_repo_id(repo_id: str) -> None:
     if not _REPO_ID.match(repo_id) or ".." in repo_id:
-        raise DistisetError(f"repo id {repo_id!r} must look like ORG/NAME (e.g. my-org/my-data)")
+        raise DistisetError(
+            f"repo id {repo_id!r} must look like ORG/NAME (e.g. my-org/my-data), or NAME alone "
+            "for a repository of your own account"
+        )
+
+
+def _with_namespace(repo_id: str, api: Any) -> str:
+    """``repo_id`` with its owner: a bare ``NAME`` belongs to the account the token is of, as
+    ``huggingface_hub`` (and distilabel) read it."""
+    if "/" in repo_id:
+        return repo_id
+    try:
+        owner = api.whoami()["name"]
+    except Exception as exc:  # no token, a refused one, or no answer: all say the same to fix
+        raise DistisetError(
+            f"repo id {repo_id!r} has no ORG/ and the Hub can't say whose account it is "
+            f"({type(exc).__name__}: {_reason(exc)}): give ORG/NAME, or log in "
+            "(huggingface-cli login, or set HF_TOKEN)"
+        ) from None
+    return f"{owner}/{repo_id}"
 
 
 def _is_saved_distiset(path: Path) -> bool:

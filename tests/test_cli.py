@@ -483,7 +483,7 @@ runner = CliRunner()
         (["pipeline", "run", "-c", "x.yaml", "-p", "load"], "expected STEP.NAME=VALUE"),
         (["pipeline", "run", "-c", "x.yaml", "-p", "load=3"], "name a step and a parameter"),
         (["pipeline", "run", "-c", "x.yaml", "--dry-run", "--repo-id", "o/n"], "can't be pushed"),
-        (["pipeline", "run", "-c", "x.yaml", "--repo-id", "nope"], "must look like ORG/NAME"),
+        (["pipeline", "run", "-c", "x.yaml", "--repo-id", "o/n/x"], "must look like ORG/NAME"),
         (["pipeline", "run", "--script", "missing.py"], "--script: no such file: missing.py"),
         (["pipeline", "info", "-c", "missing.yaml"], "no such file: missing.yaml"),
     ],

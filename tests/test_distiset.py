@@ -18,6 +18,7 @@ from synthflow.pipeline import Pipeline
 from synthflow.steps import KeepColumns, LoadDataFromDicts, StepInput, step
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import TextGeneration
+from tests.servers.hub import hub_endpoint
 
 
 @step(inputs=["n"], outputs=[])
@@ -278,12 +279,41 @@ def test_a_failed_push_gets_one_line(distiset: Distiset) -> None:
     )
 
 
-@pytest.mark.parametrize("repo_id", ["cards", "org/cards/extra", "../cards", "org/.."])
+@pytest.mark.parametrize("repo_id", ["org/cards/extra", "../cards", "org/..", "-cards", ""])
 def test_a_bad_repo_id_is_refused_before_anything_is_sent(distiset: Distiset, repo_id: str) -> None:
     api = RecordingHfApi()
     with pytest.raises(DistisetError, match="must look like ORG/NAME"):
         distiset.push_to_hub(repo_id, api=api)
     assert api.calls == []
+
+
+# huggingface_hub's LFS upload uses an httpx argument httpx has deprecated: theirs, not ours.
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+def test_a_name_alone_is_pushed_to_the_tokens_account(
+    distiset: Distiset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # distilabel's quickstart: distiset.push_to_hub(repo_id="distilabel-example")
+    with hub_endpoint(monkeypatch) as hub:
+        url = distiset.push_to_hub("distilabel-example", token="hf_x")
+        assert url == f"{hub.url}/datasets/loopback-user/distilabel-example"
+        assert "questions/train-00000-of-00001.parquet" in hub.files[
+            "loopback-user/distilabel-example"
+        ]
+        assert "# loopback-user/distilabel-example" in hub.files[
+            "loopback-user/distilabel-example"
+        ]["README.md"].decode()
+
+
+def test_a_name_alone_without_a_token_gets_one_line(
+    distiset: Distiset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # no saved login either
+    with hub_endpoint(monkeypatch) as hub, pytest.raises(DistisetError) as info:
+        distiset.push_to_hub("distilabel-example")
+    message = one_line(info)
+    assert message.startswith("repo id 'distilabel-example' has no ORG/ and the Hub can't say")
+    assert message.endswith("give ORG/NAME, or log in (huggingface-cli login, or set HF_TOKEN)")
+    assert hub.files == {}
 
 
 def test_notebook_summary(distiset: Distiset) -> None:

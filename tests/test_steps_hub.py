@@ -101,7 +101,7 @@ def test_nothing_is_pushed_for_no_rows(hub: FakeHub) -> None:
     ("make", "message"),
     [
         (lambda: PushToHub(), "PushToHub needs repo_id: pass repo_id='ORG/NAME'"),
-        (lambda: PushToHub(repo_id="data"), "repo id 'data' must look like ORG/NAME"),
+        (lambda: PushToHub(repo_id="o/data/x"), "repo id 'o/data/x' must look like ORG/NAME"),
     ],
 )
 def test_a_missing_or_bad_repo_id_is_refused_at_load(

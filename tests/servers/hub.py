@@ -28,6 +28,7 @@ class FakeHub:
         self.files: dict[str, dict[str, bytes]] = {}
         self.private: dict[str, bool] = {}
         self.fail_commits_with: int | None = None
+        self.user = "loopback-user"
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self.api = FakeAPI(self._handle)
@@ -38,6 +39,8 @@ class FakeHub:
         with self._lock:
             if request.method == "POST" and path == "/api/repos/create":
                 return self._create(request.json)
+            if path == "/api/whoami-v2":
+                return self._whoami(request)
             if path == "/api/validate-yaml":
                 return Reply(200, {})
             if request.method == "PUT" and path.startswith("/lfs/"):
@@ -50,6 +53,12 @@ class FakeHub:
             if path.startswith("/datasets/") and "/resolve/" in path:
                 return self._resolve(path.removeprefix("/datasets/"))
         return _missing("EntryNotFound")
+
+    def _whoami(self, request: Request) -> Reply:
+        """Any token is the account ``self.user``'s; no token is refused, as on the Hub."""
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return Reply(401, {"error": "Invalid credentials in Authorization header"})
+        return Reply(200, {"type": "user", "name": self.user, "auth": {"type": "access_token"}})
 
     def _create(self, body: dict[str, Any]) -> Reply:
         repo_id = f"{body['organization']}/{body['name']}"
