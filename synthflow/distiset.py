@@ -248,6 +248,30 @@ class Distiset(dict[str, "DatasetDict"]):
             self[name] = train.train_test_split(train_size=train_size, shuffle=shuffle, seed=seed)
         return self
 
+    def transform_columns_to_image(self, columns: str | list[str]) -> Distiset:
+        """Turn base64 image columns (what image generation tasks write) into ``datasets``
+        ``Image`` columns in every subset and split, so that the Hub's viewer shows pictures and
+        a reader gets ``PIL`` images back; returns this Distiset, as distilabel's does. A null
+        stays null; a value that isn't base64 of an image is a one-line error naming the row.
+        Decoding the pictures needs Pillow; converting them doesn't."""
+        from datasets import DatasetDict, Image
+
+        wanted = [columns] if isinstance(columns, str) else list(columns)
+        for name, value in self.items():
+            splits = dict(_splits(value))
+            for split, dataset in splits.items():
+                for column in (c for c in wanted if c in dataset.column_names):
+                    images = [
+                        _image_cell(text, f"{name}/{split}", column, i)
+                        for i, text in enumerate(dataset[column])
+                    ]
+                    dataset = dataset.remove_columns(column).add_column(
+                        column, images, feature=Image()
+                    )
+                splits[split] = dataset
+            self[name] = DatasetDict(splits) if isinstance(value, Mapping) else splits["train"]
+        return self
+
     # -- on disk ------------------------------------------------------------------------------
 
     def save_to_disk(
@@ -691,6 +715,21 @@ def create_distiset(
     if log_filename_path is not None:
         distiset.log_filename_path = Path(log_filename_path)
     return distiset
+
+
+def _image_cell(text: Any, where: str, column: str, row: int) -> dict[str, Any] | None:
+    """An ``Image`` cell for a base64 string (or a ``data:image`` URL); None stays None."""
+    from synthflow.models.image_generation.base import decode_image
+
+    if text is None:
+        return None
+    data = decode_image(text) if isinstance(text, str) else None
+    if data is None:
+        raise DistisetError(
+            f"{where} row {row}: column {column!r} doesn't hold a base64 image; "
+            "transform_columns_to_image takes the columns image generation tasks write"
+        )
+    return {"bytes": data, "path": None}
 
 
 def _splits(value: Any) -> Mapping[str, Dataset]:

@@ -296,12 +296,14 @@ def test_a_name_alone_is_pushed_to_the_tokens_account(
     with hub_endpoint(monkeypatch) as hub:
         url = distiset.push_to_hub("distilabel-example", token="hf_x")
         assert url == f"{hub.url}/datasets/loopback-user/distilabel-example"
-        assert "questions/train-00000-of-00001.parquet" in hub.files[
-            "loopback-user/distilabel-example"
-        ]
-        assert "# loopback-user/distilabel-example" in hub.files[
-            "loopback-user/distilabel-example"
-        ]["README.md"].decode()
+        assert (
+            "questions/train-00000-of-00001.parquet"
+            in hub.files["loopback-user/distilabel-example"]
+        )
+        assert (
+            "# loopback-user/distilabel-example"
+            in hub.files["loopback-user/distilabel-example"]["README.md"].decode()
+        )
 
 
 def test_a_name_alone_without_a_token_gets_one_line(

@@ -151,3 +151,48 @@ def test_a_json_answer_from_a_text_to_image_server_fails_the_row() -> None:
         [row] = next(task.process([{"prompt": "a cat"}]))
     assert row["image"] is None
     assert "not an image" in row[ERROR_COLUMN]
+
+
+# -- images in the Distiset ------------------------------------------------------------------
+
+
+def test_transform_columns_to_image_as_in_distilabels_example(tmp_path: Path) -> None:
+    # distilabel's examples/image_generation.py: generate, keep columns, then
+    # distiset.transform_columns_to_image("image") before pushing.
+    from datasets import Image
+
+    with fake_api(openai_images()) as api:
+        model = OpenAIImageGeneration(model="dall-e-2", base_url=f"{api.url}/v1", api_key="k")
+        with Pipeline(name="pictures") as pipeline:
+            load = LoadDataFromDicts(data=[{"persona": "a baker"}, {"persona": "a pilot"}])
+            draw = ImageGeneration(
+                name="flux", llm=model, input_mappings={"prompt": "persona"}, on_error="null"
+            )
+            load >> draw
+        distiset = pipeline.run(progress=False).train_test_split(0.5, seed=0)
+    assert distiset.transform_columns_to_image(["image", "no_such_column"]) is distiset
+
+    saved = tmp_path / "out"
+    distiset.save_to_disk(saved)
+    for ds in (distiset, type(distiset).load_from_disk(saved)):
+        for split in ("train", "test"):
+            part = ds["default"][split]
+            assert part.features["image"] == Image()
+            raw = part.cast_column("image", Image(decode=False))  # no Pillow here to decode
+            [row] = list(raw)
+            assert row["image"]["bytes"] == png(row["persona"].replace(" ", "_") + "-0")
+
+
+def test_transform_columns_to_image_refuses_text_that_is_no_image() -> None:
+    from datasets import Dataset
+
+    from synthflow.distiset import Distiset
+    from synthflow.errors import DistisetError
+
+    distiset = Distiset({"default": Dataset.from_list([{"image": None}, {"image": "a cat"}])})
+    with pytest.raises(DistisetError) as info:
+        distiset.transform_columns_to_image("image")
+    assert str(info.value) == (
+        "default/train row 1: column 'image' doesn't hold a base64 image; "
+        "transform_columns_to_image takes the columns image generation tasks write"
+    )
