@@ -1,8 +1,8 @@
 """One loopback server that answers every LLM provider's wire format a documented pipeline may
 call, with plausible content: OpenAI-shaped chat (OpenAI, Azure, Groq, Together, Anyscale, vLLM,
 Mistral, Hugging Face serverless and TGI's Messages API), OpenAI completions, embeddings and
-images, Anthropic messages, Cohere chat (v1 and v2), Ollama chat/generate, TGI's raw
-``/generate`` and the serverless API's model status.
+images, OpenAI's offline batches (Files and Batches), Anthropic messages, Cohere chat (v1 and
+v2), Ollama chat/generate, TGI's raw ``/generate`` and the serverless API's model status.
 
 Answers are sentences that echo the prompt, except where the request asks for structure: a JSON
 schema (``response_format``, a forced tool call, ``guided_json``) gets a JSON instance valid for
@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from tests.servers import Reply, Request, prompt_of
+from tests.servers.batches import OpenAIBatchServer
 from tests.servers.images import png
 
 
@@ -63,6 +64,8 @@ def _schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
         if form.get("type") == "json_schema":
             spec = form.get("json_schema", {})
             return dict(spec.get("schema", spec))
+        if form.get("type") == "json" and isinstance(form.get("value"), dict):  # TGI's grammar
+            return dict(form["value"])
         if form.get("type") == "json_object":
             return dict(form.get("schema") or {})
         if "properties" in form or "type" in form:
@@ -195,8 +198,17 @@ def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+BATCHES = OpenAIBatchServer(polls=1)
+"""OpenAI's Files and Batches routes (``use_offline_batch_generation=True``); each batch ends at
+its second look."""
+
+
 def handle(request: Request) -> Reply:
     path = request.path.split("?", 1)[0]
+    if path.startswith(("/v1/files", "/v1/batches")):
+        # The test server's routes are under the base URL, and it checks its own key.
+        headers = {**request.headers, "authorization": "Bearer k"}
+        return BATCHES(Request(request.method, request.path[3:], headers, request.body))
     body = request.json if isinstance(request.json, dict) else {}
     prompt = prompt_of(request)
     if path.endswith("/chat/completions"):
