@@ -22,7 +22,8 @@ install, for its own count. Outcomes:
 
 - ``ran``: ``pipeline.run`` returned; the columns of each subset come out (``--json`` has them);
 - ``built+...``: the snippet builds a pipeline and never calls ``run``; the harness then runs it
-  (``run(use_cache=False)``) and this is that run's outcome (``built`` alone: no pipeline
+  (``run(use_cache=False)``, with ``dataset=`` the one ``datasets.Dataset`` the snippet loaded,
+  if it loaded one) and this is that run's outcome (``built`` alone: no pipeline
   object was left to run);
 - ``ran-empty``: it ran, but some column has no value in any row (what a failed call leaves
   where the package turns failures into None, as distilabel does);
@@ -215,11 +216,16 @@ def child(snippet: str, package: str) -> None:
         names = runpy.run_path(snippet, run_name="__main__")
         built = {id(v): v for v in names.values() if isinstance(v, pipeline_class)}
         if not report["runs"] and built:
-            # The page builds a pipeline and leaves running it to the reader: run it as they would.
+            # The page builds a pipeline and leaves running it to the reader: run it as they
+            # would, on the dataset the page loaded when it loaded one (and only one).
+            from datasets import Dataset
+
+            loaded = {id(v): v for v in names.values() if isinstance(v, Dataset)}
+            feed = {"dataset": next(iter(loaded.values()))} if len(loaded) == 1 else {}
             report["harness_run"] = True
             save()
             for pipeline in built.values():
-                pipeline.run(use_cache=False)
+                pipeline.run(use_cache=False, **feed)
     except BaseException as exc:
         report["error"] = _error(exc, snippet, package)
     save()

@@ -9,8 +9,9 @@ LLM sees, every final column of every leaf, and whether the pipeline is refused 
 - its outputs, renamed by ``output_mappings``, overwrite columns of the same name; no other
   column changes;
 - a failed row keeps its columns, gets null outputs and ``synthflow_error`` naming the step; a
-  row that failed upstream and lacks a step's input passes that step untouched but for null
-  outputs, keeping its first error;
+  row that failed upstream and lacks a step's input keeps its first error: a task passes it
+  untouched but for null outputs (no call is made), any other step processes it as any row,
+  and where that step raises on it, it passes untouched but for null outputs;
 - a fan-in keeps, for each column, the value of the branch that wrote it after the paths split;
   two branches writing it is refused before the run;
 - a mapping whose key is not a column the step reads (input) or writes (output) is refused
@@ -193,8 +194,11 @@ def reference(nodes: list[Node], data: list[dict[str, Any]]) -> tuple[dict, Coun
             value = row[node.reads].value if node.reads in row else None
             outputs = node.writes()
             failed_before = row.get(ERROR_COLUMN, Cell(None, ())).value is not None
-            if failed_before and value is None:  # passes through with its first error
-                new = dict.fromkeys(outputs)
+            passed = dict.fromkeys(c for c in outputs if c != node.reads)
+            if failed_before and value is None and node.kind == "task":
+                new = passed  # not sent: passes through with its first error
+            elif failed_before and value is None:  # processed; where it raises, passed through
+                new = passed if fails(node.name, None) else {outputs[0]: f"{node.name}(None)"}
             elif node.kind == "task":
                 prompts[f"{node.name}|{value}"] += 1
                 if fails(node.name, value):  # null outputs, but the model's name

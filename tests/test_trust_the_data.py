@@ -13,7 +13,7 @@ import pytest
 from synthflow.errors import OutputParseError, PipelineValidationError, StepError
 from synthflow.models.llms.openai import OpenAILLM
 from synthflow.pipeline import Pipeline
-from synthflow.steps import LoadDataFromDicts, Step, StepInput, step
+from synthflow.steps import KeepColumns, LoadDataFromDicts, Step, StepInput, step
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import ERROR_COLUMN, METADATA_COLUMN, Task, TextGeneration
 from synthflow.testing import FunctionLLM
@@ -163,6 +163,68 @@ def test_a_row_that_failed_upstream_keeps_its_first_error_and_is_counted_once() 
     assert failed["verdict"] is None and failed["length"] is None
     assert [distiset.stats[s].errors for s in ("gen", "judge", "length")] == [1, 0, 0]
     assert rows[0]["length"] == len("a:q0") and rows[0][ERROR_COLUMN] is None
+
+
+def test_a_failed_row_keeps_its_columns_through_keep_columns() -> None:
+    # distilabel's image generation example: a task reads "persona" through input_mappings,
+    # then KeepColumns(["persona", "model_name", "image"]). A row whose call failed kept its
+    # "id" and lost its "persona" (set to null) when it skipped KeepColumns.
+    def fn(messages: list[dict[str, str]]) -> str:
+        if "baker" in messages[-1]["content"]:
+            raise RuntimeError("no answer")
+        return "drawn"
+
+    data = [{"id": i, "persona": p} for i, p in enumerate(["a pilot", "a baker", "a nurse"])]
+    with Pipeline(name="keep-failed") as pipeline:
+        load = LoadDataFromDicts(data=data)
+        draw = TextGeneration(
+            name="draw",
+            llm=FunctionLLM(fn=fn),
+            input_mappings={"instruction": "persona"},
+            output_mappings={"generation": "image"},
+        )
+        load >> draw >> KeepColumns(name="keep", columns=["persona", "model_name", "image"])
+    train = pipeline.run(progress=False)["default"]["train"]
+
+    assert train.column_names == ["persona", "model_name", "image", ERROR_COLUMN]
+    assert train.to_list() == [
+        {"persona": "a pilot", "model_name": "function-llm", "image": "drawn", ERROR_COLUMN: None},
+        {
+            "persona": "a baker",
+            "model_name": "function-llm",
+            "image": None,
+            ERROR_COLUMN: "draw: RuntimeError: no answer",
+        },
+        {"persona": "a nurse", "model_name": "function-llm", "image": "drawn", ERROR_COLUMN: None},
+    ]
+
+
+def test_a_step_that_raises_on_a_failed_rows_null_passes_it_without_stopping_the_run() -> None:
+    def fn(messages: list[dict[str, str]]) -> str:
+        if messages[-1]["content"] == "q1":
+            raise RuntimeError("upstream down")
+        return "fine"
+
+    seen: list[Any] = []
+
+    @step(inputs=["generation"], outputs=["shout", "generation"])
+    def Shout(inputs: StepInput) -> Iterator[list[Row]]:
+        for row in inputs:
+            seen.append(row["generation"])
+            row["shout"] = row["generation"].upper()  # raises on the failed row's None
+        yield inputs
+
+    with Pipeline(name="raise-on-null") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"q{i}"} for i in range(4)])
+        load >> TextGeneration(name="gen", llm=FunctionLLM(fn=fn)) >> Shout(name="shout")
+    distiset = pipeline.run(progress=False)  # Shout's on_error is "fail": the run still ends
+    rows = distiset["default"]["train"].to_list()
+
+    assert seen.count(None) == 1  # the failed row was tried, alone
+    assert [r["shout"] for r in rows] == ["FINE", None, "FINE", "FINE"]
+    assert rows[1][ERROR_COLUMN] == "gen: RuntimeError: upstream down"
+    assert rows[1]["instruction"] == "q1"
+    assert [distiset.stats[s].errors for s in ("gen", "shout")] == [1, 0]
 
 
 def test_two_branches_writing_one_column_are_refused_before_the_run() -> None:

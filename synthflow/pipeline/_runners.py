@@ -30,6 +30,7 @@ from synthflow.errors import (
     WorkerDiedError,
 )
 from synthflow.models.callpath.batches import BATCH_ROWS_IN_FLIGHT, uses_offline_batches
+from synthflow.models.callpath.calls import CallsUser
 from synthflow.pipeline._columns import ColumnMappings
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
 from synthflow.pipeline._execution import (
@@ -97,6 +98,12 @@ class StepContext:
         self.mappings = ColumnMappings.of(self.step)
         self.inputs = self.step.mapped_inputs()
         self.outputs = self.step.mapped_outputs()
+        # What a row that failed upstream gets from a step it passes untouched: null for the
+        # columns the step makes, while the columns it reads keep what the row holds.
+        self.passed_outputs = dict.fromkeys(c for c in self.outputs if c not in self.inputs)
+        # A step that calls a model is never sent a row that failed upstream (no paid call for
+        # a missing input); any other step shapes it like every row (see _through_after_failure).
+        self.skips_failed_rows = isinstance(self.step, CallsUser)
         self.failed_outputs = self.step.outputs_on_failure()
         self.record = self._record if self.failures is not None else None
 
@@ -165,16 +172,47 @@ def _settle(ctx: StepContext, rows: list[Row]) -> list[Row]:
 
 
 def _failed_upstream(ctx: StepContext, row: Row) -> bool:
-    """A row that failed in an earlier step and lacks an input this step needs: it is not
-    processed (the step would only fail again and hide the first error)."""
+    """A row that failed in an earlier step and lacks an input this step needs. It keeps its
+    first error: a step that calls a model passes it untouched, any other step processes it
+    on its own (``_through_after_failure``)."""
     return row.get(ERROR_COLUMN) is not None and any(row.get(c) is None for c in ctx.inputs)
 
 
 def _pass_through(ctx: StepContext, rows: list[Row]) -> list[Row]:
+    """``rows`` (failed upstream) past this step: null for what it makes, nothing else."""
     for row in rows:
-        for column in ctx.outputs:
-            row[column] = None
+        row.update(ctx.passed_outputs)
     return rows
+
+
+async def _through_after_failure(ctx: StepContext, rows: list[Row]) -> list[Row]:
+    """Rows that failed upstream through a step that calls no model, as any row goes, so that
+    a column step (``KeepColumns``, a rename, a format) shapes them as it shapes the others
+    and the dataset keeps one set of columns. Where the step raises on one (an input it can't
+    take null), or marks it failed, that row passes the step untouched with its first error,
+    whatever the step's ``on_error``: the error it would add is only the first one's echo."""
+    if not rows:
+        return rows
+    originals = [dict(row) for row in rows]
+    ctx.enter(rows)
+    try:
+        out = await _call_process(ctx, "process", (rows,))
+    except (BudgetExceeded, DiskFullError, BatchesInProgress):
+        raise
+    except Exception:
+        if len(originals) == 1 or not ctx.step.isolate_failures:
+            return _pass_through(ctx, originals)
+        half = len(originals) // 2
+        return [
+            *await _through_after_failure(ctx, originals[:half]),
+            *await _through_after_failure(ctx, originals[half:]),
+        ]
+    ctx.leave(out)
+    ctx.stats.filtered += max(len(rows) - len(out), 0)
+    for row in out:
+        if row.pop(FAILED, None) is not None:
+            row.update(ctx.passed_outputs)
+    return out
 
 
 def _merge_joined(ctx: StepContext, rows: list[Joined]) -> list[Row]:
@@ -340,7 +378,10 @@ async def _process_batch(ctx: StepContext, batch: list[Any]) -> list[Row]:
     finally:
         ctx.stats.busy_seconds += time.perf_counter() - start
         ctx.stats.batches += 1
-    return _fix_lineage(_settle(ctx, rows) + _pass_through(ctx, passed), fallback)
+    if passed:
+        skip = ctx.skips_failed_rows
+        passed = _pass_through(ctx, passed) if skip else await _through_after_failure(ctx, passed)
+    return _fix_lineage(_settle(ctx, rows) + passed, fallback)
 
 
 def _by_branches_present(ctx: StepContext, batch: list[Any]) -> list[list[Any]]:

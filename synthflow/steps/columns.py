@@ -15,11 +15,20 @@ import orjson
 from pydantic import Field, model_validator
 
 from synthflow.steps._rows import column, list_column
-from synthflow.steps.base import METADATA_COLUMN, ROW_ID, Row, Step, StepInput, merge_rows
+from synthflow.steps.base import (
+    ERROR_COLUMN,
+    METADATA_COLUMN,
+    ROW_ID,
+    Row,
+    Step,
+    StepInput,
+    merge_rows,
+)
 
 
 class KeepColumns(Step):
-    """Keeps only ``columns``, in that order; drops every other column.
+    """Keeps only ``columns``, in that order; drops every other column but ``synthflow_error``
+    on a row that failed (the run's record of why, which a retry of failed rows reads).
 
     Input columns: ``columns``. Output columns: ``columns``.
     """
@@ -35,7 +44,7 @@ class KeepColumns(Step):
         return list(self.columns)
 
     def process(self, inputs: StepInput) -> Iterator[list[Row]]:
-        keep = [*self.columns, ROW_ID]
+        keep = [*self.columns, ERROR_COLUMN, ROW_ID]
         yield [{c: row[c] for c in keep if c in row} for row in inputs]
 
 
