@@ -220,8 +220,11 @@ def child(snippet: str, package: str) -> None:
             # would, on the dataset the page loaded when it loaded one (and only one).
             from datasets import Dataset
 
+            generator = importlib.import_module(f"{package}.steps").GeneratorStep
             loaded = {id(v): v for v in names.values() if isinstance(v, Dataset)}
+            sourced = any(isinstance(v, generator) for v in names.values())
             feed = {"dataset": next(iter(loaded.values()))} if len(loaded) == 1 else {}
+            feed = {} if sourced else feed  # the page made its own source of it
             report["harness_run"] = True
             save()
             for pipeline in built.values():

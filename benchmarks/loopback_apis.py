@@ -243,7 +243,8 @@ def handle(request: Request) -> Reply:
     if path in ("/api/chat", "/api/generate"):
         return Reply(body=_ollama(body, prompt, chat=path == "/api/chat"))
     if path.endswith("/generate") or path.startswith("/models/"):
-        if "inputs" in body and not isinstance(body.get("inputs"), str):
+        wants_image = request.headers.get("accept", "").startswith("image/")  # text-to-image
+        if wants_image or ("inputs" in body and not isinstance(body.get("inputs"), str)):
             return Reply(raw=png(str(body.get("inputs"))), headers={"content-type": "image/png"})
         return Reply(body=[{"generated_text": _text(str(body.get("inputs", "")))}])
     if path.startswith("/status/"):  # the serverless API's model status (huggingface_hub)
