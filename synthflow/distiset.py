@@ -158,7 +158,8 @@ class Distiset(dict[str, "DatasetDict"]):
         total = sum(failed.values())
         steps = ", ".join(f"{name} {count}" for name, count in failed.items())
         made = self.source_rows
-        of = f" of {made}" if made else ""
+        # (more failures than source rows: rows that were expanded, or failed in two branches)
+        of = f" of {made}" if made > 0 and total <= made else ""
         if self.retried_rows is not None:
             of = f" of {self.retried_rows} retried"
         return f"{total}{of} rows failed ({steps}); their errors are in the synthflow_error column"

@@ -641,3 +641,28 @@ def read_lines(path: Path | None) -> list[dict[str, Any]]:
     if path is None:
         return []
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_a_row_failing_in_two_branches_is_not_more_rows_than_were_made() -> None:
+    from synthflow.steps import CombineOutputs
+    from synthflow.testing import FunctionLLM
+
+    def refuse(messages: list[dict[str, Any]]) -> str:
+        raise RuntimeError("down")
+
+    with Pipeline(name="two-branches") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"q{i}"} for i in range(3)])
+        a = TextGeneration(name="a", llm=FunctionLLM(fn=refuse), on_error="null")
+        b = TextGeneration(
+            name="b",
+            llm=FunctionLLM(fn=refuse),
+            on_error="null",
+            output_mappings={"generation": "other", "model_name": "other_model"},
+        )
+        load >> [a, b] >> CombineOutputs(name="both")
+    distiset = pipeline.run(progress=False)
+    assert distiset.failed_rows == {"a": 3, "b": 3}
+    # not "6 of 3 rows failed"
+    assert distiset.failure_summary() == (
+        "6 rows failed (a 3, b 3); their errors are in the synthflow_error column"
+    )
