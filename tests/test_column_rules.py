@@ -10,8 +10,9 @@ LLM sees, every final column of every leaf, and whether the pipeline is refused 
   column changes;
 - a failed row keeps its columns, gets null outputs and ``synthflow_error`` naming the step; a
   row that failed upstream and lacks a step's input keeps its first error: a task passes it
-  untouched but for null outputs (no call is made), any other step processes it as any row,
-  and where that step raises on it, it passes untouched but for null outputs;
+  untouched but for the outputs a failure in it writes (no call is made), any other step
+  processes it as any row, and where that step raises on it, it passes untouched but for null
+  outputs; a step's outputs that it also reads keep their values;
 - a fan-in keeps, for each column, the value of the branch that wrote it after the paths split;
   two branches writing it is refused before the run;
 - a mapping whose key is not a column the step reads (input) or writes (output) is refused
@@ -194,7 +195,13 @@ def reference(nodes: list[Node], data: list[dict[str, Any]]) -> tuple[dict, Coun
             value = row[node.reads].value if node.reads in row else None
             outputs = node.writes()
             failed_before = row.get(ERROR_COLUMN, Cell(None, ())).value is not None
-            passed = dict.fromkeys(c for c in outputs if c != node.reads)
+            # what a failure in this step writes; a row passed through keeps what the step reads
+            on_failure = (
+                {outputs[0]: None, outputs[1]: "function-llm"}
+                if node.kind == "task"
+                else dict.fromkeys(outputs)
+            )
+            passed = {c: v for c, v in on_failure.items() if c != node.reads}
             if failed_before and value is None and node.kind == "task":
                 new = passed  # not sent: passes through with its first error
             elif failed_before and value is None:  # processed; where it raises, passed through

@@ -98,13 +98,14 @@ class StepContext:
         self.mappings = ColumnMappings.of(self.step)
         self.inputs = self.step.mapped_inputs()
         self.outputs = self.step.mapped_outputs()
-        # What a row that failed upstream gets from a step it passes untouched: null for the
-        # columns the step makes, while the columns it reads keep what the row holds.
-        self.passed_outputs = dict.fromkeys(c for c in self.outputs if c not in self.inputs)
+        self.failed_outputs = self.step.outputs_on_failure()
+        # What a row that failed upstream gets from a step it passes untouched: what a row
+        # that fails in it gets (null; a task's model name), but the columns the step reads
+        # keep what the row holds.
+        self.passed_outputs = {c: v for c, v in self.failed_outputs.items() if c not in self.inputs}
         # A step that calls a model is never sent a row that failed upstream (no paid call for
         # a missing input); any other step shapes it like every row (see _through_after_failure).
         self.skips_failed_rows = isinstance(self.step, CallsUser)
-        self.failed_outputs = self.step.outputs_on_failure()
         self.record = self._record if self.failures is not None else None
 
     def _record(self, row: Row, marker: Any) -> None:
@@ -179,7 +180,7 @@ def _failed_upstream(ctx: StepContext, row: Row) -> bool:
 
 
 def _pass_through(ctx: StepContext, rows: list[Row]) -> list[Row]:
-    """``rows`` (failed upstream) past this step: null for what it makes, nothing else."""
+    """``rows`` (failed upstream) past this step: its outputs as on a failure, nothing else."""
     for row in rows:
         row.update(ctx.passed_outputs)
     return rows
