@@ -135,6 +135,8 @@ class LocalLLM(StructuredOutputLLM):
     calls and enforces ``structured_output``; see the module docstring.
     """
 
+    blocking: ClassVar[bool] = True
+
     native_structured_output: ClassVar[bool] = False
     """The backend constrains decoding to the schema; when False the schema goes in the prompt."""
 
