@@ -325,13 +325,16 @@ class Task(Step, ABC):
         return metadata
 
     async def process_rows(self, rows: StepInput) -> list[Row]:
-        """All of ``rows`` at once, concurrently; how the task runs in a worker process."""
+        """All of ``rows`` at once, concurrently; how the task runs in a worker thread or
+        process. A row whose call the budget refused is left out (the others go on)."""
         results: list[list[Row]] = [[] for _ in rows]
 
         async def one(i: int, row: Row) -> None:
             try:
                 results[i] = await self.process_row(row)
-            except (BudgetExceeded, DiskFullError, BatchesInProgress):
+            except BudgetExceeded:
+                return  # the run is winding down: this row is left out, as on the loop
+            except (DiskFullError, BatchesInProgress):
                 raise
             except LLMError as exc:
                 if exc.fatal:

@@ -1,0 +1,164 @@
+"""Tasks off the event loop: a task with ``executor="thread"`` makes its calls on the run's call
+path (response cache, accounting, budgets) as a task on the loop does, and one with
+``executor="process"`` runs only a model that computes there (an API client is refused)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from synthflow.errors import PipelineValidationError, StepError
+from synthflow.models.llms.base import ChatType, GenerateOutput, Usage
+from synthflow.models.llms.local.base import LocalLLM
+from synthflow.pipeline import Pipeline
+from synthflow.steps import LoadDataFromDicts, Step, StepInput
+from synthflow.steps.base import Row
+from synthflow.steps.tasks import TextGeneration
+from tests.servers import Reply, Request, fake_api
+from tests.test_embeddings import client, embeddings_api
+from tests.test_openai import completion, llm
+
+THREADS = {"executor": "thread", "workers": 2, "input_batch_size": 3}
+
+
+def generate_pipeline(name: str, rows: int, model: Any, **task: Any) -> Pipeline:
+    with Pipeline(name=name) as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"q{i}"} for i in range(rows)])
+        load >> TextGeneration(name="gen", llm=model, **task)
+    return pipeline
+
+
+def rows_of(distiset: Any) -> list[dict[str, Any]]:
+    return list(distiset["default"]["train"])
+
+
+def test_a_rerun_is_served_from_the_cache_and_the_calls_are_counted() -> None:
+    with fake_api(completion) as api:
+        pipeline = generate_pipeline("threads", 7, llm(api), **THREADS)
+        first = pipeline.run(progress=False)
+        sent = len(api.requests)
+        second = pipeline.run(progress=False)
+        assert len(api.requests) == sent == 7  # nothing more on the re-run
+        calls = first.stats["gen"].llm
+        assert (calls.requests, calls.input_tokens, calls.output_tokens) == (7, 70, 35)
+        assert calls.in_flight == 0
+        assert calls.cost == pytest.approx(first.llm_usage().cost) and calls.cost > 0
+        again = second.stats["gen"].llm
+        assert (again.requests, again.cache_hits, again.cost) == (0, 7, 0.0)
+        on_the_loop = generate_pipeline("loop", 7, llm(api)).run(progress=False)
+    assert rows_of(first) == rows_of(second) == rows_of(on_the_loop)
+
+
+def test_max_cost_stops_a_task_on_threads() -> None:
+    with fake_api(completion) as api:
+        # gpt-4o-mini: 10 tokens in and 5 out cost $4.5e-6 a call; the budget holds about four.
+        pipeline = generate_pipeline("budget", 300, llm(api), **THREADS)
+        distiset = pipeline.run(progress=False, max_cost=2e-5)
+    produced = len(rows_of(distiset))
+    assert distiset.stop_reason and "max_cost" in distiset.stop_reason
+    assert 0 < produced < 300
+    # Calls already under way when the budget was reached finish; no new one starts.
+    assert produced <= len(api.requests) <= produced + 2 * THREADS["input_batch_size"]
+    assert distiset.llm_usage().requests == len(api.requests)
+
+
+def test_a_failed_run_cancels_the_calls_of_worker_threads() -> None:
+    arrived, release, answered = threading.Event(), threading.Event(), threading.Event()
+
+    def stalls(request: Request) -> Reply:
+        arrived.set()
+        release.wait(60)  # a call left to finish would hold the run this long
+        answered.set()
+        return completion(request)
+
+    class FailsOnceACallIsUnderWay(Step):
+        @property
+        def inputs(self) -> list[str]:
+            return ["instruction"]
+
+        def process(self, inputs: StepInput) -> Iterator[list[Row]]:
+            arrived.wait(60)
+            raise RuntimeError("boom")
+
+    with fake_api(stalls) as api, Pipeline(name="cancel") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "q"}])
+        load >> TextGeneration(name="gen", llm=llm(api, max_retries=0), **THREADS)
+        load >> FailsOnceACallIsUnderWay(name="boom", executor="thread")
+        try:
+            with pytest.raises(StepError, match="boom"):
+                pipeline.run(progress=False)
+            assert arrived.is_set() and not answered.is_set()
+        finally:
+            release.set()
+
+
+COMPUTED_IN: list[str] = []
+"""The threads ``Echo`` computed in, one per conversation."""
+
+
+class Echo(LocalLLM):
+    """A local model: answers with the prompt, and notes the thread it computed in."""
+
+    @property
+    def model_name(self) -> str:
+        return "echo"
+
+    def load(self) -> None:
+        self._runtime.model = "loaded"
+
+    def generate_batch(
+        self, conversations: list[ChatType], num_generations: int
+    ) -> list[GenerateOutput]:
+        COMPUTED_IN.extend(threading.current_thread().name for _ in conversations)
+        return [
+            GenerateOutput([f"echo {c[-1]['content']}"] * num_generations, Usage(3, 2))
+            for c in conversations
+        ]
+
+
+def test_a_local_model_computes_in_the_worker_thread_and_is_cached() -> None:
+    COMPUTED_IN.clear()
+    pipeline = generate_pipeline("local-threads", 5, Echo(), **THREADS)
+    first = pipeline.run(progress=False)
+    computed = list(COMPUTED_IN)
+    second = pipeline.run(progress=False)
+    assert len(computed) == 5 and threading.main_thread().name not in computed
+    assert computed == COMPUTED_IN  # the re-run computed nothing
+    assert [r["generation"] for r in rows_of(first)] == [f"echo q{i}" for i in range(5)]
+    assert rows_of(second) == rows_of(first)
+    assert first.stats["gen"].llm.requests == 5 and first.stats["gen"].llm.input_tokens == 15
+    assert second.stats["gen"].llm.cache_hits == 5
+
+
+def test_an_api_client_in_a_worker_process_is_refused() -> None:
+    with fake_api(completion) as api:
+        pipeline = generate_pipeline("process", 2, llm(api), executor="process")
+        with pytest.raises(
+            PipelineValidationError,
+            match=r"step 'gen' calls OpenAILLM, an API client, from executor='process'.*"
+            r"use executor='loop'",
+        ):
+            pipeline.run(progress=False)
+        assert api.requests == []
+
+
+def test_an_api_embedding_model_in_a_worker_process_is_refused() -> None:
+    from synthflow.steps import EmbeddingGeneration
+
+    with fake_api(embeddings_api) as api, Pipeline(name="embed-process") as pipeline:
+        load = LoadDataFromDicts(data=[{"text": "a"}])
+        load >> EmbeddingGeneration(name="embed", embeddings=client(api.url), executor="process")
+        with pytest.raises(PipelineValidationError, match="OpenAIEmbeddings, an API client"):
+            pipeline.run(progress=False)
+        assert api.requests == []
+
+
+def test_offline_batches_are_refused_off_the_loop() -> None:
+    with fake_api(completion) as api:
+        batching = llm(api, use_offline_batch_generation=True)
+        pipeline = generate_pipeline("batches-thread", 2, batching, executor="thread")
+        with pytest.raises(PipelineValidationError, match="only a task on the event loop"):
+            pipeline.run(progress=False)
