@@ -4,8 +4,13 @@ path (response cache, accounting, budgets) as a task on the loop does, and one w
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +167,50 @@ def test_offline_batches_are_refused_off_the_loop() -> None:
         pipeline = generate_pipeline("batches-thread", 2, batching, executor="thread")
         with pytest.raises(PipelineValidationError, match="only a task on the event loop"):
             pipeline.run(progress=False)
+
+
+SIGINT_SCRIPT = """
+import sys
+from synthflow.models.llms import OpenAILLM
+from synthflow.pipeline import Pipeline
+from synthflow.steps import LoadDataFromDicts
+from synthflow.steps.tasks import TextGeneration
+
+llm = OpenAILLM(model="gpt-4o-mini", base_url=sys.argv[1] + "/v1", api_key="sk-test")
+with Pipeline(name="sigint-threads") as pipeline:
+    load = LoadDataFromDicts(data=[{"instruction": "q"}])
+    load >> TextGeneration(name="gen", llm=llm, executor="thread")
+
+if __name__ == "__main__":
+    pipeline.run(progress=False)
+"""
+
+
+@pytest.mark.timeout(180)  # a fresh process imports synthflow on a loaded machine
+def test_ctrl_c_does_not_wait_for_the_calls_of_worker_threads(tmp_path: Path) -> None:
+    arrived, release, answered = threading.Event(), threading.Event(), threading.Event()
+
+    def stalls(request: Request) -> Reply:
+        arrived.set()
+        release.wait(120)  # a call left to finish would hold the run this long
+        answered.set()
+        return completion(request)
+
+    script = tmp_path / "run.py"
+    script.write_text(SIGINT_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with fake_api(stalls) as api:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), api.url], env=env, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert arrived.wait(90), "the call never reached the server"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            assert not answered.is_set()  # the run ended while its call was still unanswered
+            assert proc.returncode != 0 and "KeyboardInterrupt" in err
+        finally:
+            release.set()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

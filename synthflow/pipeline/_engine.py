@@ -387,8 +387,10 @@ def _disk_full(
     unsaved = sum(w.count - w.saved for w in writers.values())
     kept = f"{saved} rows are saved" + (f", {unsaved} made since then are not" if unsaved else "")
     tasks = [s for s in plan.steps.values() if isinstance(s, Task)]
-    uncached = [
-        t.name for t in tasks if calls.cache is None or not (t.use_cache and t.llm.cacheable)
+    uncached = [  # a worker process calls its (local) model directly, uncached
+        t.name
+        for t in tasks
+        if calls.cache is None or not t.uses_response_cache() or t.executor == "process"
     ]
     if tasks and not uncached:
         kept += "; LLM answers already received are in the response cache (not paid again)"

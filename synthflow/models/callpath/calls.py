@@ -346,8 +346,11 @@ class LLMCalls:
         try:
             if user_turn:  # a raw completion: never part of a provider batch
                 batched = False
-                write = partial(user_turn_of(llm), messages, num_generations=len(missing))
-                fresh = await (write() if run_model is None else run_model(write))
+                write = user_turn_of(llm)
+                if run_model is None:
+                    fresh = await write(messages, num_generations=len(missing))
+                else:
+                    fresh = await run_model(partial(write, messages, num_generations=len(missing)))
             elif batched:
                 assert self.batches is not None
                 stats.batched += 1
