@@ -22,6 +22,7 @@ from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts, Step, StepInput
 from synthflow.steps.base import Row
 from synthflow.steps.tasks import TextGeneration
+from synthflow.testing import FunctionLLM
 from tests.servers import Reply, Request, fake_api
 from tests.test_embeddings import client, embeddings_api
 from tests.test_openai import completion, llm
@@ -104,6 +105,23 @@ COMPUTED_IN: list[str] = []
 """The threads ``Echo`` computed in, one per conversation."""
 
 
+def test_failed_calls_fail_their_rows_as_on_the_loop() -> None:
+    def refuses_q1(request: Request) -> Reply:
+        if request.json["messages"][-1]["content"] == "q1":
+            return Reply(400, {"error": {"message": "bad request"}})
+        return completion(request)
+
+    with fake_api(refuses_q1) as api:
+        on_threads = generate_pipeline("errors-threads", 6, llm(api), **THREADS)
+        on_the_loop = generate_pipeline("errors-loop", 6, llm(api), concurrency=1)
+        threads, loop = on_threads.run(progress=False), on_the_loop.run(progress=False)
+    assert rows_of(threads) == rows_of(loop)
+    assert [r["synthflow_error"] is not None for r in rows_of(threads)] == [
+        i == 1 for i in range(6)
+    ]
+    assert threads.stats["gen"].llm.failures == loop.stats["gen"].llm.failures == 1
+
+
 class Echo(LocalLLM):
     """A local model: answers with the prompt, and notes the thread it computed in."""
 
@@ -136,6 +154,21 @@ def test_a_local_model_computes_in_the_worker_thread_and_is_cached() -> None:
     assert rows_of(second) == rows_of(first)
     assert first.stats["gen"].llm.requests == 5 and first.stats["gen"].llm.input_tokens == 15
     assert second.stats["gen"].llm.cache_hits == 5
+
+
+def test_a_plain_function_llm_is_called_in_the_worker_thread_and_counted() -> None:
+    called_in: list[str] = []
+
+    def answer(messages: ChatType) -> str:
+        called_in.append(threading.current_thread().name)
+        return f"re: {messages[-1]['content']}"
+
+    distiset = generate_pipeline("function-threads", 4, FunctionLLM(fn=answer), **THREADS).run(
+        progress=False
+    )
+    assert len(called_in) == 4 and threading.main_thread().name not in called_in
+    assert [r["generation"] for r in rows_of(distiset)] == [f"re: q{i}" for i in range(4)]
+    assert distiset.stats["gen"].llm.requests == 4
 
 
 def test_an_api_client_in_a_worker_process_is_refused() -> None:
