@@ -71,14 +71,23 @@ def test_max_cost_stops_a_task_on_threads() -> None:
     assert distiset.llm_usage().requests == len(api.requests)
 
 
-def test_a_failed_run_cancels_the_calls_of_worker_threads() -> None:
-    arrived, release, answered = threading.Event(), threading.Event(), threading.Event()
+class Stalls:
+    """A server handler that holds every request until ``release`` (or ``seconds``): a run whose
+    calls were left to finish would wait that long, and ``answered`` would be set by then."""
 
-    def stalls(request: Request) -> Reply:
-        arrived.set()
-        release.wait(60)  # a call left to finish would hold the run this long
-        answered.set()
+    def __init__(self, seconds: float) -> None:
+        self.arrived, self.release, self.answered = (threading.Event() for _ in range(3))
+        self.seconds = seconds
+
+    def __call__(self, request: Request) -> Reply:
+        self.arrived.set()
+        self.release.wait(self.seconds)
+        self.answered.set()
         return completion(request)
+
+
+def test_a_failed_run_cancels_the_calls_of_worker_threads() -> None:
+    stalls = Stalls(seconds=60)
 
     class FailsOnceACallIsUnderWay(Step):
         @property
@@ -86,7 +95,7 @@ def test_a_failed_run_cancels_the_calls_of_worker_threads() -> None:
             return ["instruction"]
 
         def process(self, inputs: StepInput) -> Iterator[list[Row]]:
-            arrived.wait(60)
+            stalls.arrived.wait(60)
             raise RuntimeError("boom")
 
     with fake_api(stalls) as api, Pipeline(name="cancel") as pipeline:
@@ -96,9 +105,9 @@ def test_a_failed_run_cancels_the_calls_of_worker_threads() -> None:
         try:
             with pytest.raises(StepError, match="boom"):
                 pipeline.run(progress=False)
-            assert arrived.is_set() and not answered.is_set()
+            assert stalls.arrived.is_set() and not stalls.answered.is_set()
         finally:
-            release.set()
+            stalls.release.set()
 
 
 COMPUTED_IN: list[str] = []
@@ -221,14 +230,7 @@ if __name__ == "__main__":
 
 @pytest.mark.timeout(180)  # a fresh process imports synthflow on a loaded machine
 def test_ctrl_c_does_not_wait_for_the_calls_of_worker_threads(tmp_path: Path) -> None:
-    arrived, release, answered = threading.Event(), threading.Event(), threading.Event()
-
-    def stalls(request: Request) -> Reply:
-        arrived.set()
-        release.wait(120)  # a call left to finish would hold the run this long
-        answered.set()
-        return completion(request)
-
+    stalls = Stalls(seconds=120)
     script = tmp_path / "run.py"
     script.write_text(SIGINT_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -237,13 +239,13 @@ def test_ctrl_c_does_not_wait_for_the_calls_of_worker_threads(tmp_path: Path) ->
             [sys.executable, str(script), api.url], env=env, stderr=subprocess.PIPE, text=True
         )
         try:
-            assert arrived.wait(90), "the call never reached the server"
+            assert stalls.arrived.wait(90), "the call never reached the server"
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
-            assert not answered.is_set()  # the run ended while its call was still unanswered
+            assert not stalls.answered.is_set()  # the run ended before its call was answered
             assert proc.returncode != 0 and "KeyboardInterrupt" in err
         finally:
-            release.set()
+            stalls.release.set()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()

@@ -12,8 +12,8 @@ A local model (``LLM.blocking``) computes in the thread that calls it: its gener
 handed back to the worker's loop, so that the computing stays off the run's loop.
 
 Stopping. The calls are tasks of the step, so a failed run or Ctrl+C cancels them with it; a
-call cancelled that way raises ``CallsStopped`` in the worker, which, as a spent budget does,
-ends the worker's batch at once (its rows are left out). A budget reached or a full disk raise
+call cancelled that way raises ``CallsStopped`` in the worker, which leaves its row out as a
+spent budget does, so the worker's batch ends at once. A budget reached or a full disk raise
 in the worker exactly as on the loop (``BudgetExceeded``, ``DiskFullError``). A worker whose
 own row is cancelled (another row of its batch stopped it) cancels its call on the loop too.
 """
@@ -43,7 +43,7 @@ _T = TypeVar("_T")
 
 class CallsStopped(BudgetExceeded):
     """The run stopped a call made from a worker thread (it failed, or was interrupted). A
-    ``BudgetExceeded``, so the worker's batch ends at once and its rows are left out."""
+    ``BudgetExceeded``, so that the row is left out, as when the budget refuses a call."""
 
 
 class ThreadCalls:
