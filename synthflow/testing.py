@@ -37,6 +37,7 @@ class FunctionLLM(StructuredOutputLLM, UserTurnWriter):
     model: str = "function-llm"
 
     cacheable: ClassVar[bool] = False  # scripted: a re-run calls the function again
+    blocking: ClassVar[bool] = True  # a plain function computes in the thread that calls it
     generation_kwargs_spec: ClassVar[type | None] = CommonGenerationKwargs
 
     @property

@@ -13,7 +13,7 @@ from synthflow.models import InferenceEndpointsEmbeddings
 from synthflow.models.embeddings import OpenAIEmbeddings
 from synthflow.pipeline import Pipeline
 from synthflow.serialization import to_text
-from synthflow.steps import EmbeddingGeneration, LoadDataFromDicts
+from synthflow.steps import EmbeddingGeneration, LoadDataFromDicts, StepResources
 from tests.servers import Reply, Request, fake_api, sequence
 from tests.test_embeddings import Lengths, client, embeddings_api, rows_of, vector_of
 
@@ -180,12 +180,21 @@ def test_in_a_pipeline_cached_and_saved_without_the_token() -> None:
     assert loaded.signature == pipeline.signature
 
 
-def test_on_a_thread_the_model_is_called_directly_uncached() -> None:
-    # The response cache belongs to the event loop's thread: a step on worker threads (as in
-    # worker processes) calls its model itself.
+@pytest.mark.parametrize(
+    "placement",
+    [{"executor": "thread", "workers": 2}, {"resources": StepResources(replicas=2)}],
+    ids=["executor", "replicas"],
+)
+def test_on_worker_threads_the_calls_take_the_run_call_path(placement: dict[str, Any]) -> None:
+    # replicas move a plain step off the loop, onto threads: its calls are cached all the same.
     with fake_api(embeddings_api) as api:
-        pipeline = embed_pipeline("embed-thread", ["a", "b"], client(api.url), executor="thread")
+        pipeline = embed_pipeline("embed-thread", ["a", "b", "c"], client(api.url), **placement)
         first = pipeline.run(progress=False)
-        pipeline.run(progress=False)
-    assert [r["embedding"] for r in rows_of(first)] == [vector_of("a"), vector_of("b")]
-    assert len(api.requests) == 2
+        sent = len(api.requests)
+        second = pipeline.run(progress=False)
+        assert len(api.requests) == sent == first.stats["embed"].llm.requests > 0
+    assert pipeline.steps["embed"].executor == "thread"
+    assert [r["embedding"] for r in rows_of(first)] == [vector_of(t) for t in "abc"]
+    assert rows_of(second) == rows_of(first)
+    assert first.stats["embed"].llm.input_tokens > 0
+    assert second.stats["embed"].llm.cache_hits == 3

@@ -46,6 +46,7 @@ from synthflow.pipeline._shards import Shard
 from synthflow.pipeline._sink import LeafWriter
 from synthflow.pipeline._status import StatusFile
 from synthflow.pipeline._streams import Chunk, Inlet, Outlet, Reorder
+from synthflow.pipeline._thread_calls import ThreadCalls
 from synthflow.pipeline._validate import Plan
 from synthflow.pipeline.routing import Router
 from synthflow.pipeline.stats import StepStats
@@ -245,6 +246,9 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                 thread_limiter=(
                     anyio.CapacityLimiter(step.workers) if step.executor == "thread" else None
                 ),
+                thread_calls=(
+                    calls if step.executor == "thread" and isinstance(step, CallsUser) else None
+                ),
             )
         )
 
@@ -383,8 +387,10 @@ def _disk_full(
     unsaved = sum(w.count - w.saved for w in writers.values())
     kept = f"{saved} rows are saved" + (f", {unsaved} made since then are not" if unsaved else "")
     tasks = [s for s in plan.steps.values() if isinstance(s, Task)]
-    uncached = [
-        t.name for t in tasks if calls.cache is None or not (t.use_cache and t.llm.cacheable)
+    uncached = [  # a worker process calls its (local) model directly, uncached
+        t.name
+        for t in tasks
+        if calls.cache is None or not t.uses_response_cache() or t.executor == "process"
     ]
     if tasks and not uncached:
         kept += "; LLM answers already received are in the response cache (not paid again)"
@@ -490,9 +496,9 @@ def _unbounded_edges(plan: Plan, load_stages: list[list[str]]) -> set[tuple[str,
 
 async def _load(contexts: list[StepContext], loaded: list[_Step]) -> None:
     for ctx in contexts:
-        if ctx.step.executor != "loop" and isinstance(ctx.step, CallsUser):
-            # Workers (processes, threads) call the model directly, uncached: the cache
-            # and the accounting belong to the loop's thread.
+        if ctx.step.executor == "process" and isinstance(ctx.step, CallsUser):
+            # A worker process can't reach the loop's cache and accounting: it calls its model
+            # directly (validation lets only a local model run there, see _validate).
             ctx.step.bind_calls(None, LLMCallStats())
         if ctx.step.executor == "process":
             ctx.pool = StepProcessPool(ctx.step, ctx.step.workers)
@@ -528,7 +534,10 @@ async def _run_step(ctx: StepContext) -> None:
     name = ctx.step.name
     try:
         try:
-            await runner_for(ctx.step)(ctx)
+            if ctx.thread_calls is None:
+                await runner_for(ctx.step)(ctx)
+            else:
+                await _run_with_thread_calls(ctx, ctx.thread_calls)
         except BaseExceptionGroup as group:  # from a runner's own task group
             error = first_error(group)
             raise error from error.__cause__
@@ -542,6 +551,19 @@ async def _run_step(ctx: StepContext) -> None:
     finally:
         with anyio.CancelScope(shield=True):
             await ctx.outlet.aclose()
+
+
+async def _run_with_thread_calls(ctx: StepContext, calls: LLMCalls) -> None:
+    """Run a step whose model calls are made from worker threads, each taken to this loop
+    through ``ThreadCalls`` (the cache, accounting, budget and limiter of the run)."""
+    step, stats = ctx.step, ctx.stats.llm
+    assert isinstance(step, CallsUser) and stats is not None
+    async with ThreadCalls(calls) as bridge:
+        step.bind_calls(bridge, stats)
+        try:
+            await runner_for(step)(ctx)
+        finally:
+            step.bind_calls(calls, stats)
 
 
 def _disk_full_cause(exc: BaseException, step: str) -> DiskFullError | None:

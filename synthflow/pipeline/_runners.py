@@ -30,7 +30,7 @@ from synthflow.errors import (
     WorkerDiedError,
 )
 from synthflow.models.callpath.batches import BATCH_ROWS_IN_FLIGHT, uses_offline_batches
-from synthflow.models.callpath.calls import CallsUser
+from synthflow.models.callpath.calls import CallsUser, LLMCalls
 from synthflow.pipeline._columns import ColumnMappings
 from synthflow.pipeline._concurrent import ordered_map, unordered_map
 from synthflow.pipeline._execution import (
@@ -93,6 +93,9 @@ class StepContext:
     """Where the rows that fail in this step are recorded (the run's failure record)."""
     only_ids: frozenset[int] | None = None
     """For a source: send only the rows of these ids (a run that retries failed rows)."""
+    thread_calls: LLMCalls | None = None
+    """The run's calls, for a step that makes its model calls from worker threads
+    (``executor="thread"``): it reaches them through ``ThreadCalls`` while it runs."""
 
     def __post_init__(self) -> None:
         self.mappings = ColumnMappings.of(self.step)
@@ -528,7 +531,7 @@ async def run_task(ctx: StepContext) -> None:
     limit = task.concurrency
     work = one_row
     source = rows_in()
-    batches = task._calls.batches if task._calls is not None else None
+    batches = task._calls.batches if isinstance(task._calls, LLMCalls) else None
     if batches is not None and uses_offline_batches(task.llm):
         # Offline batches: every row waits hours for its batch, so hold many; the queue
         # submits when all the rows in flight wait on it (see callpath.batches).

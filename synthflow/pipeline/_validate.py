@@ -94,6 +94,7 @@ def plan(
         _apply_parameters(steps, parameters)
     for step in steps.values():
         apply_resources(step)  # replicas may have come with the parameters
+    _check_executors(steps)
     if require_all:
         _check_missing_parameters(steps)
     owners: dict[str, dict[str, int]] = {}
@@ -364,11 +365,8 @@ def check_cost_budget(
     refuse to start when an API model has no price (local and offline models cost nothing)."""
     if max_cost is None:
         return
-    from synthflow.steps.tasks.base import Task
-
     for step in steps:
-        # A task's LLM, or the embedding model of a step that has one (EmbeddingGeneration).
-        client: Any = step.llm if isinstance(step, Task) else getattr(step, "embeddings", None)
+        client = _model_of(step)
         if getattr(client, "billed", False):
             model = client.model_name
             if price_of(model, prices) is None:
@@ -377,3 +375,38 @@ def check_cost_budget(
                     f"{step.name!r}); give one with prices={{{model!r}: (usd_per_million_input, "
                     "usd_per_million_output)}, or budget with max_tokens"
                 )
+
+
+def _model_of(step: _Step) -> Any:
+    """A task's LLM, or the embedding model of a step that has one (EmbeddingGeneration)."""
+    from synthflow.steps.tasks.base import Task
+
+    return step.llm if isinstance(step, Task) else getattr(step, "embeddings", None)
+
+
+def _check_executors(steps: Mapping[str, _Step]) -> None:
+    """Model calls off the loop must still reach the run's call path (cache, accounting,
+    budgets). From worker threads they do (``_thread_calls``); from a worker process they
+    can't, so a process may only run a model that computes there (``LLM.blocking``: a local
+    model, whose calls are then neither cached nor counted), never an API client; and offline
+    batches are gathered from the rows in flight on the loop."""
+    from synthflow.models.callpath.batches import uses_offline_batches
+
+    for name, step in steps.items():
+        model = _model_of(step)
+        if model is None or step.executor == "loop":
+            continue
+        if uses_offline_batches(model):
+            raise PipelineValidationError(
+                f"step {name!r} sends offline batches (use_offline_batch_generation=True), "
+                f"which only a task on the event loop can: use executor='loop', not "
+                f"{step.executor!r}"
+            )
+        if step.executor == "process" and model.cacheable and not getattr(model, "blocking", False):
+            raise PipelineValidationError(
+                f"step {name!r} calls {type(model).__name__}, an API client, from "
+                "executor='process', where its calls would skip the run's response cache, "
+                "accounting and max_cost/max_tokens: use executor='loop' (the default; API "
+                "calls are async and need no worker) or 'thread' (a model that computes in this "
+                "process declares blocking = True)"
+            )

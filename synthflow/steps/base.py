@@ -207,7 +207,9 @@ class _Step(BaseModel):
         description="Where process runs: 'loop' on the event loop (quick work, async code), "
         "'thread' in worker threads (blocking I/O, code that releases the GIL), 'process' in a "
         "process pool (CPU-bound work, local models). With 'process', each worker unpickles the "
-        "step and runs load() once.",
+        "step and runs load() once. A task's model calls from threads are made on the run's "
+        "loop (cached, counted, budgeted); a process takes only a local model (not cached or "
+        "counted there), never an API client.",
     )
     workers: int = Field(
         default=1, ge=1, description="Threads or processes for executor='thread'/'process'."

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from synthflow.models.callpath.calls import LLMCalls, LLMCallStats
+from synthflow.models.callpath.calls import CallPath, LLMCallStats
 from synthflow.models.embeddings.base import Embeddings
 from synthflow.runtime_parameters import RuntimeParameter
 from synthflow.steps._rows import column
@@ -183,10 +183,10 @@ class EmbeddingGeneration(Step):
         default=True, description="Keep the vectors of a model over HTTP in the response cache."
     )
 
-    _calls: LLMCalls | None = PrivateAttr(default=None)
+    _calls: CallPath | None = PrivateAttr(default=None)
     _call_stats: LLMCallStats = PrivateAttr(default_factory=LLMCallStats)
 
-    def bind_calls(self, calls: LLMCalls | None, stats: LLMCallStats) -> None:
+    def bind_calls(self, calls: CallPath | None, stats: LLMCallStats) -> None:
         """Route the model's calls through a run's cache and accounting (engine use)."""
         self._calls, self._call_stats = calls, stats
 

@@ -20,6 +20,10 @@ An LLM in offline batch mode (``use_offline_batch_generation=True``) gets its mi
 through the run's ``OfflineBatches`` (``synthflow.models.callpath.batches``) instead of a call:
 the answers are cached, checked and counted the same way, at the provider's batch price.
 
+A step whose ``process`` runs in worker threads (``executor="thread"``) reaches this path through
+``ThreadCalls`` (``synthflow.pipeline._thread_calls``), which makes each call here, on the run's
+event loop; only a local model's generation goes back to the worker thread (``run_model``).
+
 When a cache write finds the disk full, the calls stop: that call and every later one raise
 ``DiskFullError`` at once (no new request starts), saying which file is full, how many answers
 received could not be stored (lost: a re-run pays for them again) and that the run resumes
@@ -33,8 +37,9 @@ and against the budget.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -59,6 +64,10 @@ if TYPE_CHECKING:
     from synthflow.models.embeddings.base import Embeddings, Vector
 
 MAX_LATENCY_SAMPLES = 10_000
+
+ModelCall = Callable[[], Awaitable[GenerateOutput]]
+RunModel = Callable[[ModelCall], Awaitable[GenerateOutput]]
+"""Where a model's generation runs, given the call to make (``LLMCalls.generate(run_model=)``)."""
 
 
 @dataclass
@@ -174,12 +183,39 @@ class Budget:
         return None
 
 
+class CallPath(Protocol):
+    """Where a bound step sends its model calls: the run's ``LLMCalls`` or, for a step that
+    makes them in worker threads, ``ThreadCalls``, which makes them on the run's loop."""
+
+    async def generate(
+        self,
+        llm: LLM,
+        messages: ChatType,
+        num_generations: int,
+        stats: LLMCallStats,
+        *,
+        use_cache: bool = True,
+        owner: Sequence[Any] | None = None,
+        task: str = "",
+        user_turn: bool = False,
+    ) -> GenerateOutput: ...
+
+    async def embed(
+        self,
+        model: Embeddings,
+        texts: Sequence[str],
+        stats: LLMCallStats,
+        *,
+        use_cache: bool = True,
+    ) -> list[Vector]: ...
+
+
 @runtime_checkable
 class CallsUser(Protocol):
     """A step whose model calls go through a run's ``LLMCalls`` (tasks, ``EmbeddingGeneration``):
     the engine binds them before the run, and unbinds them after it or in a worker process."""
 
-    def bind_calls(self, calls: LLMCalls | None, stats: LLMCallStats) -> None: ...
+    def bind_calls(self, calls: CallPath | None, stats: LLMCallStats) -> None: ...
 
     def uses_response_cache(self) -> bool:
         """Whether this step's calls may be served from (and stored in) the response cache."""
@@ -255,8 +291,12 @@ class LLMCalls:
         owner: Sequence[Any] | None = None,
         task: str = "",
         user_turn: bool = False,
+        run_model: RunModel | None = None,
     ) -> GenerateOutput:
         """The ``num_generations`` completions of ``messages``, each with text.
+
+        ``run_model``: where the model's generation runs (a local model's, back in the worker
+        thread of a step with ``executor="thread"``); None: here. Offline batches never take it.
 
         ``user_turn``: Magpie's next *user* turn of ``messages``, from a raw completion
         (``UserTurnWriter.agenerate_user_turn``), instead of the assistant's answer.
@@ -306,7 +346,11 @@ class LLMCalls:
         try:
             if user_turn:  # a raw completion: never part of a provider batch
                 batched = False
-                fresh = await user_turn_of(llm)(messages, num_generations=len(missing))
+                write = user_turn_of(llm)
+                if run_model is None:
+                    fresh = await write(messages, num_generations=len(missing))
+                else:
+                    fresh = await run_model(partial(write, messages, num_generations=len(missing)))
             elif batched:
                 assert self.batches is not None
                 stats.batched += 1
@@ -326,8 +370,12 @@ class LLMCalls:
                 if isinstance(llm, StructuredOutputLLM) and reask is not None:
                     # a structured answer that doesn't fit is re-asked directly
                     fresh = await llm.enforce_schema(messages, fresh, reask)
-            else:
+            elif run_model is None:
                 fresh = await llm.agenerate(messages, num_generations=len(missing))
+            else:
+                fresh = await run_model(
+                    partial(llm.agenerate, messages, num_generations=len(missing))
+                )
             fresh = require_answers(fresh, len(missing), who=type(llm).__name__)
         except Exception as exc:
             stats.failures += 1

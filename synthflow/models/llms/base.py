@@ -98,6 +98,12 @@ class LLM(BaseModel, ABC):
     """Whether calls are billed by tokens (a provider's API), so a cost budget must price them.
     Local and offline models cost nothing per call."""
 
+    blocking: ClassVar[bool] = False
+    """Whether ``agenerate`` computes in the calling thread (a model run in this process)
+    instead of awaiting an answer from elsewhere (an API). A task with ``executor="thread"``
+    runs such a model's generation in its worker thread (the response cache and accounting
+    still on the run's loop); a task with ``executor="process"`` may only run such a model."""
+
     generation_kwargs: RuntimeParameter[dict[str, Any]] = Field(
         default_factory=dict,
         description="Keyword arguments for generation: temperature, max_new_tokens, top_p, "

@@ -24,7 +24,7 @@ from synthflow.errors import (
     OutputParseError,
 )
 from synthflow.models.callpath.answers import require_answers
-from synthflow.models.callpath.calls import LLMCalls, LLMCallStats
+from synthflow.models.callpath.calls import CallPath, LLMCallStats
 from synthflow.models.callpath.structured import (
     StructuredOutputLLM,
     schema_of,
@@ -112,7 +112,7 @@ class Task(Step, ABC):
 
     separate_inputs: ClassVar[bool | None] = False  # a task reads one (merged) row at a time
 
-    _calls: LLMCalls | None = PrivateAttr(default=None)
+    _calls: CallPath | None = PrivateAttr(default=None)
     _call_stats: LLMCallStats = PrivateAttr(default_factory=LLMCallStats)
 
     def get_structured_output(self) -> dict[str, Any] | type[BaseModel] | None:
@@ -137,7 +137,7 @@ class Task(Step, ABC):
             self.__dict__["llm"] = llm.model_copy(update={"structured_output": schema})
         return self
 
-    def bind_calls(self, calls: LLMCalls | None, stats: LLMCallStats) -> None:
+    def bind_calls(self, calls: CallPath | None, stats: LLMCallStats) -> None:
         """Route this task's LLM calls through a run's cache and accounting (engine use)."""
         self._calls, self._call_stats = calls, stats
 
@@ -325,13 +325,16 @@ class Task(Step, ABC):
         return metadata
 
     async def process_rows(self, rows: StepInput) -> list[Row]:
-        """All of ``rows`` at once, concurrently; how the task runs in a worker process."""
+        """All of ``rows`` at once, concurrently; how the task runs in a worker thread or
+        process. A row whose call the budget refused is left out (the others go on)."""
         results: list[list[Row]] = [[] for _ in rows]
 
         async def one(i: int, row: Row) -> None:
             try:
                 results[i] = await self.process_row(row)
-            except (BudgetExceeded, DiskFullError, BatchesInProgress):
+            except BudgetExceeded:
+                return  # the run is winding down: this row is left out, as on the loop
+            except (DiskFullError, BatchesInProgress):
                 raise
             except LLMError as exc:
                 if exc.fatal:

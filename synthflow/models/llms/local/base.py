@@ -1,9 +1,12 @@
 """LocalLLM: the shared base of models that run in this process (transformers, vLLM, llama.cpp).
 
 A local model computes, it doesn't wait: generation holds the CPU or GPU, and ``agenerate`` runs
-it synchronously. Give the task ``executor="process"`` so that it runs in a worker process that
-loads the model once (``workers=1`` per GPU); on the event loop (the default ``"loop"``) every
-call blocks the loop, and every other step of the pipeline with it, for as long as it generates.
+it synchronously (``blocking``). Give the task ``executor="process"`` so that it runs in a worker
+process that loads the model once (``workers=1`` per GPU), or ``executor="thread"``, where the
+generation runs in the worker thread (torch and the native back ends release the GIL while they
+compute) and its answers still go through the run's response cache and accounting, which a
+worker process can't reach. On the event loop (the default ``"loop"``) every call blocks the
+loop, and every other step of the pipeline with it, for as long as it generates.
 
 Concurrent ``agenerate`` calls are coalesced: a task's worker starts the rows of its batch at
 once, each call queues its conversation and yields once, and the first one to run again
@@ -134,6 +137,8 @@ class LocalLLM(StructuredOutputLLM):
     and ``generate_batch``, the blocking call of the model. ``agenerate`` batches concurrent
     calls and enforces ``structured_output``; see the module docstring.
     """
+
+    blocking: ClassVar[bool] = True
 
     native_structured_output: ClassVar[bool] = False
     """The backend constrains decoding to the schema; when False the schema goes in the prompt."""
