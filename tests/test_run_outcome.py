@@ -334,6 +334,27 @@ def test_a_real_full_disk_stops_the_run_and_a_rerun_resumes_once_space_is_freed(
     del distiset
 
 
+@step(inputs=["n"], outputs=["checked"])
+def RefusesAtLength(inputs: StepInput) -> Iterator[list[Row]]:
+    for row in inputs:
+        raise ValueError(f"row {row['n']}: " + "refused " * 5_000)
+    yield inputs  # pragma: no cover (a generator all the same)
+
+
+def test_a_failure_record_that_fills_the_disk_stops_the_run_with_a_disk_full_error(
+    small_disk: Path,
+) -> None:
+    # Dropped rows write no data: only the failure record (40 KB a line) grows.
+    with Pipeline(name="long-errors", cache_dir=small_disk) as pipeline:
+        data = [{"n": i} for i in range(300)]
+        load = LoadDataFromDicts(data=data, batch_size=10)
+        load >> RefusesAtLength(name="refuse", on_error="drop", input_batch_size=10)
+    with pytest.raises(DiskFullError) as info:
+        pipeline.run(progress=False)
+    assert info.value.path.endswith("failures.jsonl")
+    assert info.value.path.startswith(str(small_disk))
+
+
 # -- failed rows, counted on the result ------------------------------------------------------------
 
 

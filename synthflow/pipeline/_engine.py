@@ -288,18 +288,20 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
         status.write("interrupted" if interrupted else "failed", None if interrupted else str(exc))
         raise
     finally:
-        failures.close()
-        with anyio.CancelScope(shield=True):
-            await _shutdown(contexts, loaded, kill=not completed)
-        for ctx in contexts:
-            if isinstance(ctx.step, CallsUser):  # the cache closes with the run; don't keep it
-                ctx.step.bind_calls(None, LLMCallStats())
-        if calls.cache is not None:
-            calls.cache.close()
-        for stream in streams:
-            stream.close()
-        for step in plan.steps.values():  # a step used alone after the run keeps nothing
-            step._artifacts_root = None
+        try:
+            with anyio.CancelScope(shield=True):
+                await _shutdown(contexts, loaded, kill=not completed)
+            for ctx in contexts:
+                if isinstance(ctx.step, CallsUser):  # the cache closes with the run
+                    ctx.step.bind_calls(None, LLMCallStats())
+            if calls.cache is not None:
+                calls.cache.close()
+            for stream in streams:
+                stream.close()
+            for step in plan.steps.values():  # a step used alone after the run keeps nothing
+                step._artifacts_root = None
+        finally:
+            failures.close()  # last: a full disk here must not skip closing the rest
 
     try:
         if retry is not None:

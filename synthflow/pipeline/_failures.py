@@ -27,9 +27,11 @@ from typing import Any, BinaryIO
 import orjson
 
 from synthflow.models.callpath.secrets import redact  # the one redaction of the run
+from synthflow.pipeline._disk import when_full
 from synthflow.steps.base import ROW_ID, Row
 
 FAILURES_FILE = "failures.jsonl"
+_FREE_SPACE = "free space there and run again: the rows that failed are asked again"
 
 CAUSES = ("llm", "schema", "parse", "step", "worker")
 """Why a row failed: an LLM call failed for good; the answer never fit its schema; the task
@@ -160,7 +162,7 @@ class FailureRecord:
             "time": time.time(),
         }
         text = redact(orjson.dumps(line, default=str).decode())
-        with self._lock:
+        with self._lock, when_full(self.path, _FREE_SPACE):
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = open(self.path, "ab")  # noqa: SIM115 (closed by close())
@@ -170,9 +172,10 @@ class FailureRecord:
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            file, self._file = self._file, None
+            if file is not None:
+                with when_full(self.path, _FREE_SPACE):
+                    file.close()
 
 
 def read_failures(path: Path) -> list[dict[str, Any]]:
