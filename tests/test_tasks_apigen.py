@@ -363,8 +363,12 @@ def test_pipeline_of_the_three_stages(libpath: str) -> None:
     assert first["thought"] == "The call matches."
     # The second row's answer calls a function it wasn't given: the format check fails it.
     assert second["query"] is None and "wasn't given" in second[ERROR_COLUMN]
-    # A failed row passes the later stages by, with their columns null.
-    assert second["execution_result"] is None and second["thought"] is None
+    # The execution check (no model) reads it as any row: no answers to run, so it is not kept;
+    # the semantic check (a model) is not asked about it. Its first error stays.
+    assert second["execution_result"] == ["No answers were provided."]
+    assert second["keep_row_after_execution_check"] is False
+    assert second["thought"] is None and second["keep_row_after_semantic_check"] is None
+    assert second[ERROR_COLUMN].startswith("generate: ")
 
 
 def test_failed_executions_are_not_sent_to_the_semantic_checker() -> None:
