@@ -196,6 +196,41 @@ def gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
+def starts_in(record: Path) -> list[dict[str, object]]:
+    lines = [orjson.loads(line) for line in record.read_bytes().splitlines()]
+    return [event for event in lines if event["event"] == "start"]
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_exits_is_started_again_on_its_port_until_its_restarts_are_spent(
+    tests_on_path: None, tmp_path: Path
+) -> None:
+    record = tmp_path / "record.jsonl"
+    server = ModelServer("gen", restarts=1)
+    try:
+        url, _ = server.start(served(vLLM(model="m")), (*STAND_IN, "--record", str(record)), 30)
+        first = server.pid()
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert gone(first)
+        # Started again: a new process, with the same argv (its port), that answers.
+        deadline = time.monotonic() + 30
+        while len(starts_in(record)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        again = starts_in(record)
+        assert len(again) == 2 and again[1]["argv"] == again[0]["argv"]
+        assert again[1]["pid"] == server.pid() != first
+        client = ClientvLLM(model="m", base_url=f"{url}/v1", max_retries=0)
+        assert client.generate([[{"role": "user", "content": "hi"}]])[0]["generations"]
+        os.kill(int(again[1]["pid"]), signal.SIGKILL)  # no restart left: lost, and says why
+        why = server.lost()
+    finally:
+        server.stop()
+    assert why.startswith(f"the model server of step 'gen' at {url} exited with code -9")
+    assert "no restarts left" in why and "\n" not in why
+    assert len(starts_in(record)) == 2
+
+
 @pytest.mark.timeout(60)
 def test_a_server_answers_then_stops_with_its_process(tests_on_path: None, tmp_path: Path) -> None:
     record = tmp_path / "record.jsonl"

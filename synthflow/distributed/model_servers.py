@@ -11,6 +11,13 @@ The process never outlives its actor: it is stopped (its whole process group: vL
 tensor-parallel workers too) when the run ends, and it is started with the parent-death signal
 set, so an actor killed outright (``ray.kill``, its worker lost) takes its server with it.
 
+A server that exits mid-run (killed, out of memory) is started again by its actor, on the same
+port, up to ``ModelServerSettings.restarts`` times: the shards' clients keep the URL and retry
+their calls with backoff while it comes back (``ServedClient.replica_wait``), so no row fails
+for it. One that can't come back (its restarts spent, a restart that fails, its actor lost) ends
+the run with a one-line ``ModelServerError``: the driver waits on each actor's ``lost()``
+alongside the shards.
+
 ``ModelServer`` is a plain class: Ray makes it an actor in ``start_model_servers``; tests run
 it in-process too.
 """
@@ -26,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -49,11 +57,17 @@ _STOP_GRACE_SECONDS = 30.0  # vLLM frees its GPUs and workers on SIGTERM
 class ModelServer:
     """One server process for one replica of a served step."""
 
-    def __init__(self, step: str) -> None:
+    def __init__(self, step: str, restarts: int = 0) -> None:
         self.step = step
         self._process: subprocess.Popen[bytes] | None = None
         self._files: Path | None = None  # its output, its chat template
         self._url = ""
+        self._argv: list[str] = []
+        self._env: dict[str, str] = {}
+        self._restarts_left = restarts
+        self._stopping = threading.Event()
+        self._lost = threading.Event()
+        self._why_lost = ""
         atexit.register(self.stop)  # an actor ended gracefully (``__ray_terminate__``)
 
     def start(
@@ -77,19 +91,32 @@ class ModelServer:
             written = self._files / "chat_template.jinja"
             written.write_text(served.chat_template, encoding="utf-8")
             template_file = str(written)
-        argv = served.command(tuple(command), host, port, template_file)
-        env = dict(os.environ)
+        self._argv = served.command(tuple(command), host, port, template_file)
+        self._env = dict(os.environ)
         gpus = [*_own_gpus(), *other_gpus]
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        with (self._files / "output.log").open("wb") as output:
+            self._env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        self._url = f"http://{host}:{port}"
+        self._launch(startup_timeout)
+        threading.Thread(
+            target=self._keep_serving,
+            args=(startup_timeout,),
+            name=f"synthflow-server-{self.step}",
+            daemon=True,
+        ).start()
+        return self._url, plain
+
+    def _launch(self, startup_timeout: float) -> None:
+        """Start the process and wait until it answers (``ModelServerError`` if it doesn't)."""
+        assert self._files is not None
+        with (self._files / "output.log").open("ab") as output:
             try:
                 self._process = subprocess.Popen(
-                    argv,
+                    self._argv,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,  # vLLM logs to stdout, tracebacks to stderr
-                    env=env,
+                    env=self._env,
                     start_new_session=True,  # its own process group: stopped as a whole
                     preexec_fn=_die_with_parent(),
                 )
@@ -99,15 +126,53 @@ class ModelServer:
                     f"the model server of step {self.step!r} can't start ({exc}); check "
                     "ModelServerSettings.command"
                 ) from None
-        self._url = f"http://{host}:{port}"
+        if self._stopping.is_set():  # stopped while starting again: ``stop`` may have missed it
+            _stop_group(self._process)
+            return
         self._wait_until_ready(startup_timeout)
-        return self._url, plain
+
+    def _keep_serving(self, startup_timeout: float) -> None:
+        """Start the server again, on its port, each time it exits before the run stops it,
+        while restarts are left; else mark the replica lost. Runs in its own thread, which
+        stays alive as long as the process it started (the parent-death signal is tied to
+        the thread that started the process)."""
+        while True:
+            process = self._process
+            assert process is not None
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            if self._restarts_left <= 0:
+                self._give_up(f"exited with code {code} and has no restarts left")
+                return
+            self._restarts_left -= 1
+            print(
+                f"[synthflow] the model server of step {self.step!r} exited with code {code}; "
+                f"starting it again at {self._url}",
+                file=sys.stderr,
+            )
+            try:
+                self._launch(startup_timeout)
+            except ModelServerError as exc:
+                self._give_up(f"exited with code {code} and could not be started again: {exc}")
+                return
+
+    def _give_up(self, why: str) -> None:
+        self._why_lost = f"the model server of step {self.step!r} at {self._url} {why}"
+        self._lost.set()
+
+    def lost(self) -> str:
+        """Wait until the server is lost for good (it exited and can't be started again) and
+        say why; never returns while it serves. The driver waits on it beside the shards."""
+        self._lost.wait()
+        return self._why_lost
 
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
         """Stop the server and every process it started; idempotent."""
+        self._stopping.set()
         process = self._process
         if process is not None:
             _stop_group(process)
@@ -177,6 +242,11 @@ class ModelServers:
     servers: list[Any] = field(default_factory=list)
     holders: list[Any] = field(default_factory=list)
     groups: list[Any] = field(default_factory=list)
+    replica_wait: float = 0.0
+    """Seconds a shard's call waits for a replica being started again."""
+    lost: list[Any] = field(default_factory=list)
+    """The replicas' ``lost()`` calls: one resolves (or fails, its actor dead) when a replica
+    can't serve again; the driver waits on them beside the shards."""
 
     def plans(self, plan: Plan, count: int) -> list[Plan]:
         """The plan of each of ``count`` shards: served steps call a replica of their server,
@@ -188,9 +258,19 @@ class ModelServers:
         for shard in range(count):
             key = tuple(shard % size for size in sizes)
             if key not in made:
-                made[key] = served_plan(plan, self.served, self.endpoints, shard)
+                made[key] = served_plan(plan, self.served, self.endpoints, shard, self.replica_wait)
             result.append(made[key])
         return result
+
+    def lost_error(self, ray: ModuleType, ref: Any) -> ModelServerError:
+        """The one-line error of the replica whose ``lost()`` call ``ref`` has ended."""
+        try:
+            why = str(ray.get(ref))
+        except ray.exceptions.RayError as exc:
+            why = f"a model server's actor was lost ({type(exc).__name__})"
+        return ModelServerError(
+            f"{why}; the run stopped: run it again to resume (answers received are cached)"
+        )
 
     def stop(self, ray: ModuleType) -> None:
         """Stop every server, then free the actors and their bundles."""
@@ -212,7 +292,7 @@ def start_model_servers(
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    fleet = ModelServers(dict(served))
+    fleet = ModelServers(dict(served), replica_wait=settings.startup_timeout)
     try:
         replicas: list[tuple[ServedStep, Any, list[str]]] = []  # (step, server, holders' GPUs)
         for entry in served.values():
@@ -231,10 +311,15 @@ def start_model_servers(
                     )
                     return {"scheduling_strategy": strategy, **_actor_resources(settings.bundle)}
 
+                # Threaded: ``lost()`` waits in one thread while the others answer.
                 server = (
                     ray.remote(ModelServer)
-                    .options(name=f"synthflow:{run}:{entry.step}:{replica}", **in_bundle(0))
-                    .remote(entry.step)
+                    .options(
+                        name=f"synthflow:{run}:{entry.step}:{replica}",
+                        max_concurrency=4,
+                        **in_bundle(0),
+                    )
+                    .remote(entry.step, settings.restarts)
                 )
                 holders = [
                     ray.remote(BundleHolder).options(**in_bundle(i)).remote()
@@ -256,6 +341,7 @@ def start_model_servers(
     except BaseException:
         fleet.stop(ray)
         raise
+    fleet.lost = [server.lost.remote() for server in fleet.servers]
     for name, urls in fleet.endpoints.items():
         print(f"[synthflow] step {name!r} served at {', '.join(urls)}", file=sys.stderr)
     return fleet

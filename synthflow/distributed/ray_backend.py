@@ -61,6 +61,7 @@ from synthflow.steps.base import GeneratorStep, _Step
 
 if TYPE_CHECKING:
     from synthflow.distiset import Distiset
+    from synthflow.distributed.model_servers import ModelServers
     from synthflow.models.callpath.limiter import EndpointLimiter
     from synthflow.pipeline._engine import RunOptions
     from synthflow.pipeline._validate import Plan
@@ -181,6 +182,7 @@ def run_on_ray(
                     budgets,
                     storage,
                     target.checkpoint_every,
+                    servers,
                 )
                 if storage is not None:
                     shard_names = [r.shard.directory_name for r in results]
@@ -233,10 +235,12 @@ def _run_sharded(
     budgets: dict[str, EndpointBudget],
     storage: str | None,
     checkpoint_every: float,
+    servers: ModelServers | None = None,
 ) -> list[ShardResult]:
     """Run a stage over as many shards as ``plans`` (shard ``i`` runs ``plans[i]``); return
     their results in shard order. With ``storage``, the shards write their rows there and return
-    where, and checkpoint their caches there."""
+    where, and checkpoint their caches there. A replica of ``servers`` lost for good stops the
+    stage (``ModelServerError``)."""
     count = len(plans)
     _prepare(run_dir, count, block, options.only_ids)
     if storage is not None and options.use_cache:
@@ -289,17 +293,21 @@ def _run_sharded(
     }
     results: list[ShardResult] = []
     pending = list(refs)
+    lost = servers.lost if servers is not None else []
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                result = _result_of(ray, ref, refs[ref])
-                results.append(result)
-                print(
-                    f"[synthflow] {name}: {run_dir.name} {refs[ref].directory_name} done "
-                    f"({len(results)} of {count}; {result.rows} rows)",
-                    file=sys.stderr,
-                )
+            (ref,), _ = ray.wait([*pending, *lost], num_returns=1)
+            if ref not in refs:  # a replica's ``lost()`` ended: it can't serve again
+                assert servers is not None
+                raise servers.lost_error(ray, ref)
+            pending.remove(ref)
+            result = _result_of(ray, ref, refs[ref])
+            results.append(result)
+            print(
+                f"[synthflow] {name}: {run_dir.name} {refs[ref].directory_name} done "
+                f"({len(results)} of {count}; {result.rows} rows)",
+                file=sys.stderr,
+            )
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)

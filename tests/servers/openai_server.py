@@ -8,13 +8,16 @@ the prompt was); a request for another model gets vLLM's 404. Flags it doesn't k
 are taken and ignored, as a model server started by ``synthflow.distributed.model_servers``
 is given them. With ``--record``, it appends one JSON line per event to ``FILE``: ``start``
 (its pid and argv) and ``request`` (the path, the body, and the requests in flight at its
-arrival, this one included).
+arrival, this one included). With ``--die-at N --die-once FILE``, the process kills itself
+(SIGKILL) on its N-th request, unless ``FILE`` exists, which it creates first: a server that
+dies mid-run once, and then, started again, serves on.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -46,8 +49,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--record")
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--die-at", type=int)
+    parser.add_argument("--die-once")
     args, _ = parser.parse_known_args(argv)
     recorder = _Recorder(args.record)
+    received = 0
 
     def handler(request: Request) -> Reply:
         if request.method == "GET" and request.path.rstrip("/") == "/v1/models":
@@ -56,7 +62,12 @@ def main(argv: list[str]) -> None:
         if body.get("model") != args.model:
             message = f"The model `{body.get('model')}` does not exist."
             return Reply(404, {"error": {"message": message, "code": 404}})
+        nonlocal received
         with recorder.lock:
+            received += 1
+            if received == args.die_at and not os.path.exists(args.die_once):
+                open(args.die_once, "x").close()
+                os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would: no goodbye
             recorder.in_flight += 1
             recorder.write(
                 {
