@@ -52,7 +52,7 @@ from synthflow.distributed.merge import (
     merge_caches,
     merge_stats,
 )
-from synthflow.distributed.results import ids_digest, keep_result, resolve_retry
+from synthflow.distributed.results import ids_digest, keep_result, start_result
 from synthflow.distributed.serving import ModelServerSettings, served_steps
 from synthflow.distributed.stages import stages
 from synthflow.distributed.storage import StoredPart, storage_root, store_part
@@ -140,7 +140,7 @@ def run_on_ray(
     # Every mistake named here, before any worker starts; a loaded pipeline's trust too.
     built = plan(steps, edges, parameters, routes=pipeline._routes, trust=pipeline._trust)
     served = served_steps(built.steps)  # a local model's settings a server can't take: now
-    options = resolve_retry(built, home, replace(options, pipeline_name=pipeline.name))
+    options = start_result(built, home, replace(options, pipeline_name=pipeline.name))
     refresh_secrets()  # the keys to keep out of what the run writes, as they are now
     shared = storage_root(target.storage) if target.storage is not None else None
     if not ray.is_initialized():

@@ -4,8 +4,9 @@ The shards and stages work under ``<run dir>/ray/``. Once a run has finished, it
 leaf's under ``<run dir>/data/``), its failure record (``failures.jsonl``), the fingerprint of its
 runtime parameters and the mark that it finished are where a one-process run writes them. So the
 last finished run, local or on Ray, is the one that ``retry_failed`` starts from, whichever
-backend runs the retry. A run stopped early (its budget spent) leaves them as they were and writes
-its own under ``<run dir>/ray/``; an interrupted one writes nothing there.
+backend runs the retry. A run that starts takes the mark away; one stopped early (its budget
+spent) leaves the rest as it was and writes its own rows under ``<run dir>/ray/``, and an
+interrupted one writes nothing there (its shards resume when it runs again).
 
 A retry on Ray reads the failed rows' ids here, in the driver, and hands them to every shard
 (``RunOptions.only_ids``): a shard's sources send only those of its own rows, as a new run whose
@@ -25,18 +26,26 @@ from pathlib import Path
 
 from synthflow.distributed.checkpoints import join_stored_failure_records
 from synthflow.distributed.merge import Rows, write_leaf
-from synthflow.pipeline._engine import RunOptions, mark_finished, rows_to_retry_in
+from synthflow.pipeline._engine import (
+    COMPLETE_MARKER,
+    RunOptions,
+    mark_finished,
+    rows_to_retry_in,
+)
 from synthflow.pipeline._failures import FAILURES_FILE
 from synthflow.pipeline._retry import RETRY_DIR, RETRY_FAILURES_FILE, finish_retry
 from synthflow.pipeline._validate import Plan
 
-__all__ = ["ids_digest", "join_failure_records", "keep_result", "resolve_retry"]
+__all__ = ["ids_digest", "join_failure_records", "keep_result", "start_result"]
 
 
-def resolve_retry(plan: Plan, home: Path, options: RunOptions) -> RunOptions:
-    """The options of the shards: for a retry, the ids of the rows that the last finished run
-    in ``home`` failed, as ``only_ids`` (a retry that can't be says so here, in one line)."""
+def start_result(plan: Plan, home: Path, options: RunOptions) -> RunOptions:
+    """Start a run whose result goes to ``home``; return the options of its shards. A retry
+    reads the ids of the rows that the last finished run failed, as ``only_ids`` (one that
+    can't be says so here, in one line). Any other run makes the last finished one no longer
+    the last run: until it finishes too, a retry is refused, as after a local run cut short."""
     if not options.retry_failed:
+        (home / COMPLETE_MARKER).unlink(missing_ok=True)
         return options
     return replace(options, retry_failed=False, only_ids=rows_to_retry_in(plan, home))
 
