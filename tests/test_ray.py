@@ -380,6 +380,15 @@ def test_retry_failed_on_ray_asks_only_the_failed_rows_and_makes_a_local_retrys_
         api.requests.clear()
         again_here = flaky_pipeline(on_ray, api.url).run(retry_failed=True, progress=False)
         assert api.prompt_counts() == {"question 77": 1}
+        # A run on Ray that doesn't finish (its budget spent) is the last run: nothing to retry.
+        stopped = flaky_pipeline(on_ray, api.url).run(
+            backend="ray", shards=3, use_cache=False, max_tokens=1, progress=False
+        )
+        assert stopped.stop_reason
+        with pytest.raises(PipelineValidationError, match="did not finish"):
+            flaky_pipeline(on_ray, api.url).run(
+                backend="ray", shards=3, retry_failed=True, progress=False
+            )
     assert rows_of(ray_first) == rows_of(first)
     assert rows_of(ray_retried) == rows_of(retried)
     assert list(ray_retried["default"]["train"].features) == list(

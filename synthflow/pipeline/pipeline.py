@@ -440,16 +440,17 @@ class Pipeline:
         stages = (
             None if load_groups is None else load_stages(load_groups, self._steps, self._edges)[0]
         )
+        options = RunOptions(
+            use_cache,
+            max_cost,
+            max_tokens,
+            dict(prices or {}),
+            retry_failed=retry_failed,
+            pipeline_name=self.name,
+            load_stages=stages,
+        )
         if (backend or self._backend) == "ray" or shards is not None or storage is not None:
             # Each shard runs the engine, which loads its steps in these stages too.
-            options = RunOptions(
-                use_cache,
-                max_cost,
-                max_tokens,
-                dict(prices or {}),
-                retry_failed=retry_failed,
-                load_stages=stages,
-            )
             return await self._run_on_ray(
                 parameters,
                 options,
@@ -467,15 +468,6 @@ class Pipeline:
             steps, edges, parameters, routes=self._routes, trust=self._trust
         )
         check_cost_budget(built.steps.values(), max_cost, prices)
-        options = RunOptions(
-            use_cache,
-            max_cost,
-            max_tokens,
-            dict(prices or {}),
-            retry_failed=retry_failed,
-            pipeline_name=self.name,
-            load_stages=stages,
-        )
         refresh_secrets()  # the keys to keep out of what the run writes, as they are now
         shown = Progress(progress, self.name)
         output = await execute(built, run_dir, shown, options)
