@@ -188,23 +188,22 @@ def test_a_killed_server_actor_takes_its_server_process_with_it(
         fleet.stop(ray)
 
 
-def dying_once(record: Path, at: int, restarts: int = 3) -> ModelServerSettings:
-    """The stand-in server, which kills itself on its ``at``-th request the first time."""
-    marker = record.with_suffix(".died")
-    command = (
-        *stand_in(record, delay=0.05).command,
-        "--die-at",
-        str(at),
-        "--die-once",
-        str(marker),
-    )
+def dying_once(
+    record: Path, at: int, restarts: int = 3, *, with_actor: bool = False
+) -> ModelServerSettings:
+    """The stand-in server, which kills itself (or its actor: ``with_actor``) on its
+    ``at``-th request the first time."""
+    marker = str(record.with_suffix(".died"))
+    dying = ["--die-at", str(at), "--die-once", marker] + ["--kill-parent"] * with_actor
+    command = (*stand_in(record, delay=0.05).command, *dying)
     return ModelServerSettings(
         command=command, bundle={"CPU": 1}, startup_timeout=60, restarts=restarts
     )
 
 
+@pytest.mark.parametrize("with_actor", [False, True], ids=["server", "server-and-actor"])
 def test_a_server_that_dies_mid_run_is_started_again_and_no_row_fails(
-    cluster: None, tests_on_path: None, tmp_path: Path
+    with_actor: bool, cluster: None, tests_on_path: None, tmp_path: Path
 ) -> None:
     here = ModelServer("g")  # the one-process run, through the client class
     try:
@@ -216,11 +215,13 @@ def test_a_server_that_dies_mid_run_is_started_again_and_no_row_fails(
 
     record = tmp_path / "served.jsonl"
     pipeline = build(Pipeline("k", cache_dir=tmp_path / "ray"), vLLM(model="m", max_batch_size=4))
-    settings = dying_once(record, at=ROWS // 3)
+    settings = dying_once(record, at=ROWS // 3, with_actor=with_actor)
     served_run = pipeline.ray(model_servers=settings).run(shards=2, progress=False)
 
-    starts = events(record, "start")  # it died on its 30th request, with 4 in flight ...
+    # It died on its 30th request, with 4 in flight (its actor too: Ray made that again) ...
+    starts = events(record, "start")
     assert len(starts) == 2 and starts[1]["argv"] == starts[0]["argv"]  # ... and came back
+    assert (starts[1]["ppid"] != starts[0]["ppid"]) == with_actor  # started by a new actor
     assert served_run.failed_rows == {}
     assert rows_of(served_run) == rows_of(local)
     answered = Counter(r["body"]["messages"][-1]["content"] for r in events(record, "request"))

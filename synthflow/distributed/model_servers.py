@@ -12,11 +12,12 @@ tensor-parallel workers too) when the run ends, and it is started with the paren
 set, so an actor killed outright (``ray.kill``, its worker lost) takes its server with it.
 
 A server that exits mid-run (killed, out of memory) is started again by its actor, on the same
-port, up to ``ModelServerSettings.restarts`` times: the shards' clients keep the URL and retry
-their calls with backoff while it comes back (``ServedClient.replica_wait``), so no row fails
-for it. One that can't come back (its restarts spent, a restart that fails, its actor lost) ends
-the run with a one-line ``ModelServerError``: the driver waits on each actor's ``lost()``
-alongside the shards.
+port, up to ``ModelServerSettings.restarts`` times; an actor whose worker dies (its server with
+it) is made again by Ray, and starts the server as its predecessor did, from a file it left on
+the node. The shards' clients keep the URL and retry their calls with backoff while it comes
+back (``ServedClient.replica_wait``), so no row fails for it. One that can't come back (its
+restarts spent, a restart that fails) ends the run with a one-line ``ModelServerError``: the
+driver waits on each actor's ``lost()`` alongside the shards.
 
 ``ModelServer`` is a plain class: Ray makes it an actor in ``start_model_servers``; tests run
 it in-process too.
@@ -41,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from synthflow.distributed.serving import ModelServerSettings, ServedStep, served_plan
 from synthflow.errors import ModelServerError
@@ -69,6 +72,20 @@ class ModelServer:
         self._lost = threading.Event()
         self._why_lost = ""
         atexit.register(self.stop)  # an actor ended gracefully (``__ray_terminate__``)
+        recipe = _recipe_file()
+        if recipe is not None and recipe.exists():  # Ray made this actor again: serve again
+            self._come_back(recipe)
+
+    def _come_back(self, recipe: Path) -> None:
+        """Start the server of the actor this one replaces (its worker died, and the server
+        with it), as it was started: the same argv, port, GPUs and files; the shards' calls
+        wait for it. If it can't start, ``lost()`` says why."""
+        saved = orjson.loads(recipe.read_bytes())
+        self._argv, self._url, self._files = saved["argv"], saved["url"], Path(saved["files"])
+        self._env = _server_environment(saved["gpus"])
+        timeout = float(saved["startup_timeout"])
+        if self._start_again("was lost with its actor", timeout):
+            self._supervise(timeout)
 
     def start(
         self,
@@ -92,19 +109,26 @@ class ModelServer:
             written.write_text(served.chat_template, encoding="utf-8")
             template_file = str(written)
         self._argv = served.command(tuple(command), host, port, template_file)
-        self._env = dict(os.environ)
         gpus = [*_own_gpus(), *other_gpus]
-        if gpus:
-            self._env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        self._env = _server_environment(gpus)
         self._url = f"http://{host}:{port}"
         self._launch(startup_timeout)
+        recipe = _recipe_file()
+        if recipe is not None:  # for the actor Ray makes again if this one's worker dies
+            saved = {"argv": self._argv, "url": self._url, "files": str(self._files)}
+            recipe.write_bytes(
+                orjson.dumps({**saved, "gpus": gpus, "startup_timeout": startup_timeout})
+            )
+        self._supervise(startup_timeout)
+        return self._url, plain
+
+    def _supervise(self, startup_timeout: float) -> None:
         threading.Thread(
             target=self._keep_serving,
             args=(startup_timeout,),
             name=f"synthflow-server-{self.step}",
             daemon=True,
         ).start()
-        return self._url, plain
 
     def _launch(self, startup_timeout: float) -> None:
         """Start the process and wait until it answers (``ModelServerError`` if it doesn't)."""
@@ -146,16 +170,22 @@ class ModelServer:
                 self._give_up(f"exited with code {code} and has no restarts left")
                 return
             self._restarts_left -= 1
-            print(
-                f"[synthflow] the model server of step {self.step!r} exited with code {code}; "
-                f"starting it again at {self._url}",
-                file=sys.stderr,
-            )
-            try:
-                self._launch(startup_timeout)
-            except ModelServerError as exc:
-                self._give_up(f"exited with code {code} and could not be started again: {exc}")
+            if not self._start_again(f"exited with code {code}", startup_timeout):
                 return
+
+    def _start_again(self, what: str, startup_timeout: float) -> bool:
+        """Start the server again after it ``what``; False (and lost) if it can't be."""
+        print(
+            f"[synthflow] the model server of step {self.step!r} {what}; starting it again "
+            f"at {self._url}",
+            file=sys.stderr,
+        )
+        try:
+            self._launch(startup_timeout)
+        except ModelServerError as exc:
+            self._give_up(f"{what} and could not be started again: {exc}")
+            return False
+        return True
 
     def _give_up(self, why: str) -> None:
         self._why_lost = f"the model server of step {self.step!r} at {self._url} {why}"
@@ -179,6 +209,9 @@ class ModelServer:
         if self._files is not None:
             shutil.rmtree(self._files, ignore_errors=True)
             self._files = None
+        recipe = _recipe_file()
+        if recipe is not None:
+            recipe.unlink(missing_ok=True)
 
     def _wait_until_ready(self, timeout: float) -> None:
         # A server loading a model has no event to wait on but its port: ask it, waiting on the
@@ -247,6 +280,8 @@ class ModelServers:
     lost: list[Any] = field(default_factory=list)
     """The replicas' ``lost()`` calls: one resolves (or fails, its actor dead) when a replica
     can't serve again; the driver waits on them beside the shards."""
+    names: list[str] = field(default_factory=list)
+    """Each server's step and replica, in the order of ``servers``."""
 
     def plans(self, plan: Plan, count: int) -> list[Plan]:
         """The plan of each of ``count`` shards: served steps call a replica of their server,
@@ -267,7 +302,9 @@ class ModelServers:
         try:
             why = str(ray.get(ref))
         except ray.exceptions.RayError as exc:
-            why = f"a model server's actor was lost ({type(exc).__name__})"
+            name = self.names[self.lost.index(ref)]
+            lost = type(exc).__name__
+            why = f"the model server actor of {name} was lost, its restarts spent ({lost})"
         return ModelServerError(
             f"{why}; the run stopped: run it again to resume (answers received are cached)"
         )
@@ -311,12 +348,15 @@ def start_model_servers(
                     )
                     return {"scheduling_strategy": strategy, **_actor_resources(settings.bundle)}
 
-                # Threaded: ``lost()`` waits in one thread while the others answer.
+                # Threaded: ``lost()`` waits in one thread while the others answer. Made
+                # again if its worker dies (its server dies with it), with the calls to it.
                 server = (
                     ray.remote(ModelServer)
                     .options(
                         name=f"synthflow:{run}:{entry.step}:{replica}",
                         max_concurrency=4,
+                        max_restarts=settings.restarts,
+                        max_task_retries=-1,
                         **in_bundle(0),
                     )
                     .remote(entry.step, settings.restarts)
@@ -326,6 +366,7 @@ def start_model_servers(
                     for i in range(1, entry.tensor_parallel_size)
                 ]
                 fleet.servers.append(server)
+                fleet.names.append(f"step {entry.step!r} (replica {replica})")
                 fleet.holders += holders
                 gpus = [g for ids in ray.get([h.gpu_ids.remote() for h in holders]) for g in ids]
                 replicas.append((entry, server, gpus))
@@ -407,6 +448,26 @@ def _node_host() -> str:
         return "127.0.0.1"
     here = ray.get_runtime_context().get_node_id()
     return next(str(n["NodeManagerAddress"]) for n in ray.nodes() if n["NodeID"] == here)
+
+
+def _recipe_file() -> Path | None:
+    """Where a server actor keeps how it started its server (not the environment: it holds
+    keys), for the actor Ray makes again in its place (the same actor id); None outside an
+    actor."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    actor = ray.get_runtime_context().get_actor_id()
+    if actor is None:
+        return None
+    return Path(tempfile.gettempdir()) / f"synthflow-server-{actor}.json"
+
+
+def _server_environment(gpus: Sequence[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return env
 
 
 def _own_gpus() -> list[str]:
