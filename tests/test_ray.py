@@ -19,7 +19,7 @@ from synthflow.pipeline import Pipeline, RayPipeline
 from synthflow.steps import DropDuplicates, LoadDataFromDicts, Step, StepInput, step
 from synthflow.steps.tasks import TextGeneration
 from tests.servers import Reply, Request, fake_api, prompt_of
-from tests.servers.chat import completion
+from tests.servers.chat import answer_text, completion
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -433,6 +433,48 @@ def test_the_cli_retries_on_ray_the_rows_a_local_run_failed(
         )
     assert rows_of(now) == rows_of(expected)
     assert now.failures is None
+
+
+def judged_twice(cache: Path, url: str) -> Pipeline:
+    """Two LLM steps: the second (``judge``, no retries) asks about the first's answer."""
+    with Pipeline("two", cache_dir=cache) as pipeline:
+        load = LoadDataFromDicts(
+            data=[{"instruction": f"question {i}"} for i in range(60)], batch_size=10
+        )
+        llm = OpenAILLM(model="m", base_url=f"{url}/v1", api_key="k")
+        judge = TextGeneration(
+            name="judge",
+            llm=OpenAILLM(model="m", base_url=f"{url}/v1", api_key="k", max_retries=0),
+            input_mappings={"instruction": "generation"},
+            output_mappings={"generation": "verdict", "model_name": "judge_model"},
+        )
+        load >> TextGeneration(name="generate", llm=llm) >> judge
+    return pipeline
+
+
+@pytest.mark.parametrize("first", ["local", "ray"])
+def test_a_retry_on_the_other_backend_asks_only_the_step_that_failed(
+    first: str, cluster: None, tmp_path: Path
+) -> None:
+    judged = [answer_text(f"question {i}", 0) for i in (3, 25, 41)]  # the judge's prompts
+    handler = Flaky()
+    handler.failing = set(judged)
+    on_ray = {"backend": "ray", "shards": 3}
+    with fake_api(handler) as api:
+        failed = judged_twice(tmp_path, api.url).run(
+            progress=False, **(on_ray if first == "ray" else {})
+        )
+        assert failed.failed_rows == {"judge": 3}
+        handler.fail()
+        api.requests.clear()
+        retried = judged_twice(tmp_path, api.url).run(
+            progress=False, retry_failed=True, **({} if first == "ray" else on_ray)
+        )
+        # The answers of the step before come from the other backend's run: not asked again.
+        assert api.prompt_counts() == dict.fromkeys(judged, 1)
+    with fake_api(completion) as healthy:
+        expected = judged_twice(tmp_path / "ok", healthy.url).run(progress=False)
+    assert rows_of(retried) == rows_of(expected)
 
 
 class Logged(Step):

@@ -52,10 +52,11 @@ from synthflow.distributed.merge import (
     merge_caches,
     merge_stats,
 )
-from synthflow.distributed.results import ids_digest, keep_result, start_result
+from synthflow.distributed.results import WORK_DIR, ids_digest, keep_result, start_result
 from synthflow.distributed.serving import ModelServerSettings, served_steps
 from synthflow.distributed.stages import stages
 from synthflow.distributed.storage import StoredPart, storage_root, store_part
+from synthflow.pipeline._engine import CACHE_FILE
 from synthflow.pipeline._shards import Shard
 from synthflow.steps.base import GeneratorStep, _Step
 
@@ -72,7 +73,6 @@ __all__ = ["run_on_ray"]
 
 SHARDS_DIR = "shards"
 MANIFEST = "shards.json"
-CACHE_FILE = "llm-cache.sqlite"
 LEASE_SECONDS = 2.0
 """A share not renewed for this long goes back to the other workers."""
 RENEW_EVERY = LEASE_SECONDS / 4
@@ -148,7 +148,11 @@ def run_on_ray(
     count = target.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
     sources = [s for s in built.steps.values() if isinstance(s, GeneratorStep)]
     block = max((s.batch_size for s in sources), default=50)
-    run_dir = home / "ray"  # the stages' and shards' work; the result goes to ``home``
+    run_dir = home / WORK_DIR  # the stages' and shards' work; the result goes to ``home``
+    if options.only_ids is not None and options.use_cache:
+        # A retry after a local run: the failed rows' answers from steps before the one that
+        # failed them are in the run's own cache; the first stage's shards start from them.
+        merge_caches(run_dir / "stage-0" / CACHE_FILE, [home / CACHE_FILE])
     shard_options = _options_per_shard(options, count)
 
     servers = None

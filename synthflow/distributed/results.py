@@ -25,8 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from synthflow.distributed.checkpoints import join_stored_failure_records
-from synthflow.distributed.merge import Rows, write_leaf
+from synthflow.distributed.merge import Rows, merge_caches, write_leaf
 from synthflow.pipeline._engine import (
+    CACHE_FILE,
     COMPLETE_MARKER,
     RunOptions,
     mark_finished,
@@ -36,7 +37,17 @@ from synthflow.pipeline._failures import FAILURES_FILE
 from synthflow.pipeline._retry import RETRY_DIR, RETRY_FAILURES_FILE, finish_retry
 from synthflow.pipeline._validate import Plan
 
-__all__ = ["ids_digest", "join_failure_records", "keep_result", "start_result"]
+__all__ = [
+    "WORK_DIR",
+    "add_answers_from_ray",
+    "ids_digest",
+    "join_failure_records",
+    "keep_result",
+    "start_result",
+]
+
+WORK_DIR = "ray"
+"""Where, in the run directory, a run on Ray keeps its stages and shards."""
 
 
 def start_result(plan: Plan, home: Path, options: RunOptions) -> RunOptions:
@@ -48,6 +59,12 @@ def start_result(plan: Plan, home: Path, options: RunOptions) -> RunOptions:
         (home / COMPLETE_MARKER).unlink(missing_ok=True)
         return options
     return replace(options, retry_failed=False, only_ids=rows_to_retry_in(plan, home))
+
+
+def add_answers_from_ray(home: Path) -> None:
+    """Before a local retry: add what runs on Ray were answered (each stage's cache) to the
+    run's own cache, so that a retry after a run on Ray asks again only what failed."""
+    merge_caches(home / CACHE_FILE, sorted((home / WORK_DIR).glob(f"stage-*/{CACHE_FILE}")))
 
 
 def ids_digest(ids: frozenset[int]) -> str:

@@ -60,6 +60,8 @@ from synthflow.steps.base import (
 from synthflow.steps.tasks.base import Task
 
 COMPLETE_MARKER = "COMPLETE"
+CACHE_FILE = "llm-cache.sqlite"
+"""The run's response cache (SQLite), in its directory."""
 PARAMETERS_FILE = "parameters.sha256"
 """The fingerprint of the runtime parameters of the run in progress (or interrupted)."""
 QUEUE_CHUNKS = 8
@@ -124,7 +126,7 @@ def _llm_calls(plan: Plan, run_dir: Path, options: RunOptions, control: RunContr
     cache = None
     if options.use_cache and any(s.uses_response_cache() for s in users):
         run_dir.mkdir(parents=True, exist_ok=True)
-        cache = ResponseCache(run_dir / "llm-cache.sqlite")
+        cache = ResponseCache(run_dir / CACHE_FILE)
     budget = None
     if options.max_cost is not None or options.max_tokens is not None:
         budget = Budget(max_cost=options.max_cost, max_tokens=options.max_tokens)

@@ -468,6 +468,10 @@ class Pipeline:
             steps, edges, parameters, routes=self._routes, trust=self._trust
         )
         check_cost_budget(built.steps.values(), max_cost, prices)
+        if retry_failed and use_cache:
+            from synthflow.distributed.results import add_answers_from_ray
+
+            add_answers_from_ray(run_dir)  # the last run may have been on Ray
         refresh_secrets()  # the keys to keep out of what the run writes, as they are now
         shown = Progress(progress, self.name)
         output = await execute(built, run_dir, shown, options)
