@@ -132,16 +132,17 @@ class ServedClient(ClientvLLM):
     async def _request(self, messages: ChatType, num_generations: int) -> GenerateOutput:
         # A replica that can't be reached after the usual retries is being started again
         # (which may take as long as loading the model): its calls wait for it, with backoff,
-        # rather than fail their rows. The driver stops the run if it can't come back.
+        # rather than fail their rows. The driver stops the run if it can't come back. Its URL
+        # answered before the shards started, so "never answered here" is no wrong address.
         deadline: float | None = None
         pause = 1.0
         while True:
             try:
                 return await super()._request(messages, num_generations)
-            except LLMConnectionError as exc:
+            except LLMConnectionError:
                 now = time.monotonic()
                 deadline = deadline if deadline is not None else now + self.replica_wait
-                if exc.fatal or now >= deadline:
+                if now >= deadline:
                     raise
                 await anyio.sleep(min(pause, deadline - now))
                 pause = min(pause * 2, REPLICA_PAUSE_MAX)
