@@ -19,7 +19,8 @@ from synthflow.distributed.checkpoints import (
     store_failure_record,
     upload_seed,
 )
-from synthflow.distributed.ray_backend import _join_failure_records, run_shard
+from synthflow.distributed.ray_backend import run_shard
+from synthflow.distributed.results import join_failure_records
 from synthflow.distributed.storage import TEMP_MARK
 from synthflow.models import OpenAILLM
 from synthflow.models.callpath.cache import CachedGeneration, ResponseCache
@@ -178,7 +179,7 @@ def test_the_run_failure_record_joins_stored_records_and_the_drivers_own(tmp_pat
     (run_dir / "stage-1").mkdir()
     (run_dir / "stage-1" / "failures.jsonl").write_bytes(b'{"global": 1}\n')  # run here
 
-    joined = _join_failure_records(run_dir, {"stage-0": (storage, ["s0", "s1", "s2"])})
+    joined = join_failure_records(run_dir, {"stage-0": (storage, ["s0", "s1", "s2"])})
     assert joined is not None
     assert joined.read_bytes() == b'{"row": 0}\n{"row": 1}\n{"global": 1}\n'
 
@@ -193,7 +194,7 @@ def test_a_failure_record_of_an_earlier_attempt_goes_when_the_last_has_none(
     record.unlink()
     store_failure_record(record, storage, "s0")
     assert not (Path(shard_state(storage, "s0")) / "failures.jsonl").exists()
-    assert _join_failure_records(tmp_path / "run", {}) is None
+    assert join_failure_records(tmp_path / "run", {}) is None
 
 
 def shard_plan(url: str, rows: int) -> Plan:

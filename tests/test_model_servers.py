@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -26,7 +27,7 @@ from synthflow.distributed.serving import (
     served_steps,
     vllm_request_kwargs,
 )
-from synthflow.errors import ModelServerError, PipelineValidationError
+from synthflow.errors import LLMConnectionError, ModelServerError, PipelineValidationError
 from synthflow.models import ClientvLLM
 from synthflow.models.llms.local.base import PLAIN_PROMPT_STOP, plain_prompt
 from synthflow.models.llms.local.vllm import vLLM
@@ -194,6 +195,82 @@ def gone(pid: int, within: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def starts_in(record: Path) -> list[dict[str, object]]:
+    lines = [orjson.loads(line) for line in record.read_bytes().splitlines()]
+    return [event for event in lines if event["event"] == "start"]
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_exits_is_started_again_on_its_port_until_its_restarts_are_spent(
+    tests_on_path: None, tmp_path: Path
+) -> None:
+    record = tmp_path / "record.jsonl"
+    server = ModelServer("gen", restarts=1)
+    try:
+        url, _ = server.start(served(vLLM(model="m")), (*STAND_IN, "--record", str(record)), 30)
+        first = server.pid()
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert gone(first)
+        # Started again: a new process, with the same argv (its port), that answers.
+        deadline = time.monotonic() + 30
+        while len(starts_in(record)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        again = starts_in(record)
+        assert len(again) == 2 and again[1]["argv"] == again[0]["argv"]
+        assert again[1]["pid"] == server.pid() != first
+        client = ClientvLLM(model="m", base_url=f"{url}/v1", max_retries=0)
+        assert client.generate([[{"role": "user", "content": "hi"}]])[0]["generations"]
+        os.kill(int(again[1]["pid"]), signal.SIGKILL)  # no restart left: lost, and says why
+        why = server.lost()
+    finally:
+        server.stop()
+    assert why.startswith(f"the model server of step 'gen' at {url} exited with code -9")
+    assert "no restarts left" in why and "\n" not in why
+    assert len(starts_in(record)) == 2
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("wait", [0.0, 30.0])
+def test_a_served_client_waits_for_its_replica_to_come_back(wait: float) -> None:
+    import socket
+    import threading
+
+    import anyio
+
+    from tests.servers import FakeAPI
+    from tests.servers.chat import completion
+
+    with socket.socket() as probe:  # a port nothing listens on, until the replica is back
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    waiting = served(vLLM(model="m")).client_at(f"http://127.0.0.1:{port}", replica_wait=wait)
+    waiting = waiting.model_copy(update={"max_retries": 0})  # only the replica's wait
+    back: list[FakeAPI] = []
+
+    def come_back() -> None:  # binds only now: until then, connections are refused
+        back.append(FakeAPI(completion, address=("127.0.0.1", port)).start())
+
+    async def ask() -> Any:
+        try:
+            return await waiting.agenerate([{"role": "user", "content": "hi"}])
+        finally:
+            await waiting.aclose()
+
+    timer = threading.Timer(1.5, come_back)  # after the first tries have failed
+    timer.start()
+    try:
+        if wait:
+            assert anyio.run(ask).generations == ["answer 0.0 to hi"]
+        else:
+            with pytest.raises(LLMConnectionError):
+                anyio.run(ask)
+    finally:
+        timer.join()
+        for server in back:
+            server.stop()
 
 
 @pytest.mark.timeout(60)

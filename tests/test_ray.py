@@ -19,7 +19,7 @@ from synthflow.pipeline import Pipeline, RayPipeline
 from synthflow.steps import DropDuplicates, LoadDataFromDicts, Step, StepInput, step
 from synthflow.steps.tasks import TextGeneration
 from tests.servers import Reply, Request, fake_api, prompt_of
-from tests.servers.chat import completion
+from tests.servers.chat import answer_text, completion
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -313,37 +313,168 @@ def test_a_loaded_pipeline_is_held_to_the_same_trust_rules_on_ray(
         assert api.requests == []
 
 
-def test_running_again_on_ray_asks_only_for_the_rows_that_failed(
-    cluster: None, tmp_path: Path
-) -> None:
-    """``retry_failed`` is refused on Ray; what it says to do instead, running the pipeline
-    again, pays only for the failed rows: every answer received is in the shards' caches."""
-    failing = {"question 3", "question 40", "question 77"}
+class Flaky:
+    """An OpenAI-compatible handler that fails the prompts in ``failing`` (a 500) and answers
+    the others."""
 
-    def flaky(request: Request) -> Reply:
-        if prompt_of(request) in failing:
+    def __init__(self, *failing: int) -> None:
+        self.failing = {f"question {i}" for i in failing}
+
+    def fail(self, *numbers: int) -> None:
+        self.failing = {f"question {i}" for i in numbers}
+
+    def __call__(self, request: Request) -> Reply:
+        if prompt_of(request) in self.failing:
             return Reply(500, {"error": {"message": "try later"}})
         return completion(request)
 
-    def pipeline(url: str) -> Pipeline:
-        built = build(Pipeline("p", cache_dir=tmp_path / "ray"), url, 95)
-        built.steps["text_generation_0"].llm.max_retries = 0  # type: ignore[attr-defined]
-        return built
 
-    with fake_api(completion) as healthy:
-        expected = rows_of(
-            build(Pipeline("p", cache_dir=tmp_path / "local"), healthy.url, 95).run(progress=False)
-        )
-    with fake_api(flaky) as api:
-        failed = pipeline(api.url).run(backend="ray", shards=3, progress=False)
-        assert failed.failed_rows == {"text_generation_0": 3}
-        with pytest.raises(PipelineValidationError, match="run the pipeline again on Ray"):
-            pipeline(api.url).run(backend="ray", shards=3, retry_failed=True, progress=False)
-        failing.clear()
+def flaky_pipeline(cache: Path, url: str) -> Pipeline:
+    built = build(Pipeline("p", cache_dir=cache), url, 95)
+    built.steps["text_generation_0"].llm.max_retries = 0  # type: ignore[attr-defined]
+    return built
+
+
+def failed_ids(distiset: Any) -> list[int]:
+    import orjson
+
+    if distiset.failures is None:
+        return []
+    lines = distiset.failures.read_bytes().splitlines()
+    return sorted(orjson.loads(line)["row_id"] for line in lines)
+
+
+def test_retry_failed_on_ray_asks_only_the_failed_rows_and_makes_a_local_retrys_dataset(
+    cluster: None, tmp_path: Path
+) -> None:
+    # The same three runs, locally and on Ray: rows 3, 40 and 77 (three shards' blocks) fail;
+    # the retry answers 3 and 40 but 77 fails again; a second retry answers it.
+    handler = Flaky(3, 40, 77)
+    with fake_api(handler) as api:
+        local = tmp_path / "local"
+        first = flaky_pipeline(local, api.url).run(progress=False)
+        handler.fail(77)
+        retried = flaky_pipeline(local, api.url).run(retry_failed=True, progress=False)
+        assert failed_ids(retried) == [77]  # (the record is replaced by the next run's)
+        handler.fail()
+        healthy = flaky_pipeline(local, api.url).run(retry_failed=True, progress=False)
+        assert failed_ids(healthy) == []
+
+        handler.fail(3, 40, 77)
+        on_ray = tmp_path / "ray"
+        ray_first = flaky_pipeline(on_ray, api.url).run(backend="ray", shards=3, progress=False)
+        assert failed_ids(ray_first) == [3, 40, 77]
+        handler.fail(77)
         api.requests.clear()
-        second = pipeline(api.url).run(backend="ray", shards=3, progress=False)
-        assert sorted(api.prompt_counts()) == ["question 3", "question 40", "question 77"]
-    assert rows_of(second) == expected
+        ray_retried = flaky_pipeline(on_ray, api.url).run(
+            backend="ray", shards=3, retry_failed=True, progress=False
+        )
+        # Only the failed rows were asked again, each once, by the shard that owns it.
+        assert api.prompt_counts() == {"question 3": 1, "question 40": 1, "question 77": 1}
+        assert failed_ids(ray_retried) == [77]  # the rows that now succeed left the record
+        assert ray_retried.failed_rows == {"text_generation_0": 1}
+        assert ray_retried.retried_rows == 3
+        assert ray_retried.stats["text_generation_0"].rows_in == 3
+        # The last finished run on Ray is the one a local retry starts from.
+        handler.fail()
+        api.requests.clear()
+        again_here = flaky_pipeline(on_ray, api.url).run(retry_failed=True, progress=False)
+        assert api.prompt_counts() == {"question 77": 1}
+        # A run on Ray that doesn't finish (its budget spent) is the last run: nothing to retry.
+        stopped = flaky_pipeline(on_ray, api.url).run(
+            backend="ray", shards=3, use_cache=False, max_tokens=1, progress=False
+        )
+        assert stopped.stop_reason
+        with pytest.raises(PipelineValidationError, match="did not finish"):
+            flaky_pipeline(on_ray, api.url).run(
+                backend="ray", shards=3, retry_failed=True, progress=False
+            )
+    assert rows_of(ray_first) == rows_of(first)
+    assert rows_of(ray_retried) == rows_of(retried)
+    assert list(ray_retried["default"]["train"].features) == list(
+        retried["default"]["train"].features
+    )
+    assert rows_of(again_here) == rows_of(healthy)
+    assert again_here.failures is None
+
+
+def test_the_cli_retries_on_ray_the_rows_a_local_run_failed(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from synthflow.cli import app
+
+    handler = Flaky(3, 40, 77)
+    config = tmp_path / "pipeline.yaml"
+    with fake_api(handler) as api:
+        pipeline = flaky_pipeline(tmp_path / "cache", api.url)
+        with pytest.raises(PipelineValidationError, match="did not finish"):
+            pipeline.run(backend="ray", shards=2, retry_failed=True, progress=False)
+        first = pipeline.run(progress=False)
+        assert failed_ids(first) == [3, 40, 77]
+        pipeline.save(config)
+        handler.fail()
+        api.requests.clear()
+        monkeypatch.setenv("SYNTHFLOW_CACHE_DIR", str(tmp_path / "cache"))
+        monkeypatch.setenv("OPENAI_API_KEY", "k")  # a saved pipeline keeps no key
+        args = ["pipeline", "run", "--config", str(config), "--ray", "--shards", "2"]
+        trusted = ["--trust-endpoint", "127.0.0.1", "--allow-module", Length.__module__]
+        result = CliRunner().invoke(app, [*args, *trusted, "--retry-failed"])
+        assert result.exit_code == 0, result.output
+        assert api.prompt_counts() == {"question 3": 1, "question 40": 1, "question 77": 1}
+        # Nothing failed is left: a retry now asks nothing and returns the dataset as it is.
+        api.requests.clear()
+        now = flaky_pipeline(tmp_path / "cache", api.url).run(retry_failed=True, progress=False)
+        assert api.requests == []
+    with fake_api(completion) as healthy:
+        expected = build(Pipeline("p", cache_dir=tmp_path / "ok"), healthy.url, 95).run(
+            progress=False
+        )
+    assert rows_of(now) == rows_of(expected)
+    assert now.failures is None
+
+
+def judged_twice(cache: Path, url: str) -> Pipeline:
+    """Two LLM steps: the second (``judge``, no retries) asks about the first's answer."""
+    with Pipeline("two", cache_dir=cache) as pipeline:
+        load = LoadDataFromDicts(
+            data=[{"instruction": f"question {i}"} for i in range(60)], batch_size=10
+        )
+        llm = OpenAILLM(model="m", base_url=f"{url}/v1", api_key="k")
+        judge = TextGeneration(
+            name="judge",
+            llm=OpenAILLM(model="m", base_url=f"{url}/v1", api_key="k", max_retries=0),
+            input_mappings={"instruction": "generation"},
+            output_mappings={"generation": "verdict", "model_name": "judge_model"},
+        )
+        load >> TextGeneration(name="generate", llm=llm) >> judge
+    return pipeline
+
+
+@pytest.mark.parametrize("first", ["local", "ray"])
+def test_a_retry_on_the_other_backend_asks_only_the_step_that_failed(
+    first: str, cluster: None, tmp_path: Path
+) -> None:
+    judged = [answer_text(f"question {i}", 0) for i in (3, 25, 41)]  # the judge's prompts
+    handler = Flaky()
+    handler.failing = set(judged)
+    on_ray = {"backend": "ray", "shards": 3}
+    with fake_api(handler) as api:
+        failed = judged_twice(tmp_path, api.url).run(
+            progress=False, **(on_ray if first == "ray" else {})
+        )
+        assert failed.failed_rows == {"judge": 3}
+        handler.fail()
+        api.requests.clear()
+        retried = judged_twice(tmp_path, api.url).run(
+            progress=False, retry_failed=True, **({} if first == "ray" else on_ray)
+        )
+        # The answers of the step before come from the other backend's run: not asked again.
+        assert api.prompt_counts() == dict.fromkeys(judged, 1)
+    with fake_api(completion) as healthy:
+        expected = judged_twice(tmp_path / "ok", healthy.url).run(progress=False)
+    assert rows_of(retried) == rows_of(expected)
 
 
 class Logged(Step):

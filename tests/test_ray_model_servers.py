@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from synthflow.distributed.model_servers import start_model_servers
+from synthflow.distributed.model_servers import ModelServer, start_model_servers
 from synthflow.distributed.serving import ModelServerSettings, served_steps
 from synthflow.errors import ModelServerError
 from synthflow.models import ClientvLLM
@@ -23,7 +23,7 @@ from synthflow.models.llms.local.vllm import vLLM
 from synthflow.pipeline import Pipeline
 from synthflow.steps import LoadDataFromDicts, StepResources
 from synthflow.steps.tasks import MagpieGenerator, TextGeneration
-from tests.test_model_servers import STAND_IN, gone
+from tests.test_model_servers import STAND_IN, gone, served
 from tests.test_ray import Length, rows_of
 
 ray = pytest.importorskip("ray")
@@ -186,3 +186,60 @@ def test_a_killed_server_actor_takes_its_server_process_with_it(
         assert gone(pid)
     finally:
         fleet.stop(ray)
+
+
+def dying_once(
+    record: Path, at: int, restarts: int = 3, *, with_actor: bool = False
+) -> ModelServerSettings:
+    """The stand-in server, which kills itself (or its actor: ``with_actor``) on its
+    ``at``-th request the first time."""
+    marker = str(record.with_suffix(".died"))
+    dying = ["--die-at", str(at), "--die-once", marker] + ["--kill-parent"] * with_actor
+    command = (*stand_in(record, delay=0.05).command, *dying)
+    return ModelServerSettings(
+        command=command, bundle={"CPU": 1}, startup_timeout=60, restarts=restarts
+    )
+
+
+@pytest.mark.parametrize("with_actor", [False, True], ids=["server", "server-and-actor"])
+def test_a_server_that_dies_mid_run_is_started_again_and_no_row_fails(
+    with_actor: bool, cluster: None, tests_on_path: None, tmp_path: Path
+) -> None:
+    here = ModelServer("g")  # the one-process run, through the client class
+    try:
+        url, _ = here.start(served(vLLM(model="m")), STAND_IN, 30)
+        client = ClientvLLM(model="m", base_url=f"{url}/v1")
+        local = build(Pipeline("k", cache_dir=tmp_path / "local"), client).run(progress=False)
+    finally:
+        here.stop()
+
+    record = tmp_path / "served.jsonl"
+    pipeline = build(Pipeline("k", cache_dir=tmp_path / "ray"), vLLM(model="m", max_batch_size=4))
+    settings = dying_once(record, at=ROWS // 3, with_actor=with_actor)
+    served_run = pipeline.ray(model_servers=settings).run(shards=2, progress=False)
+
+    # It died on its 30th request, with 4 in flight (its actor too: Ray made that again) ...
+    starts = events(record, "start")
+    assert len(starts) == 2 and starts[1]["argv"] == starts[0]["argv"]  # ... and came back
+    assert (starts[1]["ppid"] != starts[0]["ppid"]) == with_actor  # started by a new actor
+    assert served_run.failed_rows == {}
+    assert rows_of(served_run) == rows_of(local)
+    answered = Counter(r["body"]["messages"][-1]["content"] for r in events(record, "request"))
+    assert set(answered) == {f"question {i}" for i in range(ROWS)}
+
+
+def test_a_server_that_cant_come_back_stops_the_run_in_one_line(
+    cluster: None, tests_on_path: None, tmp_path: Path
+) -> None:
+    record = tmp_path / "served.jsonl"
+    pipeline = build(Pipeline("k", cache_dir=tmp_path), vLLM(model="m", max_batch_size=4))
+    with pytest.raises(ModelServerError) as lost:
+        pipeline.ray(model_servers=dying_once(record, at=10, restarts=0)).run(
+            shards=2, progress=False
+        )
+    message = str(lost.value)
+    assert "\n" not in message
+    assert "step 'generate'" in message and "no restarts left" in message
+    assert len(events(record, "start")) == 1
+    groups = ray.util.placement_group_table().values()
+    assert all(g["state"] == "REMOVED" for g in groups)  # the bundles were given back

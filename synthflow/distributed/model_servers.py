@@ -11,6 +11,14 @@ The process never outlives its actor: it is stopped (its whole process group: vL
 tensor-parallel workers too) when the run ends, and it is started with the parent-death signal
 set, so an actor killed outright (``ray.kill``, its worker lost) takes its server with it.
 
+A server that exits mid-run (killed, out of memory) is started again by its actor, on the same
+port, up to ``ModelServerSettings.restarts`` times; an actor whose worker dies (its server with
+it) is made again by Ray, and starts the server as its predecessor did, from a file it left on
+the node. The shards' clients keep the URL and retry their calls with backoff while it comes
+back (``ServedClient.replica_wait``), so no row fails for it. One that can't come back (its
+restarts spent, a restart that fails) ends the run with a one-line ``ModelServerError``: the
+driver waits on each actor's ``lost()`` alongside the shards.
+
 ``ModelServer`` is a plain class: Ray makes it an actor in ``start_model_servers``; tests run
 it in-process too.
 """
@@ -26,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from synthflow.distributed.serving import ModelServerSettings, ServedStep, served_plan
 from synthflow.errors import ModelServerError
@@ -49,12 +60,32 @@ _STOP_GRACE_SECONDS = 30.0  # vLLM frees its GPUs and workers on SIGTERM
 class ModelServer:
     """One server process for one replica of a served step."""
 
-    def __init__(self, step: str) -> None:
+    def __init__(self, step: str, restarts: int = 0) -> None:
         self.step = step
         self._process: subprocess.Popen[bytes] | None = None
         self._files: Path | None = None  # its output, its chat template
         self._url = ""
+        self._argv: list[str] = []
+        self._env: dict[str, str] = {}
+        self._restarts_left = restarts
+        self._stopping = threading.Event()
+        self._lost = threading.Event()
+        self._why_lost = ""
         atexit.register(self.stop)  # an actor ended gracefully (``__ray_terminate__``)
+        recipe = _recipe_file()
+        if recipe is not None and recipe.exists():  # Ray made this actor again: serve again
+            self._come_back(recipe)
+
+    def _come_back(self, recipe: Path) -> None:
+        """Start the server of the actor this one replaces (its worker died, and the server
+        with it), as it was started: the same argv, port, GPUs and files; the shards' calls
+        wait for it. If it can't start, ``lost()`` says why."""
+        saved = orjson.loads(recipe.read_bytes())
+        self._argv, self._url, self._files = saved["argv"], saved["url"], Path(saved["files"])
+        self._env = _server_environment(saved["gpus"])
+        timeout = float(saved["startup_timeout"])
+        if self._start_again("was lost with its actor", timeout):
+            self._supervise(timeout)
 
     def start(
         self,
@@ -77,19 +108,39 @@ class ModelServer:
             written = self._files / "chat_template.jinja"
             written.write_text(served.chat_template, encoding="utf-8")
             template_file = str(written)
-        argv = served.command(tuple(command), host, port, template_file)
-        env = dict(os.environ)
+        self._argv = served.command(tuple(command), host, port, template_file)
         gpus = [*_own_gpus(), *other_gpus]
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        with (self._files / "output.log").open("wb") as output:
+        self._env = _server_environment(gpus)
+        self._url = f"http://{host}:{port}"
+        self._launch(startup_timeout)
+        recipe = _recipe_file()
+        if recipe is not None:  # for the actor Ray makes again if this one's worker dies
+            saved = {"argv": self._argv, "url": self._url, "files": str(self._files)}
+            recipe.write_bytes(
+                orjson.dumps({**saved, "gpus": gpus, "startup_timeout": startup_timeout})
+            )
+        self._supervise(startup_timeout)
+        return self._url, plain
+
+    def _supervise(self, startup_timeout: float) -> None:
+        threading.Thread(
+            target=self._keep_serving,
+            args=(startup_timeout,),
+            name=f"synthflow-server-{self.step}",
+            daemon=True,
+        ).start()
+
+    def _launch(self, startup_timeout: float) -> None:
+        """Start the process and wait until it answers (``ModelServerError`` if it doesn't)."""
+        assert self._files is not None
+        with (self._files / "output.log").open("ab") as output:
             try:
                 self._process = subprocess.Popen(
-                    argv,
+                    self._argv,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,  # vLLM logs to stdout, tracebacks to stderr
-                    env=env,
+                    env=self._env,
                     start_new_session=True,  # its own process group: stopped as a whole
                     preexec_fn=_die_with_parent(),
                 )
@@ -99,21 +150,68 @@ class ModelServer:
                     f"the model server of step {self.step!r} can't start ({exc}); check "
                     "ModelServerSettings.command"
                 ) from None
-        self._url = f"http://{host}:{port}"
+        if self._stopping.is_set():  # stopped while starting again: ``stop`` may have missed it
+            _stop_group(self._process)
+            return
         self._wait_until_ready(startup_timeout)
-        return self._url, plain
+
+    def _keep_serving(self, startup_timeout: float) -> None:
+        """Start the server again, on its port, each time it exits before the run stops it,
+        while restarts are left; else mark the replica lost. Runs in its own thread, which
+        stays alive as long as the process it started (the parent-death signal is tied to
+        the thread that started the process)."""
+        while True:
+            process = self._process
+            assert process is not None
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            if self._restarts_left <= 0:
+                self._give_up(f"exited with code {code} and has no restarts left")
+                return
+            self._restarts_left -= 1
+            if not self._start_again(f"exited with code {code}", startup_timeout):
+                return
+
+    def _start_again(self, what: str, startup_timeout: float) -> bool:
+        """Start the server again after it ``what``; False (and lost) if it can't be."""
+        print(
+            f"[synthflow] the model server of step {self.step!r} {what}; starting it again "
+            f"at {self._url}",
+            file=sys.stderr,
+        )
+        try:
+            self._launch(startup_timeout)
+        except ModelServerError as exc:
+            self._give_up(f"{what} and could not be started again: {exc}")
+            return False
+        return True
+
+    def _give_up(self, why: str) -> None:
+        self._why_lost = f"the model server of step {self.step!r} at {self._url} {why}"
+        self._lost.set()
+
+    def lost(self) -> str:
+        """Wait until the server is lost for good (it exited and can't be started again) and
+        say why; never returns while it serves. The driver waits on it beside the shards."""
+        self._lost.wait()
+        return self._why_lost
 
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
         """Stop the server and every process it started; idempotent."""
+        self._stopping.set()
         process = self._process
         if process is not None:
             _stop_group(process)
         if self._files is not None:
             shutil.rmtree(self._files, ignore_errors=True)
             self._files = None
+        recipe = _recipe_file()
+        if recipe is not None:
+            recipe.unlink(missing_ok=True)
 
     def _wait_until_ready(self, timeout: float) -> None:
         # A server loading a model has no event to wait on but its port: ask it, waiting on the
@@ -177,6 +275,13 @@ class ModelServers:
     servers: list[Any] = field(default_factory=list)
     holders: list[Any] = field(default_factory=list)
     groups: list[Any] = field(default_factory=list)
+    replica_wait: float = 0.0
+    """Seconds a shard's call waits for a replica being started again."""
+    lost: list[Any] = field(default_factory=list)
+    """The replicas' ``lost()`` calls: one resolves (or fails, its actor dead) when a replica
+    can't serve again; the driver waits on them beside the shards."""
+    names: list[str] = field(default_factory=list)
+    """Each server's step and replica, in the order of ``servers``."""
 
     def plans(self, plan: Plan, count: int) -> list[Plan]:
         """The plan of each of ``count`` shards: served steps call a replica of their server,
@@ -188,9 +293,21 @@ class ModelServers:
         for shard in range(count):
             key = tuple(shard % size for size in sizes)
             if key not in made:
-                made[key] = served_plan(plan, self.served, self.endpoints, shard)
+                made[key] = served_plan(plan, self.served, self.endpoints, shard, self.replica_wait)
             result.append(made[key])
         return result
+
+    def lost_error(self, ray: ModuleType, ref: Any) -> ModelServerError:
+        """The one-line error of the replica whose ``lost()`` call ``ref`` has ended."""
+        try:
+            why = str(ray.get(ref))
+        except ray.exceptions.RayError as exc:
+            name = self.names[self.lost.index(ref)]
+            lost = type(exc).__name__
+            why = f"the model server actor of {name} was lost, its restarts spent ({lost})"
+        return ModelServerError(
+            f"{why}; the run stopped: run it again to resume (answers received are cached)"
+        )
 
     def stop(self, ray: ModuleType) -> None:
         """Stop every server, then free the actors and their bundles."""
@@ -212,7 +329,7 @@ def start_model_servers(
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    fleet = ModelServers(dict(served))
+    fleet = ModelServers(dict(served), replica_wait=settings.startup_timeout)
     try:
         replicas: list[tuple[ServedStep, Any, list[str]]] = []  # (step, server, holders' GPUs)
         for entry in served.values():
@@ -231,16 +348,25 @@ def start_model_servers(
                     )
                     return {"scheduling_strategy": strategy, **_actor_resources(settings.bundle)}
 
+                # Threaded: ``lost()`` waits in one thread while the others answer. Made
+                # again if its worker dies (its server dies with it), with the calls to it.
                 server = (
                     ray.remote(ModelServer)
-                    .options(name=f"synthflow:{run}:{entry.step}:{replica}", **in_bundle(0))
-                    .remote(entry.step)
+                    .options(
+                        name=f"synthflow:{run}:{entry.step}:{replica}",
+                        max_concurrency=4,
+                        max_restarts=settings.restarts,
+                        max_task_retries=-1,
+                        **in_bundle(0),
+                    )
+                    .remote(entry.step, settings.restarts)
                 )
                 holders = [
                     ray.remote(BundleHolder).options(**in_bundle(i)).remote()
                     for i in range(1, entry.tensor_parallel_size)
                 ]
                 fleet.servers.append(server)
+                fleet.names.append(f"step {entry.step!r} (replica {replica})")
                 fleet.holders += holders
                 gpus = [g for ids in ray.get([h.gpu_ids.remote() for h in holders]) for g in ids]
                 replicas.append((entry, server, gpus))
@@ -256,6 +382,7 @@ def start_model_servers(
     except BaseException:
         fleet.stop(ray)
         raise
+    fleet.lost = [server.lost.remote() for server in fleet.servers]
     for name, urls in fleet.endpoints.items():
         print(f"[synthflow] step {name!r} served at {', '.join(urls)}", file=sys.stderr)
     return fleet
@@ -321,6 +448,26 @@ def _node_host() -> str:
         return "127.0.0.1"
     here = ray.get_runtime_context().get_node_id()
     return next(str(n["NodeManagerAddress"]) for n in ray.nodes() if n["NodeID"] == here)
+
+
+def _recipe_file() -> Path | None:
+    """Where a server actor keeps how it started its server (not the environment: it holds
+    keys), for the actor Ray makes again in its place (the same actor id); None outside an
+    actor."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    actor = ray.get_runtime_context().get_actor_id()
+    if actor is None:
+        return None
+    return Path(tempfile.gettempdir()) / f"synthflow-server-{actor}.json"
+
+
+def _server_environment(gpus: Sequence[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return env
 
 
 def _own_gpus() -> list[str]:

@@ -28,7 +28,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -42,7 +42,6 @@ from synthflow.distributed.checkpoints import (
     CacheCheckpoints,
     add_stored_caches,
     fill_cache,
-    join_stored_failure_records,
     store_failure_record,
     upload_seed,
 )
@@ -52,16 +51,18 @@ from synthflow.distributed.merge import (
     leaf_table,
     merge_caches,
     merge_stats,
-    write_leaf,
 )
+from synthflow.distributed.results import WORK_DIR, ids_digest, keep_result, start_result
 from synthflow.distributed.serving import ModelServerSettings, served_steps
 from synthflow.distributed.stages import stages
 from synthflow.distributed.storage import StoredPart, storage_root, store_part
+from synthflow.pipeline._engine import CACHE_FILE
 from synthflow.pipeline._shards import Shard
 from synthflow.steps.base import GeneratorStep, _Step
 
 if TYPE_CHECKING:
     from synthflow.distiset import Distiset
+    from synthflow.distributed.model_servers import ModelServers
     from synthflow.models.callpath.limiter import EndpointLimiter
     from synthflow.pipeline._engine import RunOptions
     from synthflow.pipeline._validate import Plan
@@ -72,7 +73,6 @@ __all__ = ["run_on_ray"]
 
 SHARDS_DIR = "shards"
 MANIFEST = "shards.json"
-CACHE_FILE = "llm-cache.sqlite"
 LEASE_SECONDS = 2.0
 """A share not renewed for this long goes back to the other workers."""
 RENEW_EVERY = LEASE_SECONDS / 4
@@ -131,14 +131,16 @@ def run_on_ray(
     from synthflow.distributed.model_servers import start_model_servers
     from synthflow.models.callpath.secrets import refresh as refresh_secrets
     from synthflow.pipeline._validate import plan
+    from synthflow.pipeline.pipeline import report_end
 
     ray = require_ray()
-    steps, edges, run_dir = pipeline._steps, pipeline._edges, pipeline.run_dir
+    steps, edges, home = pipeline._steps, pipeline._edges, pipeline.run_dir
     if dataset is not None:
-        steps, edges, run_dir = pipeline._fed_by(dataset, run_dir, dataset_batch_size)
+        steps, edges, home = pipeline._fed_by(dataset, home, dataset_batch_size)
     # Every mistake named here, before any worker starts; a loaded pipeline's trust too.
     built = plan(steps, edges, parameters, routes=pipeline._routes, trust=pipeline._trust)
     served = served_steps(built.steps)  # a local model's settings a server can't take: now
+    options = start_result(built, home, replace(options, pipeline_name=pipeline.name))
     refresh_secrets()  # the keys to keep out of what the run writes, as they are now
     shared = storage_root(target.storage) if target.storage is not None else None
     if not ray.is_initialized():
@@ -146,8 +148,11 @@ def run_on_ray(
     count = target.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
     sources = [s for s in built.steps.values() if isinstance(s, GeneratorStep)]
     block = max((s.batch_size for s in sources), default=50)
-    run_dir = run_dir / "ray"
-    options = replace(options, pipeline_name=pipeline.name)
+    run_dir = home / WORK_DIR  # the stages' and shards' work; the result goes to ``home``
+    if options.only_ids is not None and options.use_cache:
+        # A retry after a local run: the failed rows' answers from steps before the one that
+        # failed them are in the run's own cache; the first stage's shards start from them.
+        merge_caches(run_dir / "stage-0" / CACHE_FILE, [home / CACHE_FILE])
     shard_options = _options_per_shard(options, count)
 
     servers = None
@@ -181,6 +186,7 @@ def run_on_ray(
                     budgets,
                     storage,
                     target.checkpoint_every,
+                    servers,
                 )
                 if storage is not None:
                     shard_names = [r.shard.directory_name for r in results]
@@ -204,19 +210,18 @@ def run_on_ray(
         if servers is not None:
             servers.stop(ray)
 
-    files = {leaf: write_leaf(run_dir / "data" / leaf, made.get(leaf, [])) for leaf in built.leaves}
-    failures = _join_failure_records(run_dir, stored_records)
+    files, failures = keep_result(
+        built, home, run_dir, made, stored_records, options, finished=stop_reason is None
+    )
     distiset = Distiset.from_leaf_files(
         files, merge_stats(stats), enable_metadata=pipeline.enable_metadata
     )
     distiset.stop_reason = stop_reason
     distiset.failures = failures
+    if options.only_ids is not None:
+        distiset.retried_rows = len(options.only_ids)
     distiset.record_pipeline(pipeline)
-    if stop_reason:
-        print(f"[synthflow] run stopped early: {stop_reason}", file=sys.stderr)
-    summary = distiset.failure_summary()
-    if summary:
-        print(f"[synthflow] {pipeline.name}: {summary}", file=sys.stderr)
+    report_end(distiset, pipeline.name)
     return distiset
 
 
@@ -234,12 +239,14 @@ def _run_sharded(
     budgets: dict[str, EndpointBudget],
     storage: str | None,
     checkpoint_every: float,
+    servers: ModelServers | None = None,
 ) -> list[ShardResult]:
     """Run a stage over as many shards as ``plans`` (shard ``i`` runs ``plans[i]``); return
     their results in shard order. With ``storage``, the shards write their rows there and return
-    where, and checkpoint their caches there."""
+    where, and checkpoint their caches there. A replica of ``servers`` lost for good stops the
+    stage (``ModelServerError``)."""
     count = len(plans)
-    _prepare(run_dir, count, block)
+    _prepare(run_dir, count, block, options.only_ids)
     if storage is not None and options.use_cache:
         upload_seed(run_dir / CACHE_FILE, storage)  # for shards on nodes without this disk
     shards = [Shard(i, count, block) for i in range(count)]
@@ -290,17 +297,21 @@ def _run_sharded(
     }
     results: list[ShardResult] = []
     pending = list(refs)
+    lost = servers.lost if servers is not None else []
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                result = _result_of(ray, ref, refs[ref])
-                results.append(result)
-                print(
-                    f"[synthflow] {name}: {run_dir.name} {refs[ref].directory_name} done "
-                    f"({len(results)} of {count}; {result.rows} rows)",
-                    file=sys.stderr,
-                )
+            (ref,), _ = ray.wait([*pending, *lost], num_returns=1)
+            if ref not in refs:  # a replica's ``lost()`` ended: it can't serve again
+                assert servers is not None
+                raise servers.lost_error(ray, ref)
+            pending.remove(ref)
+            result = _result_of(ray, ref, refs[ref])
+            results.append(result)
+            print(
+                f"[synthflow] {name}: {run_dir.name} {refs[ref].directory_name} done "
+                f"({len(results)} of {count}; {result.rows} rows)",
+                file=sys.stderr,
+            )
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -333,37 +344,14 @@ def _run_here(stage_plan: Plan, run_dir: Path, options: RunOptions) -> _LocalOut
     return _LocalOutput(leaves, output.stats, output.stop_reason)
 
 
-def _join_failure_records(
-    run_dir: Path, stored: Mapping[str, tuple[str, list[str]]]
-) -> Path | None:
-    """One failure record for the run: every shard's and stage's lines, in order. Those of the
-    stages in ``stored`` (stage directory -> its storage and shards) come from storage."""
-    from synthflow.pipeline._failures import FAILURES_FILE
-
-    def parts() -> Iterator[bytes]:
-        for stage in sorted(p for p in run_dir.glob("stage-*") if p.is_dir()):
-            if stage.name in stored:
-                yield from join_stored_failure_records(*stored[stage.name])
-            else:
-                yield from (p.read_bytes() for p in sorted(stage.glob(f"**/{FAILURES_FILE}")))
-
-    lines = (part for part in parts() if part)
-    first = next(lines, None)
-    if first is None:
-        return None
-    target = run_dir / FAILURES_FILE
-    with target.open("wb") as out:
-        out.write(first)
-        for part in lines:
-            out.write(part)
-    return target
-
-
-def _prepare(run_dir: Path, count: int, block: int) -> None:
-    """Keep the shards of an interrupted run of the same split; otherwise start them afresh,
-    keeping their LLM answers in the run's cache (a new split resumes nothing, pays nothing)."""
+def _prepare(run_dir: Path, count: int, block: int, only_ids: frozenset[int] | None) -> None:
+    """Keep the shards of an interrupted run of the same split (and, for a retry, of the same
+    rows); otherwise start them afresh, keeping their LLM answers in the run's cache (a new
+    split resumes nothing, pays nothing)."""
     manifest = run_dir / MANIFEST
-    wanted = {"shards": count, "block": block}
+    wanted: dict[str, Any] = {"shards": count, "block": block}
+    if only_ids is not None:  # a retry's shards hold just these rows: no other run resumes them
+        wanted["only"] = ids_digest(only_ids)
     if manifest.exists() and orjson.loads(manifest.read_bytes()) == wanted:
         return
     shards_dir = run_dir / SHARDS_DIR

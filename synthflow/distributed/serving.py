@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from synthflow.errors import PipelineValidationError
-from synthflow.models.llms.base import CacheIdentity
+import anyio
+from pydantic import Field
+
+from synthflow.errors import LLMConnectionError, PipelineValidationError
+from synthflow.models.llms.base import CacheIdentity, ChatType, GenerateOutput
 from synthflow.models.llms.client_vllm import ClientvLLM
 
 if TYPE_CHECKING:
@@ -55,6 +59,9 @@ VLLM_SERVER_COMMAND: tuple[str, ...] = (
     "{port}",
 )
 """vLLM's OpenAI-compatible server. The model's other settings follow as flags."""
+
+REPLICA_PAUSE_MAX = 30.0
+"""The longest pause between a call's tries while its replica is being started again."""
 
 PLAIN_CHAT_TEMPLATE = (
     "{{ bos_token | default('', true) }}"
@@ -91,10 +98,16 @@ class ModelServerSettings:
     """Seconds a server has to answer ``GET /v1/models`` (downloading and loading a model)."""
     placement_timeout: float = 600.0
     """Seconds to wait for the cluster to have a replica's bundles free."""
+    restarts: int = 3
+    """How many times a replica's server that exits mid-run is started again, on the same
+    port; the shards' calls to it wait for it (up to ``startup_timeout``) rather than fail.
+    Past that, the run stops with ``ModelServerError``."""
 
     def __post_init__(self) -> None:
         if not self.command:
             raise ValueError("ModelServerSettings.command is empty: give the server's argv")
+        if self.restarts < 0:
+            raise ValueError(f"ModelServerSettings.restarts must be 0 or more, not {self.restarts}")
         if not self.bundle or any(v <= 0 for v in self.bundle.values()):
             raise ValueError(
                 f"ModelServerSettings.bundle {dict(self.bundle)} needs positive amounts, "
@@ -109,9 +122,30 @@ class ServedClient(ClientvLLM):
     run locally with the local class asks again for nothing it has."""
 
     local_identity: CacheIdentity | None = None
+    replica_wait: float = Field(default=0.0, ge=0, exclude=True)
+    """Seconds a call keeps trying while its replica can't be reached: its actor is starting
+    the server again (``synthflow.distributed.model_servers``)."""
 
     def cache_identity(self) -> CacheIdentity:
         return self.local_identity or super().cache_identity()
+
+    async def _request(self, messages: ChatType, num_generations: int) -> GenerateOutput:
+        # A replica that can't be reached after the usual retries is being started again
+        # (which may take as long as loading the model): its calls wait for it, with backoff,
+        # rather than fail their rows. The driver stops the run if it can't come back. Its URL
+        # answered before the shards started, so "never answered here" is no wrong address.
+        deadline: float | None = None
+        pause = 1.0
+        while True:
+            try:
+                return await super()._request(messages, num_generations)
+            except LLMConnectionError:
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.replica_wait
+                if now >= deadline:
+                    raise
+                await anyio.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, REPLICA_PAUSE_MAX)
 
 
 @dataclass(frozen=True)
@@ -150,9 +184,11 @@ class ServedStep:
             argv += ["--chat-template", chat_template_file]
         return argv
 
-    def client_at(self, url: str) -> ServedClient:
-        """The client calling the replica at ``url`` (``http://host:port``)."""
-        return self.client.model_copy(update={"base_url": f"{url.rstrip('/')}/v1"})
+    def client_at(self, url: str, replica_wait: float = 0.0) -> ServedClient:
+        """The client calling the replica at ``url`` (``http://host:port``), waiting up to
+        ``replica_wait`` seconds for it while it can't be reached."""
+        update = {"base_url": f"{url.rstrip('/')}/v1", "replica_wait": replica_wait}
+        return self.client.model_copy(update=update)
 
     def with_plain_template(self) -> ServedStep:
         """This step as served with ``PLAIN_CHAT_TEMPLATE``: its answers end where the local
@@ -213,16 +249,21 @@ def served_steps(steps: Mapping[str, _Step]) -> dict[str, ServedStep]:
 
 
 def served_plan(
-    plan: Plan, served: Mapping[str, ServedStep], endpoints: Mapping[str, list[str]], shard: int
+    plan: Plan,
+    served: Mapping[str, ServedStep],
+    endpoints: Mapping[str, list[str]],
+    shard: int,
+    replica_wait: float = 0.0,
 ) -> Plan:
     """``plan`` with every served step calling a replica of its server (``endpoints``: the
     replicas' URLs by step): shard ``shard`` gets replica ``shard % replicas``, so the shards
-    spread evenly over the replicas."""
+    spread evenly over the replicas; a call waits up to ``replica_wait`` seconds for a replica
+    being started again."""
     steps = dict(plan.steps)
     names = [name for name in served if name in steps]
     for name in names:
         urls = endpoints[name]
-        client = served[name].client_at(urls[shard % len(urls)])
+        client = served[name].client_at(urls[shard % len(urls)], replica_wait)
         # An HTTP client waits, it doesn't compute: the step runs on the event loop.
         update = {"llm": client, "executor": "loop", "workers": 1}
         steps[name] = steps[name].model_copy(update=update)

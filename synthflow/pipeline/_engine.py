@@ -61,6 +61,8 @@ from synthflow.steps.base import (
 from synthflow.steps.tasks.base import Task
 
 COMPLETE_MARKER = "COMPLETE"
+CACHE_FILE = "llm-cache.sqlite"
+"""The run's response cache (SQLite), in its directory."""
 PARAMETERS_FILE = "parameters.sha256"
 """The fingerprint of the runtime parameters of the run in progress (or interrupted)."""
 QUEUE_CHUNKS = 8
@@ -77,6 +79,10 @@ class RunOptions:
     """Run only this shard's part of the sources' rows (a distributed run's worker)."""
     retry_failed: bool = False
     """Run only the rows that failed in the last (finished) run, and merge them into its data."""
+    only_ids: frozenset[int] | None = None
+    """Run only the source rows of these lineage ids, as a new run (its data holds just them):
+    a shard of a retry on Ray, whose driver read the ids and merges the rows (``retry_failed``
+    reads them here, from the run directory, and merges here)."""
     pipeline_name: str = "pipeline"
     load_stages: list[list[str]] | None = None
     """Steps loaded together, stage after stage (``run(load_groups=...)``); None: all at once."""
@@ -121,7 +127,7 @@ def _llm_calls(plan: Plan, run_dir: Path, options: RunOptions, control: RunContr
     cache = None
     if options.use_cache and any(s.uses_response_cache() for s in users):
         run_dir.mkdir(parents=True, exist_ok=True)
-        cache = ResponseCache(run_dir / "llm-cache.sqlite")
+        cache = ResponseCache(run_dir / CACHE_FILE)
     budget = None
     if options.max_cost is not None or options.max_tokens is not None:
         budget = Budget(max_cost=options.max_cost, max_tokens=options.max_tokens)
@@ -150,10 +156,11 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     stats = {name: StepStats(name) for name in plan.steps}
     retry: frozenset[int] | None = None
     if options.retry_failed:  # the finished run stays as it is until the retry has finished
-        retry, resume = _start_retry(plan, run_dir), False
+        retry, resume = rows_to_retry_in(plan, run_dir), False
     else:
         # The run directory first: a full disk already stops the run before anything opens.
         resume = _start_run_dir(plan, run_dir, options)
+    only = retry if retry is not None else options.only_ids  # what the sources send
     artifacts = run_dir / ARTIFACTS_DIR
     if not resume and retry is None:  # a resumed run keeps what its steps saved before
         shutil.rmtree(artifacts, ignore_errors=True)
@@ -197,7 +204,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     )
     routed = {name: route.targets for name, route in plan.routes.items()}
     for name, total in expected_rows(plan.steps, plan.predecessors, offset, routed).items():
-        stats[name].rows_total = total if retry is None else None
+        stats[name].rows_total = total if only is None else None
         stats[name].source = isinstance(plan.steps[name], GeneratorStep)
     status = StatusFile(
         run_dir,
@@ -241,7 +248,7 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
                 owners=plan.owners.get(name),
                 shard=options.shard,
                 failures=failures,
-                only_ids=retry if isinstance(step, GeneratorStep) else None,
+                only_ids=only if isinstance(step, GeneratorStep) else None,
                 spill_dir=run_dir / "spill" / name,
                 thread_limiter=(
                     anyio.CapacityLimiter(step.workers) if step.executor == "thread" else None
@@ -305,15 +312,16 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
 
     try:
         if retry is not None:
+            for writer in writers.values():
+                writer.flush()
+            retried = {leaf: w.directory for leaf, w in writers.items()}
             files = await anyio.to_thread.run_sync(
-                finish_retry, run_dir, writers, retry, control.stop_reason is None
+                finish_retry, run_dir, retried, retry, control.stop_reason is None
             )
         else:
             files = {leaf: await anyio.to_thread.run_sync(w.finish) for leaf, w in writers.items()}
         if control.stop_reason is None:  # a run cut short by its budget may be resumed later
-            marker = run_dir / COMPLETE_MARKER
-            with _disk.when_full(marker, _disk_full_advice(plan, options)):
-                _disk.write_bytes(marker, b"")
+            mark_finished(plan, run_dir, options)
     except DiskFullError as error:
         status.write("failed", str(error))
         raise _disk_full(error, plan, writers, calls, options) from error.__cause__
@@ -331,8 +339,9 @@ async def _execute(plan: Plan, run_dir: Path, progress: Progress, options: RunOp
     )
 
 
-def _start_retry(plan: Plan, run_dir: Path) -> frozenset[int]:
-    """The ids of the rows to retry (see ``_retry``)."""
+def rows_to_retry_in(plan: Plan, run_dir: Path) -> frozenset[int]:
+    """The ids of the rows to retry: those the last finished run in ``run_dir`` failed (see
+    ``_retry``); raises when they can't be retried alone."""
     previous = run_dir / PARAMETERS_FILE
     return rows_to_retry(
         run_dir,
@@ -353,6 +362,20 @@ def _start_run_dir(plan: Plan, run_dir: Path, options: RunOptions) -> bool:
         run_dir.mkdir(parents=True, exist_ok=True)
         _disk.write_bytes(run_dir / PARAMETERS_FILE, fingerprint.encode())
     return resume
+
+
+def mark_finished(
+    plan: Plan, run_dir: Path, options: RunOptions, *, fingerprint: bool = False
+) -> None:
+    """Mark the run in ``run_dir`` as finished: its data and failure record are those of the
+    last finished run, which ``retry_failed`` starts from. With ``fingerprint``, also write its
+    runtime parameters' (a run on Ray writes here only when it has finished)."""
+    advice = _disk_full_advice(plan, options)
+    if fingerprint:
+        with _disk.when_full(run_dir / PARAMETERS_FILE, advice):
+            _disk.write_bytes(run_dir / PARAMETERS_FILE, parameters_fingerprint(plan).encode())
+    with _disk.when_full(run_dir / COMPLETE_MARKER, advice):
+        _disk.write_bytes(run_dir / COMPLETE_MARKER, b"")
 
 
 def _resumable(plan: Plan, options: RunOptions) -> bool:

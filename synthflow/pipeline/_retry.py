@@ -53,15 +53,15 @@ def rows_to_retry(
 
 
 def finish_retry(
-    run_dir: Path, writers: dict[str, LeafWriter], retried: frozenset[int], done: bool
+    run_dir: Path, retried_dirs: dict[str, Path], retried: frozenset[int], done: bool
 ) -> dict[str, Path]:
-    """Merge the retried rows into each leaf's data, and their failures into the record.
+    """Merge the retried rows (each leaf's parts in ``retried_dirs``, under ``RETRY_DIR``) into
+    each leaf's data, and the retry's failures (``RETRY_FAILURES_FILE``) into the record.
     A retry cut short (a budget) changes nothing: its answers are in the cache for the next."""
     files: dict[str, Path] = {}
-    for leaf, writer in writers.items():
-        writer.flush()
+    for leaf, directory in retried_dirs.items():
         data = run_dir / "data" / leaf
-        files[leaf] = merge_leaf(data, writer.directory, retried) if done else data / "data.arrow"
+        files[leaf] = merge_leaf(data, directory, retried) if done else data / "data.arrow"
     shutil.rmtree(run_dir / RETRY_DIR, ignore_errors=True)
     fresh = run_dir / RETRY_FAILURES_FILE
     if done:

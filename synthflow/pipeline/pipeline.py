@@ -369,7 +369,9 @@ class Pipeline:
                 default they come back through Ray's object store.
             retry_failed: run only the rows that failed in the last (finished) run, as its
                 failure record names them, and put their new results into its dataset at
-                their source positions; answers already received come from the cache.
+                their source positions; answers already received come from the cache. On
+                Ray too, whichever backend ran the last run: each shard runs only the failed
+                rows it owns.
             load_groups: steps to load together and apart from the others, as distilabel
                 takes them: lists of steps (names or steps), e.g. ``[["generate"],
                 ["judge"]]``, or ``"sequential_step_execution"`` (one step at a time). The run
@@ -438,17 +440,20 @@ class Pipeline:
         stages = (
             None if load_groups is None else load_stages(load_groups, self._steps, self._edges)[0]
         )
+        options = RunOptions(
+            use_cache,
+            max_cost,
+            max_tokens,
+            dict(prices or {}),
+            retry_failed=retry_failed,
+            pipeline_name=self.name,
+            load_stages=stages,
+        )
         if (backend or self._backend) == "ray" or shards is not None or storage is not None:
-            if retry_failed:
-                raise PipelineValidationError(
-                    "retry_failed is not supported on Ray yet: run the pipeline again on Ray "
-                    "instead; every answer received is in the response cache, so only the "
-                    "failed rows are asked again"
-                )
             # Each shard runs the engine, which loads its steps in these stages too.
             return await self._run_on_ray(
                 parameters,
-                RunOptions(use_cache, max_cost, max_tokens, dict(prices or {}), load_stages=stages),
+                options,
                 shards=shards,
                 storage=storage,
                 dataset=dataset,
@@ -463,15 +468,10 @@ class Pipeline:
             steps, edges, parameters, routes=self._routes, trust=self._trust
         )
         check_cost_budget(built.steps.values(), max_cost, prices)
-        options = RunOptions(
-            use_cache,
-            max_cost,
-            max_tokens,
-            dict(prices or {}),
-            retry_failed=retry_failed,
-            pipeline_name=self.name,
-            load_stages=stages,
-        )
+        if retry_failed and use_cache:
+            from synthflow.distributed.results import add_answers_from_ray
+
+            add_answers_from_ray(run_dir)  # the last run may have been on Ray
         refresh_secrets()  # the keys to keep out of what the run writes, as they are now
         shown = Progress(progress, self.name)
         output = await execute(built, run_dir, shown, options)
@@ -485,17 +485,7 @@ class Pipeline:
         distiset.failures = output.failures_file
         distiset.retried_rows = output.retried
         distiset.record_pipeline(self)
-        if output.stop_reason:
-            print(f"[synthflow] run stopped early: {output.stop_reason}", file=sys.stderr)
-        summary = distiset.failure_summary()
-        if summary and output.failures_file is not None:
-            print(
-                f"[synthflow] failed rows are recorded in {output.failures_file}; "
-                "re-run only them with run(retry_failed=True) (CLI: --retry-failed)",
-                file=sys.stderr,
-            )
-        if summary:
-            print(f"[synthflow] {self.name}: {summary}", file=sys.stderr)
+        report_end(distiset, self.name)
         shown.report(where_data_is(run_dir, built.steps, output.artifacts_dir))
         return distiset
 
@@ -646,6 +636,22 @@ class Pipeline:
     def __repr__(self) -> str:
         edges = ", ".join(f"{a} >> {b}" for a, b in self._edges)
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)}, edges=[{edges}])"
+
+
+def report_end(distiset: Distiset, name: str) -> None:
+    """Say on stderr how a run ended, when it wasn't plainly: stopped early, or with failed
+    rows (how many, where they are recorded, and how to re-run only them)."""
+    if distiset.stop_reason:
+        print(f"[synthflow] run stopped early: {distiset.stop_reason}", file=sys.stderr)
+    summary = distiset.failure_summary()
+    if summary and distiset.failures is not None:
+        print(
+            f"[synthflow] failed rows are recorded in {distiset.failures}; "
+            "re-run only them with run(retry_failed=True) (CLI: --retry-failed)",
+            file=sys.stderr,
+        )
+    if summary:
+        print(f"[synthflow] {name}: {summary}", file=sys.stderr)
 
 
 def _first_rows(dataset: Any, n: int) -> Any:

@@ -7,14 +7,20 @@ seconds) and ``POST /v1/completions`` (raw prompts, as Magpie sends: a text that
 the prompt was); a request for another model gets vLLM's 404. Flags it doesn't know (``--dtype``...)
 are taken and ignored, as a model server started by ``synthflow.distributed.model_servers``
 is given them. With ``--record``, it appends one JSON line per event to ``FILE``: ``start``
-(its pid and argv) and ``request`` (the path, the body, and the requests in flight at its
-arrival, this one included).
+(its pid, its parent's and its argv) and ``request`` (the path, the body, and the requests in
+flight at its arrival, this one included).
+
+With ``--die-at N --die-once FILE``, the process kills itself (SIGKILL) on its N-th request,
+unless ``FILE`` exists, which it creates first: a server that dies mid-run once, and then,
+started again, serves on. With ``--kill-parent`` too, it kills the process that started it
+instead (a model server's actor), and dies with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -46,8 +52,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--record")
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--die-at", type=int)
+    parser.add_argument("--die-once")
+    parser.add_argument("--kill-parent", action="store_true")
     args, _ = parser.parse_known_args(argv)
     recorder = _Recorder(args.record)
+    received = 0
 
     def handler(request: Request) -> Reply:
         if request.method == "GET" and request.path.rstrip("/") == "/v1/models":
@@ -56,7 +66,13 @@ def main(argv: list[str]) -> None:
         if body.get("model") != args.model:
             message = f"The model `{body.get('model')}` does not exist."
             return Reply(404, {"error": {"message": message, "code": 404}})
+        nonlocal received
         with recorder.lock:
+            received += 1
+            if received == args.die_at and not os.path.exists(args.die_once):
+                open(args.die_once, "x").close()
+                # As the OOM killer would: no goodbye.
+                os.kill(os.getppid() if args.kill_parent else os.getpid(), signal.SIGKILL)
             recorder.in_flight += 1
             recorder.write(
                 {
@@ -77,7 +93,7 @@ def main(argv: list[str]) -> None:
                 recorder.in_flight -= 1
 
     FakeAPI(handler, address=(args.host, args.port)).start()
-    recorder.write({"event": "start", "pid": os.getpid(), "argv": argv})
+    recorder.write({"event": "start", "pid": os.getpid(), "ppid": os.getppid(), "argv": argv})
     threading.Event().wait()  # serves until it is signalled
 
 
