@@ -228,7 +228,10 @@ def test_a_server_that_exits_is_started_again_on_its_port_until_its_restarts_are
     finally:
         server.stop()
     assert why.startswith(f"the model server of step 'gen' at {url} exited with code -9")
-    assert "no restarts left" in why and "\n" not in why
+    # Killed once serving ("no restarts left"), or while the watcher still checks the restarted
+    # server is ready (a race the test can't order): lost for good either way, in one line.
+    assert "no restarts left" in why or "could not be started again" in why
+    assert "\n" not in why
     assert len(starts_in(record)) == 2
 
 
