@@ -331,6 +331,16 @@ def run(
             "read back; default: through Ray's object store.",
         ),
     ] = None,
+    ray_checkpoint_every: Annotated[
+        float | None,
+        typer.Option(
+            "--ray-checkpoint-every",
+            metavar="SECONDS",
+            help="With --ray-storage: how often each shard writes the LLM answers it received "
+            "since the last time there, so that a shard run again on another node pays only "
+            "for what came after (default 5).",
+        ),
+    ] = None,
     retry_failed: Annotated[
         bool,
         typer.Option(
@@ -343,7 +353,7 @@ def run(
 ) -> None:
     """Run a pipeline from a file, a URL or a Python script; save and push its result."""
     from synthflow.distiset import check_output_dir, check_repo_id
-    from synthflow.errors import DistisetError
+    from synthflow.errors import DistisetError, PipelineValidationError
     from synthflow.pipeline._disk import warn_if_low
     from synthflow.pipeline._dry_run import start_dry_run
     from synthflow.pipeline._validate import check_cost_budget
@@ -378,11 +388,21 @@ def run(
             warn_if_low(output.expanduser().absolute(), "the output")
         if (ray_address is not None or shards is not None or ray_storage) and not on_ray:
             raise UsageError("--ray-address, --shards and --ray-storage go with --ray")
+        if ray_checkpoint_every is not None and not ray_storage:
+            raise UsageError("--ray-checkpoint-every goes with --ray-storage (where it writes)")
         if on_ray:
             try:
-                pipeline.ray(ray_address, shards=shards, storage=ray_storage)
+                if ray_checkpoint_every is None:
+                    pipeline.ray(ray_address, shards=shards, storage=ray_storage)
+                else:
+                    every = ray_checkpoint_every
+                    pipeline.ray(
+                        ray_address, shards=shards, storage=ray_storage, checkpoint_every=every
+                    )
             except ImportError as exc:
                 raise UsageError(str(exc)) from None
+            except PipelineValidationError as exc:  # a checkpoint interval of 0 or less
+                raise UsageError(f"--ray-checkpoint-every: {exc}") from None
 
     with _exit_on(EXIT_FAILED):
         distiset = pipeline.run(

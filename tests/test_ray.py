@@ -284,7 +284,7 @@ def test_the_cli_runs_a_saved_pipeline_on_ray(
         monkeypatch.setenv("OPENAI_BASE_URL", f"{api.url}/v1")
         monkeypatch.setenv("SYNTHFLOW_CACHE_DIR", str(tmp_path / "cache"))
         args = ["pipeline", "run", "--config", str(config), "--ray", "--shards", "2"]
-        shared = ["--ray-storage", str(tmp_path / "shared")]
+        shared = ["--ray-storage", str(tmp_path / "shared"), "--ray-checkpoint-every", "0.5"]
         result = CliRunner().invoke(app, [*args, *shared, "--output", str(tmp_path / "out")])
         assert result.exit_code == 0, result.output
         assert len(api.requests) == 40
@@ -293,6 +293,16 @@ def test_the_cli_runs_a_saved_pipeline_on_ray(
     saved = CliRunner().invoke(app, ["pipeline", "run", "--config", str(config), "--shards", "2"])
     assert saved.exit_code == 2
     assert "--ray-address, --shards and --ray-storage go with --ray" in saved.output
+    ray_args = ["pipeline", "run", "--config", str(config), "--ray"]
+    for extra, message in [
+        (["--ray-checkpoint-every", "2"], "--ray-checkpoint-every goes with --ray-storage"),
+        (
+            [*shared[:2], "--ray-checkpoint-every", "0"],
+            "--ray-checkpoint-every: checkpoint_every must be a number of seconds above 0",
+        ),
+    ]:
+        refused = CliRunner().invoke(app, [*ray_args, *extra])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
 
 
 def test_a_loaded_pipeline_is_held_to_the_same_trust_rules_on_ray(
