@@ -14,6 +14,18 @@ runs too; ``--no-stand-ins`` leaves it empty.
     python benchmarks/distilabel_pipelines.py [SDIST] [--only SUBSTRING] [--timeout 90]
     python benchmarks/distilabel_pipelines.py SDIST --python VENV/bin/python --package distilabel
     python benchmarks/distilabel_pipelines.py SDIST --compare SYNTHFLOW.json DISTILABEL.json
+    python benchmarks/distilabel_pipelines.py --scripts DIR [--python ... --package distilabel]
+
+``--scripts DIR`` runs the pipelines people wrote themselves instead of distilabel's documented
+ones: each ``DIR/*.py`` is one script, run as ``__main__`` from its scratch folder with that folder
+first on ``sys.path`` (as ``python script.py`` would), beside the files of ``DIR/<stem>.files/``
+(the helper modules it imports from its own repository), with the command-line arguments of
+``DIR/<stem>.args`` when the script needs some (as its project documents them, shell-quoted;
+``{llm_url}`` stands for the loopback LLM server, where they name the model server the user
+started). Such a folder holds other people's code:
+keep it outside this repository. ``--site DIR`` puts a folder of extra pure-Python packages
+(``pip install --target``) on both packages' path, for the imports such scripts share
+(``python-dotenv``).
 
 SDIST is the ``.tar.gz`` or its unpacked folder; without it the script runs
 ``pip download distilabel==1.5.3 --no-deps --no-binary :all:`` into a temporary folder.
@@ -26,7 +38,8 @@ install, for its own count. Outcomes:
   if it loaded one) and this is that run's outcome (``built`` alone: no pipeline
   object was left to run);
 - ``ran-empty``: it ran, but some column has no value in any row (what a failed call leaves
-  where the package turns failures into None, as distilabel does);
+  where the package turns failures into None, as distilabel does), or the dataset it returned
+  is empty;
 - ``failed``: an exception the other outcomes don't explain, named by type and first line: the
   package's fault, or the page's own bug (``--compare`` shows which fail on distilabel too);
 - ``external``: the snippet needs what no offline machine has, as distilabel would too: local
@@ -34,7 +47,8 @@ install, for its own count. Outcomes:
   dedicated endpoint at an address the snippet names, or another internet host;
 - ``missing-package``: a third-party package that isn't installed (``ModuleNotFoundError``,
   or a requirement the pipeline declares);
-- ``fragment``: not a program on its own (an undefined name, ``...`` placeholders);
+- ``fragment``: not a program on its own (an undefined name, ``...`` placeholders, required
+  command-line arguments it was not given);
 - ``timeout``: still running at ``--timeout``.
 """
 
@@ -44,6 +58,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -106,6 +121,8 @@ class Snippet:
     code: str
     files: dict[str, str] = field(default_factory=dict)
     """Files the snippet reads from beside itself (an example's helper modules)."""
+    argv: list[str] = field(default_factory=list)
+    """The command-line arguments it runs with (``{llm_url}``: the loopback LLM server)."""
 
 
 def sdist_root(path: str | None) -> Path:
@@ -161,6 +178,28 @@ def snippets(root: Path) -> list[Snippet]:
     return found
 
 
+def scripts(folder: Path) -> list[Snippet]:
+    """Each ``*.py`` of ``folder`` is one script; ``<stem>.files/`` holds its helper files."""
+    found = []
+    for script in sorted(folder.glob("*.py")):
+        helpers = folder / f"{script.stem}.files"
+        files = {
+            str(f.relative_to(helpers)): f.read_text()
+            for f in sorted(helpers.rglob("*"))
+            if f.is_file() and f.suffix in (".py", ".json", ".jsonl", ".txt", ".yaml")
+        }
+        arguments = folder / f"{script.stem}.args"
+        argv = shlex.split(arguments.read_text()) if arguments.exists() else []
+        found.append(Snippet(script.name, script.read_text(), files, argv))
+    return found
+
+
+def collect(args: argparse.Namespace) -> list[Snippet]:
+    if args.scripts:
+        return scripts(Path(args.scripts))
+    return snippets(sdist_root(args.sdist))
+
+
 def rewrite(code: str, package: str) -> str:
     """``distilabel`` -> ``package`` in import statements, nothing else."""
     return code if package == "distilabel" else IMPORT.sub(rf"\g<head>{package}", code)
@@ -191,7 +230,7 @@ def _no_value(value: Any) -> bool:
     return value is None or (isinstance(value, list) and all(v is None for v in value))
 
 
-def child(snippet: str, package: str) -> None:
+def child(snippet: str, package: str, argv: list[str]) -> None:
     import importlib
     import runpy
 
@@ -201,17 +240,29 @@ def child(snippet: str, package: str) -> None:
     def save() -> None:
         path.write_text(json.dumps(report))
 
-    pipeline_class = importlib.import_module(f"{package}.pipeline").Pipeline
-    original = pipeline_class.run
+    pipelines = importlib.import_module(f"{package}.pipeline")
+    pipeline_class = pipelines.Pipeline
+    running = []  # a subclass's run that calls its base's is one run
 
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        distiset = original(self, *args, **kwargs)
-        report["runs"].append(_columns(distiset))
-        save()
-        return distiset
+    def recording(original: Any) -> Any:
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            running.append(self)
+            try:
+                distiset = original(self, *args, **kwargs)
+            finally:
+                running.pop()
+            if not running:
+                report["runs"].append(_columns(distiset))
+                save()
+            return distiset
 
-    pipeline_class.run = run
-    sys.argv = [snippet]  # a snippet's argparse sees its own command line, not this script's
+        return run
+
+    # ``Pipeline.ray()`` gives distilabel's RayPipeline, whose run is its own.
+    for cls in {pipeline_class, getattr(pipelines, "RayPipeline", pipeline_class)}:
+        cls.run = recording(cls.__dict__.get("run", cls.run))
+    sys.path.insert(0, str(Path(snippet).resolve().parent))  # its helper modules, as `python x.py`
+    sys.argv = [snippet, *argv]  # its argparse sees its own command line, not this script's
     try:
         names = runpy.run_path(snippet, run_name="__main__")
         built = {id(v): v for v in names.values() if isinstance(v, pipeline_class)}
@@ -266,6 +317,7 @@ def environment(llm_url: str, hub_url: str, home: Path) -> dict[str, str]:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "HF_INFERENCE_ENDPOINT": llm_url,
             "HF_TOKEN": "hf_loopback",
+            "LOOPBACK_LLM_URL": llm_url,
             "OPENAI_BASE_URL": v1,
             "OPENAI_API_KEY": "sk-loopback",
             "AZURE_OPENAI_ENDPOINT": llm_url,
@@ -346,6 +398,8 @@ def _outcome(
     if error is None or (error["type"] == "SystemExit" and error["message"] in ("", "0", "None")):
         if not report["runs"]:
             return "built", "(builds a pipeline, never runs it)"
+        if not all(report["runs"]):
+            return "ran-empty", "ran, but the dataset it returned has no subset (no step wrote)"
         empty = sorted(
             {
                 c
@@ -359,6 +413,8 @@ def _outcome(
             return "ran-empty", f"ran, but no row has a value in {', '.join(empty)}"
         return ("built+ran", "(the harness ran it)") if report.get("harness_run") else ("ran", "")
     summary = f"{error['type']}: {error['message']}"
+    if error["type"] == "SystemExit" and error["message"] == "2":
+        return "fragment", "needs command-line arguments (its argparse stopped it)"
     if error["type"] in ("NameError", "SyntaxError", "IndentationError") or re.search(
         r"[Ee]llipsis", summary + error.get("text", "")[-600:]
     ):
@@ -384,6 +440,7 @@ def run_one(
     (folder / "home").mkdir(parents=True, exist_ok=True)
     code = rewrite(snippet.code, args.package)
     for name, text in snippet.files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(rewrite(text, args.package))
     script = folder / "snippet.py"
     script.write_text(code)
@@ -394,9 +451,12 @@ def run_one(
         str(script),
         "--package",
         args.package,
+        "--argv",
+        json.dumps([a.replace("{llm_url}", env["LOOPBACK_LLM_URL"]) for a in snippet.argv]),
     ]
     env = {
         **env,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *([args.site] if args.site else [])]),
         "HOME": str(folder / "home"),
         "XDG_CACHE_HOME": str(folder / "home/.cache"),
         "HF_HOME": str(folder / "home/.hf"),
@@ -457,10 +517,10 @@ def _columns_out(result: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-def compare(root: Path, ours_file: str, theirs_file: str) -> dict[str, Any]:
+def compare(found: list[Snippet], ours_file: str, theirs_file: str) -> dict[str, Any]:
     """Both sweeps' outcomes per snippet, classified again from their stored reports (so a
     changed rule applies to earlier runs), and whether the columns that came out agree."""
-    codes = {s.name: s.code for s in snippets(root)}
+    codes = {s.name: s.code for s in found}
     sides = []
     for name in (ours_file, theirs_file):
         data = json.loads(Path(name).read_text())
@@ -526,13 +586,20 @@ def main() -> None:
         metavar=("OURS_JSON", "THEIRS_JSON"),
         help="compare two sweeps' --json files (synthflow's, distilabel's) and stop",
     )
+    parser.add_argument(
+        "--scripts", default="", help="a folder of pipeline scripts (*.py) to run instead"
+    )
+    parser.add_argument(
+        "--site", default="", help="a folder of extra packages put on the scripts' path"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--argv", default="[]", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.package)
+        child(args.child, args.package, json.loads(args.argv))
         return
     if args.compare:
-        print(json.dumps(compare(sdist_root(args.sdist), *args.compare), indent=1))
+        print(json.dumps(compare(collect(args), *args.compare), indent=1))
         return
 
     sys.path.insert(0, str(ROOT))
@@ -541,7 +608,7 @@ def main() -> None:
     from tests.servers.hub import FakeHub
 
     wanted = args.only.split(",")
-    found = [s for s in snippets(sdist_root(args.sdist)) if any(w in s.name for w in wanted)]
+    found = [s for s in collect(args) if any(w in s.name for w in wanted)]
     if args.list:
         print("\n".join(s.name for s in found))
         return

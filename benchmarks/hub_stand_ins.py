@@ -1,4 +1,6 @@
-"""Stand-ins for the Hub datasets distilabel's documented pipelines read, for the loopback Hub.
+"""Stand-ins for the Hub datasets distilabel's documented pipelines read, and those of the
+pipelines people wrote themselves that ``distilabel_pipelines.py --scripts`` runs, for the
+loopback Hub.
 
 A documented pipeline that starts from a Hub dataset can't run offline, so the harness
 (``distilabel_pipelines.py``) could only report it as needing the internet, and the tasks after
@@ -104,6 +106,31 @@ def _function_call(i: int) -> dict[str, Any]:
     }
 
 
+def _competition_problem(i: int) -> dict[str, Any]:
+    problem = f"What is the sum of the first {i + 3} positive integers?"
+    n = i + 3
+    solution = f"The sum is {n} * {n + 1} / 2 = {n * (n + 1) // 2}."
+    return {
+        "problem": problem,
+        "solution": solution,
+        "messages": [
+            {"role": "user", "content": problem},
+            {"role": "assistant", "content": solution},
+        ],
+    }
+
+
+def _prompt_with_topic(i: int) -> dict[str, Any]:
+    return {"instruction": f"How do {_topic(i)} work? (#{i})", "topic": _topic(i).title()}
+
+
+def _input_output(i: int) -> dict[str, Any]:
+    return {
+        "input": f"Describe {_topic(i)} in one paragraph (#{i}).",
+        "output": f"{_topic(i).capitalize()}: a short description (#{i}).",
+    }
+
+
 INSTRUCTION_DATASET = {"default": {"test": (_prompt_completion, 20)}}
 
 STAND_INS: dict[str, dict[str, dict[str, tuple[Rows, int]]]] = {
@@ -121,6 +148,14 @@ STAND_INS: dict[str, dict[str, dict[str, tuple[Rows, int]]]] = {
         "default": {"val": (_informal_statement, 5), "test": (_informal_statement, 5)}
     },
     "Salesforce/xlam-function-calling-60k": {"default": {"train": (_function_call, 500)}},
+    # Read by the pipelines people wrote (``--scripts``):
+    "AI-MO/NuminaMath-TIR": {
+        "default": {"train": (_competition_problem, 10), "test": (_competition_problem, 5)}
+    },
+    "argilla/10Kprompts-mini": {"default": {"train": (_prompt_with_topic, 10)}},
+    # Its card couldn't be checked here: the columns are those the script reads (its
+    # launcher names them with --question-column-name/--answer-column-name).
+    "lianghsun/tw-instruct-500k": {"default": {"train": (_input_output, 10)}},
 }
 
 

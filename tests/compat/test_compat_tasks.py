@@ -74,6 +74,23 @@ def test_raw_input_and_raw_output_in_the_metadata() -> None:
     assert "raw_output_gen" in metadata and "statistics_gen" in metadata
 
 
+class PostWriter(TextGeneration):
+    """A task whose prompt reads no column, the way people subclass TextGeneration to ask for
+    N answers to one fixed prompt (the rows only count them)."""
+
+    system_prompt: str | None = "You write short posts."
+    template: str = "Write a post."
+    columns: str | list[str] = []
+
+
+def test_no_columns_is_a_fixed_prompt_sent_once_per_row() -> None:
+    writer = PostWriter(name="posts", llm=echo(), output_mappings={"generation": "post"})
+    assert writer.inputs == []
+    rows = run(writer, [{"prompt": "generate"} for _ in range(3)])
+    assert [r["post"] for r in rows] == ["system: You write short posts. | user: Write a post."] * 3
+    assert rows[0]["prompt"] == "generate"  # the loader's own columns pass through
+
+
 def test_template_mistakes_fail_when_the_task_is_built() -> None:
     with pytest.raises(ValidationError, match="column 'text' is not in the template"):
         TextGeneration(llm=echo(), template="{{ instruction }}", columns=["text"])

@@ -31,6 +31,8 @@ class TextGeneration(Task):
             columns=["text", "words"],
         )
 
+    With ``columns=[]`` the template is a fixed prompt, sent once per row.
+
     Input columns: ``columns`` (default ``instruction``); optionally ``system_prompt``, a row's
     own system message, which wins over the ``system_prompt`` field (``use_system_prompt=False``
     ignores the column). Output columns: ``generation`` (str), ``model_name`` (str).
@@ -61,8 +63,8 @@ class TextGeneration(Task):
 
     @model_validator(mode="after")
     def _check_template(self) -> TextGeneration:
-        if not self.columns:
-            raise ValueError("columns must name at least one column the template uses")
+        # No columns is a fixed prompt, the same for every row (one answer per row), as in
+        # distilabel: a loader's rows then only say how many answers to ask for.
         _compile(self.template)  # a syntax error fails here, not on the first row
         for column in self.columns:
             if not _uses(self.template, column):
